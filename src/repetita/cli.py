@@ -1,0 +1,95 @@
+"""The ``repetita`` command: a thin map from subcommands to library functions.
+
+Each command module exposes ``register(subparsers)``; it adds its parsers and sets ``func`` to a
+function taking the parsed namespace and returning a JSON-able dict (or None). This file owns the
+shared contract: ``--json`` prints exactly one JSON object on stdout, and a ``UserError`` becomes a
+single line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+from typing import Any
+
+from repetita.errors import UserError
+
+# Command modules, imported at start-up; they must keep their own heavy imports inside functions.
+COMMAND_MODULES = [
+    "repetita.laws.cli",
+    "repetita.theory.cli",
+    "repetita.lm.cli",
+    "repetita.sft.cli",
+    "repetita.demo",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message; the contract is one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"repetita {self.prog.split(' ', 1)[-1]}: error: {message}\n")
+        sys.exit(2)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Make numpy scalars/arrays and non-finite floats safe for strict JSON."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_jsonable(obj), indent=None, allow_nan=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="repetita", description=__doc__.splitlines()[0])
+    from repetita import __version__
+
+    parser.add_argument("--version", action="version", version=f"repetita {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # A part not built in this checkout (its package or module is absent): skip it.
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"repetita {args.command}: interrupted\n")
+        return 130
+    if getattr(args, "json", False) and result is not None:
+        sys.stdout.write(dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""``repetita fit``, ``repetita plan`` and ``repetita laws``: thin wrappers over the law engine."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from repetita.errors import UserError, require
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_number(text: str, what: str) -> float:
+    """Parse 3e9, 3B, 400M, 1.5T (case-insensitive suffixes K, M, B/G, T)."""
+    s = str(text).strip()
+    mult = 1.0
+    if s and s[-1].lower() in _SUFFIX:
+        mult, s = _SUFFIX[s[-1].lower()], s[:-1]
+    try:
+        value = float(s) * mult
+    except ValueError:
+        raise UserError(f"{what}: {text!r} is not a number") from None
+    return value
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        require("=" in item, f"{what} {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        require(k.strip() and v.strip(), f"{what} {item!r}: expected NAME=VALUE")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def write_json_atomic(path: str | Path, obj: dict) -> Path:
+    """Write then rename, so an interrupted write never leaves a truncated result behind."""
+    from repetita.cli import dumps
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(dumps(obj) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _load_table(args):
+    from repetita.examples import load_example
+    from repetita.laws.data import read_table
+
+    require(bool(args.csv) != bool(args.example), "give a CSV file or --example NAME (exactly one)")
+    if args.example:
+        return load_example(args.example), f"example:{args.example}"
+    return read_table(args.csv), str(args.csv)
+
+
+def spec_kwargs(args) -> dict:
+    freeze = {k: parse_number(v, f"--freeze {k}") for k, v in _pairs(args.freeze, "--freeze").items()}
+    tie = {}
+    for leader, follower in _pairs(args.tie, "--tie").items():
+        tie[follower] = leader  # --tie alpha=beta: beta follows alpha
+    grid = {}
+    for k, v in _pairs(args.grid, "--grid").items():
+        grid[k] = tuple(parse_number(x, f"--grid {k}") for x in v.split(",") if x.strip())
+    return {
+        "freeze": freeze,
+        "tie": tie,
+        "grid": grid,
+        "delta": args.delta,
+        "n_refine": args.n_refine,
+        "axis": args.axis,
+    }
+
+
+def cmd_fit(args) -> dict:
+    from repetita.laws.fit import LawFit, bootstrap
+
+    df, source = _load_table(args)
+    kwargs = spec_kwargs(args)
+    if args.by:
+        return _two_step(args, df, source, kwargs)
+    est = LawFit(args.law, **kwargs).fit(df)
+    result = est.result()
+    result["source"] = source
+    if args.bootstrap:
+        boot = bootstrap(est, df, args.bootstrap, seed=args.seed, level=args.level)
+        result["intervals"] = boot["params"]
+        result["bootstrap"] = {"n": boot["n_boot"], "seed": boot["seed"], "level": boot["level"]}
+    if args.holdout:
+        from repetita.laws.holdout import evaluate, parse_holdout
+
+        ho = parse_holdout(args.holdout)
+        table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho)
+        result["holdout"] = {"spec": args.holdout, **summary, "rows": table.to_dict(orient="records")}
+    if args.plot:
+        from repetita.laws.plots import plot_fit
+
+        result["plot"] = str(plot_fit(est, df, args.plot))
+    if args.out:
+        write_json_atomic(args.out, result)
+        result["out"] = str(args.out)
+    if not args.json:
+        _print_fit(result)
+    return result
+
+
+def _two_step(args, df, source, kwargs) -> dict:
+    from repetita.laws.asymptote import two_step_asymptote
+
+    require(args.law == "power" and args.axis, "--by needs --law power --axis INNER (e.g. --axis members --by params)")
+    kwargs = {k: v for k, v in kwargs.items() if k != "axis"}
+    result = two_step_asymptote(df, args.axis, args.by, **kwargs)
+    result["source"] = source
+    if args.out:
+        write_json_atomic(args.out, result)
+    if not args.json:
+        print(f"two-step asymptote along {args.axis} within each {args.by}, then along {args.by}")
+        for g in result["groups"]:
+            print(
+                f"  {args.by}={g[args.by]:<12.4g} E={g['E']:.4f}  A={g['A']:.4g}  alpha={g['alpha']:.3f}  R^2={g['r2']:.4f}"
+            )
+        o = result["outer_fit"]
+        print(f"outer fit: E_inf={o['E']:.4f}  A={o['A']:.4g}  alpha={o['alpha']:.3f}  R^2={o['r2']:.4f}")
+    return result
+
+
+def _print_fit(r: dict) -> None:
+    print(f"law {r['law']} on {r['source']}: {r['n_rows']} rows, {r['n_starts']} starts")
+    print(f"objective {r['objective']:.10g}   R^2 {r['r2']:.4f}")
+    intervals = r.get("intervals", {})
+    for name, value in r["params"].items():
+        tag = "" if name in r["free"] else "  (fixed)"
+        iv = intervals.get(name)
+        ci = f"  [{iv['lo']:.6g}, {iv['hi']:.6g}]" if iv else ""
+        print(f"  {name:>8} = {value:.6g}{ci}{tag}")
+    extra = {k: v for k, v in r["natural"].items() if k not in r["params"]}
+    if extra:
+        print("  natural: " + ", ".join(f"{k} = {v:.6g}" for k, v in extra.items()))
+    if "holdout" in r:
+        h = r["holdout"]
+        print(
+            f"holdout {h['spec']}: {len(h['rows'])} rows, RMSE(log) {h['rmse_log']:.4g}, "
+            f"mean |rel err| {h['mean_abs_rel']:.4%}, max {h['max_abs_rel']:.4%}, R^2 {h['r2']:.4f}"
+        )
+        for g, s in h["by_group"].items():
+            print(f"  {g}: R^2 {s['r2']:.4f}  mean |rel err| {s['mean_abs_rel']:.4%}")
+
+
+def cmd_plan(args) -> dict:
+    from repetita.laws import plan
+
+    path = Path(args.law_file)
+    require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
+    n = parse_number(args.params, "--params")
+    u = parse_number(args.unique_tokens, "--unique-tokens")
+    epochs = [parse_number(x, "--epochs") for x in args.epochs.split(",") if x.strip()]
+    require(0 < args.fraction < 1, f"--fraction must lie in (0, 1), got {args.fraction}")
+    table, summary = plan.plan_table(record, n, u, epochs, fraction=args.fraction)
+    out = {"summary": summary, "table": table.to_dict(orient="records")}
+    if args.loss:
+        e_rest, b, beta = plan.data_term(record, n)
+        losses = [parse_number(x, "--loss") for x in args.loss.split(",")]
+        toks = plan.tokens_from_loss(losses, e_rest, b, beta)
+        out["effective_tokens_for_loss"] = [
+            {"loss": lo, "tokens": float(t)} for lo, t in zip(losses, toks, strict=True)
+        ]
+    if args.plot:
+        from repetita.laws.plots import plot_plan
+
+        out["plot"] = str(plot_plan(table, summary, args.plot))
+    if not args.json:
+        s = summary
+        print(
+            f"{s['law']}: N = {n:.4g}, U = {u:.4g}; R_D* = {s['rd_star']:.4g}, plateau E = {s['plateau_reuse_rate']:.4g}"
+        )
+        print(
+            f"saturation K* = 1 + R_D* = {s['saturation_epochs']:.4g}; epoch worth falls below "
+            f"{s['worth_fraction']:g} of fresh data after K = {s['epochs_until_worth_below']}"
+        )
+        print(f"{'epochs':>8} {'tokens':>11} {'eff.tokens':>11} {'E(K)':>8} {'next':>7} {'loss':>8}")
+        for row in out["table"]:
+            print(
+                f"{row['epochs']:>8.4g} {row['tokens']:>11.4g} {row['effective_tokens']:>11.4g} "
+                f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}"
+            )
+        print(f"lowest predicted loss {s['best_loss']:.4f} at {s['best_epochs']:g} epochs")
+        for item in out.get("effective_tokens_for_loss", []):
+            print(f"loss {item['loss']:g} is worth {item['tokens']:.4g} fresh tokens under this law")
+    return out
+
+
+def cmd_laws(args) -> dict:
+    from repetita.laws.forms import LAWS
+
+    out = {
+        name: {"params": list(law.params), "columns": list(law.columns), "doc": law.doc} for name, law in LAWS.items()
+    }
+    if not args.json:
+        for name, info in out.items():
+            print(
+                f"{name:<17} {info['doc']}\n{'':<17} params: {', '.join(info['params'])}; columns: {', '.join(info['columns'])}"
+            )
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="fit a scaling law to a run table",
+        description="Fit a law by Huber loss on log predictions (delta 1e-3), vectorized init grid + L-BFGS. "
+        "Example: repetita fit --example datablations --law data-constrained "
+        "--freeze a=6.255414 --freeze b=7.3049974 --freeze e=0.6254804 --freeze alpha=0.3526596 "
+        "--freeze beta=0.3526596 --bootstrap 100",
+    )
+    p.add_argument("csv", nargs="?", help="run table (CSV/Parquet): params, tokens, unique_tokens, epochs, loss")
+    p.add_argument(
+        "--example", help="shipped published data: datablations, datablations-all, multipowerlaw[:25M|100M|400M]"
+    )
+    p.add_argument("--law", required=True, help="chinchilla, data-constrained, reuse, reuse-power, power, multipower")
+    p.add_argument("--freeze", action="append", metavar="NAME=VALUE", help="fix a parameter (E=1.69 means e = ln 1.69)")
+    p.add_argument("--tie", action="append", metavar="LEADER=FOLLOWER", help="e.g. alpha=beta: beta follows alpha")
+    p.add_argument("--grid", action="append", metavar="NAME=V1,V2,..", help="replace a parameter's init-grid values")
+    p.add_argument("--n-refine", type=int, default=4, help="best grid starts refined with L-BFGS (default 4)")
+    p.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
+    p.add_argument("--axis", help="power law: the column x in L = E + A x^-alpha")
+    p.add_argument("--by", help="power law: two-step asymptote, fit along --axis within each value of this column")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="B", help="percentile intervals from B resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument(
+        "--holdout", metavar="SPEC", help="kfold:K[:SEED], largest:COL[:N], group:COL, test:COL=V,.., train:COL=V,.."
+    )
+    p.add_argument("--plot", metavar="PNG", help="write observed-vs-predicted figure")
+    p.add_argument("--out", metavar="FIT.json", help="save the fit record (read by repetita plan)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_fit)
+
+    q = sub.add_parser(
+        "plan",
+        help="value of each epoch, saturation and predicted loss from a fitted law",
+        description="Example: repetita plan --law-file fit.json --params 3e9 --unique-tokens 4e9 --epochs 1,2,4,8,16",
+    )
+    q.add_argument("--law-file", required=True, help="JSON written by repetita fit --out")
+    q.add_argument("--params", required=True, help="model parameters N (3e9, 3B)")
+    q.add_argument("--unique-tokens", required=True, help="unique tokens U")
+    q.add_argument("--epochs", default="1,2,4,8,16,32,64", help="comma-separated epoch counts (>= 1)")
+    q.add_argument("--fraction", type=float, default=0.5, help="worth threshold for the last useful epoch")
+    q.add_argument("--loss", help="comma-separated losses to express as fresh-token equivalents at N")
+    q.add_argument("--plot", metavar="PNG", help="write reuse-rate and loss figure")
+    q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    q.set_defaults(func=cmd_plan)
+
+    r = sub.add_parser("laws", help="list the available laws")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_laws)

@@ -1,0 +1,124 @@
+"""Tidy run tables: loading, validation and the design matrices the laws read.
+
+A run table has one row per training run with columns ``params`` (N), ``tokens`` (D, total
+trained), ``unique_tokens`` (U), ``epochs`` (D/U) and ``loss``; loss-curve tables for the
+multi-power law have ``step``, ``lr``, ``loss`` and optionally ``curve``. Every problem is reported
+as one :class:`~repetita.errors.UserError` line naming the column and the (1-based) data row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from repetita.errors import UserError, require
+
+# Common spellings in published tables -> the canonical column.
+ALIASES = {
+    "val_loss": "loss",
+    "validation_loss": "loss",
+    "n": "params",
+    "num_params": "params",
+    "model size": "params",
+    "d": "tokens",
+    "training_tokens": "tokens",
+    "u": "unique_tokens",
+    "unique": "unique_tokens",
+}
+POSITIVE = ("params", "tokens", "unique_tokens", "epochs", "loss", "members", "lr_sum")
+EPOCH_RTOL = 0.01  # epochs must equal tokens/unique_tokens to 1%
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (or Parquet) run table; errors name the file and the problem."""
+    path = Path(path)
+    require(path.exists(), f"{path}: no such file")
+    require(path.is_file(), f"{path}: not a file")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot parse as a table ({first})") from None
+    require(len(df) > 0, f"{path}: no data rows")
+    return canonical(df)
+
+
+def canonical(df: pd.DataFrame) -> pd.DataFrame:
+    """Rename known aliases to canonical column names (case-insensitive), without copying data twice."""
+    renames = {}
+    have = {str(c).strip().lower() for c in df.columns}
+    for col in df.columns:
+        key = str(col).strip().lower()
+        target = ALIASES.get(key, key)
+        if target != col and (target == key or target not in have):
+            renames[col] = target
+    return df.rename(columns=renames)
+
+
+def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() & df[col].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"column {col!r}, row {i + 1}: {df[col].iloc[i]!r} is not a number")
+    arr = values.to_numpy(dtype=float)
+    nonfinite = ~np.isfinite(arr)
+    if nonfinite.any():
+        i = int(np.flatnonzero(nonfinite)[0])
+        raise UserError(f"column {col!r}, row {i + 1}: value is {arr[i]} (missing, NaN or inf)")
+    if col in POSITIVE and (arr <= 0).any():
+        i = int(np.flatnonzero(arr <= 0)[0])
+        raise UserError(f"column {col!r}, row {i + 1}: {arr[i]:g} must be positive")
+    return arr
+
+
+def require_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        have = ", ".join(map(str, df.columns)) or "none"
+        raise UserError(f"{what} needs column(s) {', '.join(missing)}; the table has: {have}")
+
+
+def runs_frame(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Validate a run table for a law that reads ``columns``; returns a float copy of them.
+
+    ``tokens`` may be given as ``epochs * unique_tokens``; when both are present they must agree.
+    """
+    df = canonical(df)
+    if "tokens" in columns and "tokens" not in df.columns and {"epochs", "unique_tokens"} <= set(df.columns):
+        df = df.assign(tokens=_numeric(df, "epochs") * _numeric(df, "unique_tokens"))
+    require_columns(df, (*columns, "loss"), "this law")
+    out = pd.DataFrame({c: _numeric(df, c) for c in (*columns, "loss")}, index=df.index)
+    if {"tokens", "unique_tokens"} <= set(out.columns):
+        over = out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9)
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise UserError(
+                f"row {i + 1}: unique_tokens {out['unique_tokens'].iloc[i]:g} exceeds tokens "
+                f"{out['tokens'].iloc[i]:g} (a run cannot see more unique tokens than it trains on)"
+            )
+        if "epochs" in df.columns:
+            epochs = _numeric(df, "epochs")
+            implied = out["tokens"].to_numpy() / out["unique_tokens"].to_numpy()
+            off = np.abs(epochs - implied) > EPOCH_RTOL * implied
+            if off.any():
+                i = int(np.flatnonzero(off)[0])
+                raise UserError(
+                    f"row {i + 1}: epochs {epochs[i]:g} inconsistent with tokens/unique_tokens = {implied[i]:g}"
+                )
+    return out
+
+
+def design(runs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Columns and their logs as the flat arrays the law forms read."""
+    X = {c: runs[c].to_numpy(dtype=float) for c in runs.columns if c != "loss"}
+    for c in list(X):
+        X[f"log_{'unique' if c == 'unique_tokens' else c}"] = np.log(X[c])
+    return X

@@ -1,0 +1,325 @@
+"""Scaling-law forms as pure, vectorized functions of parameters and data columns.
+
+Every form returns **log predicted loss** with shape ``(S, n)`` for a batch of ``S`` parameter
+vectors ``theta`` (shape ``(S, P)``) and ``n`` data rows. Working in log space is what the fits
+minimise (Huber on log loss, after Hoffmann et al. 2022 and Muennighoff et al. 2023), and a batch
+axis lets the fitter score a whole initialisation grid in one call.
+
+The functions only use operations that are analytic in ``theta`` (exp, log, powers) or that select
+a branch by the real part (``np.minimum``/``np.maximum`` compare complex numbers by real part
+first), so they accept complex ``theta``: that is how :mod:`repetita.laws.fit` gets exact
+gradients by complex-step differentiation without a hand-written derivative per law.
+
+Amplitudes and the irreducible loss are fitted as logs (``a = ln A``, ``b = ln B``, ``e = ln E``),
+as in both reference fits; the natural values are reported by :func:`natural_params`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def _lse(*terms: Array) -> Array:
+    """log(sum(exp(t))) with the max factored out by its real part (complex-safe)."""
+    m = terms[0].real.copy()
+    for t in terms[1:]:
+        m = np.maximum(m, t.real)
+    return m + np.log(sum(np.exp(t - m) for t in terms))
+
+
+def _col(X: dict[str, Array], name: str) -> Array:
+    return X[name][None, :]
+
+
+def _p(theta: Array, i: int) -> Array:
+    return theta[:, i : i + 1]
+
+
+# --- Chinchilla: L = E + A / N^alpha + B / D^beta ---------------------------------------------
+
+
+def chinchilla(theta: Array, X: dict[str, Array]) -> Array:
+    """theta = (a, b, e, alpha, beta)."""
+    a, b, e, alpha, beta = (_p(theta, i) for i in range(5))
+    return _lse(a - alpha * _col(X, "log_params"), b - beta * _col(X, "log_tokens"), e)
+
+
+# --- Data-constrained (Muennighoff et al. 2023) ------------------------------------------------
+
+
+def compute_optimal_params(tokens: Array, a, b, alpha, beta) -> Array:
+    """Chinchilla compute-optimal parameter count for a token count: N = G (D G)^(beta/alpha).
+
+    G = (alpha A / (beta B))^(1/(alpha+beta)) is the scale of the Chinchilla-optimal allocation
+    (Muennighoff et al. 2023, App. A); datablations uses it to define U_N, the largest model the
+    unique data can feed at compute optimality.
+    """
+    log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
+    return np.exp(log_g + (beta / alpha) * (np.log(tokens) + log_g))
+
+
+def effective_data(unique: Array, tokens: Array, rd_star) -> Array:
+    """D' = U + U R_D* (1 - exp(-R_D / R_D*)), with R_D = max(D/U - 1, 0) repeated epochs."""
+    repeats = np.maximum(tokens / unique - 1.0, 0.0)
+    return unique + unique * rd_star * (1.0 - np.exp(-repeats / rd_star))
+
+
+def effective_params(params: Array, unique: Array, a, b, alpha, beta, rn_star) -> Array:
+    """N' = U_N + U_N R_N* (1 - exp(-R_N / R_N*)), U_N = min(N, N_opt(U)), R_N = max(N/U_N - 1, 0)."""
+    u_n = np.minimum(params, compute_optimal_params(unique, a, b, alpha, beta))
+    excess = np.maximum(params / u_n - 1.0, 0.0)
+    return u_n + u_n * rn_star * (1.0 - np.exp(-excess / rn_star))
+
+
+def _dc_core(theta: Array, X: dict[str, Array], rd_star: Array) -> Array:
+    a, b, e, alpha, beta = (_p(theta, i) for i in range(5))
+    rn_star = theta[:, -1:]
+    n_eff = effective_params(_col(X, "params"), _col(X, "unique_tokens"), a, b, alpha, beta, rn_star)
+    d_eff = effective_data(_col(X, "unique_tokens"), _col(X, "tokens"), rd_star)
+    return _lse(a - alpha * np.log(n_eff), b - beta * np.log(d_eff), e)
+
+
+def data_constrained(theta: Array, X: dict[str, Array]) -> Array:
+    """theta = (a, b, e, alpha, beta, rd_star, rn_star): constant R_D* as published."""
+    return _dc_core(theta, X, _p(theta, 5))
+
+
+# --- N-aware reuse: R_D* grows with the dataset ------------------------------------------------
+
+# How R_D* depends on the unique-token count U. Multi-epoch SGD theory puts the saturation epoch
+# count at Theta(log N) samples, so "log" is the default; the others exist to be compared against
+# it with held-out error. Each maps (coefficients (S, 2), log U (1, n)) -> R_D* (S, n).
+RD_FORMS: dict[str, Callable[[Array, Array, Array], Array]] = {
+    # R_D*(U) = r0 + r1 ln U
+    "log": lambda r0, r1, log_u: r0 + r1 * log_u,
+    # R_D*(U) = r0 * U^r1 (a power law; r1 = 0 recovers the constant law)
+    "power": lambda r0, r1, log_u: r0 * np.exp(r1 * log_u),
+}
+
+
+def make_reuse(form: str = "log") -> Callable[[Array, Array], Array]:
+    rd = RD_FORMS[form]
+
+    def reuse(theta: Array, X: dict[str, Array]) -> Array:
+        """theta = (a, b, e, alpha, beta, r0, r1, rn_star)."""
+        return _dc_core(theta, X, rd(_p(theta, 5), _p(theta, 6), _col(X, "log_unique")))
+
+    return reuse
+
+
+def rd_star_of(form: str, r0, r1, unique) -> Array:
+    """R_D*(U) of a fitted reuse law, for planning."""
+    return RD_FORMS[form](np.asarray(r0), np.asarray(r1), np.log(np.asarray(unique, dtype=float)))
+
+
+# --- Power law along one axis: L = E + A x^-alpha ----------------------------------------------
+
+
+def power(theta: Array, X: dict[str, Array]) -> Array:
+    """theta = (e, a, alpha); x is whichever column was chosen as the axis."""
+    e, a, alpha = (_p(theta, i) for i in range(3))
+    return _lse(a - alpha * _col(X, "log_x"), e)
+
+
+# --- Multi-power law (Luo et al. 2025) ---------------------------------------------------------
+
+
+def multipower(theta: Array, X: dict[str, Array]) -> Array:
+    """L(t) = L0 + A (S1(t) + S_W)^-alpha - LD(t), LD(t) = B sum_k (eta_{k-1} - eta_k) G(eta_k^-gamma S_k(t)),
+
+    G(x) = 1 - (C x + 1)^-beta, S_k(t) = sum_{tau=k..t} eta_tau. theta = (L0, A, alpha, B, C, beta, gamma).
+
+    The schedule is pre-binned by :func:`repetita.laws.multipower.prepare`: ``X["area"]`` is
+    S1 + S_W per row, and the LR drops are given on a coarse grid of bins (``drop``, ``eta_k``,
+    ``S_bin`` = S_k(t) for each (row, bin) pair, zero where the bin lies after t).
+    """
+    l0, amp, alpha, b, c, beta, gamma = (_p(theta, i) for i in range(7))
+    area = _col(X, "area")
+    drop = X["drop"]  # (n, m): LR decrease in bin k for the curve of row i, 0 where k > t
+    s_k = X["s_k"]  # (n, m): S_k(t_i)
+    log_eta_k = X["log_eta_k"]  # (n, m)
+    # x = eta_k^-gamma S_k(t), evaluated for every (S, n, m) triple
+    x = np.exp(-gamma[:, :, None] * log_eta_k[None]) * s_k[None]
+    g = 1.0 - (c[:, :, None] * x + 1.0) ** (-beta[:, :, None])
+    ld = b * np.einsum("snm,nm->sn", g, drop)
+    loss = l0 + amp * area ** (-alpha) - ld
+    return np.log(loss)
+
+
+def multipower_grad(theta: Array, X: dict[str, Array]) -> tuple[Array, Array]:
+    """Log loss (n,) and its Jacobian (7, n) at one theta, in closed form.
+
+    The multi-power design is (rows x LR-drop bins), so complex-step differentiation would cost
+    seven complex passes over it; the analytic Jacobian costs about two real ones.
+    """
+    l0, amp, alpha, b, c, beta, gamma = (float(v) for v in theta)
+    area, drop, s_k, log_eta = X["area"], X["drop"], X["s_k"], X["log_eta_k"]
+    x = np.exp(-gamma * log_eta) * s_k
+    u = c * x + 1.0
+    u_pow = u ** (-beta)
+    g = 1.0 - u_pow
+    pw = area ** (-alpha)
+    loss = l0 + amp * pw - b * np.einsum("nm,nm->n", g, drop)
+    dg_du = beta * u_pow / u  # d g / d u
+    jac = np.stack(
+        [
+            np.ones_like(area),
+            pw,
+            -amp * pw * np.log(area),
+            -np.einsum("nm,nm->n", g, drop),
+            -b * np.einsum("nm,nm->n", dg_du * x, drop),
+            -b * np.einsum("nm,nm->n", u_pow * np.log(u), drop),
+            b * c * np.einsum("nm,nm->n", dg_du * x * log_eta, drop),
+        ]
+    )
+    return np.log(loss), jac / loss
+
+
+@dataclass(frozen=True)
+class Law:
+    """A named law: its form, parameter names, bounds, default init grid and required columns."""
+
+    name: str
+    func: Callable[[Array, dict[str, Array]], Array]
+    params: tuple[str, ...]
+    bounds: dict[str, tuple[float, float]]
+    grid: dict[str, tuple[float, ...]]
+    columns: tuple[str, ...]
+    log_params: tuple[str, ...] = ()  # fitted as ln of the natural value (a = ln A)
+    defaults: dict[str, float] = field(default_factory=dict)  # values of params the grid omits
+    doc: str = ""
+    # Optional closed-form (log loss (n,), Jacobian (P, n)) at one theta; complex step otherwise.
+    grad: Callable[[Array, dict[str, Array]], tuple[Array, Array]] | None = None
+
+    def __post_init__(self):
+        missing = set(self.params) - set(self.grid) - set(self.defaults)
+        if missing:
+            raise ValueError(f"law {self.name}: no grid or default for {sorted(missing)}")
+
+
+_INF = np.inf
+_CHIN_BOUNDS = {
+    "a": (-_INF, _INF),
+    "b": (-_INF, _INF),
+    "e": (-_INF, _INF),
+    "alpha": (1e-6, 5.0),
+    "beta": (1e-6, 5.0),
+}
+# Besiroglu et al. 2024's 4,500-start grid (alpha, beta in 0..2 by 0.5; e in -1..1 by 0.5; a, b in
+# 0..25 by 5). alpha = beta = 0 is a degenerate start, kept because their count includes it.
+_CHIN_GRID = {
+    "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
+    "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
+    "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
+}
+# datablations' grid for the repetition constants; 0 is a singular start they include, clipped to
+# the lower bound by the fitter.
+_RSTAR_GRID = (0.0, 6.67, 13.3, 20.0)
+_DC_COLUMNS = ("params", "tokens", "unique_tokens")
+
+LAWS: dict[str, Law] = {
+    "chinchilla": Law(
+        "chinchilla",
+        chinchilla,
+        ("a", "b", "e", "alpha", "beta"),
+        _CHIN_BOUNDS,
+        _CHIN_GRID,
+        ("params", "tokens"),
+        log_params=("a", "b", "e"),
+        doc="L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
+    ),
+    "data-constrained": Law(
+        "data-constrained",
+        data_constrained,
+        ("a", "b", "e", "alpha", "beta", "rd_star", "rn_star"),
+        {**_CHIN_BOUNDS, "rd_star": (1e-3, 1e6), "rn_star": (1e-3, 1e6)},
+        {**_CHIN_GRID, "rd_star": _RSTAR_GRID, "rn_star": _RSTAR_GRID},
+        _DC_COLUMNS,
+        log_params=("a", "b", "e"),
+        doc="Chinchilla on effective data D' and params N' with constant R_D*, R_N* (Muennighoff et al. 2023)",
+    ),
+    "reuse": Law(
+        "reuse",
+        make_reuse("log"),
+        ("a", "b", "e", "alpha", "beta", "r0", "r1", "rn_star"),
+        {**_CHIN_BOUNDS, "r0": (-1e4, 1e4), "r1": (-1e3, 1e3), "rn_star": (1e-3, 1e6)},
+        {**_CHIN_GRID, "r0": (-60.0, -20.0, 0.0, 10.0), "r1": (0.0, 1.0, 2.0, 4.0), "rn_star": _RSTAR_GRID},
+        _DC_COLUMNS,
+        log_params=("a", "b", "e"),
+        doc="data-constrained with R_D*(U) = r0 + r1 ln U (saturation grows like log of the dataset)",
+    ),
+    "reuse-power": Law(
+        "reuse-power",
+        make_reuse("power"),
+        ("a", "b", "e", "alpha", "beta", "r0", "r1", "rn_star"),
+        {**_CHIN_BOUNDS, "r0": (1e-6, 1e6), "r1": (-2.0, 2.0), "rn_star": (1e-3, 1e6)},
+        {**_CHIN_GRID, "r0": (0.01, 0.3, 3.0, 15.0), "r1": (0.0, 0.1, 0.2, 0.4), "rn_star": _RSTAR_GRID},
+        _DC_COLUMNS,
+        log_params=("a", "b", "e"),
+        doc="data-constrained with R_D*(U) = r0 U^r1",
+    ),
+    "power": Law(
+        "power",
+        power,
+        ("e", "a", "alpha"),
+        {"e": (-_INF, _INF), "a": (-_INF, _INF), "alpha": (1e-6, 10.0)},
+        {
+            "e": (-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
+            "a": (-5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0),
+            "alpha": (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0),
+        },
+        ("x",),
+        log_params=("e", "a"),
+        doc="L = E + A x^-alpha along one axis (params, members, tokens, ...)",
+    ),
+    "multipower": Law(
+        "multipower",
+        multipower,
+        ("L0", "A", "alpha", "B", "C", "beta", "gamma"),
+        {
+            "L0": (0.0, 100.0),
+            "A": (1e-8, 1e3),
+            "alpha": (1e-4, 5.0),
+            "B": (0.0, 1e6),
+            "C": (1e-6, 1e3),
+            "beta": (1e-4, 5.0),
+            "gamma": (1e-4, 5.0),
+        },
+        {
+            "L0": (2.0, 2.5, 3.0, 3.5),
+            "A": (0.3, 0.6, 1.0),
+            "alpha": (0.3, 0.5),
+            "B": (100.0, 300.0, 600.0, 1000.0),
+            "C": (0.5, 2.0),
+            "beta": (0.4, 0.6),
+            "gamma": (0.4, 0.6),
+        },
+        ("step", "lr", "loss"),
+        doc="multi-power law: loss curve as a function of the LR schedule (Luo et al. 2025)",
+        grad=multipower_grad,
+    ),
+}
+
+
+def get_law(name: str) -> Law:
+    from repetita.errors import UserError
+
+    if name not in LAWS:
+        raise UserError(f"unknown law {name!r}; choose one of {', '.join(LAWS)}")
+    return LAWS[name]
+
+
+def natural_params(law: Law, params: dict[str, float]) -> dict[str, float]:
+    """Fitted values with the log-parametrised ones also given naturally (a -> A = e^a)."""
+    out = dict(params)
+    for name in law.log_params:
+        if name in params:
+            out[name.upper()] = float(np.exp(params[name]))
+    return out

@@ -1,0 +1,150 @@
+"""Planning with a fitted law: what repeated data is worth, where repetition saturates.
+
+All functions are pure and vectorized. Terms (Muennighoff et al. 2023):
+
+- effective data D' = U + U R_D* (1 - exp(-(K - 1)/R_D*)) after K >= 1 epochs over U unique tokens;
+- effective reuse rate E(K) = D'/U: how many epochs of fresh data K epochs are worth (= K while
+  K - 1 << R_D*, plateauing at 1 + R_D*);
+- worth of epoch K + 1 = E(K + 1) - E(K), in units of one epoch of fresh data;
+- with the N-aware law, R_D* = R_D*(U) grows with the dataset, so the saturation epoch count
+  K* = 1 + R_D*(U) grows like log U, as multi-epoch SGD theory predicts.
+
+Data efficiency backs a loss out into tokens through a baseline law's data term:
+D_eff = (B / (L - E_rest))^(1/beta), with E_rest the loss the model would have with infinite data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from repetita.errors import UserError, require
+from repetita.laws.forms import compute_optimal_params, rd_star_of
+
+
+def reuse_rate(epochs, rd_star) -> np.ndarray:
+    """E(K) = D'/U. Below one epoch every token is fresh, so E = K there."""
+    k = np.asarray(epochs, dtype=float)
+    r = np.asarray(rd_star, dtype=float)
+    repeats = np.maximum(k - 1.0, 0.0)
+    return np.where(k < 1.0, k, 1.0 + r * (1.0 - np.exp(-repeats / r)))
+
+
+def effective_tokens(unique_tokens, epochs, rd_star) -> np.ndarray:
+    """D' = U E(K)."""
+    return np.asarray(unique_tokens, dtype=float) * reuse_rate(epochs, rd_star)
+
+
+def next_epoch_worth(epochs, rd_star) -> np.ndarray:
+    """Fresh-data epochs gained by training epoch K + 1 after K epochs: E(K + 1) - E(K)."""
+    k = np.asarray(epochs, dtype=float)
+    return reuse_rate(k + 1.0, rd_star) - reuse_rate(k, rd_star)
+
+
+def epochs_until_worth_below(fraction, rd_star) -> np.ndarray:
+    """The smallest whole K >= 1 after which epoch K + 1 is worth less than ``fraction`` of fresh data.
+
+    Epoch K + 1 (K >= 1) is worth R (1 - e^(-1/R)) e^(-(K-1)/R); solving for K gives the closed form
+    below; it is then nudged to the exact integer boundary.
+    """
+    f = np.asarray(fraction, dtype=float)
+    r = np.asarray(rd_star, dtype=float)
+    if np.any((f <= 0) | (f >= 1)):
+        raise UserError("the worth fraction must lie strictly between 0 and 1")
+    first = r * (1.0 - np.exp(-1.0 / r))  # worth of the second epoch
+    k = np.maximum(1.0, np.ceil(1.0 + r * np.log(first / f)))
+    k = np.where(next_epoch_worth(k, r) >= f, k + 1, k)  # rounding guard at the boundary
+    k = np.where((k > 1) & (next_epoch_worth(k - 1, r) < f), k - 1, k)
+    return k
+
+
+def saturation_epochs(rd_star) -> np.ndarray:
+    """K* = 1 + R_D*: the e-folding epoch count of the reuse curve (E reaches 63% of its plateau gain)."""
+    return 1.0 + np.asarray(rd_star, dtype=float)
+
+
+def tokens_from_loss(loss, e_rest, b, beta) -> np.ndarray:
+    """Invert L = E_rest + B / D^beta: the tokens a baseline law needs to reach ``loss``.
+
+    Returns inf where the loss is at or below E_rest (no amount of data reaches it under the
+    baseline: the recipe moved the asymptote).
+    """
+    gap = np.asarray(loss, dtype=float) - np.asarray(e_rest, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap > 0, (np.asarray(b, dtype=float) / gap) ** (1.0 / np.asarray(beta, dtype=float)), np.inf)
+
+
+def data_efficiency(loss_recipe, loss_baseline, e_rest, b, beta) -> np.ndarray:
+    """How many times more data the baseline needs to match the recipe: D_eff(L_recipe) / D_eff(L_base)."""
+    return tokens_from_loss(loss_recipe, e_rest, b, beta) / tokens_from_loss(loss_baseline, e_rest, b, beta)
+
+
+# --- Reading a fitted law -----------------------------------------------------------------------
+
+
+def rd_star_for(record: dict, unique_tokens) -> np.ndarray:
+    """R_D* of a fitted law at dataset size U (constant for the published law)."""
+    law, p = record["law"], record["params"]
+    u = np.asarray(unique_tokens, dtype=float)
+    if law == "data-constrained":
+        return np.full_like(u, p["rd_star"])
+    if law in ("reuse", "reuse-power"):
+        return rd_star_of("log" if law == "reuse" else "power", p["r0"], p["r1"], u)
+    if law == "chinchilla":
+        return np.full_like(u, np.inf)  # no repetition penalty: every epoch counts fully
+    raise UserError(f"law {law!r} has no notion of repeated data; plan with a data-constrained or reuse fit")
+
+
+def data_term(record: dict, params) -> tuple[np.ndarray, float, float]:
+    """(E_rest, B, beta) of the law's data term at model size N: L = E_rest + B / D'^beta."""
+    law, p = record["law"], record["params"]
+    if law == "power":
+        require(record["spec"].get("axis") in ("tokens", "unique_tokens", "x"), "a power fit must be along tokens")
+        return np.asarray(np.exp(p["e"])), float(np.exp(p["a"])), float(p["alpha"])
+    require(law in ("chinchilla", "data-constrained", "reuse", "reuse-power"), f"law {law!r} has no data term")
+    n = np.asarray(params, dtype=float)
+    e_rest = np.exp(p["e"]) + np.exp(p["a"]) / n ** p["alpha"]
+    return e_rest, float(np.exp(p["b"])), float(p["beta"])
+
+
+def plan_table(record: dict, params: float, unique_tokens: float, epochs, fraction: float = 0.5):
+    """Per-epoch-count predictions and the repetition summary for one (N, U)."""
+    import pandas as pd
+
+    from repetita.laws.fit import LawFit
+
+    require(params > 0 and np.isfinite(params), f"--params must be a positive number, got {params}")
+    require(unique_tokens > 0 and np.isfinite(unique_tokens), f"--unique-tokens must be positive, got {unique_tokens}")
+    k = np.asarray(epochs, dtype=float)
+    require(k.size > 0 and np.all(k >= 1) and np.all(np.isfinite(k)), "--epochs must be numbers >= 1")
+    rd = float(rd_star_for(record, unique_tokens))
+    est = LawFit.from_result(record)
+    rows = pd.DataFrame({"params": params, "tokens": k * unique_tokens, "unique_tokens": unique_tokens})
+    loss = est.predict(rows)
+    table = pd.DataFrame(
+        {
+            "epochs": k,
+            "tokens": k * unique_tokens,
+            "effective_tokens": effective_tokens(unique_tokens, k, rd),
+            "reuse_rate": reuse_rate(k, rd),
+            "next_epoch_worth": next_epoch_worth(k, rd),
+            "loss": loss,
+        }
+    )
+    summary = {
+        "law": record["law"],
+        "params": params,
+        "unique_tokens": unique_tokens,
+        "rd_star": rd,
+        "plateau_reuse_rate": 1.0 + rd,
+        "saturation_epochs": float(saturation_epochs(rd)),
+        "worth_fraction": fraction,
+        "epochs_until_worth_below": float(epochs_until_worth_below(fraction, rd)) if np.isfinite(rd) else None,
+        "best_epochs": float(k[int(np.argmin(loss))]),
+        "best_loss": float(np.min(loss)),
+    }
+    if record["law"] != "chinchilla":
+        p = record["params"]
+        summary["compute_optimal_params_for_U"] = float(
+            compute_optimal_params(np.asarray(unique_tokens), p["a"], p["b"], p["alpha"], p["beta"])
+        )
+    return table, summary
