@@ -102,19 +102,29 @@ RD_FORMS: dict[str, Callable[[Array, Array, Array], Array]] = {
 }
 
 
+# R_D* must stay positive: a negative value would make repeated data worth exponentially *more*
+# than fresh data. Below the floor, repeats are worth nothing (D' -> U), the physical limit; without
+# it the unconstrained log form fits datablations with R_D* < 0 for the smallest datasets.
+RD_FLOOR = 1e-3
+
+
+def _floored(r: Array) -> Array:
+    return np.maximum(r, RD_FLOOR + 0.0 * r)  # complex-safe: picks by real part, keeps the derivative
+
+
 def make_reuse(form: str = "log") -> Callable[[Array, Array], Array]:
     rd = RD_FORMS[form]
 
     def reuse(theta: Array, X: dict[str, Array]) -> Array:
         """theta = (a, b, e, alpha, beta, r0, r1, rn_star)."""
-        return _dc_core(theta, X, rd(_p(theta, 5), _p(theta, 6), _col(X, "log_unique")))
+        return _dc_core(theta, X, _floored(rd(_p(theta, 5), _p(theta, 6), _col(X, "log_unique"))))
 
     return reuse
 
 
 def rd_star_of(form: str, r0, r1, unique) -> Array:
     """R_D*(U) of a fitted reuse law, for planning."""
-    return RD_FORMS[form](np.asarray(r0), np.asarray(r1), np.log(np.asarray(unique, dtype=float)))
+    return _floored(RD_FORMS[form](np.asarray(r0), np.asarray(r1), np.log(np.asarray(unique, dtype=float))))
 
 
 # --- Power law along one axis: L = E + A x^-alpha ----------------------------------------------
