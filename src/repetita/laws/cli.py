@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from repetita.errors import UserError, require
 
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
@@ -131,7 +133,8 @@ def _print_fit(r: dict) -> None:
     print(f"objective {r['objective']:.10g}   R^2 {r['r2']:.4f}")
     intervals = r.get("intervals", {})
     for name, value in r["params"].items():
-        tag = "" if name in r["free"] else "  (fixed)"
+        ties = r["spec"]["tie"]
+        tag = "" if name in r["free"] else (f"  (tied to {ties[name]})" if name in ties else "  (fixed)")
         iv = intervals.get(name)
         ci = f"  [{iv['lo']:.6g}, {iv['hi']:.6g}]" if iv else ""
         print(f"  {name:>8} = {value:.6g}{ci}{tag}")
@@ -171,6 +174,8 @@ def cmd_plan(args) -> dict:
         out["effective_tokens_for_loss"] = [
             {"loss": lo, "tokens": float(t)} for lo, t in zip(losses, toks, strict=True)
         ]
+        if len(losses) > 1:  # data efficiency of each loss against the first one (the baseline recipe)
+            out["data_efficiency_vs_first"] = [float(t / toks[0]) for t in toks]
     if args.plot:
         from repetita.laws.plots import plot_plan
 
@@ -191,8 +196,17 @@ def cmd_plan(args) -> dict:
                 f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}"
             )
         print(f"lowest predicted loss {s['best_loss']:.4f} at {s['best_epochs']:g} epochs")
-        for item in out.get("effective_tokens_for_loss", []):
-            print(f"loss {item['loss']:g} is worth {item['tokens']:.4g} fresh tokens under this law")
+        for i, item in enumerate(out.get("effective_tokens_for_loss", [])):
+            if not np.isfinite(item["tokens"]):
+                print(f"loss {item['loss']:g} is below what any amount of data reaches at this N under this law")
+                continue
+            ratio = out.get("data_efficiency_vs_first", [None] * (i + 1))[i]
+            extra = (
+                f" ({ratio:.3g}x the data of loss {out['effective_tokens_for_loss'][0]['loss']:g})"
+                if i and ratio
+                else ""
+            )
+            print(f"loss {item['loss']:g} is worth {item['tokens']:.4g} fresh tokens under this law{extra}")
     return out
 
 
@@ -252,7 +266,11 @@ def register(sub) -> None:
     q.add_argument("--unique-tokens", required=True, help="unique tokens U")
     q.add_argument("--epochs", default="1,2,4,8,16,32,64", help="comma-separated epoch counts (>= 1)")
     q.add_argument("--fraction", type=float, default=0.5, help="worth threshold for the last useful epoch")
-    q.add_argument("--loss", help="comma-separated losses to express as fresh-token equivalents at N")
+    q.add_argument(
+        "--loss",
+        help="comma-separated losses to express as fresh-token equivalents at N; with several, the data "
+        "efficiency of each against the first (D_eff = (B/(L - E_rest))^(1/beta))",
+    )
     q.add_argument("--plot", metavar="PNG", help="write reuse-rate and loss figure")
     q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     q.set_defaults(func=cmd_plan)
