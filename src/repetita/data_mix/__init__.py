@@ -1,0 +1,1 @@
+"""Reweight and rewrite: optimal training mixtures, a skill-composition testbed, rephrasing."""

@@ -1,0 +1,191 @@
+"""``repetita mix optimize|composition`` and ``repetita rephrase``; heavy imports stay inside functions."""
+
+from __future__ import annotations
+
+import sys
+
+from repetita.errors import UserError, require
+
+
+def _floats(text: str | None, name: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{name}: expected comma-separated numbers, got '{text}'") from None
+
+
+def _per_group(values: list[float] | None, k: int, default: float, name: str) -> list[float]:
+    if values is None:
+        return [default] * k
+    if len(values) == 1:
+        return values * k
+    require(len(values) == k, f"{name}: need 1 or {k} values, got {len(values)}")
+    return values
+
+
+def cmd_optimize(args) -> dict:
+    import numpy as np
+
+    from repetita.data_mix import mixture as mx
+
+    if args.zipf:
+        try:
+            k, alpha = args.zipf.split(":")
+            p = mx.zipf(int(k), float(alpha))
+        except ValueError:
+            raise UserError(f"--zipf: expected GROUPS:ALPHA like 100:1.1, got '{args.zipf}'") from None
+    else:
+        require(args.weights is not None, "give --weights p1,p2,... or --zipf GROUPS:ALPHA")
+        p = mx.check_weights(_floats(args.weights, "--weights"), "--weights")
+    k = p.size
+    names = [str(i) for i in range(k)]
+    fitted = None
+    if args.memorize:
+        curves = [mx.MissCurve()] * k
+        model = "memorize"
+    elif args.curves:
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(args.curves)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--curves: cannot read {args.curves}: {exc}") from None
+        names, curves, fitted = mx.fit_curves(df, group=args.group, axis=args.axis)
+        require(len(curves) == k, f"--curves has {len(curves)} groups but --weights has {k}")
+        model = "fitted power laws"
+    else:
+        ex = _per_group(_floats(args.exponents, "--exponents"), k, 1.0, "--exponents")
+        co = _per_group(_floats(args.coefs, "--coefs"), k, 1.0, "--coefs")
+        fl = _per_group(_floats(args.floors, "--floors"), k, 0.0, "--floors")
+        curves = [mx.PowerCurve(coef=c, exponent=e, floor=f) for c, e, f in zip(co, ex, fl, strict=True)]
+        model = "power laws"
+    q = mx.optimal_mixture(p, curves, args.budget)
+    err_p = mx.expected_error(p, p, curves, args.budget)
+    err_q = mx.expected_error(p, q, curves, args.budget)
+    out = {
+        "model": model,
+        "budget": args.budget,
+        "groups": names,
+        "test_weights": p.tolist(),
+        "train_mixture": np.round(q, 10).tolist(),
+        "error_at_test_mix": err_p,
+        "error_at_optimum": err_q,
+        "gain": err_p - err_q,
+        "relative_gain": (err_p - err_q) / err_p if err_p > 0 else 0.0,
+    }
+    if fitted is not None:
+        out["fitted"] = dict(zip(names, fitted, strict=True))
+    if not args.json:
+        shown = range(k) if k <= 30 else list(range(20)) + [k - 1]
+        print(f"{'group':>8} {'test p':>10} {'train q':>10}")
+        for i in shown:
+            print(f"{names[i]:>8} {p[i]:10.4f} {q[i]:10.4f}")
+        print(f"expected test error: q=p {err_p:.6g}  optimum {err_q:.6g}  "
+              f"gain {err_p - err_q:.6g} ({100 * out['relative_gain']:.2f}%)")
+    return out
+
+
+def cmd_composition(args) -> dict:
+    from repetita.data_mix.composition import CompositionConfig, compare
+
+    cfg = CompositionConfig(dims=args.dims, k=args.k, exponent=args.exponent, samples=args.samples,
+                            lr=args.lr, init=args.init, batch=args.batch, seed=args.seed, evals=args.evals)
+    out = compare(cfg)
+    if args.out:
+        from repetita.data_mix.composition import save
+
+        save(out, args.out)
+    if not args.json:
+        print(f"{'samples':>10} {'uniform':>10} {'power':>10}")
+        for n, u, w in zip(out["samples"], out["uniform"], out["power"], strict=True):
+            print(f"{n:10d} {u:10.4f} {w:10.4f}")
+    return out
+
+
+def cmd_rephrase(args) -> dict:
+    from repetita.data_mix.rephrase import RephraseConfig, run_from_config
+
+    cfg = RephraseConfig(
+        docs=args.docs, out=args.out, backend=args.backend, model=args.model, url=args.url,
+        templates=tuple(args.templates.split(",")) if args.templates else (), samples=args.samples,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, concurrency=args.concurrency,
+        retries=args.retries, timeout=args.timeout, rate=args.rate, seed=args.seed,
+    )
+    stats = run_from_config(cfg)
+    if not args.json:
+        print(" ".join(f"{k}={v}" for k, v in stats.items()))
+    return stats
+
+
+def register(subparsers) -> None:
+    mix = subparsers.add_parser("mix", help="optimal training mixtures and the skill-composition testbed")
+    mix_sub = mix.add_subparsers(dest="mix_command", metavar="ACTION", parser_class=type(mix))
+    mix_sub.required = True
+    p = mix_sub.add_parser("optimize", help="training mixture minimising expected test error at a budget")
+    p.add_argument("--weights", help="test weights p_k, comma-separated, summing to 1")
+    p.add_argument("--zipf", help="test weights p_k ∝ k^-alpha, as GROUPS:ALPHA")
+    p.add_argument("--exponents", help="power-law exponents gamma_k of e_k(n) = floor + c n^-gamma (default 1)")
+    p.add_argument("--coefs", help="coefficients c_k (default 1)")
+    p.add_argument("--floors", help="irreducible errors (default 0)")
+    p.add_argument("--memorize", action="store_true", help="error = (1-q_k)^N, atom never sampled")
+    p.add_argument("--curves", help="CSV of learning curves (group, n, loss); fits one power law per group")
+    p.add_argument("--group", default="group", help="group column of --curves")
+    p.add_argument("--axis", default="n", help="sample-count column of --curves")
+    p.add_argument("--budget", type=float, default=1000.0, help="total training samples N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_optimize)
+
+    c = mix_sub.add_parser("composition", help="k-multiplicative skill composition: uniform vs power-law skills")
+    c.add_argument("--dims", type=int, default=32, help="number of skills d")
+    c.add_argument("--k", type=int, default=3, help="skills per example")
+    c.add_argument("--exponent", type=float, default=1.0, help="power-law exponent a of the training skills")
+    c.add_argument("--samples", type=int, default=1_000_000)
+    c.add_argument("--lr", type=float, default=0.5)
+    c.add_argument("--init", type=float, default=0.5, help="std of the initial weights")
+    c.add_argument("--batch", type=int, default=64)
+    c.add_argument("--evals", type=int, default=20)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", help="write the curves (JSON + config) to this directory")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_composition)
+
+    r = subparsers.add_parser("rephrase", help="rephrase a JSONL corpus with prompt templates (resumable)")
+    r.add_argument("--docs", required=True, help="JSONL with 'id' and 'text' per line")
+    r.add_argument("--out", required=True, help="output JSONL (appended to; finished keys are skipped)")
+    r.add_argument("--backend", default="http", choices=["http", "transformers", "echo"])
+    r.add_argument("--model", default="", help="model name (http) or local path (transformers)")
+    r.add_argument("--url", default="", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    r.add_argument("--templates", default="", help="comma-separated template names (default: all)")
+    r.add_argument("--samples", type=int, default=1, help="generations per (document, template)")
+    r.add_argument("--max-new-tokens", type=int, default=256)
+    r.add_argument("--temperature", type=float, default=0.7)
+    r.add_argument("--concurrency", type=int, default=4)
+    r.add_argument("--retries", type=int, default=3)
+    r.add_argument("--timeout", type=float, default=60.0)
+    r.add_argument("--rate", type=float, default=0.0, help="max requests per second (0: unlimited)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_rephrase)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m repetita.data_mix.cli``) with the same contract as ``repetita``."""
+    from repetita.cli import _Parser, dumps
+
+    parser = _Parser(prog="repetita")
+    register(parser.add_subparsers(dest="command", parser_class=_Parser))
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
+        return 2
+    if args.json and result is not None:
+        sys.stdout.write(dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
