@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "repetita.theory.cli",
     "repetita.lm.cli",
     "repetita.sft.cli",
+    "repetita.data_mix.cli",
+    "repetita.study.cli",
     "repetita.demo",
 ]
 
