@@ -6,11 +6,14 @@ Steps (each one a library call, each result saved as JSON beside its figure):
 2. held-out comparison of the N-aware ``reuse`` law against ``data-constrained``;
 3. planning: the worth of each epoch for a 2.8B model on 4B unique tokens;
 4. the multi-power law fitted on three LR schedules and predicting the six others;
-5. the linear-regression theory of multi-epoch SGD (E(K, N) table).
+5. the linear-regression theory of multi-epoch SGD (E(K, N) table);
+6. a small end-to-end study on the default corpus (``examples/demo.toml``: repeat, regularize,
+   ensemble on three small GPTs), then its HTML report. Re-running resumes the study where it stopped.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -129,6 +132,20 @@ def theory_demo(out: Path, *, quiet: bool = False) -> dict:
             "E_max": E[:, -1].tolist()}
 
 
+def study_demo(out: Path, *, workers: int, quiet: bool = False) -> dict:
+    from repetita.study.driver import run_study
+    from repetita.study.report import build_report
+
+    t0 = time.perf_counter()
+    _say(quiet, f"[6] study examples/demo.toml with {workers} worker(s) (about 10 minutes on 2 cores) ...")
+    run = run_study("example:demo", out / "study", workers=workers, progress=not quiet)
+    report = build_report(out / "study")
+    headline = ", ".join(f"{k} {v}" for k, v in run["counts"].items() if v)
+    _say(quiet, f"[6] study: {headline}; report {report['report']}")
+    return {"counts": run["counts"], "report": report["report"], "tidy": run["tidy"],
+            "fits": report["fits"], "two_step": report["two_step"], "seconds": time.perf_counter() - t0}
+
+
 def write_report(out: Path, summary: dict) -> Path:
     lines = ["# repetita demo", ""]
     d = summary["laws"]["datablations"]
@@ -152,6 +169,11 @@ def write_report(out: Path, summary: dict) -> Path:
     lines.append("\n![multipower](multipower_100M.png)")
     if summary.get("theory"):
         lines += ["", "## Theory: multi-epoch SGD on linear regression", summary["theory"].get("markdown", "")]
+    if summary.get("study"):
+        st = summary["study"]
+        lines += ["", "## Study on the default corpus",
+                  "Runs: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()) + ".",
+                  f"Report with figures and fitted laws: [study/report/report.html]({Path(st['report']).relative_to(out.resolve())})."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -166,10 +188,14 @@ def cmd_demo(args) -> dict:
     summary = {"laws": law_demo(out, bootstrap=args.bootstrap, quiet=args.json)}
     if not args.skip_theory:
         summary["theory"] = theory_demo(out, quiet=args.json)
+    if not args.skip_study:
+        summary["study"] = study_demo(out, workers=args.workers, quiet=args.json)
     summary["seconds"] = time.perf_counter() - t0
     write_json_atomic(out / "summary.json", summary)
     report = write_report(out, summary)
     _say(args.json, f"report: {report.resolve()}")
+    if summary.get("study"):
+        _say(args.json, f"study report: {summary['study']['report']}")
     return {"report": str(report.resolve()), **summary}
 
 
@@ -178,5 +204,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for the datablations fit")
     p.add_argument("--skip-theory", action="store_true", help="skip the multi-epoch SGD theory part")
+    p.add_argument("--skip-study", action="store_true", help="skip the study on the default corpus")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel training runs for the study (default: 2, or 1 on a one-core machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_demo)

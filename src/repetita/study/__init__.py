@@ -1,0 +1,1 @@
+"""Studies: TOML spec -> content-hashed runs -> SQLite store -> fitted report."""

@@ -1,0 +1,106 @@
+"""``run_study``: expand a spec, queue its runs in the store, run them, export the tidy table."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from repetita.errors import require
+from repetita.study.runners import STORE_NAME, run_local, run_ray, store_path, wait_for_others
+from repetita.study.spec import expand, load_spec, resolve_spec
+from repetita.study.store import Store
+
+SPEC_NAME = "spec.toml"
+TIDY_NAME = "tidy.csv"
+
+
+def check_study_dir(study_dir: Path, creating: bool) -> None:
+    """Refuse to write into a folder that holds other things: results must never be clobbered."""
+    if not study_dir.exists():
+        require(creating, f"{study_dir}: no such study directory")
+        return
+    require(study_dir.is_dir(), f"{study_dir}: not a directory")
+    if (study_dir / STORE_NAME).exists():
+        return
+    require(creating, f"{study_dir}: not a study directory (no {STORE_NAME})")
+    require(not any(study_dir.iterdir()), f"{study_dir}: exists, is not empty and is not a study directory")
+
+
+def prepare_study(spec_path: str | Path, study_dir: str | Path) -> tuple[Store, int, int]:
+    """Validate the spec, create or reopen the study, queue new runs. Returns (store, total, new)."""
+    study_dir = Path(study_dir)
+    raw = load_spec(spec_path)
+    check_study_dir(study_dir, creating=True)
+    study = expand(raw, study_dir)  # validates everything before anything is written
+    study_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(store_path(study_dir))
+    tmp = study_dir / f".{SPEC_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(resolve_spec(spec_path).read_text())
+    tmp.replace(study_dir / SPEC_NAME)
+    new = store.add_runs(study.runs)
+    return store, len(study.runs), new
+
+
+def run_study(
+    spec_path: str | Path,
+    study_dir: str | Path,
+    *,
+    workers: int = 1,
+    ray: bool = False,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict:
+    require(workers >= 1, f"--workers must be >= 1, got {workers}")
+    t0 = time.time()
+    store, total, new = prepare_study(spec_path, study_dir)
+    if retry_failed:
+        store.retry_failed()
+    try:
+        while True:
+            if ray:
+                run_ray(study_dir, ray_address, workers if workers > 1 else None, progress)
+            else:
+                run_local(study_dir, workers, progress)
+            # Another driver may still hold runs (a teacher our students wait for): wait, then go again.
+            if not store.counts()["running"]:
+                break
+            wait_for_others(store)
+            if not store.ready():
+                break
+        counts = store.counts()
+        blocked = store.blocked()
+        tidy = None
+        if counts["done"]:
+            tidy = str(store.export(Path(study_dir) / TIDY_NAME))
+        return {
+            "study_dir": str(Path(study_dir).resolve()),
+            "runs": total,
+            "new_runs": new,
+            "counts": counts,
+            "blocked": blocked,
+            "tidy": tidy,
+            "seconds": time.time() - t0,
+        }
+    finally:
+        store.close()
+
+
+def study_status(study_dir: str | Path) -> dict:
+    study_dir = Path(study_dir)
+    check_study_dir(study_dir, creating=False)
+    store = Store(store_path(study_dir), create=False)
+    try:
+        runs = store.runs()
+        bad = runs[runs["status"].isin(["failed", "diverged"])]
+        return {
+            "study_dir": str(study_dir.resolve()),
+            "counts": store.counts(),
+            # the last line of a stored traceback is the one that names the problem
+            "failed": [{"id": r.id, "recipe": r.recipe, "status": r.status,
+                        "error": (r.error or "").strip().splitlines()[-1] if (r.error or "").strip() else ""}
+                       for r in bad.itertuples()],
+        }
+    finally:
+        store.close()

@@ -1,0 +1,322 @@
+"""``repetita report DIR``: figures, fitted laws and a JSON summary of a study, as one HTML page.
+
+Sections (each skipped with a stated reason when the study lacks the runs it needs):
+loss vs epochs per U; E(K, N) from the constant-R* and the N-aware law side by side; regularized
+vs standard; ensemble scaling in K with its fitted asymptote; the two-step asymptote; data
+efficiency of every recipe against the standard law's data term.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from repetita.errors import UserError, require
+from repetita.study.driver import check_study_dir
+from repetita.study.runners import store_path
+from repetita.study.store import Store
+
+REPORT = "report.html"
+SUMMARY = "report.json"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    _plt().close(fig)
+    return path.name
+
+
+def singles(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Single-model rows (ensemble members included), averaged over seeds per configuration."""
+    df = tidy[tidy["members"] == 1]
+    keys = ["recipe", "params", "unique_tokens", "epochs", "lr", "weight_decay"]
+    return df.groupby(keys, as_index=False)["loss"].mean()
+
+
+def fig_loss_vs_epochs(tidy: pd.DataFrame, out: Path) -> str | None:
+    std = singles(tidy)
+    std = std[std["recipe"] == "standard"]
+    if std.empty:
+        return None
+    plt = _plt()
+    sizes = sorted(std["params"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False, layout="constrained")
+    for ax, n in zip(axes[0], sizes, strict=True):
+        sub = std[std["params"] == n]
+        for i, (u, g) in enumerate(sub.groupby("unique_tokens")):
+            g = g.groupby("epochs", as_index=False)["loss"].min().sort_values("epochs")
+            ax.plot(g["epochs"], g["loss"], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
+            best = g.loc[g["loss"].idxmin()]
+            ax.plot(best["epochs"], best["loss"], "*", ms=14, color=f"C{i}")
+        ax.set(xscale="log", xlabel="epochs", ylabel="validation loss (nats/token)", title=f"N = {n:,.0f} params")
+        ax.legend(fontsize=8)
+    return _save(fig, out / "loss_vs_epochs.png")
+
+
+def fit_reuse_laws(tidy: pd.DataFrame) -> dict:
+    """Fit the constant-R* and the N-aware law to the standard runs (alpha tied to beta: few runs).
+
+    The N-aware law nests the constant one (r1 = 0, r0 = R_D*), so it also starts from the constant
+    fit: its own default grid suits ln U ~ 20 (published runs) and can leave every start in the
+    region where R_D*(U) sits on its floor and the gradient in r0, r1 vanishes.
+    """
+    from repetita.laws.fit import LawFit, init_grid
+
+    std = singles(tidy)
+    std = std[std["recipe"] == "standard"]
+    out: dict = {}
+    try:
+        dc = LawFit("data-constrained", tie={"beta": "alpha"}).fit(std)
+        out["data-constrained"] = dc.result()
+    except UserError as exc:
+        out["data-constrained"] = {"error": str(exc)}
+        dc = None
+    try:
+        reuse = LawFit("reuse", tie={"beta": "alpha"})
+        starts = init_grid(reuse.spec)
+        if dc is not None:
+            p = dc.params_
+            warm = {**p, "r0": p["rd_star"], "r1": 0.0}
+            starts = np.vstack([starts, [[warm[k] for k in reuse.spec.free_params()]]])
+        out["reuse"] = reuse.fit(std, starts=starts).result()
+    except UserError as exc:
+        out["reuse"] = {"error": str(exc)}
+    return out
+
+
+def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
+    from repetita.laws.plan import rd_star_for, reuse_rate
+
+    ok = {k: v for k, v in fits.items() if "error" not in v}
+    if not ok:
+        return None
+    plt = _plt()
+    us = sorted(tidy["unique_tokens"].unique())
+    k = np.geomspace(1, max(64.0, tidy["epochs"].max() * 2), 60)
+    fig, axes = plt.subplots(1, len(ok), figsize=(5 * len(ok), 4), squeeze=False, layout="constrained")
+    for ax, (name, rec) in zip(axes[0], ok.items(), strict=True):
+        for i, u in enumerate(us):
+            rd = float(rd_star_for(rec, u))
+            ax.plot(k, reuse_rate(k, rd), color=f"C{i}", label=f"U = {u:,.0f}: R_D* = {rd:.3g}")
+        ax.plot(k, k, "k--", lw=1, label="E = K")
+        ax.set(xscale="log", yscale="log", xlabel="epochs K", ylabel="E(K) = D'/U", title=f"{name} (R^2 {rec['r2']:.3f})")
+        ax.legend(fontsize=7)
+    return _save(fig, out / "reuse_rate.png")
+
+
+def best_by_recipe(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Lowest loss per (recipe, N, U): over epochs and, for regularized, over the LR x WD grid."""
+    rows = []
+    single = singles(tidy)
+    for (recipe, n, u), g in single.groupby(["recipe", "params", "unique_tokens"]):
+        best = g.loc[g["loss"].idxmin()]
+        rows.append({"recipe": recipe, "params": n, "unique_tokens": u, "loss": best["loss"], "epochs": best["epochs"],
+                     "lr": best["lr"], "weight_decay": best["weight_decay"], "members": 1})
+    ens = tidy[(tidy["members"] > 1) & (tidy.get("combiner", "logits") == "logits")]
+    for (n, u, m), g in ens.groupby(["params", "unique_tokens", "members"]):
+        best = g.loc[g["loss"].idxmin()]
+        rows.append({"recipe": f"ensemble x{m}", "params": n, "unique_tokens": u, "loss": best["loss"],
+                     "epochs": best["epochs"], "lr": best["lr"], "weight_decay": best["weight_decay"], "members": m})
+    return pd.DataFrame(rows)
+
+
+def fig_recipes(best: pd.DataFrame, out: Path) -> str | None:
+    if best.empty or best["recipe"].nunique() < 2:
+        return None
+    plt = _plt()
+    cells = best[["params", "unique_tokens"]].drop_duplicates().sort_values(["params", "unique_tokens"])
+    recipes = sorted(best["recipe"].unique())
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cells)), 4), layout="constrained")
+    width = 0.8 / len(recipes)
+    for j, r in enumerate(recipes):
+        vals = [best[(best["recipe"] == r) & (best["params"] == c.params) & (best["unique_tokens"] == c.unique_tokens)]["loss"]
+                for c in cells.itertuples()]
+        ys = [v.iloc[0] if len(v) else np.nan for v in vals]
+        ax.bar(np.arange(len(cells)) + j * width, ys, width, label=r)
+    ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"N={c.params:,.0f}\nU={c.unique_tokens:,.0f}" for c in cells.itertuples()], fontsize=8)
+    lo = np.nanmin(best["loss"])
+    ax.set(ylim=(lo * 0.97, np.nanmax(best["loss"]) * 1.01), ylabel="best validation loss")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "recipes.png")
+
+
+def ensemble_table(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Loss vs members K per (N, U, epochs): K = 1 is the mean member of the ensembles."""
+    rows = []
+    ens = tidy[tidy["recipe"] == "ensemble"]
+    for (n, u, k), g in ens.groupby(["params", "unique_tokens", "epochs"]):
+        single = g[g["members"] == 1]["loss"].mean()
+        rows.append({"params": n, "unique_tokens": u, "epochs": k, "members": 1, "loss": single})
+        logits = g[(g["members"] > 1) & (g.get("combiner", "logits") == "logits")]
+        for m, gm in logits.groupby("members"):
+            rows.append({"params": n, "unique_tokens": u, "epochs": k, "members": m, "loss": gm["loss"].mean()})
+    return pd.DataFrame(rows)
+
+
+def fig_ensembles(table: pd.DataFrame, out: Path) -> tuple[str | None, list[dict]]:
+    from repetita.laws.asymptote import MIN_POINTS, fit_power
+
+    if table.empty:
+        return None, []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    fits = []
+    for i, ((n, u, k), g) in enumerate(table.groupby(["params", "unique_tokens", "epochs"])):
+        g = g.sort_values("members")
+        ax.plot(g["members"], g["loss"], "o", color=f"C{i}", label=f"N={n:,.0f} U={u:,.0f} K={k:g}")
+        if g["members"].nunique() >= MIN_POINTS:
+            fit = fit_power(g, "members")
+            nat = fit.natural_params()
+            xs = np.geomspace(1, g["members"].max() * 4, 50)
+            ax.plot(xs, nat["E"] + nat["A"] * xs ** -nat["alpha"], "-", color=f"C{i}", lw=1)
+            ax.axhline(nat["E"], color=f"C{i}", ls=":", lw=1)
+            fits.append({"params": n, "unique_tokens": u, "epochs": k, "asymptote": nat["E"], "A": nat["A"],
+                         "alpha": nat["alpha"], "r2": fit.r2_})
+    ax.set(xscale="log", xlabel="ensemble members K", ylabel="validation loss (logit averaging)")
+    ax.legend(fontsize=7)
+    return _save(fig, out / "ensembles.png"), fits
+
+
+def two_step(table: pd.DataFrame) -> dict:
+    from repetita.laws.asymptote import two_step_asymptote
+
+    if table.empty:
+        return {"skipped": "no ensemble runs"}
+    # one (U, epochs) cell per size: the largest U, at its most common epoch count
+    u = table["unique_tokens"].max()
+    sub = table[table["unique_tokens"] == u]
+    k = sub["epochs"].mode().iloc[0]
+    sub = sub[sub["epochs"] == k]
+    try:
+        return two_step_asymptote(sub, "members", "params") | {"unique_tokens": u, "epochs": k}
+    except UserError as exc:
+        return {"skipped": str(exc)}
+
+
+def efficiency(best: pd.DataFrame, fits: dict) -> pd.DataFrame:
+    """Fresh tokens each recipe's best loss is worth under the fitted standard law, per unique token."""
+    from repetita.laws.plan import data_term, tokens_from_loss
+
+    rec = fits.get("data-constrained", {})
+    if "error" in rec or best.empty or not rec:
+        return pd.DataFrame()
+    out = best.copy()
+    e_rest, b, beta = data_term(rec, out["params"].to_numpy())
+    out["effective_tokens"] = tokens_from_loss(out["loss"].to_numpy(), e_rest, b, beta)
+    out["tokens_per_unique_token"] = out["effective_tokens"] / out["unique_tokens"]
+    return out
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p><em>none</em></p>"
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+
+
+def build_report(study_dir: str | Path) -> dict:
+    study_dir = Path(study_dir)
+    check_study_dir(study_dir, creating=False)
+    store = Store(store_path(study_dir), create=False)
+    try:
+        tidy, counts = store.tidy(), store.counts()
+    finally:
+        store.close()
+    require(len(tidy) > 0, f"{study_dir}: no finished runs to report yet (run the study first)")
+    out = study_dir / "report"
+    out.mkdir(exist_ok=True)
+    fits = fit_reuse_laws(tidy)
+    best = best_by_recipe(tidy)
+    ens = ensemble_table(tidy)
+    ens_fig, ens_fits = fig_ensembles(ens, out)
+    eff = efficiency(best, fits)
+    figures = {
+        "loss_vs_epochs": fig_loss_vs_epochs(tidy, out),
+        "reuse_rate": fig_reuse(tidy, fits, out),
+        "recipes": fig_recipes(best, out),
+        "ensembles": ens_fig,
+    }
+    summary = {
+        "counts": counts,
+        "rows": int(len(tidy)),
+        "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "error")} for k, v in fits.items()},
+        "best": best.to_dict(orient="records"),
+        "ensemble_fits": ens_fits,
+        "two_step": two_step(ens),
+        "efficiency": eff.to_dict(orient="records"),
+        "figures": {k: v for k, v in figures.items() if v},
+    }
+    from repetita.cli import dumps
+
+    tmp = out / f".{SUMMARY}.tmp"
+    tmp.write_text(dumps(summary))
+    tmp.replace(out / SUMMARY)
+    page = render_html(study_dir.name, summary, figures, best, eff)
+    tmp = out / f".{REPORT}.{os.getpid()}.tmp"
+    tmp.write_text(page)
+    tmp.replace(out / REPORT)
+    summary["report"] = str((out / REPORT).resolve())
+    return summary
+
+
+def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff: pd.DataFrame) -> str:
+    def img(key: str, caption: str) -> str:
+        if not figures.get(key):
+            return f"<p><em>{html.escape(caption)}: not enough runs for this figure.</em></p>"
+        return f'<figure><img src="{figures[key]}" alt="{key}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+    fits = "".join(
+        f"<li><b>{k}</b>: "
+        + (html.escape(v["error"]) if v.get("error") else f"R^2 {v['r2']:.4f}, objective {v['objective']:.4g}, {v['n_rows']} runs; "
+           + ", ".join(f"{p} = {x:.4g}" for p, x in v["params"].items()))
+        + "</li>"
+        for k, v in summary["fits"].items()
+    )
+    ts = summary["two_step"]
+    two = (f"<p>Two-step asymptote (U = {ts['unique_tokens']:,.0f}, {ts['epochs']:g} epochs): "
+           f"E_inf = {ts['asymptote']:.4f}</p>") if "asymptote" in ts else f"<p><em>Two-step asymptote: {html.escape(ts['skipped'])}</em></p>"
+    counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>repetita report: {html.escape(name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;}} img{{max-width:100%;}}
+table.t{{border-collapse:collapse;font-size:13px}} table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style>
+</head><body>
+<h1>Study {html.escape(name)}</h1>
+<p>Runs: {counts}. Tidy rows: {summary['rows']}.</p>
+<h2>Loss vs epochs per unique-token budget</h2>{img('loss_vs_epochs', 'standard recipe; star = best epoch count')}
+<h2>Effective reuse E(K, N): constant R* vs N-aware law</h2>{img('reuse_rate', 'fitted to the standard runs')}
+<ul>{fits}</ul>
+<h2>Recipes: best loss per (N, U)</h2>{img('recipes', 'regularized and ensembles vs standard')}{_table_html(best)}
+<h2>Ensembles</h2>{img('ensembles', 'loss vs members with fitted power law and asymptote (dotted)')}{two}
+<h2>Data efficiency</h2><p>Fresh tokens each best loss is worth under the fitted data-constrained law, per unique token.</p>
+{_table_html(eff[[c for c in ('recipe', 'params', 'unique_tokens', 'loss', 'effective_tokens', 'tokens_per_unique_token') if c in eff]] if not eff.empty else eff)}
+<script>
+window.addEventListener('load', function () {{
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-images-loaded', ok);
+}});
+</script>
+</body></html>
+"""
+
+
+def summary_json(study_dir: str | Path) -> dict:
+    return json.loads((Path(study_dir) / "report" / SUMMARY).read_text())

@@ -1,0 +1,248 @@
+"""The study store: one SQLite file (WAL) with a row per run and its evaluation curve.
+
+Why SQLite: it is a real database with transactions and concurrent readers in one file beside
+the study, nothing to run. WAL mode lets readers (the report, ``repetita status``) work while
+workers write; every write is a short ``BEGIN IMMEDIATE`` transaction with a busy timeout, so
+several worker processes can record results at once without losing rows.
+
+Run states: queued -> running -> done | failed | diverged. A run left ``running`` by a killed
+worker is re-queued when its process is gone (same host) or its heartbeat is stale, and then
+resumes from the checkpoint in its run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from repetita.errors import UserError, require
+
+SCHEMA_VERSION = 1
+STATES = ("queued", "running", "done", "failed", "diverged")
+STALE_SECONDS = 600.0  # a running row with no heartbeat for this long is considered abandoned
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    recipe TEXT NOT NULL,
+    config TEXT NOT NULL,
+    depends_on TEXT,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'diverged')),
+    metrics TEXT,
+    error TEXT,
+    host TEXT,
+    pid INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    heartbeat REAL,
+    resumed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS curves (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    epoch REAL,
+    train_loss REAL,
+    val_loss REAL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS rows (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    idx INTEGER NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """Thin wrapper over the SQLite file; every method is one short transaction."""
+
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        if not create:
+            require(self.path.is_file(), f"{self.path}: no study store here (is this a study directory?)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA busy_timeout=60000")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path}: not a repetita study store ({exc})") from None
+
+    def _init_schema(self) -> None:
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else None
+            require(
+                version == SCHEMA_VERSION,
+                f"{self.path}: store schema version {version} is incompatible with this repetita "
+                f"(expects {SCHEMA_VERSION}); use a new study directory",
+            )
+            return
+        require(not tables, f"{self.path}: an SQLite file that is not a repetita study store")
+        with self.transaction() as c:
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def transaction(self):
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            c.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- queue -------------------------------------------------------------------------------
+
+    def add_runs(self, runs) -> int:
+        """Insert runs not yet present (id = config hash); returns how many were new."""
+        now = time.time()
+        with self.transaction() as c:
+            before = c.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            c.executemany(
+                "INSERT OR IGNORE INTO runs (id, recipe, config, depends_on, status, created) VALUES (?, ?, ?, ?, 'queued', ?)",
+                [(r.id, r.recipe, r.config.to_json(), r.depends_on, now) for r in runs],
+            )
+            return c.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - before
+
+    def requeue_abandoned(self, stale_seconds: float = STALE_SECONDS) -> list[str]:
+        """Running rows whose worker is gone go back to the queue (they resume from checkpoint)."""
+        host, now = socket.gethostname(), time.time()
+        out = []
+        with self.transaction() as c:
+            for rid, rhost, pid, beat in c.execute("SELECT id, host, pid, heartbeat FROM runs WHERE status='running'").fetchall():
+                dead_here = rhost == host and not _pid_alive(pid)
+                stale = beat is None or now - beat > stale_seconds
+                if dead_here or stale:
+                    c.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (rid,))
+                    out.append(rid)
+        return out
+
+    def retry_failed(self) -> int:
+        with self.transaction() as c:
+            return c.execute("UPDATE runs SET status='queued', error=NULL WHERE status='failed'").rowcount
+
+    def claim(self, run_id: str, pid: int | None = None, resumed: bool = False) -> bool:
+        """Atomically move a queued run to running; False if another worker has it.
+
+        ``resumed`` records that the worker found a checkpoint to continue from.
+        """
+        with self.transaction() as c:
+            n = c.execute(
+                "UPDATE runs SET status='running', host=?, pid=?, started=?, heartbeat=?, attempts=attempts+1, "
+                "resumed=resumed+? WHERE id=? AND status='queued'",
+                (socket.gethostname(), pid or os.getpid(), time.time(), time.time(), int(resumed), run_id),
+            ).rowcount
+        return n == 1
+
+    def heartbeat(self, run_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
+
+    def ready(self) -> list[str]:
+        """Queued runs whose dependency (if any) is done, in creation order."""
+        q = (
+            "SELECT r.id FROM runs r LEFT JOIN runs d ON r.depends_on = d.id "
+            "WHERE r.status='queued' AND (r.depends_on IS NULL OR d.status='done') ORDER BY r.created, r.rowid"
+        )
+        return [r[0] for r in self._conn.execute(q)]
+
+    def blocked(self) -> list[str]:
+        """Queued runs whose dependency failed or diverged: they cannot run."""
+        q = (
+            "SELECT r.id FROM runs r JOIN runs d ON r.depends_on = d.id "
+            "WHERE r.status='queued' AND d.status IN ('failed', 'diverged')"
+        )
+        return [r[0] for r in self._conn.execute(q)]
+
+    # --- results -----------------------------------------------------------------------------
+
+    def finish(self, run_id: str, result: dict, status: str = "done") -> None:
+        """Record metrics, curve and tidy rows of a finished run in one transaction."""
+        require(status in STATES, f"unknown status {status}")
+        history = result.get("history", [])
+        metrics = {k: v for k, v in result.items() if k not in ("history", "rows", "config")}
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status=?, metrics=?, finished=?, error=NULL WHERE id=?",
+                (status, json.dumps(metrics), time.time(), run_id),
+            )
+            c.execute("DELETE FROM curves WHERE run_id=?", (run_id,))
+            c.executemany(
+                "INSERT INTO curves VALUES (?, ?, ?, ?, ?)",
+                [(run_id, int(h["step"]), h.get("epoch"), h.get("train_loss"), h.get("val_loss")) for h in history],
+            )
+            c.execute("DELETE FROM rows WHERE run_id=?", (run_id,))
+            c.executemany(
+                "INSERT INTO rows VALUES (?, ?, ?)", [(run_id, i, json.dumps(r)) for i, r in enumerate(result.get("rows", []))]
+            )
+
+    def fail(self, run_id: str, error: str, status: str = "failed") -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET status=?, error=?, finished=? WHERE id=?", (status, error[:2000], time.time(), run_id))
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def runs(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY created, rowid", self._conn)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for status, n in self._conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
+            out[status] = n
+        return out
+
+    def curves(self) -> pd.DataFrame:
+        q = "SELECT c.*, r.recipe FROM curves c JOIN runs r ON r.id = c.run_id ORDER BY c.run_id, c.step"
+        return pd.read_sql_query(q, self._conn)
+
+    def tidy(self) -> pd.DataFrame:
+        """The tidy table the law engine reads: one row per evaluated model (members, ensembles)."""
+        rows = [json.loads(r[0]) for r in self._conn.execute("SELECT row FROM rows ORDER BY run_id, idx")]
+        return pd.DataFrame(rows)
+
+    def export(self, path: str | Path) -> Path:
+        path = Path(path)
+        df = self.tidy()
+        require(len(df) > 0, "no finished runs to export yet")
+        tmp = path.with_name(f".{path.name}.tmp")
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        tmp.replace(path)
+        return path
