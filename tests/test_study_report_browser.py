@@ -7,10 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from test_study_run import _spec  # tests/ is on sys.path (pytest rootdir-relative import)
 
 from repetita.cli import main
-
-from test_study_run import _spec  # tests/ is on sys.path (pytest rootdir-relative import)
 
 pytestmark = pytest.mark.slow
 

@@ -69,6 +69,22 @@ def fig_loss_vs_epochs(tidy: pd.DataFrame, out: Path) -> str | None:
     return _save(fig, out / "loss_vs_epochs.png")
 
 
+def before_turn(single: pd.DataFrame) -> pd.DataFrame:
+    """Standard runs up to the best epoch count of each (N, U): the envelope the laws describe.
+
+    Both reuse laws are non-increasing in epochs (an extra epoch is worth at least nothing), which
+    is the loss of *tuned* training; runs past the turning point overfit a fixed recipe, and one
+    collapsed 64-epoch run can outweigh the rest of the fit (measured on the demo study: R^2 0.31
+    with them, see docs/study.md).
+    """
+    std = single[single["recipe"] == "standard"]
+    best = std.loc[std.groupby(["params", "unique_tokens"])["loss"].idxmin(), ["params", "unique_tokens", "epochs"]]
+    merged = std.merge(best.rename(columns={"epochs": "best_epochs"}), on=["params", "unique_tokens"])
+    kept = merged[merged["epochs"] <= merged["best_epochs"]].drop(columns="best_epochs").reset_index(drop=True)
+    kept.attrs["excluded"] = len(std) - len(kept)
+    return kept
+
+
 def fit_reuse_laws(tidy: pd.DataFrame) -> dict:
     """Fit the constant-R* and the N-aware law to the standard runs (alpha tied to beta: few runs).
 
@@ -78,12 +94,11 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> dict:
     """
     from repetita.laws.fit import LawFit, init_grid
 
-    std = singles(tidy)
-    std = std[std["recipe"] == "standard"]
+    std = before_turn(singles(tidy))
     out: dict = {}
     try:
         dc = LawFit("data-constrained", tie={"beta": "alpha"}).fit(std)
-        out["data-constrained"] = dc.result()
+        out["data-constrained"] = dc.result() | {"excluded_past_turn": int(std.attrs["excluded"])}
     except UserError as exc:
         out["data-constrained"] = {"error": str(exc)}
         dc = None
@@ -94,7 +109,7 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> dict:
             p = dc.params_
             warm = {**p, "r0": p["rd_star"], "r1": 0.0}
             starts = np.vstack([starts, [[warm[k] for k in reuse.spec.free_params()]]])
-        out["reuse"] = reuse.fit(std, starts=starts).result()
+        out["reuse"] = reuse.fit(std, starts=starts).result() | {"excluded_past_turn": int(std.attrs["excluded"])}
     except UserError as exc:
         out["reuse"] = {"error": str(exc)}
     return out
@@ -126,7 +141,8 @@ def best_by_recipe(tidy: pd.DataFrame) -> pd.DataFrame:
     single = singles(tidy)
     for (recipe, n, u), g in single.groupby(["recipe", "params", "unique_tokens"]):
         best = g.loc[g["loss"].idxmin()]
-        rows.append({"recipe": recipe, "params": n, "unique_tokens": u, "loss": best["loss"], "epochs": best["epochs"],
+        # single rows of an ensemble run are its members (seed-averaged: the K = 1 point)
+        rows.append({"recipe": "ensemble member" if recipe == "ensemble" else recipe, "params": n, "unique_tokens": u, "loss": best["loss"], "epochs": best["epochs"],
                      "lr": best["lr"], "weight_decay": best["weight_decay"], "members": 1})
     ens = tidy[(tidy["members"] > 1) & (tidy.get("combiner", "logits") == "logits")]
     for (n, u, m), g in ens.groupby(["params", "unique_tokens", "members"]):
@@ -140,6 +156,9 @@ def fig_recipes(best: pd.DataFrame, out: Path) -> str | None:
     if best.empty or best["recipe"].nunique() < 2:
         return None
     plt = _plt()
+    # only the (N, U) cells where recipes meet: a standard-only cell compares nothing
+    shared = best.groupby(["params", "unique_tokens"])["recipe"].transform("nunique") > 1
+    best = best[shared] if shared.any() else best
     cells = best[["params", "unique_tokens"]].drop_duplicates().sort_values(["params", "unique_tokens"])
     recipes = sorted(best["recipe"].unique())
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cells)), 4), layout="constrained")
@@ -205,9 +224,13 @@ def two_step(table: pd.DataFrame) -> dict:
     k = sub["epochs"].mode().iloc[0]
     sub = sub[sub["epochs"] == k]
     try:
-        return two_step_asymptote(sub, "members", "params") | {"unique_tokens": u, "epochs": k}
+        res = two_step_asymptote(sub, "members", "params") | {"unique_tokens": u, "epochs": k}
     except UserError as exc:
         return {"skipped": str(exc)}
+    # E + A N^-alpha has three parameters: with three sizes the outer fit passes through every point
+    # and its E is not identified (any value fits); say so rather than report it as an estimate.
+    res["exactly_determined"] = len(res["groups"]) <= 3
+    return res
 
 
 def efficiency(best: pd.DataFrame, fits: dict) -> pd.DataFrame:
@@ -255,7 +278,7 @@ def build_report(study_dir: str | Path) -> dict:
     summary = {
         "counts": counts,
         "rows": int(len(tidy)),
-        "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "error")} for k, v in fits.items()},
+        "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error")} for k, v in fits.items()},
         "best": best.to_dict(orient="records"),
         "ensemble_fits": ens_fits,
         "two_step": two_step(ens),
@@ -283,14 +306,21 @@ def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff
 
     fits = "".join(
         f"<li><b>{k}</b>: "
-        + (html.escape(v["error"]) if v.get("error") else f"R^2 {v['r2']:.4f}, objective {v['objective']:.4g}, {v['n_rows']} runs; "
+        + (html.escape(v["error"]) if v.get("error") else f"R^2 {v['r2']:.4f}, objective {v['objective']:.4g}, {v['n_rows']} runs "
+           f"({v.get('excluded_past_turn') or 0} past their turning point left out); "
            + ", ".join(f"{p} = {x:.4g}" for p, x in v["params"].items()))
         + "</li>"
         for k, v in summary["fits"].items()
     )
     ts = summary["two_step"]
-    two = (f"<p>Two-step asymptote (U = {ts['unique_tokens']:,.0f}, {ts['epochs']:g} epochs): "
-           f"E_inf = {ts['asymptote']:.4f}</p>") if "asymptote" in ts else f"<p><em>Two-step asymptote: {html.escape(ts['skipped'])}</em></p>"
+    if "asymptote" in ts:
+        two = (f"<p>Two-step asymptote (U = {ts['unique_tokens']:,.0f}, {ts['epochs']:g} epochs): K-asymptotes "
+               + ", ".join(f"{g['E']:.4f} (N = {g['params']:,.0f})" for g in ts["groups"])
+               + f"; along N: E_inf = {ts['asymptote']:.4f}"
+               + (" &mdash; <b>exactly determined</b> by three sizes, so not an estimate: add model sizes."
+                  if ts.get("exactly_determined") else "") + "</p>")
+    else:
+        two = f"<p><em>Two-step asymptote: {html.escape(ts['skipped'])}</em></p>"
     counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>repetita report: {html.escape(name)}</title>
@@ -301,7 +331,7 @@ table.t{{border-collapse:collapse;font-size:13px}} table.t td,table.t th{{paddin
 <p>Runs: {counts}. Tidy rows: {summary['rows']}.</p>
 <h2>Loss vs epochs per unique-token budget</h2>{img('loss_vs_epochs', 'standard recipe; star = best epoch count')}
 <h2>Effective reuse E(K, N): constant R* vs N-aware law</h2>{img('reuse_rate', 'fitted to the standard runs')}
-<ul>{fits}</ul>
+<ul>{fits}</ul><p>Parameters a, b, e are the natural logs of A, B, E (the datablations convention).</p>
 <h2>Recipes: best loss per (N, U)</h2>{img('recipes', 'regularized and ensembles vs standard')}{_table_html(best)}
 <h2>Ensembles</h2>{img('ensembles', 'loss vs members with fitted power law and asymptote (dotted)')}{two}
 <h2>Data efficiency</h2><p>Fresh tokens each best loss is worth under the fitted data-constrained law, per unique token.</p>
