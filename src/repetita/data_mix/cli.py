@@ -1,4 +1,4 @@
-"""``repetita mix optimize|composition`` and ``repetita rephrase``; heavy imports stay inside functions."""
+"""``repetita mix optimize|composition|sequence`` and ``repetita rephrase``; heavy imports stay inside functions."""
 
 from __future__ import annotations
 
@@ -104,6 +104,38 @@ def cmd_composition(args) -> dict:
     return out
 
 
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{name}: expected comma-separated integers, got '{text}'") from None
+
+
+def cmd_sequence(args) -> dict:
+    from repetita.data_mix.sequence import SequenceConfig, compare
+
+    cfg = SequenceConfig(p=args.p, skills=args.skills, k=args.k, samples=args.samples, batch=args.batch, lr=args.lr,
+                         weight_decay=args.weight_decay, warmup=args.warmup, n_layer=args.n_layer,
+                         n_head=args.n_head, d_model=args.d_model, evals=args.evals, test_size=args.test_size,
+                         scratchpad=args.scratchpad, threads=args.threads)
+    exponents = _floats(args.exponents, "--exponents")
+    seeds = _ints(args.seeds, "--seeds")
+    require(len(exponents) >= 1, "--exponents: give at least one exponent")
+    require(all(e >= 0 for e in exponents), f"--exponents must be >= 0, got {args.exponents}")
+    require(len(seeds) >= 1, "--seeds: give at least one seed")
+    out = compare(cfg, exponents=exponents, seeds=seeds, level=args.level, metric=args.metric)
+    if args.out:
+        from repetita.data_mix.sequence import save
+
+        save(out, args.out)
+    if not args.json:
+        print(f"{'exponent':>8} {'reached':>8} {'median samples':>15}  per seed")
+        for e, s in out["summary"].items():
+            med = "-" if s["median_reached_at"] is None else f"{s['median_reached_at']:,.0f}"
+            print(f"{e:>8} {s['reached']:>4}/{s['seeds']:<3} {med:>15}  {s['reached_at']}")
+    return out
+
+
 def cmd_rephrase(args) -> dict:
     from repetita.data_mix.rephrase import RephraseConfig, run_from_config
 
@@ -150,6 +182,30 @@ def register(subparsers) -> None:
     c.add_argument("--out", help="write the curves (JSON + config) to this directory")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_composition)
+
+    q = mix_sub.add_parser("sequence", help="GPT on composed affine maps mod p: uniform vs power-law skills")
+    q.add_argument("--p", type=int, default=17, help="prime modulus (value tokens 0..p-1)")
+    q.add_argument("--skills", type=int, default=8, help="number of skills d")
+    q.add_argument("--k", type=int, default=2, help="skills per example")
+    q.add_argument("--exponents", default="0,1", help="training-skill exponents a, comma-separated (0 = uniform)")
+    q.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
+    q.add_argument("--samples", type=int, default=200_000, help="training examples per run")
+    q.add_argument("--batch", type=int, default=64)
+    q.add_argument("--lr", type=float, default=3e-3)
+    q.add_argument("--weight-decay", type=float, default=0.0)
+    q.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then constant")
+    q.add_argument("--n-layer", type=int, default=2)
+    q.add_argument("--n-head", type=int, default=4)
+    q.add_argument("--d-model", type=int, default=64)
+    q.add_argument("--evals", type=int, default=16, help="log-spaced evaluation points")
+    q.add_argument("--test-size", type=int, default=2048)
+    q.add_argument("--scratchpad", action="store_true", help="also train on the intermediate values")
+    q.add_argument("--level", type=float, default=0.9, help="threshold on --metric")
+    q.add_argument("--metric", default="acc", choices=["acc", "loss"], help="accuracy (>= level) or loss (<= level)")
+    q.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
+    q.add_argument("--out", help="write mix_sequence.json and mix_sequence.png to this directory")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_sequence)
 
     r = subparsers.add_parser("rephrase", help="rephrase a JSONL corpus with prompt templates (resumable)")
     r.add_argument("--docs", required=True, help="JSONL with 'id' and 'text' per line")
