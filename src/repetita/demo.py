@@ -137,7 +137,7 @@ def study_demo(out: Path, *, workers: int, quiet: bool = False) -> dict:
     from repetita.study.report import build_report
 
     t0 = time.perf_counter()
-    _say(quiet, f"[6] study examples/demo.toml with {workers} worker(s) (about 10 minutes on 2 cores) ...")
+    _say(quiet, f"[6] study examples/demo.toml with {workers} worker(s) (about 8 minutes on 2 cores) ...")
     run = run_study("example:demo", out / "study", workers=workers, progress=not quiet)
     report = build_report(out / "study")
     headline = ", ".join(f"{k} {v}" for k, v in run["counts"].items() if v)

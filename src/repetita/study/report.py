@@ -315,8 +315,8 @@ def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff
     ts = summary["two_step"]
     if "asymptote" in ts:
         two = (f"<p>Two-step asymptote (U = {ts['unique_tokens']:,.0f}, {ts['epochs']:g} epochs): K-asymptotes "
-               + ", ".join(f"{g['E']:.4f} (N = {g['params']:,.0f})" for g in ts["groups"])
-               + f"; along N: E_inf = {ts['asymptote']:.4f}"
+               + ", ".join(f"{g['E']:.4f} (N = {g['params']:,.0f}, R^2 {g['r2']:.2f})" for g in ts["groups"])
+               + f"; along N: E_inf = {ts['asymptote']:.4f} (alpha {ts['outer_fit']['alpha']:.3g}, R^2 {ts['outer_fit']['r2']:.2f})"
                + (" &mdash; <b>exactly determined</b> by three sizes, so not an estimate: add model sizes."
                   if ts.get("exactly_determined") else "") + "</p>")
     else:
