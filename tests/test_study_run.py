@@ -186,3 +186,23 @@ def test_local_and_ray_give_identical_metrics(tmp_path, capsys):
     capsys.readouterr()
     local, ray = _losses(tmp_path / "local"), _losses(tmp_path / "ray")
     assert len(local) == N_RUNS and local == ray
+
+
+def test_diverged_run_is_recorded_with_its_step(tmp_path, capsys):
+    """A NaN loss marks the run 'diverged' (with the step) and the rest of the study still runs."""
+    spec = _spec(tmp_path).read_text().replace("[recipes.standard]", "[recipes.standard]\nlr = [1e-2, 1e9]")
+    spec = spec.replace("lr = 1e-2\n", "grad_clip = 0.0\n", 1)
+    path = tmp_path / "div.toml"
+    path.write_text(spec)
+    study = tmp_path / "study"
+    assert main(["run", str(path), "--dir", str(study), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["diverged"] == 4 and res["counts"]["failed"] == 0
+    assert res["counts"]["done"] == res["runs"] - 4
+    assert main(["status", str(study), "--json"]) == 0
+    failed = json.loads(capsys.readouterr().out)["failed"]
+    assert len(failed) == 4
+    assert all(f["status"] == "diverged" and "diverged at step" in f["error"] for f in failed)
+    # diverged runs leave no tidy rows behind
+    tidy = pd.read_csv(res["tidy"])
+    assert (tidy["lr"] < 1).all()
