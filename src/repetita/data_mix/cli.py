@@ -227,20 +227,10 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m repetita.data_mix.cli``) with the same contract as ``repetita``."""
-    from repetita.cli import _Parser, dumps
+    """Stand-alone entry (``python -m repetita.data_mix.cli``): the ``repetita`` command itself."""
+    from repetita.cli import main as repetita_main
 
-    parser = _Parser(prog="repetita")
-    register(parser.add_subparsers(dest="command", parser_class=_Parser))
-    args = parser.parse_args(argv)
-    try:
-        result = args.func(args)
-    except UserError as exc:
-        sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
-        return 2
-    if args.json and result is not None:
-        sys.stdout.write(dumps(result) + "\n")
-    return 0
+    return repetita_main(argv)
 
 
 if __name__ == "__main__":
