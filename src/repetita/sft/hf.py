@@ -6,8 +6,12 @@ registers a forward hook on the model the Trainer trains. The hook receives the 
 inputs (``labels`` included, since ``Trainer.compute_loss`` calls ``model(**inputs)``) and its
 output (``logits``), and counts argmax hits under ``no_grad`` while the model is in training mode.
 Counts of all micro-batches of one optimizer step (gradient accumulation) are pooled in
-``on_step_end``, where the rule decides. ``SFTTrainer`` (TRL) is a ``Trainer`` subclass that calls the
-same ``compute_loss`` path, so the same callback works there.
+``on_step_end``, where the rule decides.
+
+TRL's ``SFTTrainer`` (tested with 1.16) patches the model's ``forward`` with a fused LM head: called with
+``fused_lm_head=True`` it returns no logits but per-token ``is_top1`` (label is the argmax) and
+``label_mask`` (label is not -100), both already shifted. The hook counts those directly, so the same
+callback works there without building logits.
 
 Wiring::
 
@@ -75,6 +79,13 @@ class TokenAccuracyStopping(TrainerCallback):
 
     def _record(self, module, args, kwargs, output):
         if not module.training:
+            return
+        top1 = getattr(output, "is_top1", None)
+        label_mask = getattr(output, "label_mask", None)
+        if top1 is not None and label_mask is not None:
+            # TRL's fused head has already compared argmax and label on the shifted, unmasked positions.
+            self._correct += int((top1.detach().bool() & label_mask).sum())
+            self._total += int(label_mask.sum())
             return
         labels = kwargs.get("labels", self._pending_labels)
         logits = getattr(output, "logits", None)
