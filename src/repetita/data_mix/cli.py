@@ -211,7 +211,7 @@ def register(subparsers) -> None:
     r.add_argument("--docs", required=True, help="JSONL with 'id' and 'text' per line")
     r.add_argument("--out", required=True, help="output JSONL (appended to; finished keys are skipped)")
     r.add_argument("--backend", default="http", choices=["http", "transformers", "echo"])
-    r.add_argument("--model", default="", help="model name (http) or local path (transformers)")
+    r.add_argument("--model", default="", help="model name (http); local path or 'smollm2' (transformers)")
     r.add_argument("--url", default="", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     r.add_argument("--templates", default="", help="comma-separated template names (default: all)")
     r.add_argument("--samples", type=int, default=1, help="generations per (document, template)")
