@@ -31,9 +31,9 @@ def _say(quiet: bool, msg: str) -> None:
 
 
 def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
+    from repetita.cliargs import write_json_atomic
     from repetita.examples import load_example
     from repetita.laws import plan
-    from repetita.laws.cli import write_json_atomic
     from repetita.laws.fit import LawFit
     from repetita.laws.fit import bootstrap as run_bootstrap
     from repetita.laws.holdout import evaluate, parse_holdout
@@ -107,7 +107,7 @@ def theory_demo(out: Path, *, quiet: bool = False) -> dict:
     About 5 s on 2 cores; the replicate counts shrink with N because the per-replicate spread of
     the risk shrinks with N (docs/theory.md, measured at 2% relative error).
     """
-    from repetita.laws.cli import write_json_atomic
+    from repetita.cliargs import write_json_atomic
     from repetita.theory.plots import plot_reuse
     from repetita.theory.reuse import ReuseConfig, reuse_table
 
@@ -180,7 +180,7 @@ def write_report(out: Path, summary: dict) -> Path:
 
 
 def cmd_demo(args) -> dict:
-    from repetita.laws.cli import write_json_atomic
+    from repetita.cliargs import write_json_atomic
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from repetita.cliargs import number_list
 from repetita.errors import UserError, require
 
 
 def _floats(text: str | None, name: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"{name}: expected comma-separated numbers, got '{text}'") from None
+    return None if text is None else number_list(text, name)
 
 
 def _per_group(values: list[float] | None, k: int, default: float, name: str) -> list[float]:
@@ -104,13 +100,6 @@ def cmd_composition(args) -> dict:
     return out
 
 
-def _ints(text: str, name: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"{name}: expected comma-separated integers, got '{text}'") from None
-
-
 def cmd_sequence(args) -> dict:
     from repetita.data_mix.sequence import SequenceConfig, compare
 
@@ -119,7 +108,7 @@ def cmd_sequence(args) -> dict:
                          n_head=args.n_head, d_model=args.d_model, evals=args.evals, test_size=args.test_size,
                          scratchpad=args.scratchpad, threads=args.threads)
     exponents = _floats(args.exponents, "--exponents")
-    seeds = _ints(args.seeds, "--seeds")
+    seeds = number_list(args.seeds, "--seeds", whole=True)
     require(len(exponents) >= 1, "--exponents: give at least one exponent")
     require(all(e >= 0 for e in exponents), f"--exponents must be >= 0, got {args.exponents}")
     require(len(seeds) >= 1, "--seeds: give at least one seed")

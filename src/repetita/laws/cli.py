@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from repetita.cliargs import number_list, parse_number, write_json_atomic
 from repetita.errors import UserError, require
-
-_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_number(text: str, what: str) -> float:
-    """Parse 3e9, 3B, 400M, 1.5T (case-insensitive suffixes K, M, B/G, T)."""
-    s = str(text).strip()
-    mult = 1.0
-    if s and s[-1].lower() in _SUFFIX:
-        mult, s = _SUFFIX[s[-1].lower()], s[:-1]
-    try:
-        value = float(s) * mult
-    except ValueError:
-        raise UserError(f"{what}: {text!r} is not a number") from None
-    return value
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -34,18 +19,6 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
         require(k.strip() and v.strip(), f"{what} {item!r}: expected NAME=VALUE")
         out[k.strip()] = v.strip()
     return out
-
-
-def write_json_atomic(path: str | Path, obj: dict) -> Path:
-    """Write then rename, so an interrupted write never leaves a truncated result behind."""
-    from repetita.cli import dumps
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(dumps(obj) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def _load_table(args):
@@ -65,7 +38,7 @@ def spec_kwargs(args) -> dict:
         tie[follower] = leader  # --tie alpha=beta: beta follows alpha
     grid = {}
     for k, v in _pairs(args.grid, "--grid").items():
-        grid[k] = tuple(parse_number(x, f"--grid {k}") for x in v.split(",") if x.strip())
+        grid[k] = tuple(number_list(v, f"--grid {k}"))
     return {
         "freeze": freeze,
         "tie": tie,
@@ -163,7 +136,7 @@ def cmd_plan(args) -> dict:
     require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
     n = parse_number(args.params, "--params")
     u = parse_number(args.unique_tokens, "--unique-tokens")
-    epochs = [parse_number(x, "--epochs") for x in args.epochs.split(",") if x.strip()]
+    epochs = number_list(args.epochs, "--epochs")
     require(0 < args.fraction < 1, f"--fraction must lie in (0, 1), got {args.fraction}")
     table, summary = plan.plan_table(record, n, u, epochs, fraction=args.fraction)
     out = {"summary": summary, "table": table.to_dict(orient="records")}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from repetita.cliargs import write_text_atomic
 from repetita.errors import UserError, require
 from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
@@ -76,12 +77,6 @@ def _autocast(config: TrainConfig, device: str):
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -164,7 +159,7 @@ def train(config: TrainConfig, out_dir: str | Path, hooks: Sequence = (), stop_a
         stored = TrainConfig.from_json(cfg_path.read_text())
         require(stored == config, f"{out} holds a different run (config hash {stored.hash} != {config.hash})")
     else:
-        _atomic_write(cfg_path, json.dumps(config.to_dict(), indent=1, sort_keys=True))
+        write_text_atomic(cfg_path, json.dumps(config.to_dict(), indent=1, sort_keys=True))
     if (out / "result.json").exists():
         return json.loads((out / "result.json").read_text())
 
@@ -240,7 +235,7 @@ def train(config: TrainConfig, out_dir: str | Path, hooks: Sequence = (), stop_a
             row["gap"] = float(np.mean(ev["member_losses"])) - row["train_loss"]
             history.append(row)
             recent = []
-            _atomic_write(out / "metrics.json", json.dumps(history))
+            write_text_atomic(out / "metrics.json", json.dumps(history))
         state = {"step": step, "loss": cur_loss, "lr": config.lr * mult, "model": model, "config": config,
                  "history": history}
         try:
@@ -263,7 +258,7 @@ def train(config: TrainConfig, out_dir: str | Path, hooks: Sequence = (), stop_a
     _atomic_torch_save({"model_config": model.config.to_dict(), "members": M, "state": model.state_dict()},
                        out / "model.pt")
     result = _result(config, data, model, history, total, time.time() - t0)
-    _atomic_write(out / "result.json", json.dumps(result, indent=1))
+    write_text_atomic(out / "result.json", json.dumps(result, indent=1))
     with contextlib.suppress(FileNotFoundError):
         ckpt_path.unlink()  # the finished model lives in model.pt; optimizer state is no longer needed
     return result

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+from repetita.cliargs import number_list, write_text_atomic
+
 
 def _plan(args) -> dict:
     from repetita.sft.plan import fixed_budget_grid
 
-    samples = [int(s) for s in args.samples.split(",")] if args.samples else None
+    samples = number_list(args.samples, "--samples", whole=True, positive=True) if args.samples else None
     plan = fixed_budget_grid(
         args.budget, args.pool, samples, factor=args.factor, min_samples=args.min_samples, seed=args.seed
     )
     out = plan.to_dict()
     if args.subsets:
-        from pathlib import Path
-
-        Path(args.subsets).write_text(json.dumps({str(n): s.tolist() for n, s in plan.subsets().items()}))
+        write_text_atomic(args.subsets, json.dumps({str(n): s.tolist() for n, s in plan.subsets().items()}))
         out["subsets_file"] = args.subsets
     if not args.json:
         print(f"budget {plan.budget} sample-passes, pool {plan.pool_size}, seed {plan.seed}")

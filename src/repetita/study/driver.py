@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from repetita.cliargs import write_text_atomic
 from repetita.errors import require
 from repetita.study.runners import STORE_NAME, run_local, run_ray, store_path, wait_for_others
 from repetita.study.spec import expand, load_spec, resolve_spec
@@ -35,9 +35,7 @@ def prepare_study(spec_path: str | Path, study_dir: str | Path) -> tuple[Store, 
     study = expand(raw, study_dir)  # validates everything before anything is written
     study_dir.mkdir(parents=True, exist_ok=True)
     store = Store(store_path(study_dir))
-    tmp = study_dir / f".{SPEC_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(resolve_spec(spec_path).read_text())
-    tmp.replace(study_dir / SPEC_NAME)
+    write_text_atomic(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
     new = store.add_runs(study.runs)
     return store, len(study.runs), new
 

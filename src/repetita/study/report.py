@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from repetita.cliargs import write_json_atomic, write_text_atomic
 from repetita.errors import UserError, require
 from repetita.study.driver import check_study_dir
 from repetita.study.runners import store_path
@@ -285,15 +285,8 @@ def build_report(study_dir: str | Path) -> dict:
         "efficiency": eff.to_dict(orient="records"),
         "figures": {k: v for k, v in figures.items() if v},
     }
-    from repetita.cli import dumps
-
-    tmp = out / f".{SUMMARY}.tmp"
-    tmp.write_text(dumps(summary))
-    tmp.replace(out / SUMMARY)
-    page = render_html(study_dir.name, summary, figures, best, eff)
-    tmp = out / f".{REPORT}.{os.getpid()}.tmp"
-    tmp.write_text(page)
-    tmp.replace(out / REPORT)
+    write_json_atomic(out / SUMMARY, summary)
+    write_text_atomic(out / REPORT, render_html(study_dir.name, summary, figures, best, eff))
     summary["report"] = str((out / REPORT).resolve())
     return summary
 

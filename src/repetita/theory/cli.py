@@ -7,12 +7,12 @@ scipy load inside the commands.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
-from repetita.errors import UserError, require
+from repetita.cliargs import number_list, write_json_atomic
+from repetita.errors import require
 from repetita.theory.spectra import SPECTRUM_HELP, WSTAR_HELP
 
 _SPECTRUM_HELP = SPECTRUM_HELP + " (default well:0.05)"
@@ -20,54 +20,17 @@ _WSTAR_HELP = WSTAR_HELP + " (default flat)"
 
 
 def _ints(values: list[str], what: str) -> tuple[int, ...]:
-    """Integers from '1e4 1e5' or '1e4,1e5'; each must be a positive whole number."""
-    out = []
-    for item in values:
-        for tok in str(item).split(","):
-            tok = tok.strip()
-            if not tok:
-                continue
-            try:
-                v = float(tok)
-            except ValueError:
-                raise UserError(f"{what}: '{tok}' is not a number") from None
-            require(math.isfinite(v) and v == int(v), f"{what}: '{tok}' is not a whole number")
-            require(v >= 1, f"{what} must be positive, got {tok}")
-            out.append(int(v))
-    require(len(out) > 0, f"{what}: no values given")
-    return tuple(out)
+    """Positive whole numbers from '1e4 1e5' or '1e4,1e5'."""
+    return tuple(number_list(values, what, whole=True, positive=True))
 
 
 def _floats(values: list[str], what: str) -> tuple[float, ...]:
-    out = []
-    for item in values:
-        for tok in str(item).split(","):
-            if tok.strip():
-                try:
-                    out.append(float(tok))
-                except ValueError:
-                    raise UserError(f"{what}: '{tok.strip()}' is not a number") from None
-    require(len(out) > 0, f"{what}: no values given")
-    return tuple(out)
+    return tuple(number_list(values, what))
 
 
 def _replicates(values: list[str]) -> int | tuple[int, ...]:
     reps = _ints(values, "--replicates")
     return reps[0] if len(reps) == 1 else reps
-
-
-def _write_json(path: str | Path, obj: dict) -> Path:
-    from repetita.cli import dumps
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(dumps(obj) + "\n")
-        tmp.replace(path)
-    except OSError as exc:
-        raise UserError(f"cannot write '{path}': {exc.strerror}") from None
-    return path
 
 
 def _check_common(args) -> None:
@@ -97,12 +60,12 @@ def cmd_reuse(args) -> dict:
     out = result.to_dict()
     out["seconds_total"] = time.perf_counter() - t0
     if args.save:
-        out["saved"] = str(_write_json(args.save, out))
+        out["saved"] = str(write_json_atomic(args.save, out))
     if args.plot:
         from repetita.theory.plots import plot_reuse
 
         out["plot"] = str(plot_reuse(result, args.plot))
-        out["plot_json"] = str(_write_json(Path(args.plot).with_suffix(".json"), out))
+        out["plot_json"] = str(write_json_atomic(Path(args.plot).with_suffix(".json"), out))
     if not args.json:
         _print_reuse(out)
     return out

@@ -1,0 +1,71 @@
+"""Shared pieces of the command line: numbers and number lists from arguments, atomic result files.
+
+Every subcommand takes numbers the same way (``3e9``, ``400M``; lists as ``1,2,4`` or as separate
+words) and writes results the same way (temporary file, then rename), so a typo is one line with
+exit code 2 and an interrupted write never leaves a truncated result behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from repetita.errors import UserError, require
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_number(text: str, what: str) -> float:
+    """Parse 3e9, 3B, 400M, 1.5T (case-insensitive suffixes K, M, B/G, T)."""
+    s = str(text).strip()
+    mult = 1.0
+    if s and s[-1].lower() in _SUFFIX:
+        mult, s = _SUFFIX[s[-1].lower()], s[:-1]
+    try:
+        value = float(s) * mult
+    except ValueError:
+        raise UserError(f"{what}: {text!r} is not a number") from None
+    return value
+
+
+def number_list(values: str | list[str], what: str, *, whole: bool = False, positive: bool = False) -> list:
+    """Numbers from '1e4,1e5' or ['1e4', '1e5'] (or both mixed); at least one.
+
+    ``whole`` asks for integers (``1e4`` is accepted, ``2.5`` is not); ``positive`` for values > 0.
+    """
+    items = [values] if isinstance(values, str) else list(values)
+    out: list = []
+    for item in items:
+        for tok in str(item).split(","):
+            if not tok.strip():
+                continue
+            v = parse_number(tok, what)
+            if whole:
+                require(math.isfinite(v) and v == int(v), f"{what}: '{tok.strip()}' is not a whole number")
+                v = int(v)
+            if positive:
+                require(v > 0, f"{what} must be positive, got {tok.strip()}")
+            out.append(v)
+    require(len(out) > 0, f"{what}: no values given")
+    return out
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write beside the target, then rename over it; an unwritable place is a one-line error."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UserError(f"cannot write '{path}': {exc.strerror}") from None
+    return path
+
+
+def write_json_atomic(path: str | Path, obj: dict) -> Path:
+    """Strict JSON (numpy values converted, non-finite floats as null), written atomically."""
+    from repetita.cli import dumps
+
+    return write_text_atomic(path, dumps(obj) + "\n")

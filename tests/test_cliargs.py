@@ -1,0 +1,68 @@
+"""Shared CLI pieces: number lists and atomic writes, and the commands that use them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from repetita.cli import main
+from repetita.cliargs import number_list, parse_number, write_json_atomic, write_text_atomic
+from repetita.errors import UserError
+
+
+def test_number_lists_from_commas_words_and_suffixes():
+    assert number_list("1,2, 4", "--k") == [1.0, 2.0, 4.0]
+    assert number_list(["1e4", "2e4,3e4"], "--N", whole=True) == [10000, 20000, 30000]
+    assert number_list("400M", "--params") == [4e8]
+    assert parse_number("1.5T", "--tokens") == 1.5e12
+
+
+@pytest.mark.parametrize(
+    "values, kwargs, message",
+    [
+        ("1,x", {}, "--v: 'x' is not a number"),
+        ("2.5", {"whole": True}, "--v: '2.5' is not a whole number"),
+        ("0", {"positive": True}, "--v must be positive, got 0"),
+        (" , ", {}, "--v: no values given"),
+        ([], {}, "--v: no values given"),
+    ],
+)
+def test_number_list_errors_name_the_value(values, kwargs, message):
+    with pytest.raises(UserError) as err:
+        number_list(values, "--v", **kwargs)
+    assert str(err.value) == message
+
+
+def test_atomic_writes_replace_whole_files_and_report_bad_places(tmp_path):
+    path = write_json_atomic(tmp_path / "sub" / "r.json", {"x": float("nan"), "y": 1})
+    assert json.loads(path.read_text()) == {"x": None, "y": 1}
+    write_text_atomic(path, "second")
+    assert path.read_text() == "second" and sorted(p.name for p in path.parent.iterdir()) == ["r.json"]
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep")
+    with pytest.raises(UserError, match="cannot write"):
+        write_text_atomic(blocker / "r.json", "x")
+    assert blocker.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sft", "plan", "--budget", "64", "--pool", "64", "--samples", "4,a"], "--samples: 'a' is not a number"),
+        (["sft", "plan", "--budget", "64", "--pool", "64", "--samples", "4,0"], "--samples must be positive"),
+        (["mix", "optimize", "--weights", "0.9,x"], "--weights: 'x' is not a number"),
+    ],
+)
+def test_commands_reject_bad_lists_in_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep")
+    argv = ["sft", "plan", "--budget", "64", "--pool", "64", "--subsets", str(blocker / "s.json")]
+    assert main(argv) == 2
+    assert "cannot write" in capsys.readouterr().err
