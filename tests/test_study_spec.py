@@ -52,7 +52,7 @@ def _spec(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("name", SPECS)
 def test_every_shipped_spec_parses(name, tmp_path):
-    study = expand(load_spec(f"example:{name[:-5]}"), tmp_path / "s")
+    study = expand(load_spec(f"example:{name[:-5]}"))
     assert len(study.runs) > 0
     assert len({r.id for r in study.runs}) == len(study.runs)
 
@@ -64,7 +64,7 @@ def test_examples_folder_is_the_shipped_specs():
 
 
 def test_expansion_counts_ids_and_dependencies(tmp_path):
-    study = expand(load_spec(_spec(tmp_path, GOOD)), tmp_path / "s")
+    study = expand(load_spec(_spec(tmp_path, GOOD)))
     by_recipe = {}
     for r in study.runs:
         by_recipe.setdefault(r.recipe, []).append(r)
@@ -82,7 +82,7 @@ def test_expansion_counts_ids_and_dependencies(tmp_path):
         assert r.depends_on in ids and position[r.depends_on] < position[r.id]
         assert r.config.teacher.endswith(r.depends_on)
     # the id is the config hash: expanding again gives the same ids
-    again = expand(load_spec(_spec(tmp_path, GOOD)), tmp_path / "s")
+    again = expand(load_spec(_spec(tmp_path, GOOD)))
     assert [r.id for r in again.runs] == [r.id for r in study.runs]
 
 
@@ -108,7 +108,7 @@ def test_bad_specs_name_the_problem(tmp_path, edit, message):
     old, new = edit
     assert old in GOOD
     with pytest.raises(UserError) as err:
-        expand(load_spec(_spec(tmp_path, GOOD.replace(old, new, 1))), tmp_path / "s")
+        expand(load_spec(_spec(tmp_path, GOOD.replace(old, new, 1))))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -121,7 +121,7 @@ def test_malformed_toml_and_missing_file(tmp_path):
     with pytest.raises(UserError, match="unknown example spec 'nope'"):
         resolve_spec("example:nope")
     with pytest.raises(UserError, match=r"missing \[grid\]"):
-        expand(load_spec(_spec(tmp_path, 'name = "x"\n[recipes.standard]\n')), tmp_path / "s")
+        expand(load_spec(_spec(tmp_path, 'name = "x"\n[recipes.standard]\n')))
 
 
 def test_cli_bad_spec_exit_2_one_line_and_nothing_written(tmp_path, capsys):

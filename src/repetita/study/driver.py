@@ -32,7 +32,7 @@ def prepare_study(spec_path: str | Path, study_dir: str | Path) -> tuple[Store, 
     study_dir = Path(study_dir)
     raw = load_spec(spec_path)
     check_study_dir(study_dir, creating=True)
-    study = expand(raw, study_dir)  # validates everything before anything is written
+    study = expand(raw)  # validates everything before anything is written
     study_dir.mkdir(parents=True, exist_ok=True)
     store = Store(store_path(study_dir))
     write_text_atomic(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from repetita.errors import UserError, require
@@ -83,10 +83,6 @@ class RunSpec:
 class Study:
     name: str
     runs: tuple[RunSpec, ...]
-    raw: dict = field(default_factory=dict)
-
-    def by_id(self) -> dict[str, RunSpec]:
-        return {r.id: r for r in self.runs}
 
 
 def _list(value, where: str, kind=(int, float)) -> list:
@@ -129,7 +125,7 @@ def load_spec(path: str | Path) -> dict:
         raise UserError(f"{path}: not a text file") from None
 
 
-def expand(raw: dict, study_dir: str | Path, check_corpus: bool = True) -> Study:
+def expand(raw: dict, check_corpus: bool = True) -> Study:
     """Validate a parsed spec and expand it into runs (teachers before their students)."""
     from repetita.lm.config import TrainConfig
 
@@ -213,7 +209,7 @@ def expand(raw: dict, study_dir: str | Path, check_corpus: bool = True) -> Study
                     add(RunSpec(student, name, depends_on=teacher.hash))
     # teachers first: a stable topological order keeps the queue deterministic
     runs.sort(key=lambda r: r.depends_on is not None)
-    return Study(name=str(raw.get("name", "study")), runs=tuple(runs), raw=raw)
+    return Study(name=str(raw.get("name", "study")), runs=tuple(runs))
 
 
 def _absolute_corpus(spec: str, check: bool) -> str:
