@@ -133,3 +133,19 @@ def test_export_csv_and_parquet(tmp_path):
     pq = pd.read_parquet(store.export(tmp_path / "t.parquet"))
     pd.testing.assert_frame_equal(pq, csv)
     store.close()
+
+
+def test_export_refuses_other_formats_and_unwritable_places(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.add_runs([_Run("a")])
+    store.claim("a")
+    store.finish("a", {"rows": [{"params": 10, "loss": 3.5}]})
+    with pytest.raises(UserError, match="export writes .csv or .parquet, not '.xlsx'"):
+        store.export(tmp_path / "t.xlsx")
+    assert not (tmp_path / "t.xlsx").exists()
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep")
+    with pytest.raises(UserError, match="cannot write"):
+        store.export(blocker / "t.csv")
+    assert pd.read_csv(store.export(tmp_path / "new" / "t.csv"))["loss"].tolist() == [3.5]
+    store.close()

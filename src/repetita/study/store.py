@@ -236,13 +236,21 @@ class Store:
         return pd.DataFrame(rows)
 
     def export(self, path: str | Path) -> Path:
+        """Write the tidy table as .csv or .parquet (temporary file, then rename)."""
         path = Path(path)
+        require(path.suffix in (".csv", ".parquet"), f"{path}: export writes .csv or .parquet, not '{path.suffix}'")
         df = self.tidy()
         require(len(df) > 0, "no finished runs to export yet")
         tmp = path.with_name(f".{path.name}.tmp")
-        if path.suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".parquet":
+                df.to_parquet(tmp, index=False)
+            else:
+                df.to_csv(tmp, index=False)
+            tmp.replace(path)
+        except ImportError:
+            raise UserError("Parquet export needs pyarrow: pip install 'repetita[parquet]'") from None
+        except OSError as exc:
+            raise UserError(f"cannot write '{path}': {exc.strerror or exc}") from None
         return path
