@@ -1,13 +1,11 @@
-"""Shared CLI pieces: number lists and atomic writes, and the commands that use them."""
+"""Shared CLI pieces: number lists, and the commands that use them."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from repetita.cli import main
-from repetita.cliargs import number_list, parse_number, write_json_atomic, write_text_atomic
+from repetita.cliargs import number_list, parse_number
 from repetita.errors import UserError
 
 
@@ -34,18 +32,6 @@ def test_number_list_errors_name_the_value(values, kwargs, message):
     assert str(err.value) == message
 
 
-def test_atomic_writes_replace_whole_files_and_report_bad_places(tmp_path):
-    path = write_json_atomic(tmp_path / "sub" / "r.json", {"x": float("nan"), "y": 1})
-    assert json.loads(path.read_text()) == {"x": None, "y": 1}
-    write_text_atomic(path, "second")
-    assert path.read_text() == "second" and sorted(p.name for p in path.parent.iterdir()) == ["r.json"]
-    blocker = tmp_path / "file.txt"
-    blocker.write_text("keep")
-    with pytest.raises(UserError, match="cannot write"):
-        write_text_atomic(blocker / "r.json", "x")
-    assert blocker.read_text() == "keep"
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -58,11 +44,3 @@ def test_commands_reject_bad_lists_in_one_line(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
-
-
-def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
-    blocker = tmp_path / "file.txt"
-    blocker.write_text("keep")
-    argv = ["sft", "plan", "--budget", "64", "--pool", "64", "--subsets", str(blocker / "s.json")]
-    assert main(argv) == 2
-    assert "cannot write" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from repetita.lm.config import TrainConfig
 from repetita.lm.distill import kd_loss
 from repetita.lm.recipes import RecipeConfig, run_recipe
 from repetita.lm.schedules import lr_multiplier
-from repetita.lm.train import Hook, StopTraining, train
+from repetita.lm.train import train
+from repetita.lm.trainer import Every, StopTraining
 
 # A tiny run on a synthetic source: ~0.1 s per step on one CPU thread.
 TINY = TrainConfig(corpus="markov:V=24,order=1,n=30000,seed=2", context=16, unique_tokens=16 * 48, epochs=2.0,
@@ -84,12 +85,13 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_hook_can_stop_and_run_resumes(tmp_path):
     seen = []
 
-    def hook(state):
-        seen.append(state["step"])
-        if state["step"] == 4:
+    def hook(step):
+        seen.append(step.step)
+        assert step.total == 12 and len(step.member_losses) == 1 and step.loss == step.member_losses[0]
+        if step.step == 4:
             raise StopTraining
 
-    r = train(TINY, tmp_path / "r", hooks=[Hook(hook, every=2)])
+    r = train(TINY, tmp_path / "r", callbacks=[Every(hook, every=2)])
     assert not r["finished"] and seen == [2, 4]
     assert train(TINY, tmp_path / "r")["finished"]
 
@@ -121,6 +123,8 @@ def test_distill_and_sequence_distill_run(tmp_path):
     assert samples.shape == (48, 17) and samples.max() < 24
     recipes = {r["recipe"] for r in res["rows"]}
     assert recipes == {"ensemble", "distill"}
+    # the student is named relative to the recipe folder and starts from its own initialisation
+    assert student["config"]["teacher"].startswith("runs/") and student["config"]["seed"] == 1000
 
 
 def test_regularized_search_certifies_a_local_optimum(tmp_path):

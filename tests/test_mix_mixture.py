@@ -86,7 +86,7 @@ def test_fit_curves_recovers_exponents():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "repetita.data_mix.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "repetita.cli", *args], capture_output=True, text=True)
 
 
 def test_cli_optimize_json_and_bad_input():

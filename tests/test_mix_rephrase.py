@@ -173,7 +173,7 @@ def test_torn_last_line_is_repaired(tmp_path):
 def test_resume_after_sigkill(tmp_path, server):
     srv, url = server(delay=0.05)
     docs, out = _docs(tmp_path, 4), str(tmp_path / "o.jsonl")
-    cmd = [sys.executable, "-m", "repetita.data_mix.cli", "rephrase", "--docs", docs, "--out", out, "--url", url,
+    cmd = [sys.executable, "-m", "repetita.cli", "rephrase", "--docs", docs, "--out", out, "--url", url,
            "--samples", "2", "--concurrency", "2", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30

@@ -68,10 +68,16 @@ def test_expansion_counts_ids_and_dependencies(tmp_path):
     by_recipe = {}
     for r in study.runs:
         by_recipe.setdefault(r.recipe, []).append(r)
-    # standard: 2 models x 2 U x 3 K x 2 seeds; regularized: 2 x 2 x 1 K x 2 WD x 2 seeds, of which the
-    # WD 0.1 ones are new configs (recipe label differs); ensemble: 2 x 1 U x 1 K x 2 sizes x 2 seeds
+    # standard: 2 models x 2 U x 3 K x 2 seeds; regularized (coordinate search): its start point in each of
+    # 2 models x 2 U x 2 seeds cells, the next points come once it is measured; ensemble: 2 x 1 U x 1 K x
+    # 2 sizes x 2 seeds
     assert len(by_recipe["standard"]) == 24
-    assert len(by_recipe["regularized"]) == 16
+    assert len(by_recipe["regularized"]) == 8
+    assert all(r.config.weight_decay == 0.1 for r in by_recipe["regularized"])
+    # the fixed grid is an explicit option: every (WD, K) point of every cell at once
+    grid = expand(load_spec(_spec(tmp_path, GOOD.replace("epochs = [2]\n[recipes.ensemble]",
+                                                         "epochs = [2]\nsearch = \"grid\"\n[recipes.ensemble]"))))
+    assert sum(r.recipe == "regularized" for r in grid.runs) == 16
     # the distill teachers (2 members) coincide with the ensemble runs of 2 members: shared, not duplicated
     assert len(by_recipe["ensemble"]) == 8
     assert len(by_recipe["distill"]) == 2 * 2 * 2
@@ -101,7 +107,8 @@ def test_expansion_counts_ids_and_dependencies(tmp_path):
         (("corpus = \"markov:V=24,order=1,n=30000,seed=2\"", "corpus = \"/no/such/corpus.txt\""),
          "corpus path '/no/such/corpus.txt' does not exist"),
         (("context = 16", "context = 2"), "context=2 must be in [8, 4096]"),
-        (("context = 16", "context = \"wide\""), "bad value"),
+        (("context = 16", "context = \"wide\""), "context='wide' has the wrong type"),
+        (("epochs = [2]\n[recipes.ensemble]", "search = \"random\"\n[recipes.ensemble]"), "search='random' must be"),
     ],
 )
 def test_bad_specs_name_the_problem(tmp_path, edit, message):

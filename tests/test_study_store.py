@@ -40,7 +40,8 @@ def _writer(path: str, w: int, n: int) -> None:
         store.add_runs([_Run(rid)])
         assert store.claim(rid)
         store.finish(rid, {"val_loss": float(i), "history": [{"step": 1, "epoch": 1.0, "val_loss": 1.0}],
-                           "rows": [{"run": rid, "writer": w, "i": i, "loss": float(i)}]})
+                           "rows": [{"params": 1e6, "tokens": 4e6, "unique_tokens": 1e6, "epochs": 4.0,
+                                     "loss": 1.0 + i, "run_id": rid, "seed": w, "step": i}]})
     store.close()
 
 
@@ -59,8 +60,8 @@ def test_eight_concurrent_writers_500_rows_each(tmp_path):
     tidy = store.tidy()
     assert len(runs) == 4000 and runs["id"].is_unique
     assert (runs["status"] == "done").all() and (runs["attempts"] == 1).all()
-    assert len(tidy) == 4000 and not tidy.duplicated(["writer", "i"]).any()
-    assert set(tidy.groupby("writer")["i"].nunique()) == {500}
+    assert len(tidy) == 4000 and not tidy.duplicated(["seed", "step"]).any()
+    assert set(tidy.groupby("seed")["step"].nunique()) == {500}
     assert len(store.curves()) == 4000
     store.close()
 
@@ -128,10 +129,15 @@ def test_export_csv_and_parquet(tmp_path):
     store.claim("a")
     store.finish("a", {"rows": [{"params": 10, "tokens": 20, "unique_tokens": 10, "epochs": 2.0, "loss": 3.5}]})
     csv = pd.read_csv(store.export(tmp_path / "t.csv"))
-    assert csv.to_dict(orient="records") == [{"params": 10, "tokens": 20, "unique_tokens": 10, "epochs": 2.0, "loss": 3.5}]
+    from repetita.laws.data import COLUMNS
+
+    assert list(csv.columns) == list(COLUMNS)  # the run-row schema, in its order, whatever the row held
+    rec = csv.iloc[0]
+    assert (rec["params"], rec["tokens"], rec["unique_tokens"], rec["epochs"], rec["loss"]) == (10, 20, 10, 2.0, 3.5)
+    assert rec["members"] == 1 and rec["recipe"] == "standard" and rec["bits_per_token"] == pytest.approx(3.5 / 0.693147, 1e-5)
     pytest.importorskip("pyarrow")
     pq = pd.read_parquet(store.export(tmp_path / "t.parquet"))
-    pd.testing.assert_frame_equal(pq, csv)
+    pd.testing.assert_frame_equal(pq[["params", "loss", "recipe"]], csv[["params", "loss", "recipe"]])
     store.close()
 
 
@@ -139,13 +145,13 @@ def test_export_refuses_other_formats_and_unwritable_places(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     store.add_runs([_Run("a")])
     store.claim("a")
-    store.finish("a", {"rows": [{"params": 10, "loss": 3.5}]})
-    with pytest.raises(UserError, match="export writes .csv or .parquet, not '.xlsx'"):
+    store.finish("a", {"rows": [{"params": 10, "tokens": 20, "unique_tokens": 10, "epochs": 2.0, "loss": 3.5}]})
+    with pytest.raises(UserError, match="suffix must be one of .csv, .parquet"):
         store.export(tmp_path / "t.xlsx")
     assert not (tmp_path / "t.xlsx").exists()
     blocker = tmp_path / "file.txt"
     blocker.write_text("keep")
-    with pytest.raises(UserError, match="cannot write"):
+    with pytest.raises(UserError, match="is a file, not a folder"):
         store.export(blocker / "t.csv")
     assert pd.read_csv(store.export(tmp_path / "new" / "t.csv"))["loss"].tolist() == [3.5]
     store.close()

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import math
 import sys
-from typing import Any
 
 from repetita.errors import UserError
+from repetita.io import dumps
 
 # Command modules, imported at start-up; they must keep their own heavy imports inside functions.
 COMMAND_MODULES = [
@@ -27,6 +25,9 @@ COMMAND_MODULES = [
     "repetita.study.cli",
     "repetita.demo",
 ]
+# Optional heavy stacks and the extra that installs each (pyproject's optional-dependencies).
+EXTRAS = {"torch": "lm", "tokenizers": "lm", "transformers": "hf", "accelerate": "hf", "psutil": "hf",
+          "trl": "trl", "ray": "ray", "pyarrow": "parquet", "gguf": "smollm2"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,27 +36,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse API
         sys.stderr.write(f"repetita {self.prog.split(' ', 1)[-1]}: error: {message}\n")
         sys.exit(2)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Make numpy scalars/arrays and non-finite floats safe for strict JSON."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), indent=None, allow_nan=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except UserError as exc:
         sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
+        return 2
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        sys.stderr.write(f"repetita {args.command}: error: this command needs {top}, which is not installed: "
+                         f"pip install 'repetita[{EXTRAS[top]}]'\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"repetita {args.command}: interrupted\n")

@@ -1,15 +1,12 @@
-"""Shared pieces of the command line: numbers and number lists from arguments, atomic result files.
+"""Numbers and number lists from command-line arguments.
 
 Every subcommand takes numbers the same way (``3e9``, ``400M``; lists as ``1,2,4`` or as separate
-words) and writes results the same way (temporary file, then rename), so a typo is one line with
-exit code 2 and an interrupted write never leaves a truncated result behind.
+words), so a typo is one line with exit code 2. Files are written by :mod:`repetita.io`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 from repetita.errors import UserError, require
 
@@ -49,23 +46,3 @@ def number_list(values: str | list[str], what: str, *, whole: bool = False, posi
             out.append(v)
     require(len(out) > 0, f"{what}: no values given")
     return out
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write beside the target, then rename over it; an unwritable place is a one-line error."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as exc:
-        raise UserError(f"cannot write '{path}': {exc.strerror}") from None
-    return path
-
-
-def write_json_atomic(path: str | Path, obj: dict) -> Path:
-    """Strict JSON (numpy values converted, non-finite floats as null), written atomically."""
-    from repetita.cli import dumps
-
-    return write_text_atomic(path, dumps(obj) + "\n")

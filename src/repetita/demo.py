@@ -31,8 +31,8 @@ def _say(quiet: bool, msg: str) -> None:
 
 
 def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
-    from repetita.cliargs import write_json_atomic
     from repetita.examples import load_example
+    from repetita.io import write_json
     from repetita.laws import plan
     from repetita.laws.fit import LawFit
     from repetita.laws.fit import bootstrap as run_bootstrap
@@ -46,8 +46,8 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
     boot = run_bootstrap(dc, db, bootstrap, seed=0)
     wide = LawFit("data-constrained", freeze=DATABLATIONS_FROZEN, grid=WIDE_GRID, n_refine=30).fit(db)
     rec = dc.result() | {"intervals": boot["params"], "source": "example:datablations"}
-    write_json_atomic(out / "datablations_fit.json", rec)
-    write_json_atomic(out / "datablations_fit_wide.json", wide.result() | {"source": "example:datablations"})
+    write_json(out / "datablations_fit.json", rec)
+    write_json(out / "datablations_fit_wide.json", wide.result() | {"source": "example:datablations"})
     plot_fit(dc, db, out / "datablations_fit.png")
     summary["datablations"] = {
         "published_grid": {k: dc.params_[k] for k in ("rd_star", "rn_star")}
@@ -79,7 +79,7 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
 
     table, plan_summary = plan.plan_table(rec, 2.8e9, 4e9, [1, 2, 4, 8, 16, 32, 64, 128])
     plot_plan(table, plan_summary, out / "plan.png")
-    write_json_atomic(out / "plan.json", {"summary": plan_summary, "table": table.to_dict(orient="records")})
+    write_json(out / "plan.json", {"summary": plan_summary, "table": table.to_dict(orient="records")})
     summary["plan"] = plan_summary
     _say(
         quiet,
@@ -107,14 +107,14 @@ def theory_demo(out: Path, *, quiet: bool = False) -> dict:
     About 5 s on 2 cores; the replicate counts shrink with N because the per-replicate spread of
     the risk shrinks with N (docs/theory.md, measured at 2% relative error).
     """
-    from repetita.cliargs import write_json_atomic
+    from repetita.io import write_json
     from repetita.theory.plots import plot_reuse
     from repetita.theory.reuse import ReuseConfig, reuse_table
 
     config = ReuseConfig(Ns=(100, 1000, 10000), Ks=(1, 2, 4, 8, 16, 32, 64, 128), replicates=(64, 32, 8), seed=0)
     result = reuse_table(config)
     rec = result.to_dict()
-    write_json_atomic(out / "theory_reuse.json", rec)
+    write_json(out / "theory_reuse.json", rec)
     plot_reuse(result, out / "theory_reuse.png")
     plateau = rec["plateau_fit"].get("affine", {})
     E = np.asarray(rec["E"])
@@ -174,16 +174,15 @@ def write_report(out: Path, summary: dict) -> Path:
         lines += ["", "## Study on the default corpus",
                   "Runs: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()) + ".",
                   f"Report with figures and fitted laws: [study/report/report.html]({Path(st['report']).relative_to(out.resolve())})."]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    from repetita.io import write_text
+
+    return write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 def cmd_demo(args) -> dict:
-    from repetita.cliargs import write_json_atomic
+    from repetita.io import make_dir, write_json
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(args.out, "--out")
     t0 = time.perf_counter()
     summary = {"laws": law_demo(out, bootstrap=args.bootstrap, quiet=args.json)}
     if not args.skip_theory:
@@ -191,7 +190,7 @@ def cmd_demo(args) -> dict:
     if not args.skip_study:
         summary["study"] = study_demo(out, workers=args.workers, quiet=args.json)
     summary["seconds"] = time.perf_counter() - t0
-    write_json_atomic(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     report = write_report(out, summary)
     _say(args.json, f"report: {report.resolve()}")
     if summary.get("study"):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 from repetita.cliargs import number_list
 from repetita.errors import UserError, require
+from repetita.io import check_dir
 
 
 def _floats(text: str | None, name: str) -> list[float] | None:
@@ -42,12 +41,10 @@ def cmd_optimize(args) -> dict:
         curves = [mx.MissCurve()] * k
         model = "memorize"
     elif args.curves:
-        import pandas as pd
 
-        try:
-            df = pd.read_csv(args.curves)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--curves: cannot read {args.curves}: {exc}") from None
+        from repetita.laws.data import read_table
+
+        df = read_table(args.curves)
         names, curves, fitted = mx.fit_curves(df, group=args.group, axis=args.axis)
         require(len(curves) == k, f"--curves has {len(curves)} groups but --weights has {k}")
         model = "fitted power laws"
@@ -88,6 +85,8 @@ def cmd_composition(args) -> dict:
 
     cfg = CompositionConfig(dims=args.dims, k=args.k, exponent=args.exponent, samples=args.samples,
                             lr=args.lr, init=args.init, batch=args.batch, seed=args.seed, evals=args.evals)
+    if args.out:
+        check_dir(args.out, "--out")
     out = compare(cfg)
     if args.out:
         from repetita.data_mix.composition import save
@@ -112,6 +111,8 @@ def cmd_sequence(args) -> dict:
     require(len(exponents) >= 1, "--exponents: give at least one exponent")
     require(all(e >= 0 for e in exponents), f"--exponents must be >= 0, got {args.exponents}")
     require(len(seeds) >= 1, "--seeds: give at least one seed")
+    if args.out:
+        check_dir(args.out, "--out")
     out = compare(cfg, exponents=exponents, seeds=seeds, level=args.level, metric=args.metric)
     if args.out:
         from repetita.data_mix.sequence import save
@@ -213,14 +214,3 @@ def register(subparsers) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_rephrase)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m repetita.data_mix.cli``): the ``repetita`` command itself."""
-    from repetita.cli import main as repetita_main
-
-    return repetita_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,9 +11,7 @@ escape first, and once learned they amplify the gradient of the rare skills they
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -124,13 +122,12 @@ def sweep(cfg: CompositionConfig, exponents: list[float]) -> dict:
 
 def save(result: dict, out_dir: str) -> None:
     """Write ``mix_composition.json`` (curves + config) and a log-log PNG of the curves."""
-    path = Path(out_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "mix_composition.json").write_text(json.dumps(result, indent=1))
-    import matplotlib
+    from repetita.io import make_dir, save_figure, write_json
+    from repetita.io import plt as pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    path = make_dir(out_dir)
+    write_json(path / "mix_composition.json", result, indent=1)
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(result["samples"], result["uniform"], "o-", label="uniform skills")
@@ -142,5 +139,4 @@ def save(result: dict, out_dir: str) -> None:
     ax.set_title(f"k={c['k']} composition, d={c['dims']}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path / "mix_composition.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path / "mix_composition.png", dpi=120)

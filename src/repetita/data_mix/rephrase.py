@@ -1,7 +1,7 @@
 """Resumable, deduplicated rephrasing of a small corpus (SPA-style: fixed templates x k samples).
 
-Output is one JSONL line per finished ``(doc, template, sample)`` key, appended with a single
-``os.write`` on an ``O_APPEND`` descriptor under a lock, so lines never interleave. A run killed
+Output is one JSONL line per finished ``(doc, template, sample)`` key, appended by
+``repetita.io.JsonlAppender`` (one ``os.write`` per line under a lock, so lines never interleave). A run killed
 mid-write can leave at most one partial trailing line; the next run truncates it and skips every key
 already recorded as ``ok`` or ``duplicate``. Keys recorded ``failed`` (retries exhausted) are tried
 again on the next run; their earlier failure lines stay as a log.
@@ -22,6 +22,7 @@ from pathlib import Path
 from repetita.data_mix.backends import BackendError, EchoBackend, HTTPBackend, RateLimiter, TransformersBackend
 from repetita.data_mix.templates import TEMPLATES, render
 from repetita.errors import UserError, require
+from repetita.io import JsonlAppender, check_file, write_json
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,12 @@ def load_docs(path: str) -> list[dict]:
     """Read ``{"id", "text"}`` JSONL; empty texts, missing fields and repeated ids are errors."""
     p = Path(path)
     require(p.is_file(), f"--docs: no such file {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (expected JSONL with 'id' and 'text' per line)") from None
     docs, seen = [], set()
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -112,21 +117,6 @@ def read_done(out: str) -> tuple[set, dict]:
     return done, hashes
 
 
-class _Appender:
-    def __init__(self, path: str):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.lock = threading.Lock()
-
-    def write(self, rec: dict) -> None:
-        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
-        with self.lock:
-            os.write(self.fd, line)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 def make_backend(cfg: RephraseConfig):
     if cfg.backend == "http":
         require(cfg.url, "http backend needs --url (e.g. http://127.0.0.1:8000/v1)")
@@ -138,6 +128,8 @@ def make_backend(cfg: RephraseConfig):
 
 def run(cfg: RephraseConfig, backend=None) -> dict:
     """Generate every missing key; returns counts and token totals for this run."""
+    check_file(cfg.out, "--out", inputs=[cfg.docs])
+    check_file(cfg.out + ".config.json", "--out", inputs=[cfg.docs])
     docs = load_docs(cfg.docs)
     backend = backend or make_backend(cfg)
     done, hashes = read_done(cfg.out)
@@ -145,7 +137,7 @@ def run(cfg: RephraseConfig, backend=None) -> dict:
         (d, t, s) for d in docs for t in cfg.template_names for s in range(cfg.samples)
         if (d["id"], t, s) not in done
     ]
-    Path(cfg.out + ".config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    write_json(cfg.out + ".config.json", asdict(cfg), indent=1)
     limiter = RateLimiter(cfg.rate)
     hash_lock = threading.Lock()
     stats = {"skipped": len(done), "ok": 0, "duplicate": 0, "failed": 0, "retries": 0,
@@ -180,7 +172,7 @@ def run(cfg: RephraseConfig, backend=None) -> dict:
                 "hash": h, "text": gen.text, "prompt_tokens": gen.prompt_tokens,
                 "completion_tokens": gen.completion_tokens}
 
-    out = _Appender(cfg.out)
+    out = JsonlAppender(cfg.out)
     try:
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             futures = [pool.submit(work, *key) for key in todo]
@@ -196,7 +188,12 @@ def run(cfg: RephraseConfig, backend=None) -> dict:
 
 
 def run_from_config(cfg: RephraseConfig) -> dict:
-    return run(cfg)
+    """``run``, and a run in which every request failed is an error (exit 2) that gives the count."""
+    stats = run(cfg)
+    if stats["failed"] and not stats["ok"] and not stats["duplicate"]:
+        raise UserError(f"all {stats['failed']} requests failed (after {stats['retries']} retries); "
+                        f"the errors are logged in {cfg.out}")
+    return stats
 
 
 def corpus(out: str) -> list[str]:

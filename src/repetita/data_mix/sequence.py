@@ -22,10 +22,8 @@ reach a test-accuracy level, uniform vs power law, on the same task, test set an
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -156,9 +154,15 @@ def evaluate(model, cfg: SequenceConfig, seqs: np.ndarray, frequent: np.ndarray)
 
 
 def train(cfg: SequenceConfig, exponent: float | None = None) -> dict:
-    """Test curves at log-spaced sample counts for training skills drawn with ``exponent`` (default cfg's)."""
+    """Test curves at log-spaced sample counts for training skills drawn with ``exponent`` (default cfg's).
+
+    Trains through the one loop (``repetita.lm.trainer``): online batches, constant LR after a linear
+    warm-up, the answer (or scratchpad) tokens as targets, every other target ignored.
+    """
     import torch
-    import torch.nn.functional as F
+
+    from repetita.lm.model import IGNORE
+    from repetita.lm.trainer import Callback, Trainer
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -174,24 +178,27 @@ def train(cfg: SequenceConfig, exponent: float | None = None) -> dict:
     opt = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     probs = skill_probs(cfg.skills, a)
     rng = np.random.default_rng([cfg.seed, 1])
-    mask = torch.as_tensor(target_mask(cfg))
-    steps = cfg.samples // cfg.batch
-    at = set(np.unique(np.geomspace(1, steps, cfg.evals).astype(int)).tolist())
-    rows = []
-    for step in range(1, steps + 1):
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, step / max(1, cfg.warmup))
+    counted = torch.as_tensor(target_mask(cfg))
+
+    def batches(step: int):  # online: a fresh batch every step, drawn in step order from one stream
         seqs = torch.as_tensor(sample_examples(rng, cfg, probs, cfg.batch, task)[0])
-        logits = model(seqs[None, :, :-1])[0]
-        loss = F.cross_entropy(logits[:, mask].flatten(0, 1), seqs[:, 1:][:, mask].flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step in at:
-            model.eval()
-            rows.append({"samples": step * cfg.batch, **evaluate(model, cfg, test, frequent)})
-            model.train()
+        targets = seqs[:, 1:].masked_fill(~counted, IGNORE)
+        return seqs[None, :, :-1], targets[None]
+
+    steps = cfg.samples // cfg.batch
+    rows = []
+
+    class Curve(Callback):
+        at = set(np.unique(np.geomspace(1, steps, cfg.evals).astype(int)).tolist())
+
+        def on_step(self, trainer, step):
+            if step.step in self.at:
+                model.eval()
+                rows.append({"samples": step.step * cfg.batch, **evaluate(model, cfg, test, frequent)})
+                model.train()
+
+    Trainer(model, opt, batches, total_steps=steps, lr=cfg.lr, schedule="constant", warmup=cfg.warmup,
+            grad_clip=1.0, callbacks=[Curve()]).run()
     curve = {key: [r[key] for r in rows] for key in rows[0]}
     return {"exponent": a, "seed": cfg.seed, **curve}
 
@@ -227,13 +234,12 @@ def compare(cfg: SequenceConfig, exponents=(0.0, 1.0), seeds=(0, 1, 2), level: f
 
 def save(result: dict, out_dir: str) -> None:
     """Write ``mix_sequence.json`` and a two-panel PNG (test loss and accuracy vs samples)."""
-    path = Path(out_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "mix_sequence.json").write_text(json.dumps(result, indent=1))
-    import matplotlib
+    from repetita.io import make_dir, save_figure, write_json
+    from repetita.io import plt as pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    path = make_dir(out_dir)
+    write_json(path / "mix_sequence.json", result, indent=1)
+    plt = pyplot()
 
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(9, 3.5))
     colors = {e: f"C{i}" for i, e in enumerate(result["exponents"])}
@@ -257,5 +263,4 @@ def save(result: dict, out_dir: str) -> None:
     fig.suptitle(f"GPT on affine-map composition: p={c['p']}, d={c['skills']}, k={c['k']} "
                  f"({len(result['seeds'])} seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path / "mix_sequence.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path / "mix_sequence.png", dpi=120)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from repetita.cliargs import number_list, parse_number, write_json_atomic
-from repetita.errors import UserError, require
+from repetita.cliargs import number_list, parse_number
+from repetita.errors import require
+from repetita.io import FIGURE_SUFFIXES, check_file, read_json, write_json
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -49,9 +49,18 @@ def spec_kwargs(args) -> dict:
     }
 
 
+def _check_outputs(args, inputs=()) -> None:
+    """Output paths are checked before any fitting: a bad one costs a second, not the whole fit."""
+    if getattr(args, "plot", None):
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
+    if getattr(args, "out", None):
+        check_file(args.out, "--out", suffixes=(".json",), inputs=inputs)
+
+
 def cmd_fit(args) -> dict:
     from repetita.laws.fit import LawFit, bootstrap
 
+    _check_outputs(args, inputs=[args.csv] if args.csv else [])
     df, source = _load_table(args)
     kwargs = spec_kwargs(args)
     if args.by:
@@ -74,7 +83,7 @@ def cmd_fit(args) -> dict:
 
         result["plot"] = str(plot_fit(est, df, args.plot))
     if args.out:
-        write_json_atomic(args.out, result)
+        write_json(args.out, result)
         result["out"] = str(args.out)
     if not args.json:
         _print_fit(result)
@@ -89,7 +98,7 @@ def _two_step(args, df, source, kwargs) -> dict:
     result = two_step_asymptote(df, args.axis, args.by, **kwargs)
     result["source"] = source
     if args.out:
-        write_json_atomic(args.out, result)
+        write_json(args.out, result)
     if not args.json:
         print(f"two-step asymptote along {args.axis} within each {args.by}, then along {args.by}")
         for g in result["groups"]:
@@ -128,11 +137,9 @@ def cmd_plan(args) -> dict:
     from repetita.laws import plan
 
     path = Path(args.law_file)
+    _check_outputs(args, inputs=[path])
     require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    record = read_json(path, "fit file")
     require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
     n = parse_number(args.params, "--params")
     u = parse_number(args.unique_tokens, "--unique-tokens")

@@ -8,6 +8,8 @@ as one :class:`~repetita.errors.UserError` line naming the column and the (1-bas
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,65 @@ ALIASES = {
 }
 POSITIVE = ("params", "tokens", "unique_tokens", "epochs", "loss", "members", "lr_sum")
 EPOCH_RTOL = 0.01  # epochs must equal tokens/unique_tokens to 1%
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One evaluated model of a run: the row schema shared by the trainer, the study store, the report,
+    ``repetita export`` and the law engine.
+
+    ``members`` is 1 for a single model (a lone run or one member of a batched ensemble, ``member`` its
+    index) and K for the combined ensemble (``member`` -1, ``combiner`` logits or probs). ``seed`` is the
+    seed that initialised the model (``config seed + member``); ``step`` the optimizer step evaluated.
+    """
+
+    params: float  # N of one model (tied embeddings counted once)
+    tokens: float  # D, tokens trained on
+    unique_tokens: float  # U
+    epochs: float  # D / U
+    loss: float  # validation loss, nats/token
+    recipe: str = "standard"
+    seed: int = 0
+    members: int = 1
+    member: int = 0
+    combiner: str | None = None
+    total_params: float | None = None  # N x K for an ensemble
+    run_id: str = ""
+    weight_decay: float | None = None
+    lr: float | None = None
+    corpus: str | None = None
+    context: int | None = None
+    step: int | None = None
+
+    def __post_init__(self):
+        for name in ("params", "tokens", "unique_tokens", "epochs", "loss"):
+            v = getattr(self, name)
+            require(isinstance(v, int | float) and math.isfinite(v) and v > 0,
+                    f"run row {self.run_id or '?'}: {name}={v!r} must be a positive finite number")
+        require(self.members >= 1, f"run row {self.run_id or '?'}: members={self.members} must be >= 1")
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.loss / math.log(2.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"bits_per_token": self.bits_per_token}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunRow:
+        names = {f.name for f in fields(cls)}
+        missing = [n for n in ("params", "tokens", "unique_tokens", "epochs", "loss") if n not in d]
+        require(not missing, f"run row {d.get('run_id', '?')}: missing {', '.join(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+COLUMNS = tuple(f.name for f in fields(RunRow)) + ("bits_per_token",)
+
+
+def rows_frame(rows) -> pd.DataFrame:
+    """The tidy table (one column per ``RunRow`` field) from row dicts or ``RunRow`` objects."""
+    records = [(r if isinstance(r, RunRow) else RunRow.from_dict(r)).to_dict() for r in rows]
+    return pd.DataFrame(records, columns=list(COLUMNS))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

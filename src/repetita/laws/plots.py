@@ -9,22 +9,15 @@ import pandas as pd
 
 
 def _plt():
-    import matplotlib
+    from repetita.io import plt
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return plt()
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")  # write then rename: no half-written figure
-    tmp.replace(path)
-    _plt().close(fig)
-    return path
+    from repetita.io import save_figure
+
+    return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "") -> Path:

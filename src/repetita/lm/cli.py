@@ -65,6 +65,8 @@ def register(subparsers) -> None:
     p.add_argument("--epoch-grid", type=_grid, help="recipes: epochs to try, e.g. 1,2,4,8")
     p.add_argument("--lr-grid", type=_grid, help="regularized: learning rates, e.g. 1e-3,3e-3,1e-2")
     p.add_argument("--wd-grid", type=_grid, help="regularized: weight decays, e.g. 0.1,0.4,1.6")
+    p.add_argument("--search", choices=("coordinate", "grid"), default="coordinate",
+                   help="regularized: certified coordinate search (default) or every grid point")
     p.add_argument("--ensemble-members", type=int, default=4, help="ensemble/distill: K (default 4)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -99,6 +101,12 @@ def _config_from_args(args):
 
 
 def run_train(args) -> dict:
+    from repetita.io import check_dir
+
+    cfg = _config_from_args(args)  # validated before anything is imported, created or written
+    default = Path("runs") / ("train" if args.recipe == "run" else "recipes")
+    out = Path(args.out or default / (cfg.hash if args.recipe == "run" else f"{args.recipe}-{cfg.hash}"))
+    check_dir(out, "--out")
     import torch
 
     from repetita.lm.recipes import RecipeConfig, run_recipe
@@ -106,19 +114,16 @@ def run_train(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = _config_from_args(args)
     if args.recipe == "run":
-        out = Path(args.out or Path("runs") / "train" / cfg.hash)
         res = train(cfg, out, progress=args.progress and not args.json)
         if not args.json:
             _print_run(res, out)
         return {"out_dir": str(out)} | {k: v for k, v in res.items() if k != "config"}
-    kw = {"recipe": args.recipe, "base": cfg.replace(recipe=args.recipe), "members": args.ensemble_members}
+    kw = {"recipe": args.recipe, "base": cfg, "members": args.ensemble_members, "search": args.search}
     for name in ("epoch_grid", "lr_grid", "wd_grid"):
         if getattr(args, name):
             kw[name] = getattr(args, name)
     rc = RecipeConfig(**kw)
-    out = Path(args.out or Path("runs") / "recipes" / f"{args.recipe}-{cfg.hash}")
     res = run_recipe(rc, out, progress=args.progress and not args.json)
     if not args.json:
         b = res["best"]

@@ -1,17 +1,70 @@
-"""``TrainConfig``: everything that determines one run, JSON round-trippable, with a stable content hash."""
+"""``TrainConfig`` (everything that determines one run; JSON round-trippable, with a stable content hash)
+and ``ModelConfig`` (the architecture). Neither imports torch: configs are validated, hashed and
+stored by the study engine on installs without the ``lm`` extra.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import typing
 from dataclasses import asdict, dataclass, fields
 
 from repetita.errors import UserError, require
 from repetita.lm.data import parse_tokenizer
-from repetita.lm.ensemble import COMBINERS
-from repetita.lm.model import ModelConfig
 from repetita.lm.schedules import SCHEDULES
+
+COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combined (ensemble.py)
+# Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
+# evaluating more often or moving to another device finds the same finished run.
+BOOKKEEPING = ("eval_every", "checkpoint_every", "device")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 512
+    context: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 64
+    mlp_ratio: int = 4
+    pos: str = "rope"  # "rope" | "learned"
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        require(self.vocab_size >= 2, f"vocab_size={self.vocab_size} must be >= 2")
+        require(self.context >= 2, f"context={self.context} must be >= 2")
+        require(self.n_layer >= 1, f"n_layer={self.n_layer} must be >= 1")
+        require(self.n_head >= 1 and self.d_model % self.n_head == 0,
+                f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
+        require(self.pos in ("rope", "learned"), f"pos={self.pos!r} must be 'rope' or 'learned'")
+        require(self.pos != "rope" or (self.d_model // self.n_head) % 2 == 0,
+                f"rope needs an even head size, got {self.d_model // self.n_head}")
+        require(self.mlp_ratio >= 1, f"mlp_ratio={self.mlp_ratio} must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_types(obj) -> None:
+    """A JSON config can hold a string where a number belongs: name the field instead of a TypeError later."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        tp = hints[f.name]
+        allowed = typing.get_args(tp) or (tp,)
+        if v is None and type(None) in allowed:
+            continue
+        ok = any(
+            (a is float and isinstance(v, int | float) and not isinstance(v, bool))
+            or (a is int and isinstance(v, int) and not isinstance(v, bool))
+            or (a is bool and isinstance(v, bool))
+            or (a is str and isinstance(v, str))
+            for a in allowed
+        )
+        names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
+        require(ok, f"{f.name}={v!r} has the wrong type (expected {names})")
 
 
 @dataclass(frozen=True)
@@ -58,7 +111,13 @@ class TrainConfig:
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
 
     def __post_init__(self):
-        parse_tokenizer(self.tokenizer) if not self.corpus.startswith("markov") else None
+        _check_types(self)
+        if self.corpus.startswith("markov"):
+            from repetita.lm.corpora import markov_options
+
+            markov_options(self.corpus.partition(":")[2])
+        else:
+            parse_tokenizer(self.tokenizer)
         require(8 <= self.context <= 4096, f"context={self.context} must be in [8, 4096]")
         require(self.unique_tokens is None or self.unique_tokens >= self.context,
                 f"unique_tokens={self.unique_tokens} must be >= context={self.context}")
@@ -108,9 +167,9 @@ class TrainConfig:
 
     @property
     def hash(self) -> str:
-        """Content hash of the fields that change results (``eval_every``/``checkpoint_every``/``device`` do
-        not change the trajectory on one device, but they are kept in: a run id must be unambiguous)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Content hash of the fields that change results (all but ``BOOKKEEPING``): the run id."""
+        d = {k: v for k, v in self.to_dict().items() if k not in BOOKKEEPING}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict(self.to_dict() | changes)

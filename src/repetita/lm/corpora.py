@@ -182,15 +182,26 @@ def sample_markov(P: np.ndarray, V: int, order: int, n: int, seed: int) -> np.nd
     return out
 
 
-def load_markov(params: str) -> Corpus:
+def markov_options(params: str) -> dict:
+    """Parse and validate ``V=64,order=2,...`` (cheap: configs call it before any work)."""
     opts = {"V": 64, "order": 2, "alpha": 0.05, "n": 400_000, "seed": 0}
     for item in filter(None, params.split(",")):
         key, _, val = item.partition("=")
         require(key in opts, f"unknown markov option {key!r} (known: {', '.join(opts)})")
-        opts[key] = type(opts[key])(float(val)) if isinstance(opts[key], int) else float(val)
+        try:
+            opts[key] = type(opts[key])(float(val)) if isinstance(opts[key], int) else float(val)
+        except ValueError:
+            raise UserError(f"markov option {key}={val!r} is not a number") from None
     V, order, n = int(opts["V"]), int(opts["order"]), int(opts["n"])
     require(2 <= V <= 4096 and 1 <= order <= 3 and V**order <= 2**20, f"markov V={V}, order={order} too large")
     require(n >= 1000, f"markov n={n} must be >= 1000")
+    require(opts["alpha"] > 0, f"markov alpha={opts['alpha']} must be > 0")
+    return opts
+
+
+def load_markov(params: str) -> Corpus:
+    opts = markov_options(params)
+    V, order, n = int(opts["V"]), int(opts["order"]), int(opts["n"])
     P = markov_chain(V, order, float(opts["alpha"]), int(opts["seed"]))
     ids = sample_markov(P, V, order, n, int(opts["seed"]))
     h = markov_entropy_rate(P, V, order)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from repetita.errors import require
+from repetita.io import save_npy, write_atomic
 from repetita.lm.corpora import Corpus, load_corpus
 
 
@@ -29,12 +30,6 @@ def cache_dir() -> Path:
     path = Path(root) / "lm"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- tokenizers
@@ -67,9 +62,7 @@ def bpe_tokenizer(corpus: Corpus, vocab: int):
     )
     lines = corpus.text.splitlines(keepends=True)
     tok.train_from_iterator((lines[i : i + 1000] for i in range(0, len(lines), 1000)), trainer=trainer)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tok.save(str(tmp)))
     return tok
 
 
@@ -88,7 +81,7 @@ def encode_corpus(corpus: Corpus, tokenizer: str) -> tuple[np.ndarray, int]:
     # Encode line blocks in a batch; the ByteLevel pre-tokenizer never merges across a newline-ended block.
     blocks = ["".join(lines[i : i + 200]) for i in range(0, len(lines), 200)]
     ids = np.concatenate([np.asarray(e.ids, dtype=np.int32) for e in tok.encode_batch(blocks)])
-    _atomic_save_npy(path, ids)
+    save_npy(path, ids)
     return ids, vocab
 
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from repetita.errors import require
-
-COMBINERS = ("logits", "probs")
+from repetita.lm.config import COMBINERS
+from repetita.lm.model import token_nll as model_token_nll
 
 
 def combine_logprobs(logits: torch.Tensor, how: str = "logits") -> torch.Tensor:
@@ -28,8 +28,8 @@ def combine_logprobs(logits: torch.Tensor, how: str = "logits") -> torch.Tensor:
     return torch.logsumexp(lp, dim=0) - math.log(logits.shape[0])
 
 
-def token_nll(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood (nats/token) of ``targets`` [...] under ``logprobs`` [..., V]."""
+def combined_nll(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood (nats/token) of ``targets`` under already-normalised ensemble log-probs."""
     return -logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean()
 
 
@@ -56,12 +56,11 @@ def evaluate(model, windows: np.ndarray, batch_size: int = 64, device: str = "cp
             logits = model(idx)
         logits = logits.float()
         n = y.numel()
-        lp = F.log_softmax(logits, dim=-1)
-        member_nll = -lp.gather(-1, y.unsqueeze(0).expand(M, *y.shape).unsqueeze(-1)).squeeze(-1)
+        member_nll = model_token_nll(logits, y.unsqueeze(0).expand(M, *y.shape))
         sums["members"] += member_nll.reshape(M, -1).sum(1).double().cpu()
         if M > 1:
             for c in combiners:
-                sums[c] += token_nll(combine_logprobs(logits, c), y).double().cpu() * n
+                sums[c] += combined_nll(combine_logprobs(logits, c), y).double().cpu() * n
         count += n
     model.train()
     out = {"member_losses": (sums["members"] / count).tolist()}

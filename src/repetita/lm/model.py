@@ -15,39 +15,36 @@ Architecture: pre-norm blocks (LayerNorm without bias), causal multi-head attent
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from repetita.errors import require
+from repetita.lm.config import ModelConfig
+
+__all__ = ["GPT", "IGNORE", "ModelConfig", "member_loss", "token_nll"]
+
+IGNORE = -100  # target value that takes no part in the loss (prompt tokens, padding)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = 512
-    context: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    d_model: int = 64
-    mlp_ratio: int = 4
-    pos: str = "rope"  # "rope" | "learned"
-    tie_embeddings: bool = True
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-token cross-entropy (nats) in fp32, same shape as ``targets``; 0 where the target is IGNORE.
 
-    def __post_init__(self):
-        require(self.vocab_size >= 2, f"vocab_size={self.vocab_size} must be >= 2")
-        require(self.context >= 2, f"context={self.context} must be >= 2")
-        require(self.n_layer >= 1, f"n_layer={self.n_layer} must be >= 1")
-        require(self.n_head >= 1 and self.d_model % self.n_head == 0,
-                f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
-        require(self.pos in ("rope", "learned"), f"pos={self.pos!r} must be 'rope' or 'learned'")
-        require(self.pos != "rope" or (self.d_model // self.n_head) % 2 == 0,
-                f"rope needs an even head size, got {self.d_model // self.n_head}")
-        require(self.mlp_ratio >= 1, f"mlp_ratio={self.mlp_ratio} must be >= 1")
+    The one place the LM loss is computed: training (``GPT.forward``) and evaluation (ensemble.py) call it.
+    """
+    flat = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), reduction="none", ignore_index=IGNORE)
+    return flat.view(targets.shape)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+def member_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[M, ...] logits and targets -> [M] mean loss of each member over its counted targets."""
+    M = targets.shape[0]
+    nll = token_nll(logits, targets).view(M, -1)
+    counted = targets.reshape(M, -1) != IGNORE
+    if bool(counted.all()):
+        return nll.mean(1)
+    return nll.sum(1) / counted.sum(1).clamp(min=1)
 
 
 def _rope_tables(T: int, hd: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +66,11 @@ def _layer_norm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 class GPT(nn.Module):
-    """K members of one architecture. ``forward(idx [M, B, T]) -> logits [M, B, T, V]``."""
+    """K members of one architecture.
+
+    ``forward(idx [M, B, T]) -> logits [M, B, T, V]``; ``forward(idx, targets)`` -> (logits, loss [M]),
+    each member's mean cross-entropy over the targets that are not ``IGNORE``.
+    """
 
     def __init__(self, config: ModelConfig, members: int = 1, seed: int = 0):
         super().__init__()
@@ -133,7 +134,13 @@ class GPT(nn.Module):
         other = [p for p in self.parameters() if id(p) in no_decay]
         return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits = self._logits(idx)
+        if targets is None:
+            return logits
+        return logits, member_loss(logits, targets)
+
+    def _logits(self, idx: torch.Tensor) -> torch.Tensor:
         c, M = self.config, self.members
         require(idx.dim() == 3 and idx.shape[0] == M, f"input must be [members={M}, B, T], got {tuple(idx.shape)}")
         _, B, T = idx.shape

@@ -1,31 +1,50 @@
-"""Recipes that squeeze a fixed dataset (Kim, Kotha, Liang, Hashimoto 2025, "Pre-training under infinite
-compute"), each callable as ``run_recipe(RecipeConfig, out_dir) -> result dict``.
+"""The recipe system: recipes that squeeze a fixed dataset (Kim, Kotha, Liang, Hashimoto 2025,
+"Pre-training under infinite compute"), used by ``repetita train --recipe`` and by study specs alike.
 
-- ``standard``: weight decay fixed at 0.1, epochs tuned over a grid.
-- ``regularized``: coordinate search over LR x WD x epochs grids. It stops at a grid point where every
-  neighbour (one step along each axis) has been measured and is worse: a certified local optimum. Kim et
-  al. find the tuned weight decay ~30x larger than the usual 0.1 when parameters outnumber tokens.
+- ``standard``: weight decay fixed (0.1), epochs tuned over a grid.
+- ``regularized``: tuned LR x WD x epochs. ``search="coordinate"`` (the default) walks the grids one
+  axis at a time and stops at a point whose every neighbour (one step along each axis) was measured
+  and is worse: a certified local optimum. ``search="grid"`` measures every grid point instead.
+  Kim et al. find the tuned weight decay ~30x larger than the usual 0.1 when parameters outnumber tokens.
 - ``ensemble``: K members with seeds seed..seed+K-1 trained as one batched model, evaluated by averaging
   logits (probability averaging is reported too).
 - ``distill``: a K-member ensemble teaches a single student (token-level KL mixed with the data loss, and/or
   sequence-level distillation on teacher samples mixed with real data).
-- ``self-distill``: the teacher is one model of the student's size.
+- ``self-distill``: the teacher is one standard model of the student's size.
 
-Every sub-run lives in ``out_dir/runs/<config hash>``, so re-running a recipe reuses finished runs and resumes
-interrupted ones.
+A recipe is a function of a *measure* callback: ``measure(configs) -> results``. Run locally, measure
+trains the configs (``run_recipe``); in a study, it looks results up in the store and raises
+:class:`Pending` with the configs still to train, which the study queues (``proposals``). The same code
+thus decides what to run in both, and tidy rows carry the same labels whichever entry point ran them.
+Every run lives in ``<root>/runs/<config hash>``; a student names its teacher as ``runs/<id>``.
 """
 
 from __future__ import annotations
 
-import json
+import itertools
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from repetita.errors import UserError, require
 from repetita.lm.config import TrainConfig
-from repetita.lm.train import train
 
 RECIPES = ("standard", "regularized", "ensemble", "distill", "self-distill")
+SEARCHES = ("coordinate", "grid")
+STUDENT_SEED_OFFSET = 1000  # a student must not start from its teacher's initialisation
+
+
+class Pending(Exception):
+    """Raised by a study's measure: these configs must be trained before the recipe can go on."""
+
+    def __init__(self, configs: list[TrainConfig]):
+        super().__init__(f"{len(configs)} run(s) to train")
+        self.configs = configs
+
+
+def teacher_ref(run_id: str) -> str:
+    return f"runs/{run_id}"
 
 
 @dataclass(frozen=True)
@@ -35,8 +54,10 @@ class RecipeConfig:
     epoch_grid: tuple[float, ...] = (1, 2, 4, 8, 16)
     lr_grid: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3)
     wd_grid: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
-    start: tuple[int, int, int] | None = None  # (lr, wd, epochs) grid indices; None = base's values / middle
-    members: int = 4
+    search: str = "coordinate"  # regularized: "coordinate" (certified local optimum) or "grid"
+    weight_decay: float = 0.1  # standard: the fixed weight decay
+    start: tuple[int, int, int] | None = None  # (lr, wd, epochs) grid indices; None = nearest to base's values
+    members: int = 4  # ensemble size; the distill teacher's size
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
     seq_distill_frac: float = 0.0
@@ -44,14 +65,18 @@ class RecipeConfig:
 
     def __post_init__(self):
         require(self.recipe in RECIPES, f"recipe={self.recipe!r} must be one of {RECIPES}")
+        require(self.search in SEARCHES, f"search={self.search!r} must be one of {SEARCHES}")
         for name in ("epoch_grid", "lr_grid", "wd_grid"):
             grid = getattr(self, name)
             require(len(grid) >= 1 and list(grid) == sorted(set(grid)), f"{name}={grid} must be increasing")
-            require(all(v > 0 or name == "wd_grid" for v in grid), f"{name} values must be > 0")
+            require(all(v > 0 or (name == "wd_grid" and v == 0) for v in grid),
+                    f"{name} values must be > 0" + (" (weight decay >= 0)" if name == "wd_grid" else ""))
+        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
         require(self.members >= 2 or self.recipe not in ("ensemble", "distill"),
                 f"members={self.members} must be >= 2 for an ensemble")
         require(self.start is None or len(self.start) == 3, "start must be (lr_index, wd_index, epochs_index)")
         require(0 <= self.distill_alpha <= 1, f"distill_alpha={self.distill_alpha} must be in [0, 1]")
+        require(self.max_runs >= 1, f"max_runs={self.max_runs} must be >= 1")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -68,24 +93,40 @@ class RecipeConfig:
         return cls(**d)
 
 
-def _run(cfg: TrainConfig, out: Path, progress: bool) -> dict:
-    return train(cfg, out / "runs" / cfg.hash, progress=progress)
+Measure = Callable[[list[TrainConfig]], list[dict]]
+
+
+def _loss(result: dict) -> float:
+    v = result.get("val_loss")
+    return float(v) if v is not None and "failed" not in result else math.inf
 
 
 def _nearest(grid, value) -> int:
     return min(range(len(grid)), key=lambda i: abs(grid[i] - value))
 
 
-def standard(rc: RecipeConfig, out: Path, progress: bool = False) -> dict:
-    runs = [_run(rc.base.replace(epochs=float(e), weight_decay=0.1, members=1, recipe="standard"), out, progress)
+def standard(rc: RecipeConfig, measure: Measure) -> dict:
+    cfgs = [rc.base.replace(epochs=e, weight_decay=rc.weight_decay, members=1, recipe="standard")
             for e in rc.epoch_grid]
-    best = min(runs, key=lambda r: r["val_loss"])
-    return {"best": _summary(best), "runs": [_summary(r) for r in runs],
+    runs = measure(cfgs)
+    best = min(runs, key=_loss)
+    return {"best": summary(best), "runs": [summary(r) for r in runs],
             "edge": best["config"]["epochs"] in (rc.epoch_grid[0], rc.epoch_grid[-1])}
 
 
-def regularized(rc: RecipeConfig, out: Path, progress: bool = False) -> dict:
+def _reg_config(rc: RecipeConfig, idx: tuple) -> TrainConfig:
+    return rc.base.replace(lr=rc.lr_grid[idx[0]], weight_decay=rc.wd_grid[idx[1]], epochs=rc.epoch_grid[idx[2]],
+                           members=1, recipe="regularized")
+
+
+def regularized(rc: RecipeConfig, measure: Measure) -> dict:
     grids = (rc.lr_grid, rc.wd_grid, rc.epoch_grid)
+    if rc.search == "grid":
+        points = list(itertools.product(*(range(len(g)) for g in grids)))
+        results = dict(zip(points, measure([_reg_config(rc, p) for p in points]), strict=True))
+        best = min(points, key=lambda p: _loss(results[p]))
+        return {"search": "grid", "best": summary(results[best]), "index": list(best), "n_runs": len(points),
+                "trace": [{"index": list(p), **summary(results[p])} for p in points]}
     if rc.start is not None:
         cur = tuple(rc.start)
         require(all(0 <= cur[a] < len(grids[a]) for a in range(3)), f"start={rc.start} is outside the grids")
@@ -95,86 +136,132 @@ def regularized(rc: RecipeConfig, out: Path, progress: bool = False) -> dict:
     measured: dict[tuple, dict] = {}
     trace = []
 
-    def loss(idx: tuple) -> float:
-        if idx not in measured:
-            if len(measured) >= rc.max_runs:
+    def losses(points: list[tuple]) -> list[float]:
+        new = [p for p in dict.fromkeys(points) if p not in measured]
+        if new:
+            if len(measured) + len(new) > rc.max_runs:
                 raise UserError(f"regularized search exceeded max_runs={rc.max_runs}")
-            cfg = rc.base.replace(lr=grids[0][idx[0]], weight_decay=grids[1][idx[1]],
-                                  epochs=float(grids[2][idx[2]]), members=1, recipe="regularized")
-            measured[idx] = _run(cfg, out, progress)
-            trace.append({"index": list(idx), **_summary(measured[idx])})
-        return measured[idx]["val_loss"]
+            for p, r in zip(new, measure([_reg_config(rc, p) for p in new]), strict=True):
+                measured[p] = r
+                trace.append({"index": list(p), **summary(r)})
+        return [_loss(measured[p]) for p in points]
 
     def neighbours(idx: tuple) -> list[tuple]:
-        out_ = []
+        out = []
         for a in range(3):
             for d in (-1, 1):
                 j = idx[a] + d
                 if 0 <= j < len(grids[a]):
-                    out_.append(idx[:a] + (j,) + idx[a + 1 :])
-        return out_
+                    out.append(idx[:a] + (j,) + idx[a + 1 :])
+        return out
 
-    loss(cur)
+    losses([cur])
     moved = True
     while moved:  # coordinate descent: sweep the axes until a full pass makes no move
         moved = False
         for a in range(3):
-            line = [n for n in neighbours(cur) if n[a] != cur[a]]
-            best = min([cur] + line, key=loss)
+            line = [cur] + [n for n in neighbours(cur) if n[a] != cur[a]]
+            vals = losses(line)
+            best = line[min(range(len(line)), key=vals.__getitem__)]
             if best != cur:
                 cur, moved = best, True
     nb = neighbours(cur)
-    certified = all(loss(n) > loss(cur) for n in nb)
+    nb_loss = losses(nb)
+    certified = all(v > _loss(measured[cur]) for v in nb_loss)
     edges = [name for a, name in enumerate(("lr", "weight_decay", "epochs"))
              if cur[a] in (0, len(grids[a]) - 1) and len(grids[a]) > 1]
-    return {"best": _summary(measured[cur]), "index": list(cur), "certified_local_optimum": certified,
-            "at_grid_edge": edges, "n_runs": len(measured), "trace": trace,
-            "neighbours": {str(list(n)): measured[n]["val_loss"] for n in nb}}
+    return {"search": "coordinate", "best": summary(measured[cur]), "index": list(cur),
+            "certified_local_optimum": certified, "at_grid_edge": edges, "n_runs": len(measured), "trace": trace,
+            "neighbours": {str(list(n)): v for n, v in zip(nb, nb_loss, strict=True)}}
 
 
-def ensemble(rc: RecipeConfig, out: Path, progress: bool = False) -> dict:
-    res = _run(rc.base.replace(members=rc.members, recipe="ensemble"), out, progress)
-    return {"best": _summary(res), "member_losses": res["history"][-1]["val_member_losses"],
-            "ensemble_logits_loss": res["history"][-1]["ensemble_logits_loss"],
-            "ensemble_probs_loss": res["history"][-1]["ensemble_probs_loss"], "run": res}
+def ensemble(rc: RecipeConfig, measure: Measure) -> dict:
+    (res,) = measure([rc.base.replace(members=rc.members, recipe="ensemble")])
+    last = (res.get("history") or [{}])[-1]
+    return {"best": summary(res), "member_losses": last.get("val_member_losses"),
+            "ensemble_logits_loss": last.get("ensemble_logits_loss", res.get("val_loss")),
+            "ensemble_probs_loss": last.get("ensemble_probs_loss"), "run": res}
 
 
-def distill(rc: RecipeConfig, out: Path, progress: bool = False, self_distill: bool = False) -> dict:
+def distill_configs(rc: RecipeConfig) -> tuple[TrainConfig, TrainConfig]:
+    """The teacher and the student of a (self-)distillation recipe."""
+    self_distill = rc.recipe == "self-distill"
     t_members = 1 if self_distill else rc.members
-    tcfg = rc.base.replace(members=t_members, recipe="self-distill-teacher" if self_distill else "ensemble")
-    teacher = _run(tcfg, out, progress)
-    tdir = (out / "runs" / tcfg.hash).resolve()
-    scfg = rc.base.replace(members=1, teacher=str(tdir), distill_alpha=rc.distill_alpha,
-                           distill_temperature=rc.distill_temperature, seq_distill_frac=rc.seq_distill_frac,
-                           recipe="self-distill" if self_distill else "distill")
-    student = _run(scfg, out, progress)
-    return {"best": _summary(student), "teacher": _summary(teacher), "student_run": student,
-            "teacher_run": teacher}
+    teacher = rc.base.replace(members=t_members, recipe="ensemble" if t_members > 1 else "standard")
+    student = rc.base.replace(members=1, teacher=teacher_ref(teacher.hash), distill_alpha=rc.distill_alpha,
+                              distill_temperature=rc.distill_temperature, seq_distill_frac=rc.seq_distill_frac,
+                              recipe=rc.recipe, seed=rc.base.seed + STUDENT_SEED_OFFSET)
+    return teacher, student
+
+
+def distill(rc: RecipeConfig, measure: Measure) -> dict:
+    teacher, student = measure(list(distill_configs(rc)))
+    return {"best": summary(student), "teacher": summary(teacher), "student_run": student, "teacher_run": teacher}
+
+
+FUNCTIONS = {"standard": standard, "regularized": regularized, "ensemble": ensemble, "distill": distill,
+             "self-distill": distill}
+
+
+def apply(rc: RecipeConfig, measure: Measure) -> dict:
+    """Run recipe ``rc`` against ``measure``; returns its result dict (``best``, ``runs``/``trace``, ...)."""
+    return {"recipe": rc.recipe} | FUNCTIONS[rc.recipe](rc, measure)
+
+
+def proposals(rc: RecipeConfig, results: dict[str, dict]) -> list[TrainConfig]:
+    """The configs this recipe needs next, given the results measured so far (by run id); [] when done."""
+    def lookup(configs: list[TrainConfig]) -> list[dict]:
+        missing = [c for c in configs if c.hash not in results]
+        if missing:
+            raise Pending(missing)
+        return [results[c.hash] for c in configs]
+
+    try:
+        apply(rc, lookup)
+    except Pending as p:
+        return p.configs
+    return []
 
 
 def run_recipe(rc: RecipeConfig, out_dir: str | Path, progress: bool = False) -> dict:
     """Run a recipe into ``out_dir`` (recipe.json, runs/, recipe_result.json); returns its result dict."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(rc.to_dict(), indent=1, sort_keys=True))
-    fn = {"standard": standard, "regularized": regularized, "ensemble": ensemble, "distill": distill,
-          "self-distill": lambda r, o, p: distill(r, o, p, self_distill=True)}[rc.recipe]
-    result = {"recipe": rc.recipe} | fn(rc, out, progress)
+    from repetita.io import make_dir, write_json
+    from repetita.lm.train import train
+    from repetita.lm.trainer import Diverged
+
+    out = make_dir(out_dir, "recipe folder")
+    write_json(out / "recipe.json", rc.to_dict(), indent=1)
+
+    def measure(configs: list[TrainConfig]) -> list[dict]:
+        results = []
+        for cfg in configs:
+            try:
+                results.append(train(cfg, out / teacher_ref(cfg.hash), progress=progress, root=out))
+            except Diverged as exc:  # a diverged grid point is a measured (infinitely bad) point
+                results.append({"failed": "diverged", "error": str(exc), "config": cfg.to_dict(),
+                                "config_hash": cfg.hash})
+        return results
+
+    result = apply(rc, measure)
     result["rows"] = collect_rows(out)
-    (out / "recipe_result.json").write_text(json.dumps(result, indent=1, default=str))
+    write_json(out / "recipe_result.json", result, indent=1)
     return result
 
 
 def collect_rows(out_dir: str | Path) -> list[dict]:
     """Tidy rows of every finished run under ``out_dir/runs`` (for the law engine)."""
+    from repetita.io import read_json
+
     rows = []
     for p in sorted(Path(out_dir).glob("runs/*/result.json")):
-        rows += json.loads(p.read_text())["rows"]
+        rows += read_json(p, "run result")["rows"]
     return rows
 
 
-def _summary(r: dict) -> dict:
-    c = r["config"]
-    return {"run_id": r["config_hash"], "val_loss": r["val_loss"], "train_loss": r["train_loss"], "gap": r["gap"],
-            "epochs": r["epochs"], "lr": c["lr"], "weight_decay": c["weight_decay"], "members": c["members"],
-            "params": r["params"], "unique_tokens": r["unique_tokens"], "tokens": r["tokens"]}
+def summary(r: dict) -> dict:
+    """The fields a recipe result reports about one run (works on a study store's metrics as well)."""
+    c = r.get("config", {})
+    return {"run_id": r.get("config_hash"), "val_loss": r.get("val_loss"), "train_loss": r.get("train_loss"),
+            "gap": r.get("gap"), "epochs": r.get("epochs", c.get("epochs")), "lr": c.get("lr"),
+            "weight_decay": c.get("weight_decay"), "members": c.get("members"), "params": r.get("params"),
+            "unique_tokens": r.get("unique_tokens"), "tokens": r.get("tokens"), "failed": r.get("failed")}

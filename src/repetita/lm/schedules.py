@@ -1,4 +1,9 @@
-"""Learning-rate schedules: a small registry of pure functions ``f(step, total, warmup) -> multiplier``."""
+"""Learning-rate schedules: a small registry of pure functions ``f(step, total, warmup, final) -> multiplier``.
+
+``step`` is 0-based (the step about to be taken); ``final`` is the multiplier the schedule ends at
+(cosine decays to 0.1 by default, as in the LM lab's runs; the SFT demonstration decays to 0).
+The one schedule module: every training loop (``repetita.lm.trainer``) reads its LR from here.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ def constant(step: int, total: int, warmup: int, final: float = 1.0) -> float:
 SCHEDULES = {"cosine": cosine, "wsd": wsd, "constant": constant}
 
 
-def lr_multiplier(name: str, step: int, total: int, warmup: int) -> float:
+def lr_multiplier(name: str, step: int, total: int, warmup: int, final: float | None = None) -> float:
     require(name in SCHEDULES, f"schedule {name!r} must be one of {sorted(SCHEDULES)}")
-    return SCHEDULES[name](step, total, warmup)
+    if final is None:
+        return SCHEDULES[name](step, total, warmup)
+    return SCHEDULES[name](step, total, warmup, final)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 
-from repetita.cliargs import number_list, write_text_atomic
+from repetita.cliargs import number_list
+from repetita.io import check_file, write_json
 
 
 def _plan(args) -> dict:
     from repetita.sft.plan import fixed_budget_grid
 
     samples = number_list(args.samples, "--samples", whole=True, positive=True) if args.samples else None
+    if args.subsets:
+        check_file(args.subsets, "--subsets", suffixes=(".json",))
     plan = fixed_budget_grid(
         args.budget, args.pool, samples, factor=args.factor, min_samples=args.min_samples, seed=args.seed
     )
     out = plan.to_dict()
     if args.subsets:
-        write_text_atomic(args.subsets, json.dumps({str(n): s.tolist() for n, s in plan.subsets().items()}))
+        write_json(args.subsets, {str(n): s.tolist() for n, s in plan.subsets().items()})
         out["subsets_file"] = args.subsets
     if not args.json:
         print(f"budget {plan.budget} sample-passes, pool {plan.pool_size}, seed {plan.seed}")

@@ -8,7 +8,6 @@ fired. Config and results are written as JSON beside the plots.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from repetita.errors import require
 from repetita.sft.plan import fixed_budget_grid, summary_table
-from repetita.sft.stopping import StopConfig, TokenAccuracyHook
+from repetita.sft.stopping import StopConfig
 from repetita.sft.task import VOCAB_SIZE, ArithmeticTask, decode, make_batch, parse_answer
 
 
@@ -97,35 +96,42 @@ def answer_accuracy(model, task: ArithmeticTask, examples) -> float:
 
 
 def run_cell(cfg: DemoConfig, task: ArithmeticTask, train, held_out, n_samples: int, epochs: int) -> dict:
+    """One (samples, epochs) cell through the one training loop; the token-accuracy rule records where it
+    would stop (``stop=False``: every cell spends the whole budget, so cells stay comparable)."""
     import torch
+
+    from repetita.lm.trainer import Callback, TokenAccuracyStop, Trainer
 
     model = _model(cfg, task)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.budget // cfg.batch_size
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 0.5 * (1 + np.cos(np.pi * s / steps)))
-    )
     rng = np.random.default_rng(cfg.seed + 1)
     # Reshuffled every epoch; concatenated passes cut into equal batches (budget % batch_size == 0).
     order = np.concatenate([rng.permutation(n_samples) for _ in range(epochs)])
-    hook = TokenAccuracyHook(StopConfig(cfg.threshold, cfg.window, cfg.plateau_window, cfg.plateau_tol))
-    curve, stop_eval, t0 = [], None, time.perf_counter()
-    for step in range(steps):
-        idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        ids, labels = make_batch([train[i] for i in idx])
-        out = model(input_ids=ids, labels=labels)
-        out.loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        fired_before = hook.decision is not None
-        hook(step + 1, out.logits.detach(), labels, epoch=(step + 1) * cfg.batch_size / n_samples)
-        curve.append(hook.history[-1][1])
-        if hook.decision is not None and not fired_before:
-            stop_eval = answer_accuracy(model, task, held_out)
+
+    def batches(step: int):
+        return make_batch([train[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
+
+    def hf_loss(m, batch):  # the model computes its own loss from the labels (prompt tokens are -100)
+        out = m(input_ids=batch[0], labels=batch[1])
+        return out.loss[None], out.logits
+
+    stop = TokenAccuracyStop(StopConfig(cfg.threshold, cfg.window, cfg.plateau_window, cfg.plateau_tol),
+                             stop=False, shift=True, epoch_of=lambda s: s * cfg.batch_size / n_samples)
+    curve: list = []
+    at_stop: dict = {}
+
+    class Record(Callback):
+        def on_step(self, trainer, step):
+            curve.append(stop.history[-1][1])
+            if stop.decision is not None and "acc" not in at_stop:
+                at_stop["acc"] = answer_accuracy(model, task, held_out)
+
+    t0 = time.perf_counter()
+    Trainer(model, opt, batches, total_steps=steps, lr=cfg.lr, schedule="cosine", final_lr_frac=0.0,
+            warmup=max(1, steps // 20), grad_clip=0.0, loss_fn=hf_loss, callbacks=[stop, Record()]).run()
     final = answer_accuracy(model, task, held_out)
-    d = hook.decision
+    d = stop.decision
     return {
         "samples": n_samples,
         "epochs": epochs,
@@ -135,7 +141,7 @@ def run_cell(cfg: DemoConfig, task: ArithmeticTask, train, held_out, n_samples: 
         "stop_reason": d.reason if d else None,
         "stop_step": d.step if d else None,
         "stop_epoch": d.epoch if d else None,
-        "answer_accuracy_at_stop": stop_eval,
+        "answer_accuracy_at_stop": at_stop.get("acc"),
         "seconds": time.perf_counter() - t0,
         "curve": curve,
     }
@@ -144,6 +150,9 @@ def run_cell(cfg: DemoConfig, task: ArithmeticTask, train, held_out, n_samples: 
 def run_demo(cfg: DemoConfig, out_dir: str | Path | None = None, progress=None) -> dict:
     import torch
 
+    from repetita.io import make_dir, write_json
+
+    out = make_dir(out_dir) if out_dir is not None else None  # checked before any training
     torch.set_num_threads(1)
     task = ArithmeticTask(cfg.n_ops, cfg.modulus)
     plan = cfg.plan()
@@ -158,11 +167,9 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path | None = None, progress=None) 
         if progress:
             progress(rows[-1])
     result = {"config": asdict(cfg), "plan": plan.to_dict(), "held_out": len(held), "cells": rows}
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        (out / "results.json").write_text(json.dumps(result, indent=1))
+    if out is not None:
+        write_json(out / "config.json", asdict(cfg), indent=2)
+        write_json(out / "results.json", result, indent=1)
         result["figures"] = plot_demo(result, out)
     return result
 
@@ -185,11 +192,10 @@ def table(result: dict):
 
 
 def plot_demo(result: dict, out: Path, prefix: str = "sft_") -> list[str]:
-    import matplotlib
+    from repetita.io import plt as pyplot
+    from repetita.io import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cells = result["cells"]
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in cells:
@@ -203,8 +209,7 @@ def plot_demo(result: dict, out: Path, prefix: str = "sft_") -> list[str]:
     ax.legend(title="samples x epochs", fontsize=8)
     p1 = out / f"{prefix}token_accuracy.png"
     fig.tight_layout()
-    fig.savefig(p1, dpi=120)
-    plt.close(fig)
+    save_figure(fig, p1, dpi=120)
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r["samples"] for r in cells]
     ax.plot(xs, [r["answer_accuracy"] for r in cells], "o-", label="end of budget")
@@ -216,6 +221,5 @@ def plot_demo(result: dict, out: Path, prefix: str = "sft_") -> list[str]:
     ax.legend()
     p2 = out / f"{prefix}answer_accuracy.png"
     fig.tight_layout()
-    fig.savefig(p2, dpi=120)
-    plt.close(fig)
+    save_figure(fig, p2, dpi=120)
     return [str(p1), str(p2)]

@@ -53,12 +53,13 @@ def cmd_status(args) -> dict:
 
 
 def cmd_export(args) -> dict:
+    from repetita.io import check_file
     from repetita.study.driver import check_study_dir
-    from repetita.study.runners import store_path
     from repetita.study.store import Store
 
     check_study_dir(Path(args.dir), creating=False)
-    store = Store(store_path(args.dir), create=False)
+    check_file(args.out, "export", suffixes=(".csv", ".parquet"))
+    store = Store.of_study(args.dir)
     try:
         path = store.export(args.out)
         n = len(store.tidy())

@@ -1,15 +1,20 @@
-"""``run_study``: expand a spec, queue its runs in the store, run them, export the tidy table."""
+"""``run_study``: expand a spec, queue the runs its recipes ask for, run them, repeat, export the tidy table.
+
+A study runs in rounds: the recipe cells propose the runs they need (``Study.proposals``), the store
+queues the new ones, the runner trains everything runnable; an adaptive recipe (the coordinate search)
+proposes its next points once the previous ones are measured. The study ends when a round adds nothing.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from repetita.cliargs import write_text_atomic
 from repetita.errors import require
-from repetita.study.runners import STORE_NAME, run_local, run_ray, store_path, wait_for_others
+from repetita.io import check_dir, write_text
+from repetita.study.runners import run_local, run_ray, wait_for_others
 from repetita.study.spec import expand, load_spec, resolve_spec
-from repetita.study.store import Store
+from repetita.study.store import STORE_NAME, Store
 
 SPEC_NAME = "spec.toml"
 TIDY_NAME = "tidy.csv"
@@ -19,25 +24,29 @@ def check_study_dir(study_dir: Path, creating: bool) -> None:
     """Refuse to write into a folder that holds other things: results must never be clobbered."""
     if not study_dir.exists():
         require(creating, f"{study_dir}: no such study directory")
+        check_dir(study_dir, "study folder")
         return
     require(study_dir.is_dir(), f"{study_dir}: not a directory")
     if (study_dir / STORE_NAME).exists():
+        if creating:
+            check_dir(study_dir, "study folder")
         return
     require(creating, f"{study_dir}: not a study directory (no {STORE_NAME})")
+    check_dir(study_dir, "study folder")
     require(not any(study_dir.iterdir()), f"{study_dir}: exists, is not empty and is not a study directory")
 
 
-def prepare_study(spec_path: str | Path, study_dir: str | Path) -> tuple[Store, int, int]:
-    """Validate the spec, create or reopen the study, queue new runs. Returns (store, total, new)."""
+def prepare_study(spec_path: str | Path, study_dir: str | Path):
+    """Validate the spec, create or reopen the study, queue the first runs. Returns (store, study, new)."""
     study_dir = Path(study_dir)
     raw = load_spec(spec_path)
     check_study_dir(study_dir, creating=True)
     study = expand(raw)  # validates everything before anything is written
     study_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(store_path(study_dir))
-    write_text_atomic(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
-    new = store.add_runs(study.runs)
-    return store, len(study.runs), new
+    store = Store.of_study(study_dir, create=True)
+    write_text(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
+    new = store.add_runs(study.proposals(store.results()))
+    return store, study, new
 
 
 def run_study(
@@ -52,7 +61,7 @@ def run_study(
 ) -> dict:
     require(workers >= 1, f"--workers must be >= 1, got {workers}")
     t0 = time.time()
-    store, total, new = prepare_study(spec_path, study_dir)
+    store, study, new = prepare_study(spec_path, study_dir)
     if retry_failed:
         store.retry_failed()
     try:
@@ -62,10 +71,11 @@ def run_study(
             else:
                 run_local(study_dir, workers, progress)
             # Another driver may still hold runs (a teacher our students wait for): wait, then go again.
-            if not store.counts()["running"]:
-                break
-            wait_for_others(store)
-            if not store.ready():
+            if store.counts()["running"]:
+                wait_for_others(store)
+            added = store.add_runs(study.proposals(store.results()))
+            new += added
+            if not added and not store.ready():
                 break
         counts = store.counts()
         blocked = store.blocked()
@@ -74,7 +84,7 @@ def run_study(
             tidy = str(store.export(Path(study_dir) / TIDY_NAME))
         return {
             "study_dir": str(Path(study_dir).resolve()),
-            "runs": total,
+            "runs": sum(counts.values()),
             "new_runs": new,
             "counts": counts,
             "blocked": blocked,
@@ -88,7 +98,7 @@ def run_study(
 def study_status(study_dir: str | Path) -> dict:
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)
-    store = Store(store_path(study_dir), create=False)
+    store = Store.of_study(study_dir)
     try:
         runs = store.runs()
         bad = runs[runs["status"].isin(["failed", "diverged"])]

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repetita.cliargs import write_json_atomic, write_text_atomic
 from repetita.errors import UserError, require
+from repetita.io import make_dir, save_figure, write_json, write_text
+from repetita.io import plt as _pyplot
 from repetita.study.driver import check_study_dir
-from repetita.study.runners import store_path
 from repetita.study.store import Store
 
 REPORT = "report.html"
@@ -26,19 +26,11 @@ SUMMARY = "report.json"
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return _pyplot()
 
 
 def _save(fig, path: Path) -> str:
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
-    _plt().close(fig)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     return path.name
 
 
@@ -256,14 +248,13 @@ def _table_html(df: pd.DataFrame) -> str:
 def build_report(study_dir: str | Path) -> dict:
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)
-    store = Store(store_path(study_dir), create=False)
+    store = Store.of_study(study_dir)
     try:
         tidy, counts = store.tidy(), store.counts()
     finally:
         store.close()
     require(len(tidy) > 0, f"{study_dir}: no finished runs to report yet (run the study first)")
-    out = study_dir / "report"
-    out.mkdir(exist_ok=True)
+    out = make_dir(study_dir / "report", "report folder")
     fits = fit_reuse_laws(tidy)
     best = best_by_recipe(tidy)
     ens = ensemble_table(tidy)
@@ -285,8 +276,8 @@ def build_report(study_dir: str | Path) -> dict:
         "efficiency": eff.to_dict(orient="records"),
         "figures": {k: v for k, v in figures.items() if v},
     }
-    write_json_atomic(out / SUMMARY, summary)
-    write_text_atomic(out / REPORT, render_html(study_dir.name, summary, figures, best, eff))
+    write_json(out / SUMMARY, summary)
+    write_text(out / REPORT, render_html(study_dir.name, summary, figures, best, eff))
     summary["report"] = str((out / REPORT).resolve())
     return summary
 

@@ -17,50 +17,44 @@ import time
 import traceback
 from pathlib import Path
 
-from repetita.errors import UserError, require
-from repetita.study.store import Store
+from repetita.errors import UserError
+from repetita.study.store import Store, run_dir
 
-STORE_NAME = "store.sqlite"
 HEARTBEAT_EVERY = 20  # training steps between heartbeats
 
 
-def store_path(study_dir: str | Path) -> Path:
-    return Path(study_dir) / STORE_NAME
-
-
-def execute_run(study_dir: str, run_id: str, threads: int = 1) -> str:
-    """Claim, train and record one run; returns its final status ('skipped' if already taken)."""
+def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dict]:
+    """Claim, train and record one run; returns its final status ('skipped' if already taken) and a
+    one-line summary (recipe, loss, seconds)."""
     import torch
 
     from repetita.lm.config import TrainConfig
-    from repetita.lm.train import Hook, train
+    from repetita.lm.train import train
+    from repetita.lm.trainer import Diverged, Every
 
     # One thread per worker: fair sharing of cores, and float reductions in a fixed order.
     torch.set_num_threads(threads)
-    store = Store(store_path(study_dir), create=False)
+    store = Store.of_study(study_dir)
+    t0 = time.time()
     try:
-        row = store._conn.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
-        require(row is not None, f"run {run_id} is not in the store")
-        run_dir = Path(study_dir) / "runs" / run_id
-        if not store.claim(run_id, resumed=(run_dir / "ckpt.pt").exists()):
-            return "skipped"
-        config = TrainConfig.from_json(row[0])
-        beat = Hook(lambda state: store.heartbeat(run_id), every=HEARTBEAT_EVERY)
-        cwd = os.getcwd()
+        config = TrainConfig.from_json(store.config(run_id))
+        folder = run_dir(study_dir, run_id)
+        info = {"recipe": config.recipe}
+        if not store.claim(run_id, resumed=(folder / "ckpt.pt").exists()):
+            return "skipped", info
+        beat = Every(lambda step: store.heartbeat(run_id), every=HEARTBEAT_EVERY)
         try:
-            os.chdir(study_dir)  # distillation teachers are named relative to the study ("runs/<id>")
-            result = train(config, run_dir.resolve(), hooks=[beat])
+            # a distillation teacher is named relative to the study ("runs/<id>"): resolve it there
+            result = train(config, folder, callbacks=[beat], root=study_dir)
         except UserError as exc:
-            status = "diverged" if "diverged" in str(exc) else "failed"
+            status = "diverged" if isinstance(exc, Diverged) else "failed"
             store.fail(run_id, str(exc), status=status)
-            return status
+            return status, info | {"seconds": time.time() - t0, "error": str(exc)}
         except Exception:  # a bug or an environment problem: keep the traceback in the store
             store.fail(run_id, traceback.format_exc())
-            return "failed"
-        finally:
-            os.chdir(cwd)
+            return "failed", info | {"seconds": time.time() - t0}
         store.finish(run_id, result)
-        return "done"
+        return "done", info | {"loss": result["val_loss"], "seconds": time.time() - t0}
     finally:
         store.close()
 
@@ -84,10 +78,10 @@ def _die_with_parent() -> None:
 
 
 class _Progress:
-    """A rich progress bar on a TTY, nothing otherwise."""
+    """A rich progress bar on a TTY; otherwise one line per finished run on stdout (for logs)."""
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = None
+        self.bar, self.lines = None, enabled and not sys.stderr.isatty()
         if enabled and sys.stderr.isatty():
             from rich.progress import Progress
 
@@ -95,9 +89,12 @@ class _Progress:
             self.task = self.bar.add_task("runs", total=total)
             self.bar.start()
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, run_id: str, status: str, info: dict) -> None:
         if self.bar:
-            self.bar.advance(self.task, n)
+            self.bar.advance(self.task, 1)
+        elif self.lines and status != "skipped":
+            loss = f"loss {info['loss']:.4f}" if "loss" in info else status
+            print(f"{run_id} {info.get('recipe', '?'):<12} {loss} {info.get('seconds', 0.0):.1f} s", flush=True)
 
     def close(self) -> None:
         if self.bar:
@@ -117,10 +114,10 @@ def _schedule(store: Store, submit, wait, capacity: int, progress: _Progress) ->
         if not inflight:
             break
         finished, _ = wait(list(inflight))
-        for handle, status in finished:
+        for handle, (status, info) in finished:
             rid = inflight.pop(handle)
             outcome[rid] = status
-            progress.advance()
+            progress.advance(rid, status, info)
     return outcome
 
 
@@ -130,7 +127,7 @@ def run_local(study_dir: str | Path, workers: int = 1, progress: bool = True) ->
     import multiprocessing as mp
 
     study_dir = str(Path(study_dir).resolve())
-    store = Store(store_path(study_dir), create=False)
+    store = Store.of_study(study_dir)
     store.requeue_abandoned()
     bar = _Progress(len(store.ready()), progress)
     # spawn: a fresh interpreter per worker, no forked torch/OpenMP state
@@ -165,7 +162,7 @@ def run_ray(study_dir: str | Path, address: str | None = None, workers: int | No
         ray.init(log_to_driver=False, **kwargs)
     try:
         remote = ray.remote(num_cpus=1)(execute_run)
-        store = Store(store_path(study_dir), create=False)
+        store = Store.of_study(study_dir)
         store.requeue_abandoned()
         capacity = workers or int(ray.cluster_resources().get("CPU", 1))
         bar = _Progress(len(store.ready()), progress)

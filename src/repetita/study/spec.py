@@ -20,9 +20,10 @@ epochs = [1, 2, 4, 8]
 [recipes.standard]     # a recipe table switches the recipe on
 weight_decay = 0.1
 
-[recipes.regularized]  # static LR x WD grid at every (model, U, epochs); the report keeps the best
-lr = [1e-3, 3e-3]
+[recipes.regularized]  # tuned LR x WD x epochs at every (model, U): the certified coordinate search
+lr = [1e-3, 3e-3]      # of repetita.lm.recipes; search = "grid" measures every grid point instead
 weight_decay = [0.1, 0.4, 1.6]
+search = "coordinate"
 
 [recipes.ensemble]     # K-member ensembles trained as one batched model
 members = [2, 4]
@@ -40,8 +41,12 @@ alpha = [0.5]
 epochs = [4]
 ```
 
-Every run's id is the content hash of its full ``TrainConfig`` (``TrainConfig.hash``), so re-running
-a study finds finished runs by id. Distillation runs depend on their teacher's run.
+A spec expands to *cells*: one ``repetita.lm.recipes.RecipeConfig`` per (recipe, model, U, seed, and
+the recipe's own lists), and each cell decides which runs it needs through the same recipe code as
+``repetita train --recipe`` (``proposals``): a static recipe asks for all its runs at once, the
+coordinate search asks for the next points once the previous ones are measured. Every run's id is the
+content hash of its ``TrainConfig`` (``TrainConfig.hash``), so re-running a study finds finished runs by
+id. Distillation students name their teacher as ``runs/<id>`` and depend on it.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ TOP_KEYS = {"name", "seeds", "base", "models", "grid", "recipes", "description"}
 GRID_KEYS = {"unique_tokens", "epochs"}
 RECIPE_KEYS = {
     "standard": {"weight_decay", "lr", "epochs", "unique_tokens"},
-    "regularized": {"weight_decay", "lr", "epochs", "unique_tokens"},
+    "regularized": {"weight_decay", "lr", "epochs", "unique_tokens", "search", "max_runs"},
     "ensemble": {"members", "epochs", "weight_decay", "unique_tokens"},
     "distill": {"teacher_members", "alpha", "seq_frac", "temperature", "epochs", "unique_tokens"},
     "self-distill": {"alpha", "seq_frac", "temperature", "epochs", "unique_tokens"},
@@ -68,21 +73,43 @@ MANAGED = {"unique_tokens", "epochs", "members", "teacher", "distill_alpha", "se
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a study: its config, the label of its cell, and the run it depends on."""
+    """One run of a study: its config, the label of its cell, and the run it depends on (its teacher)."""
 
-    config: object  # repetita.lm.config.TrainConfig (imported lazily: torch is heavy)
+    config: object  # repetita.lm.config.TrainConfig
     recipe: str
-    depends_on: str | None = None
 
     @property
     def id(self) -> str:
         return self.config.hash
 
+    @property
+    def depends_on(self) -> str | None:
+        t = self.config.teacher
+        return t.split("/", 1)[1] if isinstance(t, str) and t.startswith("runs/") else None
+
 
 @dataclass(frozen=True)
 class Study:
     name: str
-    runs: tuple[RunSpec, ...]
+    cells: tuple  # repetita.lm.recipes.RecipeConfig, one per recipe cell
+
+    def proposals(self, results: dict[str, dict]) -> list[RunSpec]:
+        """Runs the cells need next given the measured ``results`` (by run id); teachers first."""
+        from repetita.lm.recipes import proposals
+
+        seen, runs = set(), []
+        for cell in self.cells:
+            for cfg in proposals(cell, results):
+                if cfg.hash not in seen:
+                    seen.add(cfg.hash)
+                    runs.append(RunSpec(cfg, cfg.recipe))
+        runs.sort(key=lambda r: r.depends_on is not None)  # stable: the queue order stays deterministic
+        return runs
+
+    @property
+    def runs(self) -> tuple[RunSpec, ...]:
+        """The runs known before anything is measured (a coordinate search adds more as it goes)."""
+        return tuple(self.proposals({}))
 
 
 def _list(value, where: str, kind=(int, float)) -> list:
@@ -126,8 +153,9 @@ def load_spec(path: str | Path) -> dict:
 
 
 def expand(raw: dict, check_corpus: bool = True) -> Study:
-    """Validate a parsed spec and expand it into runs (teachers before their students)."""
+    """Validate a parsed spec and expand it into recipe cells (nothing is written)."""
     from repetita.lm.config import TrainConfig
+    from repetita.lm.recipes import RecipeConfig
 
     _check_keys(raw, TOP_KEYS, "study spec")
     train_fields = {f.name for f in fields(TrainConfig)}
@@ -158,58 +186,53 @@ def expand(raw: dict, check_corpus: bool = True) -> Study:
         except TypeError as exc:
             raise UserError(f"bad value in [base] or [[models]]: {exc}") from None
 
-    runs: list[RunSpec] = []
-    seen: set[str] = set()
+    def recipe(name: str, **kw) -> RecipeConfig:
+        try:
+            return RecipeConfig(recipe=name, **kw)
+        except TypeError as exc:
+            raise UserError(f"[recipes.{name}]: {exc}") from None
 
-    def add(run: RunSpec) -> None:
-        if run.id not in seen:
-            seen.add(run.id)
-            runs.append(run)
-
+    default_lr = base.get("lr", TrainConfig().lr)
+    default_wd = base.get("weight_decay", TrainConfig().weight_decay)
+    cells = []
     for name, table in recipes.items():
-        epochs = _list(table.get("epochs", ks), f"recipes.{name}.epochs")
+        epochs = tuple(sorted(set(_list(table.get("epochs", ks), f"recipes.{name}.epochs"))))
         # a recipe may narrow the U budgets (e.g. ensembles only where they are affordable)
         budgets = _list(table.get("unique_tokens", us), f"recipes.{name}.unique_tokens", (int,))
-        cells = list(itertools.product(models, budgets, seeds))
-        if name in ("standard", "regularized"):
-            default_wd = 0.1 if name == "standard" else base.get("weight_decay", 0.1)
-            lrs = _list(table.get("lr", base.get("lr", TrainConfig().lr)), f"recipes.{name}.lr")
-            wds = _list(table.get("weight_decay", default_wd), f"recipes.{name}.weight_decay")
-            for (model, u, seed), k, lr, wd in itertools.product(cells, epochs, lrs, wds):
-                add(RunSpec(config(model, unique_tokens=u, epochs=k, lr=lr, weight_decay=wd, recipe=name, seed=seed), name))
+        where = itertools.product(models, budgets, seeds)
+        if name == "standard":
+            lrs = _list(table.get("lr", default_lr), "recipes.standard.lr")
+            wd = _list(table.get("weight_decay", 0.1), "recipes.standard.weight_decay")
+            require(len(wd) == 1, "recipes.standard.weight_decay: the standard recipe has one weight decay "
+                    "(tune it with [recipes.regularized])")
+            for (model, u, seed), lr in itertools.product(where, lrs):
+                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=epochs[0], lr=lr, seed=seed),
+                                    epoch_grid=epochs, weight_decay=wd[0]))
+        elif name == "regularized":
+            lrs = tuple(sorted(set(_list(table.get("lr", default_lr), "recipes.regularized.lr"))))
+            wds = tuple(sorted(set(_list(table.get("weight_decay", default_wd), "recipes.regularized.weight_decay"))))
+            search = table.get("search", "coordinate")
+            max_runs = table.get("max_runs", 60)
+            require(isinstance(max_runs, int), f"recipes.regularized.max_runs: {max_runs!r} must be an integer")
+            for model, u, seed in where:
+                start = config(model, unique_tokens=u, epochs=epochs[len(epochs) // 2], lr=lrs[len(lrs) // 2],
+                               weight_decay=wds[0], seed=seed)
+                cells.append(recipe(name, base=start, epoch_grid=epochs, lr_grid=lrs, wd_grid=wds, search=search,
+                                    max_runs=max_runs))
         elif name == "ensemble":
             members = _list(table.get("members", [4]), "recipes.ensemble.members", (int,))
-            wd = table.get("weight_decay", base.get("weight_decay", TrainConfig().weight_decay))
-            for (model, u, seed), k, m in itertools.product(cells, epochs, members):
-                add(RunSpec(config(model, unique_tokens=u, epochs=k, members=m, weight_decay=wd, recipe=name, seed=seed), name))
+            wd = table.get("weight_decay", default_wd)
+            for (model, u, seed), k, m in itertools.product(where, epochs, members):
+                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=k, weight_decay=wd, seed=seed),
+                                    members=m))
         else:
             alphas = _list(table.get("alpha", [0.5]), f"recipes.{name}.alpha")
-            seq = table.get("seq_frac", 0.0)
-            temp = table.get("temperature", 1.0)
-            t_members = table.get("teacher_members", 4) if name == "distill" else 1
-            for (model, u, seed), k in itertools.product(cells, epochs):
-                teacher = config(
-                    model, unique_tokens=u, epochs=k, members=t_members, recipe="ensemble" if t_members > 1 else "standard", seed=seed
-                )
-                add(RunSpec(teacher, teacher.recipe))
-                for a in alphas:
-                    student = config(
-                        model,
-                        unique_tokens=u,
-                        epochs=k,
-                        # relative to the study directory (the runner trains from there), so a
-                        # run id does not depend on where the study lives
-                        teacher=f"runs/{teacher.hash}",
-                        distill_alpha=a,
-                        seq_distill_frac=seq,
-                        distill_temperature=temp,
-                        recipe=name,
-                        seed=seed + 1000,  # a student must not start from its teacher's initialisation
-                    )
-                    add(RunSpec(student, name, depends_on=teacher.hash))
-    # teachers first: a stable topological order keeps the queue deterministic
-    runs.sort(key=lambda r: r.depends_on is not None)
-    return Study(name=str(raw.get("name", "study")), runs=tuple(runs))
+            kw = {"seq_distill_frac": table.get("seq_frac", 0.0), "distill_temperature": table.get("temperature", 1.0),
+                  "members": table.get("teacher_members", 4) if name == "distill" else 4}
+            for (model, u, seed), k, a in itertools.product(where, epochs, alphas):
+                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=k, seed=seed),
+                                    distill_alpha=a, **kw))
+    return Study(name=str(raw.get("name", "study")), cells=tuple(cells))
 
 
 def _absolute_corpus(spec: str, check: bool) -> str:

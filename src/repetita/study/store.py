@@ -8,6 +8,13 @@ several worker processes can record results at once without losing rows.
 Run states: queued -> running -> done | failed | diverged. A run left ``running`` by a killed
 worker is re-queued when its process is gone (same host) or its heartbeat is stale, and then
 resumes from the checkpoint in its run directory.
+
+The store owns the study's layout: ``DIR/store.sqlite`` and one folder per run, ``DIR/runs/<id>``.
+
+Schema 2 changed the run id (bookkeeping fields such as ``checkpoint_every`` left the hash, see
+``repetita.lm.config.BOOKKEEPING``). A schema-1 study is migrated in place when opened: ids are
+recomputed teachers first (a student's config names its teacher's folder), the rows, curves and run
+folders are renamed to match, in one transaction; runs done stay done and interrupted runs resume.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from pathlib import Path
 import pandas as pd
 
 from repetita.errors import UserError, require
+from repetita.io import write_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STORE_NAME = "store.sqlite"
+RUNS_DIR = "runs"
 STATES = ("queued", "running", "done", "failed", "diverged")
 STALE_SECONDS = 600.0  # a running row with no heartbeat for this long is considered abandoned
 
@@ -76,8 +86,25 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def store_path(study_dir: str | Path) -> Path:
+    return Path(study_dir) / STORE_NAME
+
+
+def run_dir(study_dir: str | Path, run_id: str) -> Path:
+    return Path(study_dir) / RUNS_DIR / run_id
+
+
+def teacher_ref(run_id: str) -> str:
+    """How a run's config names a teacher trained in the same study (relative to the study folder)."""
+    return f"{RUNS_DIR}/{run_id}"
+
+
 class Store:
     """Thin wrapper over the SQLite file; every method is one short transaction."""
+
+    @classmethod
+    def of_study(cls, study_dir: str | Path, create: bool = False) -> Store:
+        return cls(store_path(study_dir), create=create)
 
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
@@ -98,6 +125,9 @@ class Store:
         if "meta" in tables:
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             version = int(row[0]) if row else None
+            if version == 1:
+                self._migrate_v1()
+                return
             require(
                 version == SCHEMA_VERSION,
                 f"{self.path}: store schema version {version} is incompatible with this repetita "
@@ -110,6 +140,53 @@ class Store:
                 if stmt.strip():
                     c.execute(stmt)
             c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2: recompute run ids under the new hash (see the module docstring)."""
+        from repetita.lm.config import TrainConfig
+
+        rows = self._conn.execute("SELECT id, config FROM runs ORDER BY created, rowid").fetchall()
+        configs = {rid: json.loads(cfg) for rid, cfg in rows}
+        new_ids: dict[str, str] = {}
+        pending = dict(configs)
+        while pending:  # teachers before students: a student's config names its teacher's folder
+            progressed = False
+            for rid, cfg in list(pending.items()):
+                t = cfg.get("teacher")
+                old_t = t.split("/", 1)[1] if isinstance(t, str) and t.startswith(RUNS_DIR + "/") else None
+                if old_t in pending and old_t != rid:
+                    continue
+                if old_t in new_ids:
+                    cfg["teacher"] = teacher_ref(new_ids[old_t])
+                new_ids[rid] = TrainConfig.from_dict(cfg).hash
+                del pending[rid]
+                progressed = True
+            require(progressed, f"{self.path}: cyclic teacher references; cannot migrate")
+        study = self.path.parent
+        with self.transaction() as c:
+            c.execute("PRAGMA defer_foreign_keys=ON")
+            for old, new in new_ids.items():
+                cfg = TrainConfig.from_dict(configs[old])
+                c.execute("UPDATE runs SET id=?, config=? WHERE id=?", (new, cfg.to_json(), old))
+                c.execute("UPDATE runs SET depends_on=? WHERE depends_on=?", (new, old))
+                c.execute("UPDATE curves SET run_id=? WHERE run_id=?", (new, old))
+                for idx, text in c.execute("SELECT idx, row FROM rows WHERE run_id=?", (old,)).fetchall():
+                    row = json.loads(text) | {"run_id": new}
+                    c.execute("UPDATE rows SET run_id=?, row=? WHERE run_id=? AND idx=?",
+                              (new, json.dumps(row), old, idx))
+            c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            for old, new in new_ids.items():  # folders last: a failure above leaves them untouched
+                src, dst = run_dir(study, old), run_dir(study, new)
+                if src.is_dir() and old != new:
+                    src.rename(dst)
+                if (dst / "config.json").exists():
+                    write_json(dst / "config.json", configs[old], indent=1)
+                if (dst / "result.json").exists():
+                    res = json.loads((dst / "result.json").read_text())
+                    res["config"], res["config_hash"] = configs[old], new
+                    for r in res.get("rows", []):
+                        r["run_id"] = new
+                    write_json(dst / "result.json", res, indent=1)
 
     @contextmanager
     def transaction(self):
@@ -169,6 +246,22 @@ class Store:
             ).rowcount
         return n == 1
 
+    def config(self, run_id: str) -> str:
+        """The stored config JSON of a run."""
+        row = self._conn.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+        require(row is not None, f"run {run_id} is not in the store")
+        return row[0]
+
+    def results(self) -> dict[str, dict]:
+        """Metrics of finished runs and a marker for failed ones, by run id (for adaptive recipes)."""
+        out = {}
+        for rid, status, metrics, config in self._conn.execute("SELECT id, status, metrics, config FROM runs"):
+            if status == "done" and metrics:
+                out[rid] = json.loads(metrics) | {"config": json.loads(config)}
+            elif status in ("failed", "diverged"):
+                out[rid] = {"failed": status, "config": json.loads(config)}
+        return out
+
     def heartbeat(self, run_id: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
@@ -193,7 +286,10 @@ class Store:
 
     def finish(self, run_id: str, result: dict, status: str = "done") -> None:
         """Record metrics, curve and tidy rows of a finished run in one transaction."""
+        from repetita.laws.data import RunRow
+
         require(status in STATES, f"unknown status {status}")
+        rows = [RunRow.from_dict(r).to_dict() for r in result.get("rows", [])]  # the schema, checked on entry
         history = result.get("history", [])
         metrics = {k: v for k, v in result.items() if k not in ("history", "rows", "config")}
         with self.transaction() as c:
@@ -208,7 +304,7 @@ class Store:
             )
             c.execute("DELETE FROM rows WHERE run_id=?", (run_id,))
             c.executemany(
-                "INSERT INTO rows VALUES (?, ?, ?)", [(run_id, i, json.dumps(r)) for i, r in enumerate(result.get("rows", []))]
+                "INSERT INTO rows VALUES (?, ?, ?)", [(run_id, i, json.dumps(r)) for i, r in enumerate(rows)]
             )
 
     def fail(self, run_id: str, error: str, status: str = "failed") -> None:
@@ -232,25 +328,15 @@ class Store:
 
     def tidy(self) -> pd.DataFrame:
         """The tidy table the law engine reads: one row per evaluated model (members, ensembles)."""
-        rows = [json.loads(r[0]) for r in self._conn.execute("SELECT row FROM rows ORDER BY run_id, idx")]
-        return pd.DataFrame(rows)
+        from repetita.laws.data import rows_frame
+
+        return rows_frame(json.loads(r[0]) for r in self._conn.execute("SELECT row FROM rows ORDER BY run_id, idx"))
 
     def export(self, path: str | Path) -> Path:
         """Write the tidy table as .csv or .parquet (temporary file, then rename)."""
-        path = Path(path)
-        require(path.suffix in (".csv", ".parquet"), f"{path}: export writes .csv or .parquet, not '{path.suffix}'")
+        from repetita.io import check_file, save_table
+
+        path = check_file(path, "export", suffixes=(".csv", ".parquet"))
         df = self.tidy()
         require(len(df) > 0, "no finished runs to export yet")
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix == ".parquet":
-                df.to_parquet(tmp, index=False)
-            else:
-                df.to_csv(tmp, index=False)
-            tmp.replace(path)
-        except ImportError:
-            raise UserError("Parquet export needs pyarrow: pip install 'repetita[parquet]'") from None
-        except OSError as exc:
-            raise UserError(f"cannot write '{path}': {exc.strerror or exc}") from None
-        return path
+        return save_table(df, path)

