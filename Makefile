@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,lm,hf,ray,parquet,trl
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
-.PHONY: demo test test-slow lint bench clean venv
+.PHONY: demo test test-slow lint bench clean venv base-check
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,5 +36,17 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fit_grid.py
 
+# A venv with the base install only (no torch): the law and planning commands must work there.
+base-check:
+	@test -x .venv-base/bin/python || $(PY) -m venv .venv-base
+	.venv-base/bin/python -m pip install -q -c constraints.txt .
+	@! .venv-base/bin/python -c "import torch" 2>/dev/null || (echo "torch leaked into the base install" && false)
+	.venv-base/bin/repetita laws > /dev/null
+	.venv-base/bin/repetita fit --example datablations --law data-constrained --json > /dev/null
+	.venv-base/bin/repetita theory onepass --n 100 --eta 0.05 --json > /dev/null
+	.venv-base/bin/repetita mix optimize --weights 0.9,0.1 --json > /dev/null
+	@.venv-base/bin/repetita train --epochs 1 --out /tmp/repetita-base-check 2>&1 | grep -q "pip install 'repetita\[lm\]'"
+	@echo "base install: laws, fit, theory, mix optimize run without torch; train names its extra"
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .venv-base build *.egg-info src/*.egg-info

@@ -82,7 +82,7 @@ class FitSpec:
             require(len(vals) > 0 and all(np.isfinite(vals)), f"grid for {k} must be finite values")
         require(self.delta > 0, f"delta must be positive, got {self.delta}")
         require(self.n_refine >= 1, f"n_refine must be >= 1, got {self.n_refine}")
-        require(self.law != "power" or self.axis, "the power law needs an axis column (--axis)")
+        require(not law.needs_axis or self.axis, f"the {self.law} law needs an axis column (--axis)")
         require(self.bin_width >= 1, f"bin_width must be >= 1, got {self.bin_width}")
 
     @property
@@ -113,25 +113,8 @@ class FitSpec:
 
 
 def prepare(spec: FitSpec, df: pd.DataFrame):
-    """Validated design dict, observed losses and the table positions of the design rows.
-
-    Run-table laws keep the table's order; the multipower design is grouped by curve and step.
-    """
-    law = spec.law_obj
-    if law.name == "multipower":
-        from repetita.laws import multipower
-
-        X, y, frame = multipower.prepare(
-            df.reset_index(drop=True), warmup_steps=spec.warmup_steps, bin_width=spec.bin_width
-        )
-        return X, y, frame.index.to_numpy()
-    if law.name == "power":
-        df = tables.canonical(df)
-        tables.require_columns(df, (spec.axis,), f"--axis {spec.axis}")
-        runs = tables.runs_frame(df.rename(columns={spec.axis: "x"}) if spec.axis != "x" else df, ("x",))
-    else:
-        runs = tables.runs_frame(df, law.columns)
-    return tables.design(runs), runs["loss"].to_numpy(), np.arange(len(runs))
+    """Validated design dict, observed losses and the table positions of the design rows (the law's own)."""
+    return spec.law_obj.prepare(df, axis=spec.axis, warmup_steps=spec.warmup_steps, bin_width=spec.bin_width)
 
 
 class _Problem:
@@ -242,19 +225,52 @@ def init_grid(spec: FitSpec) -> np.ndarray:
 
 
 class LawFit:
-    """Fit a law to a run table: ``LawFit("chinchilla").fit(df).params_``.
+    """Fit a law to a run table: ``LawFit("chinchilla").fit(df).params_`` (a scikit-learn style estimator).
 
     Learned attributes (set by :meth:`fit`): ``params_`` (all parameters, fitted and frozen),
     ``objective_`` (summed Huber), ``r2_`` (on loss), ``n_rows_``, ``n_starts_``.
     """
 
-    def __init__(self, law: str = "chinchilla", **spec_kwargs):
+    def __init__(self, law: str = "chinchilla", *, freeze: dict | None = None, tie: dict | None = None,
+                 grid: dict | None = None, delta: float = 1e-3, n_refine: int = 4, axis: str | None = None,
+                 warmup_steps: int | None = None, bin_width: int = 64):
         self.law = law
-        self.spec_kwargs = spec_kwargs
+        self.freeze = freeze
+        self.tie = tie
+        self.grid = grid
+        self.delta = delta
+        self.n_refine = n_refine
+        self.axis = axis
+        self.warmup_steps = warmup_steps
+        self.bin_width = bin_width
+
+    _PARAMS = ("law", "freeze", "tie", "grid", "delta", "n_refine", "axis", "warmup_steps", "bin_width")
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params) -> LawFit:
+        for k, v in params.items():
+            require(k in self._PARAMS, f"LawFit has no parameter {k!r}; it has {', '.join(self._PARAMS)}")
+            setattr(self, k, v)
+        return self
+
+    def clone(self) -> LawFit:
+        """An unfitted estimator with the same parameters."""
+        return LawFit(**self.get_params())
 
     @property
     def spec(self) -> FitSpec:
-        return FitSpec(law=self.law, **self.spec_kwargs)
+        return FitSpec(law=self.law, freeze=dict(self.freeze or {}), tie=dict(self.tie or {}),
+                       grid={k: tuple(v) for k, v in (self.grid or {}).items()}, delta=self.delta,
+                       n_refine=self.n_refine, axis=self.axis, warmup_steps=self.warmup_steps,
+                       bin_width=self.bin_width)
+
+    def score(self, df: pd.DataFrame) -> float:
+        """R^2 of the predicted loss on ``df`` (higher is better, as scikit-learn's ``score``)."""
+        obs = tables.canonical(df)["loss"].to_numpy(dtype=float)
+        pred = self.predict(df)
+        return float(1.0 - np.sum((pred - obs) ** 2) / np.sum((obs - obs.mean()) ** 2))
 
     def fit(self, df: pd.DataFrame, *, starts: np.ndarray | None = None, weights=None) -> LawFit:
         """Fit to ``df``; ``weights`` (one per row, in the table's row order) scale the Huber terms."""
@@ -370,8 +386,7 @@ def bootstrap(est: LawFit, df: pd.DataFrame, n_boot: int, *, seed: int = 0, leve
     starts = np.vstack([full_z[None, :], grid])
     for b in range(n_boot):
         counts = np.bincount(rng.integers(0, len(df), len(df)), minlength=len(df))
-        fit = LawFit(spec.law, **{k: v for k, v in spec.to_dict().items() if k != "law"})
-        fit.fit(df, starts=starts, weights=counts)
+        fit = est.clone().fit(df, starts=starts, weights=counts)
         samples[b] = [fit.params_[p] for p in free]
     q = (1 - level) / 2
     out = {

@@ -64,9 +64,15 @@ def compute_optimal_params(tokens: Array, a, b, alpha, beta) -> Array:
 
 
 def effective_data(unique: Array, tokens: Array, rd_star) -> Array:
-    """D' = U + U R_D* (1 - exp(-R_D / R_D*)), with R_D = max(D/U - 1, 0) repeated epochs."""
+    """D' = min(D, U) + U R_D* (1 - exp(-R_D / R_D*)), with R_D = max(D/U - 1, 0) repeated epochs.
+
+    The one implementation of effective data (the laws' data term and planning both call it). Below one
+    epoch only the tokens seen count (D' = D); the published form credits D' = U there, which would let a
+    planner pick absurdly small token counts on a large corpus. Every published run has D >= U, so the
+    published fits are unchanged.
+    """
     repeats = np.maximum(tokens / unique - 1.0, 0.0)
-    return unique + unique * rd_star * (1.0 - np.exp(-repeats / rd_star))
+    return np.minimum(tokens, unique + 0.0 * tokens) + unique * rd_star * (1.0 - np.exp(-repeats / rd_star))
 
 
 def effective_params(params: Array, unique: Array, a, b, alpha, beta, rn_star) -> Array:
@@ -205,14 +211,74 @@ class Law:
     doc: str = ""
     # Optional closed-form (log loss (n,), Jacobian (P, n)) at one theta; complex step otherwise.
     grad: Callable[[Array, dict[str, Array]], tuple[Array, Array]] | None = None
+    # R_D*(params, U): how much repeated data is worth; None = the law has no notion of repetition.
+    rd_star: Callable[[dict, Array], Array] | None = None
+    # (params, N) -> (E_rest, B, beta) of L = E_rest + B / D'^beta; None = no data term.
+    data_term: Callable[[dict, Array], tuple] | None = None
+    axis: str | None = None  # the column along which fits are plotted (None: the fit's own axis)
+    needs_axis: bool = False  # the power law: the user names the column x
+    curves: bool = False  # the design is built from loss curves (multipower.prepare), not run rows
 
     def __post_init__(self):
         missing = set(self.params) - set(self.grid) - set(self.defaults)
         if missing:
             raise ValueError(f"law {self.name}: no grid or default for {sorted(missing)}")
 
+    def prepare(self, df, axis: str | None = None, warmup_steps: int | None = None, bin_width: int = 64):
+        """Validated design dict, observed losses and the table positions of the design rows."""
+        from repetita.laws import data as tables
+
+        if self.curves:
+            from repetita.laws import multipower
+
+            X, y, frame = multipower.prepare(df.reset_index(drop=True), warmup_steps=warmup_steps,
+                                             bin_width=bin_width)
+            return X, y, frame.index.to_numpy()
+        if self.needs_axis:
+            df = tables.canonical(df)
+            tables.require_columns(df, (axis,), f"--axis {axis}")
+            df = df.rename(columns={axis: "x"}) if axis != "x" else df
+        runs = tables.runs_frame(df, self.columns)
+        return tables.design(runs), runs["loss"].to_numpy(), np.arange(len(runs))
+
+    def repetition(self, params: dict, unique) -> Array:
+        """R_D* at dataset size U (constant for the published law, inf for Chinchilla)."""
+        from repetita.errors import UserError
+
+        if self.rd_star is None:
+            raise UserError(f"law {self.name!r} has no notion of repeated data; plan with a data-constrained "
+                            "or reuse fit")
+        return np.asarray(self.rd_star(params, np.asarray(unique, dtype=float)), dtype=float)
+
+    def data_terms(self, params: dict, n) -> tuple:
+        from repetita.errors import UserError
+
+        if self.data_term is None:
+            raise UserError(f"law {self.name!r} has no data term")
+        return self.data_term(params, np.asarray(n, dtype=float))
+
+    def plot_axis(self, spec_axis: str | None, columns) -> str:
+        if self.needs_axis:
+            return spec_axis
+        return self.axis if self.axis in columns else list(columns)[0]
+
 
 _INF = np.inf
+
+
+def _chinchilla_data_term(p: dict, n: Array) -> tuple:
+    """E_rest(N) = E + A / N^alpha, then B and beta (shared by every Chinchilla-based law)."""
+    return np.exp(p["e"]) + np.exp(p["a"]) / n ** p["alpha"], float(np.exp(p["b"])), float(p["beta"])
+
+
+def _power_data_term(p: dict, n: Array) -> tuple:
+    return np.asarray(np.exp(p["e"])), float(np.exp(p["a"])), float(p["alpha"])
+
+
+def _reuse_rd(form: str):
+    return lambda p, u: rd_star_of(form, p["r0"], p["r1"], u)
+
+
 _CHIN_BOUNDS = {
     "a": (-_INF, _INF),
     "b": (-_INF, _INF),
@@ -244,6 +310,9 @@ LAWS: dict[str, Law] = {
         ("params", "tokens"),
         log_params=("a", "b", "e"),
         doc="L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
+        rd_star=lambda p, u: np.full_like(u, np.inf),  # no repetition penalty: every epoch counts fully
+        data_term=_chinchilla_data_term,
+        axis="tokens",
     ),
     "data-constrained": Law(
         "data-constrained",
@@ -254,6 +323,9 @@ LAWS: dict[str, Law] = {
         _DC_COLUMNS,
         log_params=("a", "b", "e"),
         doc="Chinchilla on effective data D' and params N' with constant R_D*, R_N* (Muennighoff et al. 2023)",
+        rd_star=lambda p, u: np.full_like(u, p["rd_star"]),
+        data_term=_chinchilla_data_term,
+        axis="tokens",
     ),
     "reuse": Law(
         "reuse",
@@ -264,6 +336,9 @@ LAWS: dict[str, Law] = {
         _DC_COLUMNS,
         log_params=("a", "b", "e"),
         doc="data-constrained with R_D*(U) = r0 + r1 ln U (saturation grows like log of the dataset)",
+        rd_star=_reuse_rd("log"),
+        data_term=_chinchilla_data_term,
+        axis="tokens",
     ),
     "reuse-power": Law(
         "reuse-power",
@@ -274,6 +349,9 @@ LAWS: dict[str, Law] = {
         _DC_COLUMNS,
         log_params=("a", "b", "e"),
         doc="data-constrained with R_D*(U) = r0 U^r1",
+        rd_star=_reuse_rd("power"),
+        data_term=_chinchilla_data_term,
+        axis="tokens",
     ),
     "power": Law(
         "power",
@@ -288,6 +366,8 @@ LAWS: dict[str, Law] = {
         ("x",),
         log_params=("e", "a"),
         doc="L = E + A x^-alpha along one axis (params, members, tokens, ...)",
+        data_term=_power_data_term,
+        needs_axis=True,
     ),
     "multipower": Law(
         "multipower",
@@ -314,6 +394,8 @@ LAWS: dict[str, Law] = {
         ("step", "lr", "loss"),
         doc="multi-power law: loss curve as a function of the LR schedule (Luo et al. 2025)",
         grad=multipower_grad,
+        axis="step",
+        curves=True,
     ),
 }
 

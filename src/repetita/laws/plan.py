@@ -18,15 +18,17 @@ from __future__ import annotations
 import numpy as np
 
 from repetita.errors import UserError, require
-from repetita.laws.forms import compute_optimal_params, rd_star_of
+from repetita.laws.forms import compute_optimal_params, effective_data, get_law
 
 
 def reuse_rate(epochs, rd_star) -> np.ndarray:
-    """E(K) = D'/U. Below one epoch every token is fresh, so E = K there."""
+    """E(K) = D'/U (``forms.effective_data`` at U = 1). Below one epoch every token is fresh, so E = K there;
+    with no repetition penalty (R_D* = inf) E = K everywhere."""
     k = np.asarray(epochs, dtype=float)
     r = np.asarray(rd_star, dtype=float)
-    repeats = np.maximum(k - 1.0, 0.0)
-    return np.where(k < 1.0, k, 1.0 + r * (1.0 - np.exp(-repeats / r)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = effective_data(np.ones_like(k), k, r)
+    return np.where(np.isinf(r), k, e)
 
 
 def effective_tokens(unique_tokens, epochs, rd_star) -> np.ndarray:
@@ -82,28 +84,16 @@ def data_efficiency(loss_recipe, loss_baseline, e_rest, b, beta) -> np.ndarray:
 
 
 def rd_star_for(record: dict, unique_tokens) -> np.ndarray:
-    """R_D* of a fitted law at dataset size U (constant for the published law)."""
-    law, p = record["law"], record["params"]
-    u = np.asarray(unique_tokens, dtype=float)
-    if law == "data-constrained":
-        return np.full_like(u, p["rd_star"])
-    if law in ("reuse", "reuse-power"):
-        return rd_star_of("log" if law == "reuse" else "power", p["r0"], p["r1"], u)
-    if law == "chinchilla":
-        return np.full_like(u, np.inf)  # no repetition penalty: every epoch counts fully
-    raise UserError(f"law {law!r} has no notion of repeated data; plan with a data-constrained or reuse fit")
+    """R_D* of a fitted law at dataset size U (the law object knows its own form)."""
+    return get_law(record["law"]).repetition(record["params"], unique_tokens)
 
 
 def data_term(record: dict, params) -> tuple[np.ndarray, float, float]:
     """(E_rest, B, beta) of the law's data term at model size N: L = E_rest + B / D'^beta."""
-    law, p = record["law"], record["params"]
-    if law == "power":
+    law = get_law(record["law"])
+    if law.needs_axis:
         require(record["spec"].get("axis") in ("tokens", "unique_tokens", "x"), "a power fit must be along tokens")
-        return np.asarray(np.exp(p["e"])), float(np.exp(p["a"])), float(p["alpha"])
-    require(law in ("chinchilla", "data-constrained", "reuse", "reuse-power"), f"law {law!r} has no data term")
-    n = np.asarray(params, dtype=float)
-    e_rest = np.exp(p["e"]) + np.exp(p["a"]) / n ** p["alpha"]
-    return e_rest, float(np.exp(p["b"])), float(p["beta"])
+    return law.data_terms(record["params"], params)
 
 
 def plan_table(record: dict, params: float, unique_tokens: float, epochs, fraction: float = 0.5):
@@ -142,7 +132,7 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
         "best_epochs": float(k[int(np.argmin(loss))]),
         "best_loss": float(np.min(loss)),
     }
-    if record["law"] != "chinchilla":
+    if "rn_star" in record["params"]:  # laws with effective params N' know the compute-optimal N for U
         p = record["params"]
         summary["compute_optimal_params_for_U"] = float(
             compute_optimal_params(np.asarray(unique_tokens), p["a"], p["b"], p["alpha"], p["beta"])

@@ -26,9 +26,10 @@ def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     df = df.reset_index(drop=True)
     pred = est.predict(df)
     obs = pd.to_numeric(df["loss"] if "loss" in df else df["val_loss"]).to_numpy()
-    if est.law == "multipower":
+    law = est.spec.law_obj
+    if law.curves:
         return _plot_curves(df, pred, path, title)
-    axis = est.spec.axis if est.law == "power" else ("tokens" if "tokens" in df else df.columns[0])
+    axis = law.plot_axis(est.spec.axis, df.columns)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     color = np.log10(df["params"]) if "params" in df else None
     sc = a1.scatter(obs, pred, c=color, s=14, cmap="viridis")
