@@ -63,11 +63,24 @@ def test_tiny_run_learns_and_is_deterministic():
     assert r1["loss"][-1] < 0.3 * math.log(5) and r1["acc"][-1] > 0.9
 
 
+def test_first_reaching_reads_the_curve():
+    curve = {"samples": [64, 128, 256, 512], "acc": [0.1, 0.5, 0.45, 0.95], "loss": [2.0, 1.0, 1.1, 0.2]}
+    assert sq.first_reaching(curve, 0.5) == 128  # first crossing, not the last or the best
+    assert sq.first_reaching(curve, 0.9) == 512
+    assert sq.first_reaching(curve, 0.96) is None
+    assert sq.first_reaching(curve, 1.05, "loss") == 128  # loss levels are reached from above
+
+
 def test_compare_and_save(tmp_path):
     cfg = sq.SequenceConfig(**(TINY | {"samples": 64 * 40, "skills": 4}))
-    out = sq.compare(cfg, exponents=[0, 1.0], seeds=[0], level=0.0)
+    out = sq.compare(cfg, exponents=[0, 1.0], seeds=[0], level=0.5)
     assert set(out["summary"]) == {"0.0", "1.0"}
-    assert all(s["reached"] == 1 for s in out["summary"].values())  # accuracy >= 0 at the first evaluation
+    for run in out["runs"]:  # the summary is the first evaluation at or above the level, per run
+        assert run["reached_at"] == sq.first_reaching(run, 0.5)
+        s = out["summary"][str(run["exponent"])]
+        assert s["reached_at"] == [run["reached_at"]] and s["reached"] == int(run["reached_at"] is not None)
+    never = sq.compare(cfg, exponents=[0], seeds=[0], level=1.01)["summary"]["0.0"]
+    assert never["reached"] == 0 and never["median_reached_at"] is None
     json.dumps(out)
     sq.save(out, str(tmp_path))
     assert (tmp_path / "mix_sequence.png").stat().st_size > 1000
