@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def _check_outputs(args, inputs=()) -> None:
 
 
 def cmd_fit(args) -> dict:
-    from repetita.laws.fit import LawFit, bootstrap
+    from repetita.laws.fit import LawFit
 
     _check_outputs(args, inputs=[args.csv] if args.csv else [])
     df, source = _load_table(args)
@@ -68,16 +69,20 @@ def cmd_fit(args) -> dict:
     est = LawFit(args.law, **kwargs).fit(df)
     result = est.result()
     result["source"] = source
-    if args.bootstrap:
-        boot = bootstrap(est, df, args.bootstrap, seed=args.seed, level=args.level)
-        result["intervals"] = boot["params"]
-        result["bootstrap"] = {"n": boot["n_boot"], "seed": boot["seed"], "level": boot["level"]}
     if args.holdout:
         from repetita.laws.holdout import evaluate, parse_holdout
 
         ho = parse_holdout(args.holdout)
         table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho)
         result["holdout"] = {"spec": args.holdout, **summary, "rows": table.to_dict(orient="records")}
+        splits = list(ho.splits(df))
+        if len(splits) == 1:  # one train/test split: print and save the fit on the training rows
+            train = df.reset_index(drop=True).iloc[splits[0][1]]
+            est = LawFit(args.law, **kwargs).fit(train)
+            result |= est.result() | {"source": f"{source} (training rows of {args.holdout})"}
+            df = train
+    if est.problem_.free:
+        result |= _uncertainty(args, est, df)
     if args.plot:
         from repetita.laws.plots import plot_fit
 
@@ -85,15 +90,39 @@ def cmd_fit(args) -> dict:
     if args.out:
         write_json(args.out, result)
         result["out"] = str(args.out)
+    _warn(result)
     if not args.json:
         _print_fit(result)
     return result
+
+
+def _uncertainty(args, est, df) -> dict:
+    """Intervals of the free parameters: the sandwich (Laplace) interval by default, a vectorized bootstrap
+    with ``--bootstrap B``; the record keeps what ``repetita plan`` needs to propagate them."""
+    from repetita.laws import uncertainty
+
+    require(0 < args.level < 1, f"--level must lie in (0, 1), got {args.level}")
+    if args.bootstrap:
+        from repetita.laws.fit import bootstrap
+
+        u = bootstrap(est, df, args.bootstrap, seed=args.seed, level=args.level)
+        keep = {"samples": u["samples"][: uncertainty.SAVED_SAMPLES].tolist()}
+        info = {"n": u["n_boot"], "seed": u["seed"]}
+    else:
+        u = uncertainty.laplace(est, df, level=args.level)
+        keep = {"cov": u["cov"].tolist()}
+        info = {}
+    return {"intervals": u["params"],
+            "uncertainty": {"method": u["method"], "level": u["level"], "free": u["free"], **info, **keep}}
 
 
 def _two_step(args, df, source, kwargs) -> dict:
     from repetita.laws.asymptote import two_step_asymptote
 
     require(args.law == "power" and args.axis, "--by needs --law power --axis INNER (e.g. --axis members --by params)")
+    for flag, value in (("--plot", args.plot), ("--bootstrap", args.bootstrap), ("--holdout", args.holdout)):
+        require(not value, f"--by fits one law per group and then one along the groups; {flag} is not "
+                "supported with it (fit a group on its own to get one)")
     kwargs = {k: v for k, v in kwargs.items() if k != "axis"}
     result = two_step_asymptote(df, args.axis, args.by, **kwargs)
     result["source"] = source
@@ -110,10 +139,19 @@ def _two_step(args, df, source, kwargs) -> dict:
     return result
 
 
+def _warn(result: dict) -> None:
+    for w in result.get("warnings", []):
+        sys.stderr.write(f"repetita fit: warning: {w}\n")
+
+
 def _print_fit(r: dict) -> None:
     print(f"law {r['law']} on {r['source']}: {r['n_rows']} rows, {r['n_starts']} starts")
     print(f"objective {r['objective']:.10g}   R^2 {r['r2']:.4f}")
     intervals = r.get("intervals", {})
+    if intervals:
+        u = r["uncertainty"]
+        how = f"bootstrap, {u['n']} resamples" if u["method"] == "bootstrap" else "sandwich (Laplace)"
+        print(f"intervals: {100 * u['level']:g}% {how}, on the fitted scale (a = ln A)")
     for name, value in r["params"].items():
         ties = r["spec"]["tie"]
         tag = "" if name in r["free"] else (f"  (tied to {ties[name]})" if name in ties else "  (fixed)")

@@ -108,13 +108,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: cannot parse as a table ({first})") from None
     require(len(df) > 0, f"{path}: no data rows")
+    if path.suffix != ".parquet":  # pandas renames a repeated header to NAME.1: refuse it instead
+        import csv
+
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        require(not repeated, f"{path}: column name(s) {', '.join(repeated)} appear more than once")
     return canonical(df)
 
 
 def canonical(df: pd.DataFrame) -> pd.DataFrame:
     """Rename known aliases to canonical column names (case-insensitive), without copying data twice."""
+    names = [str(c).strip().lower() for c in df.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    require(not repeated, f"column name(s) {', '.join(repeated)} appear more than once")
     renames = {}
-    have = {str(c).strip().lower() for c in df.columns}
+    have = set(names)
     for col in df.columns:
         key = str(col).strip().lower()
         target = ALIASES.get(key, key)

@@ -218,6 +218,10 @@ class Law:
     axis: str | None = None  # the column along which fits are plotted (None: the fit's own axis)
     needs_axis: bool = False  # the power law: the user names the column x
     curves: bool = False  # the design is built from loss curves (multipower.prepare), not run rows
+    # The simpler law this one extends, and how to turn its fitted parameters into starts here: a free fit
+    # is seeded from the nested fit (Chinchilla before data-constrained, data-constrained before reuse).
+    parent: str | None = None
+    seeds: Callable[[dict, dict], list[dict]] | None = None
 
     def __post_init__(self):
         missing = set(self.params) - set(self.grid) - set(self.defaults)
@@ -279,6 +283,28 @@ def _reuse_rd(form: str):
     return lambda p, u: rd_star_of(form, p["r0"], p["r1"], u)
 
 
+# Seeds for the repetition constants: log-spaced over what the data can tell apart (R* from a fraction
+# of an epoch to far beyond any table's epochs), crossed with the nested Chinchilla fit.
+_R_SEEDS = (0.5, 2.0, 6.0, 20.0, 60.0, 300.0)
+
+
+def _dc_seeds(parent: dict, X: dict) -> list[dict]:
+    return [parent | {"rd_star": rd, "rn_star": rn} for rd in _R_SEEDS for rn in _R_SEEDS]
+
+
+def _reuse_seeds(form: str):
+    def seeds(parent: dict, X: dict) -> list[dict]:
+        """R_D*(U) through the constant law's R_D* at the median U, with slopes from flat to steep."""
+        log_u = float(np.median(X["log_unique"]))
+        out = []
+        for r1 in ((0.0, 0.5, 1.0, 2.0, 4.0) if form == "log" else (0.0, 0.05, 0.1, 0.2, 0.4)):
+            r0 = parent["rd_star"] - r1 * log_u if form == "log" else parent["rd_star"] * np.exp(-r1 * log_u)
+            out.append({k: v for k, v in parent.items() if k != "rd_star"} | {"r0": r0, "r1": r1})
+        return out
+
+    return seeds
+
+
 _CHIN_BOUNDS = {
     "a": (-_INF, _INF),
     "b": (-_INF, _INF),
@@ -323,6 +349,8 @@ LAWS: dict[str, Law] = {
         _DC_COLUMNS,
         log_params=("a", "b", "e"),
         doc="Chinchilla on effective data D' and params N' with constant R_D*, R_N* (Muennighoff et al. 2023)",
+        parent="chinchilla",
+        seeds=_dc_seeds,
         rd_star=lambda p, u: np.full_like(u, p["rd_star"]),
         data_term=_chinchilla_data_term,
         axis="tokens",
@@ -336,6 +364,8 @@ LAWS: dict[str, Law] = {
         _DC_COLUMNS,
         log_params=("a", "b", "e"),
         doc="data-constrained with R_D*(U) = r0 + r1 ln U (saturation grows like log of the dataset)",
+        parent="data-constrained",
+        seeds=_reuse_seeds("log"),
         rd_star=_reuse_rd("log"),
         data_term=_chinchilla_data_term,
         axis="tokens",
@@ -349,6 +379,8 @@ LAWS: dict[str, Law] = {
         _DC_COLUMNS,
         log_params=("a", "b", "e"),
         doc="data-constrained with R_D*(U) = r0 U^r1",
+        parent="data-constrained",
+        seeds=_reuse_seeds("power"),
         rd_star=_reuse_rd("power"),
         data_term=_chinchilla_data_term,
         axis="tokens",

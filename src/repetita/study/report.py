@@ -269,7 +269,7 @@ def build_report(study_dir: str | Path) -> dict:
     summary = {
         "counts": counts,
         "rows": int(len(tidy)),
-        "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error")} for k, v in fits.items()},
+        "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error", "warnings")} for k, v in fits.items()},
         "best": best.to_dict(orient="records"),
         "ensemble_fits": ens_fits,
         "two_step": two_step(ens),
@@ -293,6 +293,7 @@ def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff
         + (html.escape(v["error"]) if v.get("error") else f"R^2 {v['r2']:.4f}, objective {v['objective']:.4g}, {v['n_rows']} runs "
            f"({v.get('excluded_past_turn') or 0} past their turning point left out); "
            + ", ".join(f"{p} = {x:.4g}" for p, x in v["params"].items()))
+        + "".join(f'<br><span class="warn">warning: {html.escape(w)}</span>' for w in v.get("warnings") or [])
         + "</li>"
         for k, v in summary["fits"].items()
     )
