@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from repetita.cliargs import number_list, parse_number
-from repetita.errors import require
+from repetita.errors import UserError, require
 from repetita.io import FIGURE_SUFFIXES, check_file, read_json, write_json
 
 
@@ -66,21 +66,21 @@ def cmd_fit(args) -> dict:
     kwargs = spec_kwargs(args)
     if args.by:
         return _two_step(args, df, source, kwargs)
-    est = LawFit(args.law, **kwargs).fit(df)
-    result = est.result()
-    result["source"] = source
     if args.holdout:
         from repetita.laws.holdout import evaluate, parse_holdout
 
         ho = parse_holdout(args.holdout)
-        table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho)
-        result["holdout"] = {"spec": args.holdout, **summary, "rows": table.to_dict(orient="records")}
-        splits = list(ho.splits(df))
-        if len(splits) == 1:  # one train/test split: print and save the fit on the training rows
-            train = df.reset_index(drop=True).iloc[splits[0][1]]
-            est = LawFit(args.law, **kwargs).fit(train)
-            result |= est.result() | {"source": f"{source} (training rows of {args.holdout})"}
-            df = train
+        fitted: list = []
+        table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho, fitted=fitted)
+        holdout = {"spec": args.holdout, **summary, "rows": table.to_dict(orient="records")}
+    if args.holdout and len(fitted) == 1:  # one train/test split: report and save the fit on the training rows
+        est, df = fitted[0]
+        source = f"{source} (training rows of {args.holdout})"
+    else:
+        est = LawFit(args.law, **kwargs).fit(df)
+    result = est.result() | {"source": source}
+    if args.holdout:
+        result["holdout"] = holdout
     if est.problem_.free:
         result |= _uncertainty(args, est, df)
     if args.plot:
@@ -174,17 +174,25 @@ def _print_fit(r: dict) -> None:
 def cmd_plan(args) -> dict:
     from repetita.laws import plan
 
-    path = Path(args.law_file)
-    _check_outputs(args, inputs=[path])
-    require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
-    record = read_json(path, "fit file")
-    require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
+    _check_outputs(args, inputs=[args.law_file])
+    record = _read_fit(args.law_file)
     n = parse_number(args.params, "--params")
     u = parse_number(args.unique_tokens, "--unique-tokens")
     epochs = number_list(args.epochs, "--epochs")
     require(0 < args.fraction < 1, f"--fraction must lie in (0, 1), got {args.fraction}")
     table, summary = plan.plan_table(record, n, u, epochs, fraction=args.fraction)
     out = {"summary": summary, "table": table.to_dict(orient="records")}
+    try:
+        intervals = plan.plan_intervals(record, n, u, epochs, fraction=args.fraction)
+    except UserError as exc:  # a fit with unidentified parameters still plans, without an interval
+        intervals, out["warnings"] = None, [str(exc)]
+    if intervals is not None:
+        out["intervals"] = intervals
+    elif "warnings" not in out:
+        out["warnings"] = ["the fit file holds no uncertainty (refit with this repetita to save intervals): "
+                           "the plan is a point estimate"]
+    for w in out.get("warnings", []):
+        sys.stderr.write(f"repetita plan: warning: {w}\n")
     if args.loss:
         e_rest, b, beta = plan.data_term(record, n)
         losses = [parse_number(x, "--loss") for x in args.loss.split(",")]
@@ -207,11 +215,21 @@ def cmd_plan(args) -> dict:
             f"saturation K* = 1 + R_D* = {s['saturation_epochs']:.4g}; epoch worth falls below "
             f"{s['worth_fraction']:g} of fresh data after K = {s['epochs_until_worth_below']}"
         )
-        print(f"{'epochs':>8} {'tokens':>11} {'eff.tokens':>11} {'E(K)':>8} {'next':>7} {'loss':>8}")
-        for row in out["table"]:
+        iv = out.get("intervals")
+        if iv:
+            lo, hi = iv["summary"]["saturation_epochs"]
+            print(f"intervals: {100 * iv['level']:g}% from {iv['samples']} draws of the fit's {iv['method']} "
+                  f"uncertainty; K* in [{lo:.4g}, {hi:.4g}]")
+        print(f"{'epochs':>8} {'tokens':>11} {'eff.tokens':>11} {'E(K)':>8} {'next':>7} {'loss':>8}"
+              + ("  loss interval      next-epoch worth interval" if iv else ""))
+        for i, row in enumerate(out["table"]):
+            extra = ""
+            if iv:
+                (l0, l1), (w0, w1) = iv["table"][i]["loss"], iv["table"][i]["next_epoch_worth"]
+                extra = f"  [{l0:.4f}, {l1:.4f}]   [{w0:.3f}, {w1:.3f}]"
             print(
                 f"{row['epochs']:>8.4g} {row['tokens']:>11.4g} {row['effective_tokens']:>11.4g} "
-                f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}"
+                f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}{extra}"
             )
         print(f"lowest predicted loss {s['best_loss']:.4f} at {s['best_epochs']:g} epochs")
         for i, item in enumerate(out.get("effective_tokens_for_loss", [])):
@@ -225,6 +243,50 @@ def cmd_plan(args) -> dict:
                 else ""
             )
             print(f"loss {item['loss']:g} is worth {item['tokens']:.4g} fresh tokens under this law{extra}")
+    return out
+
+
+def _read_fit(path_text: str) -> dict:
+    path = Path(path_text)
+    require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
+    record = read_json(path, "fit file")
+    require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
+    return record
+
+
+def cmd_predict(args) -> dict:
+    from repetita.laws.predict import named_schedule, predict_curve, read_schedule
+
+    inputs = [args.law_file] + ([args.schedule] if Path(args.schedule).exists() else [])
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".csv", ".json"), inputs=inputs)
+    if args.plot:
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
+    record = _read_fit(args.law_file)
+    if Path(args.schedule).exists():
+        schedule = read_schedule(args.schedule)
+    else:
+        schedule = named_schedule(args.schedule, warmup=args.warmup, peak_lr=args.peak_lr,
+                                  final_frac=args.final_frac, every=args.every)
+    curve = predict_curve(record, schedule)
+    out = {"law_file": args.law_file, "schedule": args.schedule, "points": len(curve),
+           "final": {"step": int(curve["step"].iloc[-1]), "loss": float(curve["loss"].iloc[-1])},
+           "curve": curve.to_dict(orient="records")}
+    if args.out:
+        from repetita.io import save_table
+
+        out["out"] = str(save_table(curve, args.out) if args.out.endswith(".csv") else write_json(args.out, out))
+    if args.plot:
+        from repetita.laws.plots import plot_predicted
+
+        out["plot"] = str(plot_predicted(curve, args.schedule, args.plot))
+    if not args.json:
+        print(f"{'step':>8} {'lr':>10} {'loss':>8}")
+        shown = curve.iloc[np.unique(np.linspace(0, len(curve) - 1, 12).astype(int))]
+        for r in shown.itertuples():
+            print(f"{int(r.step):>8} {r.lr:>10.4g} {r.loss:>8.4f}")
+        print(f"predicted final loss {out['final']['loss']:.4f} at step {out['final']['step']} "
+              f"({len(curve)} points{'; ' + out['out'] if args.out else ''})")
     return out
 
 
@@ -292,6 +354,24 @@ def register(sub) -> None:
     q.add_argument("--plot", metavar="PNG", help="write reuse-rate and loss figure")
     q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     q.set_defaults(func=cmd_plan)
+
+    w = sub.add_parser(
+        "predict",
+        help="loss curve of a fitted multi-power law for a new LR schedule",
+        description="Example: repetita predict --law-file mpl.json --schedule wsd:24000:4800 --out curve.csv",
+    )
+    w.add_argument("--law-file", required=True, help="a multi-power fit (repetita fit --law multipower --out)")
+    w.add_argument("--schedule", required=True,
+                   help="CSV with step,lr or cosine:STEPS | wsd:STEPS:DECAY | constant:STEPS")
+    w.add_argument("--warmup", type=int, default=2160, help="named schedules: linear warm-up steps (default 2160)")
+    w.add_argument("--peak-lr", type=float, default=3e-4, help="named schedules: peak LR (default 3e-4)")
+    w.add_argument("--final-frac", type=float, default=None,
+                   help="named schedules: final LR as a fraction of the peak (cosine 0.1, wsd 0 by default)")
+    w.add_argument("--every", type=int, default=None, help="named schedules: steps between points (STEPS/500)")
+    w.add_argument("--out", metavar="CSV|JSON", help="write the predicted curve")
+    w.add_argument("--plot", metavar="PNG", help="write the schedule and the predicted loss")
+    w.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    w.set_defaults(func=cmd_predict)
 
     r = sub.add_parser("laws", help="list the available laws")
     r.add_argument("--json", action="store_true")

@@ -301,12 +301,19 @@ class LawFit:
         order = np.concatenate([order, extra[~np.isin(extra, order)]])
         best_z, best_f = None, np.inf
         optima, starts_of = [], []
-        for i in order:
-            z, f = problem.refine(grid[i]) if n_free else (grid[i], float(objs[i]))
-            optima.append((f, z))
-            starts_of.append(grid[i])
-            if f < best_f:
-                best_z, best_f = z, f
+        if n_free and problem.law.grad is not None:
+            # A closed-form Jacobian (multi-power): damped Gauss-Newton from every start at once converges in
+            # tens of iterations where L-BFGS-B needs hundreds (7.3 s -> 2.6 s on the 100M training curves).
+            from repetita.laws.uncertainty import refine_batch
+
+            Zr, fr, _ = refine_batch(problem, grid[order], np.repeat(problem.w[None, :], len(order), axis=0),
+                                     max_iter=300)
+            optima, starts_of = list(zip(fr.tolist(), Zr, strict=True)), [grid[i] for i in order]
+        else:
+            for i in order:
+                z, f = problem.refine(grid[i]) if n_free else (grid[i], float(objs[i]))
+                optima.append((f, z))
+                starts_of.append(grid[i])
         if n_free and problem.law.grad is None and len(optima) > 1:
             # Polish every local optimum with damped Gauss-Newton on the reweighted Huber objective, all at
             # once: in the narrow curved valleys of the repetition laws L-BFGS-B stops early.

@@ -119,16 +119,19 @@ def parse_holdout(text: str) -> Holdout:
     )
 
 
-def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout) -> tuple[pd.DataFrame, dict]:
+def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None = None) -> tuple[pd.DataFrame, dict]:
     """Fit with ``make_fit()`` (a fresh estimator) on each training split, predict its test rows.
 
     Returns one row per held-out table row (split, row, observed, predicted, log_error,
     rel_error) and a summary (rows, RMSE of log error, mean and max |relative error|, R^2).
+    ``fitted``, when given, receives each split's (estimator, training rows).
     """
     df = canonical(df).reset_index(drop=True)
     rows = []
     for name, train, test in holdout.splits(df):
         est = make_fit().fit(df.iloc[train])
+        if fitted is not None:
+            fitted.append((est, df.iloc[train]))
         pred = est.predict(df.iloc[test])
         obs = pd.to_numeric(df["loss"].iloc[test]).to_numpy(dtype=float)
         groups = df[holdout.column].astype(str).iloc[test] if holdout.column else [name] * len(test)

@@ -106,8 +106,8 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
     require(unique_tokens > 0 and np.isfinite(unique_tokens), f"--unique-tokens must be positive, got {unique_tokens}")
     k = np.asarray(epochs, dtype=float)
     require(k.size > 0 and np.all(k >= 1) and np.all(np.isfinite(k)), "--epochs must be numbers >= 1")
+    est = LawFit.from_result(record)  # validates the record (law, spec, every parameter) first
     rd = float(rd_star_for(record, unique_tokens))
-    est = LawFit.from_result(record)
     rows = pd.DataFrame({"params": params, "tokens": k * unique_tokens, "unique_tokens": unique_tokens})
     loss = est.predict(rows)
     table = pd.DataFrame(
@@ -138,3 +138,60 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
             compute_optimal_params(np.asarray(unique_tokens), p["a"], p["b"], p["alpha"], p["beta"])
         )
     return table, summary
+
+
+# --- Uncertainty carried into a plan ---------------------------------------------------------------
+
+PLAN_SAMPLES = 400  # parameter draws propagated through a plan (percentiles of 95% intervals to ~1%)
+
+
+def sampled_records(record: dict, n: int = PLAN_SAMPLES, seed: int = 0) -> list[dict] | None:
+    """Fit records with parameters drawn from the fit's saved uncertainty (bootstrap samples or the
+    Laplace covariance); None when the fit saved none, or when a parameter has no finite interval."""
+    from repetita.laws.uncertainty import draw
+
+    u = record.get("uncertainty")
+    if not u or not u.get("free"):
+        return None
+    if u.get("cov") is not None:
+        cov = np.array([[np.inf if v is None else v for v in row] for row in u["cov"]], dtype=float)
+        bad = [p for p, v in zip(u["free"], np.diag(cov), strict=True) if not np.isfinite(v)]
+        if bad:
+            raise UserError(f"the fit's parameters {', '.join(bad)} are not identified (no finite interval); "
+                            "the plan has no interval")
+        u = u | {"cov": cov, "params": {p: {"median": record["params"][p]} for p in u["free"]}}
+    Z = draw(u, n, seed=seed)
+    tie = record.get("spec", {}).get("tie", {})
+    out = []
+    for z in Z:
+        p = dict(record["params"]) | dict(zip(u["free"], map(float, z), strict=True))
+        for follower, leader in tie.items():
+            p[follower] = p[leader]
+        out.append(record | {"params": p})
+    return out
+
+
+def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fraction: float = 0.5,
+                   level: float | None = None) -> dict | None:
+    """Percentile intervals of every plan quantity under the fit's parameter uncertainty."""
+    samples = sampled_records(record)
+    if samples is None:
+        return None
+    level = level or record["uncertainty"].get("level", 0.95)
+    tables, sums = [], []
+    for rec in samples:
+        with np.errstate(all="ignore"):
+            t, s = plan_table(rec, params, unique_tokens, epochs, fraction)
+        tables.append(t)
+        sums.append(s)
+    q = ((1 - level) / 2, (1 + level) / 2)
+    cols = ("effective_tokens", "reuse_rate", "next_epoch_worth", "loss")
+    stack = {c: np.stack([t[c].to_numpy() for t in tables]) for c in cols}
+    rows = [{c: [float(np.nanquantile(stack[c][:, i], q[0])), float(np.nanquantile(stack[c][:, i], q[1]))]
+             for c in cols} for i in range(len(tables[0]))]
+    summary = {}
+    for k in ("rd_star", "saturation_epochs", "epochs_until_worth_below", "best_epochs", "best_loss"):
+        vals = np.array([np.nan if s.get(k) is None else s[k] for s in sums], dtype=float)
+        summary[k] = [float(np.nanquantile(vals, q[0])), float(np.nanquantile(vals, q[1]))]
+    return {"level": level, "samples": len(samples), "method": record["uncertainty"]["method"],
+            "table": rows, "summary": summary}

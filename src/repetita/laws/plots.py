@@ -75,3 +75,14 @@ def plot_plan(table: pd.DataFrame, summary: dict, path: str | Path) -> Path:
     a2.set(xlabel="epochs K", ylabel="predicted loss", xscale="log")
     fig.suptitle(f"{summary['law']}: N = {summary['params']:.3g}, U = {summary['unique_tokens']:.3g}")
     return _save(fig, path)
+
+
+def plot_predicted(curve: pd.DataFrame, name: str, path: str | Path) -> Path:
+    """A predicted loss curve over its LR schedule."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, layout="constrained")
+    a1.plot(curve["step"], curve["lr"], color="C1")
+    a1.set(ylabel="learning rate", title=f"multi-power law prediction for {name}")
+    a2.plot(curve["step"], curve["loss"], color="C0")
+    a2.set(xlabel="step", ylabel="predicted loss")
+    return _save(fig, path)
