@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from repetita.laws.fit import LawFit, init_grid
-from repetita.laws.uncertainty import refine_batch, resample_counts
+from repetita.laws.uncertainty import laplace, refine_batch, resample_counts
 
 ANCHORS = Path(os.environ.get("REPETITA_ANCHORS", Path(__file__).resolve().parents[2] / "shared" / "anchors"))
 PUBLISHED_SE = {"A": 124.5, "B": 1293.0, "E": 0.026, "alpha": 0.015, "beta": 0.021}  # Besiroglu et al. 2024
@@ -89,6 +89,10 @@ def main() -> int:
     se = natural_se(Z, free)
     print("bootstrap SE (natural units) vs published: "
           + ", ".join(f"{k} {v:.4g} ({PUBLISHED_SE[k]:g}, {100 * (v / PUBLISHED_SE[k] - 1):+.0f}%)" for k, v in se.items()))
+    lap = laplace(est, df)
+    nat = {("A" if p == "a" else "B" if p == "b" else "E" if p == "e" else p):
+           (np.exp(est.params_[p]) * iv["std"] if p in ("a", "b", "e") else iv["std"]) for p, iv in lap["params"].items()}
+    print("sandwich SE (natural units, delta method): " + ", ".join(f"{k} {v:.4g}" for k, v in nat.items()))
     return 0
 
 

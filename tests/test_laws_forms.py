@@ -176,3 +176,18 @@ def test_tie_makes_followers_equal():
     fit = LawFit("chinchilla", tie={"beta": "alpha"}).fit(df)
     assert fit.params_["alpha"] == fit.params_["beta"]
     assert fit.params_["alpha"] == pytest.approx(0.33, rel=0.05)
+
+
+def test_chinchilla_closed_form_jacobian_matches_complex_step():
+    from repetita.laws.forms import chinchilla, chinchilla_jac
+
+    rng = np.random.default_rng(0)
+    X = {"log_params": np.log(np.geomspace(1e7, 1e10, 9)), "log_tokens": np.log(np.geomspace(1e8, 1e11, 9))}
+    theta = np.column_stack([rng.uniform(4, 8, 3), rng.uniform(5, 9, 3), rng.uniform(0.3, 0.9, 3),
+                             rng.uniform(0.2, 0.5, 3), rng.uniform(0.2, 0.5, 3)])
+    logp, jac = chinchilla_jac(theta, X)
+    assert np.allclose(logp, chinchilla(theta, X), rtol=0, atol=1e-13)
+    for j in range(5):
+        step = theta.astype(complex)
+        step[:, j] += 1e-20j
+        assert np.allclose(jac[:, j], chinchilla(step, X).imag / 1e-20, rtol=1e-10, atol=1e-13)

@@ -43,10 +43,14 @@ def identifiability(problem, z: np.ndarray) -> list[str]:
         return []
     _, J = batched_log_pred_jac(problem, z[None, :])
     J = J[0]  # (F, n): d log L / d z
+    broken = [p for p, row in zip(problem.free, J, strict=True) if not np.all(np.isfinite(row))]
+    if broken:
+        return [f"the loss's derivative in {', '.join(broken)} is not finite at the optimum (a term over- or "
+                "underflows): not identified"]
     scale = np.linalg.norm(J, axis=1)
-    if np.any(scale == 0) or not np.all(np.isfinite(J)):
+    if np.any(scale == 0):
         dead = [p for p, s in zip(problem.free, scale, strict=True) if s == 0]
-        return [f"the loss does not depend on {', '.join(dead)} at the optimum (not identified)"] if dead else []
+        return [f"the loss does not depend on {', '.join(dead)} at the optimum (not identified)"]
     _, sv, vt = np.linalg.svd((J / scale[:, None]).T, full_matrices=False)
     out = []
     for s, v in zip(sv, vt, strict=True):

@@ -49,6 +49,24 @@ def chinchilla(theta: Array, X: dict[str, Array]) -> Array:
     return _lse(a - alpha * _col(X, "log_params"), b - beta * _col(X, "log_tokens"), e)
 
 
+def chinchilla_jac(theta: Array, X: dict[str, Array]) -> tuple[Array, Array]:
+    """Log loss (S, n) and its Jacobian (S, 5, n) for a batch of theta, in closed form.
+
+    log L = lse(t1, t2, t3) with t1 = a - alpha ln N, t2 = b - beta ln D, t3 = e, so each derivative is a
+    softmax weight w_k (times -ln N or -ln D for the exponents). Real arithmetic: about 4x cheaper than
+    the complex step, which matters when a bootstrap refines a thousand resamples at once.
+    """
+    a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
+    ln_n, ln_d = _col(X, "log_params"), _col(X, "log_tokens")
+    t = np.stack(np.broadcast_arrays(a - alpha * ln_n, b - beta * ln_d, e + 0.0 * ln_n))  # (3, S, n)
+    m = t.max(axis=0)
+    w = np.exp(t - m)
+    tot = w.sum(axis=0)
+    w /= tot
+    jac = np.stack([w[0], w[1], w[2], -w[0] * ln_n, -w[1] * ln_d], axis=1)
+    return m + np.log(tot), jac
+
+
 # --- Data-constrained (Muennighoff et al. 2023) ------------------------------------------------
 
 
@@ -211,6 +229,8 @@ class Law:
     doc: str = ""
     # Optional closed-form (log loss (n,), Jacobian (P, n)) at one theta; complex step otherwise.
     grad: Callable[[Array, dict[str, Array]], tuple[Array, Array]] | None = None
+    # Optional closed-form batch (log loss (S, n), Jacobian (S, P, n)) for the vectorized refinement.
+    batch_grad: Callable[[Array, dict[str, Array]], tuple[Array, Array]] | None = None
     # R_D*(params, U): how much repeated data is worth; None = the law has no notion of repetition.
     rd_star: Callable[[dict, Array], Array] | None = None
     # (params, N) -> (E_rest, B, beta) of L = E_rest + B / D'^beta; None = no data term.
@@ -336,6 +356,7 @@ LAWS: dict[str, Law] = {
         ("params", "tokens"),
         log_params=("a", "b", "e"),
         doc="L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
+        batch_grad=chinchilla_jac,
         rd_star=lambda p, u: np.full_like(u, np.inf),  # no repetition penalty: every epoch counts fully
         data_term=_chinchilla_data_term,
         axis="tokens",

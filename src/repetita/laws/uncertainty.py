@@ -32,7 +32,9 @@ def batched_log_pred_jac(problem, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray
     theta = problem.theta(Z)  # (B, P)
     P, n = theta.shape[1], problem.logy.size
     logp, jac = np.empty((B, n)), np.empty((B, P, n))
-    if problem.law.grad is not None:  # closed-form Jacobian (multipower): one theta at a time
+    if problem.law.batch_grad is not None:
+        logp, jac = problem.law.batch_grad(theta, problem.X)
+    elif problem.law.grad is not None:  # closed-form Jacobian (multipower): one theta at a time
         for b in range(B):
             logp[b], jac[b] = problem.law.grad(theta[b], problem.X)
     else:
@@ -55,7 +57,7 @@ def _objective(problem, Z: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(f), f, np.inf)
 
 
-def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, tol: float = 1e-12) -> tuple:
+def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, tol: float = 1e-10) -> tuple:
     """Minimise every row-weighted objective ``W[b]`` from ``Z0[b]`` at once (damped IRLS Gauss-Newton).
 
     Returns (Z (B, F), objectives (B,), iterations run).
@@ -93,7 +95,9 @@ def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, to
         Z[idx[better]] = trial[better]
         f[idx[better]] = ft[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] / 3.0, 1e-9), lam[idx] * 4.0)
-        done = (better & (gain < tol)) | (lam[idx] > 1e10) | (np.abs(step).max(axis=1) < 1e-14)
+        # converged: an accepted step gained less than ``tol`` (relative), or steps keep failing even with
+        # strong damping (the objective is flat to rounding there), or the step vanished
+        done = (better & (gain < tol)) | (lam[idx] > 1e4) | (np.abs(step).max(axis=1) < 1e-14)
         active[idx[done]] = False
     return Z, f, iters
 
@@ -157,16 +161,25 @@ def laplace(est, df, *, level: float = 0.95) -> dict:
     logp, J = batched_log_pred_jac(problem, z[None, :])
     r, J = logp[0] - problem.logy, J[0]
     n, F = r.size, len(free)
-    H = J @ J.T
-    Hinv = np.linalg.pinv(H)
-    cov = Hinv @ ((J * r**2) @ J.T) @ Hinv * n / max(n - F, 1)
+    # Work with unit-norm Jacobian columns: parameters on very different scales (r0 = 7000 beside
+    # alpha = 0.3) would otherwise make J J^T so ill-conditioned that a pseudo-inverse silently drops a
+    # direction and reports a zero width for it.
+    broken = ~np.all(np.isfinite(J), axis=1)  # e.g. a term driven to e^-386 overflows its derivative
+    J = np.where(np.isfinite(J), J, 0.0)
+    r = np.where(np.isfinite(r), r, 0.0)
+    scale = np.linalg.norm(J, axis=1)
+    unknown = broken | (scale <= 1e-9 * max(scale.max(), 1e-300))
+    Jn = J / np.where(unknown, 1.0, scale)[:, None]
+    Jn[unknown] = 0.0
+    Hinv = np.linalg.pinv(Jn @ Jn.T)
+    cov = Hinv @ ((Jn * r**2) @ Jn.T) @ Hinv * n / max(n - F, 1)
+    inv_scale = 1.0 / np.where(unknown, 1.0, scale)
+    cov = cov * np.outer(inv_scale, inv_scale)
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
     # A direction the rows do not determine, or a parameter pinned at a bound, has no normal interval:
     # its width is unbounded, not the zero a pseudo-inverse would report.
-    scale = np.linalg.norm(J, axis=1)
-    unknown = scale <= 1e-9 * scale.max()
     if F > 1 and not unknown.all():
-        _, sv, vt = np.linalg.svd((J / np.where(scale > 0, scale, 1.0)[:, None]).T, full_matrices=False)
+        _, sv, vt = np.linalg.svd(Jn.T, full_matrices=False)
         for sing, v in zip(sv, vt, strict=True):
             if sing < 1e-6 * sv[0]:
                 unknown |= np.abs(v) > 0.05
@@ -177,7 +190,7 @@ def laplace(est, df, *, level: float = 0.95) -> dict:
     zq = float(norm.ppf(0.5 + level / 2))
     out = {p: {"lo": float(z[j] - zq * sd[j]), "hi": float(z[j] + zq * sd[j]), "median": float(z[j]),
                "std": float(sd[j])} for j, p in enumerate(free)}
-    return {"method": "laplace", "level": level, "params": out, "cov": cov, "free": list(free), "curvature": H}
+    return {"method": "laplace", "level": level, "params": out, "cov": cov, "free": list(free)}
 
 
 def draw(intervals: dict, n: int, seed: int = 0) -> np.ndarray:
