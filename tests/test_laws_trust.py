@@ -128,3 +128,23 @@ def test_mixed_recipes_warn(tmp_path, capsys):
     assert main(["fit", str(path), "--law", "chinchilla", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert any("rows mix recipes (regularized, standard)" in w for w in out["warnings"])
+
+
+def test_fit_figures_with_band_and_held_out_rows(tmp_path, capsys, monkeypatch):
+    import repetita.laws.plots as plots
+
+    drawn = {}
+    real = plots.plot_fit
+
+    def spy(est, df, path, title="", held_out=None, samples=None):
+        drawn.update(rows=len(df), held=int(np.sum(held_out)), samples=len(samples or []), title=title)
+        return real(est, df, path, title=title, held_out=held_out, samples=samples)
+
+    monkeypatch.setattr(plots, "plot_fit", spy)
+    png = tmp_path / "fit.png"
+    assert main(["fit", "--example", "datablations", "--law", "chinchilla", "--holdout", "largest:params:2",
+                 "--bootstrap", "20", "--plot", str(png), "--json"]) == 0
+    capsys.readouterr()
+    # all 182 rows drawn, the 17 rows of the two largest models marked held out, a band from 20 draws
+    assert drawn["rows"] == 182 and drawn["held"] == 17 and drawn["samples"] == 20
+    assert png.stat().st_size > 20_000

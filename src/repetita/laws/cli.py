@@ -73,8 +73,10 @@ def cmd_fit(args) -> dict:
         fitted: list = []
         table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho, fitted=fitted)
         holdout = {"spec": args.holdout, **summary, "rows": table.to_dict(orient="records")}
+    full, held = df.reset_index(drop=True), None
     if args.holdout and len(fitted) == 1:  # one train/test split: report and save the fit on the training rows
         est, df = fitted[0]
+        held = ~full.index.isin(df.index)
         source = f"{source} (training rows of {args.holdout})"
     else:
         est = LawFit(args.law, **kwargs).fit(df)
@@ -84,9 +86,18 @@ def cmd_fit(args) -> dict:
     if est.problem_.free:
         result |= _uncertainty(args, est, df)
     if args.plot:
+        from repetita.laws.plan import sampled_records
         from repetita.laws.plots import plot_fit
 
-        result["plot"] = str(plot_fit(est, df, args.plot))
+        try:
+            draws = sampled_records(result, n=100) if result.get("uncertainty") else None
+        except UserError:
+            draws = None  # unidentified parameters: curves without a band (the warnings say why)
+        title = f"{args.law} on {source}: R^2 = {est.r2_:.4f}"
+        if args.example and args.example.startswith("multipowerlaw:"):
+            title = f"multi-power law, {args.example.split(':', 1)[1]} model, fitted on {est.n_rows_} points"
+        result["plot"] = str(plot_fit(est, full if held is not None else df, args.plot, title=title,
+                                      held_out=held, samples=draws))
     if args.out:
         write_json(args.out, result)
         result["out"] = str(args.out)

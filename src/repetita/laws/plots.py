@@ -20,44 +20,93 @@ def _save(fig, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
-def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Observed vs predicted loss, and the relative residual along the main data axis."""
+MAX_GROUPS = 10  # fitted curves drawn on one panel; more groups are shown as points only
+
+
+def _log_axis(ax, which: str = "x") -> None:
+    """Log scale with plain tick labels (1e3 as 1000, 0.5 as 0.5): readable on a slide."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "", held_out=None, samples=None) -> Path:
+    """Loss along the law's axis per group with the fitted curves (and a band from parameter ``samples``,
+    fit records drawn from the fit's uncertainty), beside observed vs predicted; ``held_out`` (a boolean
+    mask over ``df``'s rows) marks rows the fit never saw."""
     plt = _plt()
     df = df.reset_index(drop=True)
-    pred = est.predict(df)
-    obs = pd.to_numeric(df["loss"] if "loss" in df else df["val_loss"]).to_numpy()
     law = est.spec.law_obj
+    held = np.zeros(len(df), dtype=bool) if held_out is None else np.asarray(held_out, dtype=bool)
+    pred = est.predict(df)
     if law.curves:
-        return _plot_curves(df, pred, path, title)
-    axis = law.plot_axis(est.spec.axis, df.columns)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    color = np.log10(df["params"]) if "params" in df else None
-    sc = a1.scatter(obs, pred, c=color, s=14, cmap="viridis")
+        return _plot_curves(df, pred, path, title, held)
+    obs = pd.to_numeric(df["loss"] if "loss" in df else df["val_loss"]).to_numpy()
+    axis = "epochs" if "unique_tokens" in law.columns and "unique_tokens" in df else law.plot_axis(est.spec.axis, df.columns)
+    x = (df["tokens"] / df["unique_tokens"]).to_numpy() if axis == "epochs" else df[axis].to_numpy(dtype=float)
+    keys = [c for c in ("params", "unique_tokens") if c in df and c != axis]
+    groups = list(df.groupby(keys).groups.items()) if keys else [("all", df.index)]
+    groups.sort(key=lambda g: -len(g[1]))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    for gi, (key, idx) in enumerate(groups):
+        idx = np.asarray(idx)
+        color = f"C{gi % 10}" if gi < MAX_GROUPS else "0.7"
+        label = None
+        if gi < MAX_GROUPS:
+            label = ", ".join(f"{k} {v:.3g}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        a1.scatter(x[idx][~held[idx]], obs[idx][~held[idx]], s=14, color=color, label=label)
+        a1.scatter(x[idx][held[idx]], obs[idx][held[idx]], s=30, facecolors="none", edgecolors=color)
+        if gi >= MAX_GROUPS or len(idx) < 2:
+            continue
+        grid = np.geomspace(x[idx].min(), x[idx].max(), 60)
+        row = df.iloc[idx[0]]
+        dense = pd.DataFrame({k: row[k] for k in keys} | {axis if axis != "epochs" else "tokens":
+                                                         grid * row["unique_tokens"] if axis == "epochs" else grid})
+        a1.plot(grid, est.predict(dense), color=color, lw=1.2)
+        if samples:
+            from repetita.laws.fit import LawFit
+
+            band = np.array([LawFit.from_result(s).predict(dense) for s in samples])
+            a1.fill_between(grid, *np.nanquantile(band, [0.025, 0.975], axis=0), color=color, alpha=0.15, lw=0)
+    _log_axis(a1, "x")
+    a1.set(xlabel=axis, ylabel="loss", title="runs and fitted curves" + (" (band: 95% of parameter draws)" if samples else ""))
+    if held.any():
+        a1.scatter([], [], s=30, facecolors="none", edgecolors="k", label="held out")
+    a1.legend(fontsize=7)
+    a2.scatter(obs[~held], pred[~held], s=14, color="C0", label="fitted rows")
+    if held.any():
+        a2.scatter(obs[held], pred[held], s=30, facecolors="none", edgecolors="C3", label="held out")
     lo, hi = min(obs.min(), pred.min()), max(obs.max(), pred.max())
-    a1.plot([lo, hi], [lo, hi], "k--", lw=1)
-    a1.set(xlabel="observed loss", ylabel="predicted loss", xscale="log", yscale="log")
-    if color is not None:
-        fig.colorbar(sc, ax=a1, label="log10 params")
-    a2.scatter(df[axis], pred / obs - 1, c=color, s=14, cmap="viridis")
-    a2.axhline(0, color="k", lw=1)
-    a2.set(xlabel=axis, ylabel="relative error", xscale="log")
-    fig.suptitle(title or f"{est.law}: R^2 = {est.r2_:.4f}")
+    a2.plot([lo, hi], [lo, hi], "k--", lw=1)
+    a2.set(xlabel="observed loss", ylabel="predicted loss", title="observed vs predicted")
+    _log_axis(a2, "x")
+    _log_axis(a2, "y")
+    a2.legend(fontsize=8)
+    fig.suptitle(title or f"{est.law}: R^2 = {est.r2_:.4f} on {int((~held).sum())} fitted rows")
     return _save(fig, path)
 
 
-def _plot_curves(df, pred, path, title):
+def _plot_curves(df, pred, path, title, held):
+    """Multi-power: one colour per schedule; solid observed, dashed law; held-out schedules named so."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
     curves = df["curve"].astype(str) if "curve" in df else pd.Series(["curve"] * len(df))
     for i, name in enumerate(pd.unique(curves)):
         m = (curves == name).to_numpy()
         order = np.argsort(df["step"].to_numpy()[m])
         steps = df["step"].to_numpy()[m][order]
-        ax.plot(steps, df["loss"].to_numpy()[m][order], color=f"C{i}", lw=1, alpha=0.6, label=name)
-        ax.plot(steps, pred[m][order], color=f"C{i}", lw=1.5, ls="--")
-    ax.set(xlabel="step", ylabel="loss (solid: observed, dashed: law)")
-    ax.legend(fontsize=7)
-    fig.suptitle(title or "multi-power law")
+        tag = " (held out)" if held[m].all() else " (fitted)"
+        ax.plot(steps, df["loss"].to_numpy()[m][order], color=f"C{i % 10}", lw=1, alpha=0.5, label=name + tag)
+        ax.plot(steps, pred[m][order], color=f"C{i % 10}", lw=1.6, ls="--" if held[m].all() else "-")
+    ax.set(xlabel="step", ylabel="loss")
+    ax.legend(fontsize=7, title="thin: observed; law solid where fitted,\ndashed on held-out schedules",
+              title_fontsize=7)
+    model = f" {df['model'].iloc[0]}" if "model" in df else ""
+    fig.suptitle(title or f"multi-power law{model}")
     return _save(fig, path)
 
 
