@@ -182,9 +182,58 @@ def _print_fit(r: dict) -> None:
             print(f"  {g}: R^2 {s['r2']:.4f}  mean |rel err| {s['mean_abs_rel']:.4%}")
 
 
+def cmd_allocate(args) -> dict:
+    """``plan --compute C --unique-tokens U``: what to train, for every law file given, side by side."""
+    from repetita.laws.allocate import allocate, allocation_intervals
+
+    require(not args.plot, "--plot is for the fixed-size plan (--params); allocation prints a table")
+    c = parse_number(args.compute, "--compute")
+    u = parse_number(args.unique_tokens, "--unique-tokens")
+    cap = parse_number(args.max_params, "--max-params") if args.max_params else None
+    laws, warnings = {}, []
+    for path in args.law_file:
+        record = _read_fit(path)
+        res = allocate(record, c, u, flops_per_token=args.flops_per_token, max_params=cap)
+        try:
+            iv = allocation_intervals(record, c, u, flops_per_token=args.flops_per_token, max_params=cap)
+        except UserError as exc:
+            iv, res["warnings"] = None, [str(exc)]
+        if iv:
+            res["intervals"] = iv
+        res["fit_warnings"] = list(record.get("warnings", []))
+        if res["at_search_edge"]:
+            res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
+                                                  "(or at --max-params): the law prefers a size outside the range")
+        laws[f"{path} ({record['law']})"] = res
+        warnings += [f"{path}: {w}" for w in res.get("warnings", []) + res["fit_warnings"]]
+    first = next(iter(laws.values()))
+    out = {"allocation": {k: first[k] for k in ("params", "tokens", "epochs", "loss")}
+           | ({"intervals": first["intervals"]} if "intervals" in first else {}), "laws": laws, "warnings": warnings}
+    for w in warnings:
+        sys.stderr.write(f"repetita plan: warning: {w}\n")
+    if not args.json:
+        print(f"compute C = {c:.4g} FLOPs (C = {args.flops_per_token:g} N D), unique tokens U = {u:.4g}")
+        print(f"{'law file':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
+        for name, r in laws.items():
+            nv = r["naive"]
+            print(f"{name[:40]:<40} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['epochs']:>7.3g} {r['loss']:>8.4f} "
+                  f"{r.get('last_epoch_worth', float('nan')):>10.3f}   {nv['params']:.3g}, {nv['tokens']:.3g}: "
+                  f"{nv['loss_with_U']:.4f} (+{nv['penalty_vs_optimum']:.4f})")
+            if "intervals" in r:
+                iv = r["intervals"]
+                print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "
+                      f"K* [{iv['epochs'][0]:.3g}, {iv['epochs'][1]:.3g}], loss [{iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}]")
+    return out
+
+
 def cmd_plan(args) -> dict:
     from repetita.laws import plan
 
+    if args.compute:
+        return cmd_allocate(args)
+    require(args.params, "give --params N (the fixed-size plan) or --compute C (allocation under two budgets)")
+    require(len(args.law_file) == 1, "the fixed-size plan reads one --law-file (compare laws with --compute)")
+    args.law_file = args.law_file[0]
     _check_outputs(args, inputs=[args.law_file])
     record = _read_fit(args.law_file)
     n = parse_number(args.params, "--params")
@@ -258,6 +307,14 @@ def cmd_plan(args) -> dict:
 
 
 def _read_fit(path_text: str) -> dict:
+    if path_text.startswith("example:"):  # a published fit shipped with repetita
+        from importlib import resources
+
+        name = path_text.split(":", 1)[1]
+        folder = resources.files("repetita.examples") / "laws"
+        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+        require(name in known, f"unknown example law file {name!r}; shipped: {', '.join(known)}")
+        path_text = str(folder / f"{name}.json")
     path = Path(path_text)
     require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
     record = read_json(path, "fit file")
@@ -352,8 +409,13 @@ def register(sub) -> None:
         help="value of each epoch, saturation and predicted loss from a fitted law",
         description="Example: repetita plan --law-file fit.json --params 3e9 --unique-tokens 4e9 --epochs 1,2,4,8,16",
     )
-    q.add_argument("--law-file", required=True, help="JSON written by repetita fit --out")
-    q.add_argument("--params", required=True, help="model parameters N (3e9, 3B)")
+    q.add_argument("--law-file", required=True, action="append",
+                   help="JSON written by repetita fit --out, or example:datablations-published; with --compute it "
+                        "may be repeated to compare laws side by side")
+    q.add_argument("--params", help="model parameters N (3e9, 3B): the fixed-size plan")
+    q.add_argument("--compute", help="compute budget C in FLOPs (9.3e21): allocate N and epochs for U")
+    q.add_argument("--flops-per-token", type=float, default=6.0, help="C = k N D; k (default 6)")
+    q.add_argument("--max-params", help="largest model you can serve (caps N*)")
     q.add_argument("--unique-tokens", required=True, help="unique tokens U")
     q.add_argument("--epochs", default="1,2,4,8,16,32,64", help="comma-separated epoch counts (>= 1)")
     q.add_argument("--fraction", type=float, default=0.5, help="worth threshold for the last useful epoch")

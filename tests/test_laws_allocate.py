@@ -1,0 +1,61 @@
+"""Allocation under two budgets (compute C, unique tokens U) with the published data-constrained law."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from repetita.cli import main
+from repetita.laws.allocate import allocate, predicted_loss
+
+PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
+             "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
+                        "rd_star": 15.387756, "rn_star": 5.309743}}
+
+
+def test_datablations_readme_case():
+    """Muennighoff et al.'s README: the compute of 8.67B params x 178B tokens on 25B unique tokens is best
+    spent on 6.8B params for 227B tokens, 9.1 epochs."""
+    c = 6 * 8.67e9 * 178e9
+    r = allocate(PUBLISHED, c, 25e9)
+    assert r["params"] == pytest.approx(6.8e9, rel=0.01) and r["tokens"] == pytest.approx(227e9, rel=0.01)
+    assert r["epochs"] == pytest.approx(9.1, abs=0.05) and not r["at_search_edge"]
+    # solved, not gridded: N* is the minimum to 1e-6 relative along the compute line
+    n = r["params"] * np.array([1 - 1e-4, 1.0, 1 + 1e-4])
+    losses = predicted_loss(PUBLISHED, n, c / (6 * n), 25e9)
+    assert losses[1] <= losses[0] and losses[1] <= losses[2]
+    # the naive Chinchilla allocation needs more unique data than U and loses to the optimum with only U
+    assert r["naive"]["unique_tokens_needed"] > 25e9 * 5 and r["naive"]["penalty_vs_optimum"] > 0
+
+
+def test_below_one_epoch_counts_only_the_tokens_seen():
+    """With a huge corpus the optimum is a single partial pass, D* < U, and its loss uses D' = D."""
+    r = allocate(PUBLISHED, 1e21, 1e15)
+    assert r["epochs"] < 1
+    fresh = allocate(PUBLISHED | {"params": PUBLISHED["params"] | {"rd_star": 1e6}}, 1e21, 1e15)
+    assert r["params"] == pytest.approx(fresh["params"], rel=1e-5)  # no repetition: R_D* cannot matter
+
+
+def test_cli_side_by_side_with_intervals(tmp_path, capsys):
+    fit = tmp_path / "fit.json"
+    assert main(["fit", "--example", "datablations", "--law", "data-constrained", "--freeze", "a=6.255414",
+                 "--freeze", "b=7.3049974", "--freeze", "e=0.6254804", "--freeze", "alpha=0.3526596",
+                 "--freeze", "beta=0.3526596", "--bootstrap", "30", "--out", str(fit), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--law-file", "example:datablations-published", "--law-file", str(fit),
+                 "--compute", "9.26e21", "--unique-tokens", "25e9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["allocation"]) >= {"params", "tokens", "epochs", "loss"} and len(out["laws"]) == 2
+    refit = next(v for k, v in out["laws"].items() if str(fit) in k)
+    iv = refit["intervals"]
+    assert iv["samples"] == 30 and iv["params"][0] <= refit["params"] <= iv["params"][1]
+    assert any("published point estimate" in w for w in out["warnings"])
+
+
+def test_cli_needs_a_budget_or_a_size(capsys):
+    assert main(["plan", "--law-file", "example:datablations-published", "--unique-tokens", "1e9"]) == 2
+    assert "give --params N" in capsys.readouterr().err
+    assert main(["plan", "--law-file", "example:nope", "--compute", "1e21", "--unique-tokens", "1e9"]) == 2
+    assert "unknown example law file 'nope'" in capsys.readouterr().err
