@@ -59,3 +59,61 @@ def test_cli_needs_a_budget_or_a_size(capsys):
     assert "give --params N" in capsys.readouterr().err
     assert main(["plan", "--law-file", "example:nope", "--compute", "1e21", "--unique-tokens", "1e9"]) == 2
     assert "unknown example law file 'nope'" in capsys.readouterr().err
+
+
+def _random_law(rng) -> dict:
+    p = {"a": rng.uniform(5.5, 7.0), "b": rng.uniform(6.5, 8.0), "e": rng.uniform(0.4, 0.8),
+         "alpha": rng.uniform(0.28, 0.42), "beta": rng.uniform(0.28, 0.42), "rn_star": rng.uniform(2, 20)}
+    if rng.random() < 0.5:
+        return {"law": "data-constrained", "spec": {"law": "data-constrained"}, "params": p | {"rd_star": rng.uniform(3, 60)}}
+    return {"law": "reuse", "spec": {"law": "reuse"}, "params": p | {"r0": rng.uniform(-10, 5), "r1": rng.uniform(0.5, 2)}}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_properties_over_random_laws_and_budgets(seed):
+    """More unique data or more compute never raises the optimal loss; the allocation is continuous in C."""
+    rng = np.random.default_rng(seed)
+    rec = _random_law(rng)
+    c = 10 ** rng.uniform(19, 24)
+    u = 10 ** rng.uniform(9, 12)
+    base = allocate(rec, c, u)
+    assert allocate(rec, c, 2 * u)["loss"] <= base["loss"] + 1e-12
+    assert allocate(rec, 2 * c, u)["loss"] <= base["loss"] + 1e-12
+    near = allocate(rec, c * (1 + 1e-3), u)
+    assert abs(np.log(near["params"] / base["params"])) < 0.01 and abs(near["loss"] - base["loss"]) < 1e-3
+    # the optimum beats every other point of the compute line
+    n = base["params"] * np.geomspace(0.25, 4, 9)
+    assert np.all(predicted_loss(rec, n, c / (6 * n), u) >= base["loss"] - 1e-12)
+
+
+def test_huge_corpus_equals_the_chinchilla_part_optimum():
+    """U far larger than the compute needs: the allocation is the Chinchilla-part optimum of the same law."""
+    c = 6 * 8.67e9 * 178e9
+    chin = {"law": "chinchilla", "spec": {"law": "chinchilla"},
+            "params": {k: PUBLISHED["params"][k] for k in ("a", "b", "e", "alpha", "beta")}}
+    big = allocate(PUBLISHED, c, 1e15)
+    assert big["params"] == pytest.approx(allocate(chin, c, 1e15)["params"], rel=1e-5)
+
+
+def test_frontier_data_wall_and_limit(capsys):
+    assert main(["plan", "--law-file", "example:datablations-published", "--compute", "1e20:1e25:6",
+                 "--unique-tokens", "25e9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = out["frontier"]
+    losses = [r["loss"] for r in rows]
+    assert len(rows) == 6 and all(a >= b - 1e-12 for a, b in zip(losses, losses[1:], strict=False))
+    law = next(iter(out["laws"].values()))
+    assert law["data_wall"] == pytest.approx(1e23, rel=1e-6)  # 10x beyond it buys < 0.01 nats
+    assert law["loss_limit"] <= losses[-1] + 1e-9 and law["loss_limit"] == pytest.approx(2.1559, abs=5e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--compute", "-5", "--unique-tokens", "1e9"], "--compute must be positive"),
+    (["--compute", "1e21", "--unique-tokens", "0"], "--unique-tokens must be positive"),
+    (["--compute", "1e24:1e20:5", "--unique-tokens", "1e9"], "need 0 < FROM < TO"),
+    (["--compute", "1", "--unique-tokens", "1e9"], "too small for any model"),
+])
+def test_bad_budgets_are_one_line(capsys, argv, message):
+    assert main(["plan", "--law-file", "example:datablations-published", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

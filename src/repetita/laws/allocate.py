@@ -3,7 +3,7 @@
 Along the compute line C = k N D (k = 6 FLOPs per parameter per token by default, Kaplan et al. 2020;
 an option), with D = K U, the predicted loss L(N, C / (k N), U) of a repetition-aware law is minimised
 over N. The loss is scanned on a log grid to bracket the minimum, which Brent's method then solves to
-1e-6 relative in N (``scipy.optimize.minimize_scalar``; the grid only brackets). Beside it: the naive
+1e-6 relative in N (bounded ``scipy.optimize.minimize_scalar`` to 1e-9 in ln N; the grid only brackets). Beside it: the naive
 Chinchilla allocation for the same C (the same law with repetition ignored, i.e. every token fresh),
 how many unique tokens it would need, and the loss of following it with only U.
 """
@@ -43,8 +43,11 @@ def _optimum(loss_of_logn, lo: float, hi: float) -> tuple[float, float, bool]:
     edge = i in (0, len(grid) - 1)
     if edge:
         return float(grid[i]), float(vals[i]), True
-    res = minimize_scalar(lambda x: float(loss_of_logn(np.array([x]))[0]), bracket=(grid[i - 1], grid[i], grid[i + 1]),
-                          method="brent", options={"xtol": 1e-9})
+    # bounded Brent inside the bracketing cell pair (ties on a flat stretch would break a 3-point bracket)
+    res = minimize_scalar(lambda x: float(loss_of_logn(np.array([x]))[0]), bounds=(grid[i - 1], grid[i + 1]),
+                          method="bounded", options={"xatol": 1e-9})
+    if res.fun > vals[i]:
+        return float(grid[i]), float(vals[i]), False
     return float(res.x), float(res.fun), False
 
 
@@ -98,3 +101,47 @@ def allocation_intervals(record: dict, compute: float, unique_tokens: float, lev
     q = ((1 - level) / 2, (1 + level) / 2)
     return {k: [float(np.quantile([r[k] for r in runs], q[0])), float(np.quantile([r[k] for r in runs], q[1]))]
             for k in ("params", "tokens", "epochs", "loss")} | {"level": level, "samples": len(runs)}
+
+
+def loss_limit(record: dict, unique_tokens: float) -> float:
+    """The loss as C -> infinity on U unique tokens (the standard recipe): the law with N and D unbounded.
+
+    Repetition-aware laws saturate (D' -> U (1 + R_D*), N' -> U_N (1 + R_N*)); Chinchilla goes to E.
+    """
+    return float(predicted_loss(record, 1e30, 1e40, unique_tokens))
+
+
+def frontier(record: dict, computes, unique_tokens: float, wall_gain: float = 0.01,
+             flops_per_token: float = FLOPS_PER_PARAM_TOKEN, max_params: float | None = None) -> dict:
+    """N*(C), K*(C), L*(C) over ``computes``, the data wall and the C -> infinity limit.
+
+    The data wall is the smallest budget in the range from which another 10x of compute improves the
+    optimal loss by less than ``wall_gain`` nats: beyond it, this corpus, not compute, limits the loss.
+    """
+    require(wall_gain > 0, f"--wall-gain must be positive, got {wall_gain}")
+    kw = {"flops_per_token": flops_per_token, "max_params": max_params}
+    rows = []
+    for c in np.asarray(computes, dtype=float):
+        a = allocate(record, c, unique_tokens, **kw)
+        gain = a["loss"] - allocate(record, 10 * c, unique_tokens, **kw)["loss"]
+        rows.append({k: a[k] for k in ("compute", "params", "tokens", "epochs", "loss")} | {"gain_from_10x": gain})
+    wall = next((r["compute"] for r in rows if r["gain_from_10x"] < wall_gain), None)
+    return {"rows": rows, "data_wall": wall, "wall_gain": wall_gain, "loss_limit": loss_limit(record, unique_tokens)}
+
+
+def parse_budgets(text: str) -> np.ndarray:
+    """``9e21`` -> one budget; ``1e20:1e24:25`` -> 25 log-spaced budgets."""
+    from repetita.cliargs import parse_number
+
+    parts = text.split(":")
+    require(len(parts) in (1, 3), f"--compute {text!r}: give C or FROM:TO:COUNT (log-spaced)")
+    if len(parts) == 1:
+        return np.array([parse_number(parts[0], "--compute")])
+    lo, hi = parse_number(parts[0], "--compute"), parse_number(parts[1], "--compute")
+    try:
+        count = int(parts[2])
+    except ValueError:
+        count = 0
+    require(0 < lo < hi and np.isfinite(hi), f"--compute {text!r}: need 0 < FROM < TO")
+    require(2 <= count <= 1000, f"--compute {text!r}: COUNT must be a whole number from 2 to 1000")
+    return np.geomspace(lo, hi, count)

@@ -182,48 +182,93 @@ def _print_fit(r: dict) -> None:
             print(f"  {g}: R^2 {s['r2']:.4f}  mean |rel err| {s['mean_abs_rel']:.4%}")
 
 
+def _law_records(args) -> list[tuple[str, dict]]:
+    """The laws to plan with: ``--law-file`` (repeatable) and/or ``--law NAME --param k=v ...``."""
+    out = [(path, _read_fit(path)) for path in (args.law_file or [])]
+    if args.law:
+        from repetita.laws.fit import LawFit
+
+        params = {k: parse_number(v, f"--param {k}") for k, v in _pairs(args.param, "--param").items()}
+        record = {"law": args.law, "spec": {"law": args.law}, "params": params,
+                  "warnings": ["parameters given on the command line: no intervals"]}
+        LawFit.from_result(record)  # an unknown law or a missing parameter is one line here
+        out.append((f"--law {args.law}", record))
+    require(out, "give --law-file FIT.json (or example:datablations-published) or --law NAME --param k=v ...")
+    return out
+
+
 def cmd_allocate(args) -> dict:
-    """``plan --compute C --unique-tokens U``: what to train, for every law file given, side by side."""
-    from repetita.laws.allocate import allocate, allocation_intervals
+    """``plan --compute C --unique-tokens U``: what to train, for every law given, side by side; with a
+    budget range (FROM:TO:COUNT), the frontier, the data wall and the limit as C -> infinity."""
+    from repetita.laws.allocate import allocate, allocation_intervals, frontier, parse_budgets
+    from repetita.laws.forms import get_law
 
     require(not args.plot, "--plot is for the fixed-size plan (--params); allocation prints a table")
-    c = parse_number(args.compute, "--compute")
+    budgets = parse_budgets(args.compute)
     u = parse_number(args.unique_tokens, "--unique-tokens")
+    require(u > 0 and np.isfinite(u), f"--unique-tokens must be positive, got {args.unique_tokens}")
     cap = parse_number(args.max_params, "--max-params") if args.max_params else None
+    kw = {"flops_per_token": args.flops_per_token, "max_params": cap}
     laws, warnings = {}, []
-    for path in args.law_file:
-        record = _read_fit(path)
-        res = allocate(record, c, u, flops_per_token=args.flops_per_token, max_params=cap)
-        try:
-            iv = allocation_intervals(record, c, u, flops_per_token=args.flops_per_token, max_params=cap)
-        except UserError as exc:
-            iv, res["warnings"] = None, [str(exc)]
-        if iv:
-            res["intervals"] = iv
+    for path, record in _law_records(args):
+        name = f"{path} ({record['law']})"
+        if len(budgets) > 1:
+            res = frontier(record, budgets, u, wall_gain=args.wall_gain, **kw)
+        else:
+            res = allocate(record, float(budgets[0]), u, **kw)
+            try:
+                iv = allocation_intervals(record, float(budgets[0]), u, **kw)
+            except UserError as exc:
+                iv, res["warnings"] = None, [str(exc)]
+            if iv:
+                res["intervals"] = iv
+            if res["at_search_edge"]:
+                res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
+                                                      "(or at --max-params)")
+        if get_law(record["law"]).rd_star is None or record["law"] == "chinchilla":
+            res.setdefault("warnings", []).append("this law has no repetition penalty: the allocation is the "
+                                                  "naive Chinchilla one, as if every token were fresh")
         res["fit_warnings"] = list(record.get("warnings", []))
-        if res["at_search_edge"]:
-            res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
-                                                  "(or at --max-params): the law prefers a size outside the range")
-        laws[f"{path} ({record['law']})"] = res
+        laws[name] = res
         warnings += [f"{path}: {w}" for w in res.get("warnings", []) + res["fit_warnings"]]
     first = next(iter(laws.values()))
-    out = {"allocation": {k: first[k] for k in ("params", "tokens", "epochs", "loss")}
-           | ({"intervals": first["intervals"]} if "intervals" in first else {}), "laws": laws, "warnings": warnings}
+    out = {"laws": laws, "warnings": warnings}
+    if len(budgets) == 1:
+        out["allocation"] = {k: first[k] for k in ("params", "tokens", "epochs", "loss")} | (
+            {"intervals": first["intervals"]} if "intervals" in first else {})
+    else:
+        out["frontier"] = first["rows"]
     for w in warnings:
         sys.stderr.write(f"repetita plan: warning: {w}\n")
     if not args.json:
-        print(f"compute C = {c:.4g} FLOPs (C = {args.flops_per_token:g} N D), unique tokens U = {u:.4g}")
-        print(f"{'law file':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
-        for name, r in laws.items():
-            nv = r["naive"]
-            print(f"{name[:40]:<40} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['epochs']:>7.3g} {r['loss']:>8.4f} "
-                  f"{r.get('last_epoch_worth', float('nan')):>10.3f}   {nv['params']:.3g}, {nv['tokens']:.3g}: "
-                  f"{nv['loss_with_U']:.4f} (+{nv['penalty_vs_optimum']:.4f})")
-            if "intervals" in r:
-                iv = r["intervals"]
-                print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "
-                      f"K* [{iv['epochs'][0]:.3g}, {iv['epochs'][1]:.3g}], loss [{iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}]")
+        _print_allocation(args, budgets, u, laws)
     return out
+
+
+def _print_allocation(args, budgets, u, laws) -> None:
+    print(f"unique tokens U = {u:.4g}; C = {args.flops_per_token:g} N D")
+    if len(budgets) > 1:
+        for name, r in laws.items():
+            print(f"{name}")
+            print(f"{'C':>10} {'N*':>10} {'D*':>10} {'K*':>8} {'L*':>8} {'10x C buys':>11}")
+            for row in r["rows"]:
+                print(f"{row['compute']:>10.3g} {row['params']:>10.4g} {row['tokens']:>10.4g} {row['epochs']:>8.3g} "
+                      f"{row['loss']:>8.4f} {row['gain_from_10x']:>11.4f}")
+            wall = f"{r['data_wall']:.3g} FLOPs" if r["data_wall"] else "not reached in this range"
+            print(f"data wall (10x compute buys < {r['wall_gain']:g} nats): {wall}; loss as C -> infinity "
+                  f"{r['loss_limit']:.4f}")
+        return
+    print(f"compute C = {budgets[0]:.4g} FLOPs")
+    print(f"{'law':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
+    for name, r in laws.items():
+        nv = r["naive"]
+        print(f"{name[:40]:<40} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['epochs']:>7.3g} {r['loss']:>8.4f} "
+              f"{r.get('last_epoch_worth', float('nan')):>10.3f}   {nv['params']:.3g}, {nv['tokens']:.3g}: "
+              f"{nv['loss_with_U']:.4f} (+{nv['penalty_vs_optimum']:.4f})")
+        if "intervals" in r:
+            iv = r["intervals"]
+            print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "
+                  f"K* [{iv['epochs'][0]:.3g}, {iv['epochs'][1]:.3g}], loss [{iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}]")
 
 
 def cmd_plan(args) -> dict:
@@ -232,7 +277,8 @@ def cmd_plan(args) -> dict:
     if args.compute:
         return cmd_allocate(args)
     require(args.params, "give --params N (the fixed-size plan) or --compute C (allocation under two budgets)")
-    require(len(args.law_file) == 1, "the fixed-size plan reads one --law-file (compare laws with --compute)")
+    require(args.law_file and len(args.law_file) == 1,
+            "the fixed-size plan reads one --law-file (compare laws, or give --law, with --compute)")
     args.law_file = args.law_file[0]
     _check_outputs(args, inputs=[args.law_file])
     record = _read_fit(args.law_file)
@@ -409,7 +455,11 @@ def register(sub) -> None:
         help="value of each epoch, saturation and predicted loss from a fitted law",
         description="Example: repetita plan --law-file fit.json --params 3e9 --unique-tokens 4e9 --epochs 1,2,4,8,16",
     )
-    q.add_argument("--law-file", required=True, action="append",
+    q.add_argument("--law", help="plan with a law given by values (--param k=v ...) instead of a fit file")
+    q.add_argument("--param", action="append", metavar="NAME=VALUE", help="with --law: a parameter value")
+    q.add_argument("--wall-gain", type=float, default=0.01,
+                   help="frontier: the data wall is where 10x compute buys less than this many nats (0.01)")
+    q.add_argument("--law-file", action="append",
                    help="JSON written by repetita fit --out, or example:datablations-published; with --compute it "
                         "may be repeated to compare laws side by side")
     q.add_argument("--params", help="model parameters N (3e9, 3B): the fixed-size plan")
