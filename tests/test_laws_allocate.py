@@ -117,3 +117,13 @@ def test_bad_budgets_are_one_line(capsys, argv, message):
     assert main(["plan", "--law-file", "example:datablations-published", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_allocation_figure_and_bad_suffix(tmp_path, capsys):
+    png = tmp_path / "alloc.png"
+    assert main(["plan", "--law-file", "example:datablations-published", "--compute", "1e20:1e23:4",
+                 "--unique-tokens", "25e9", "--plot", str(png), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plot"] == str(png) and png.stat().st_size > 30_000
+    assert main(["plan", "--law-file", "example:datablations-published", "--compute", "1e21",
+                 "--unique-tokens", "25e9", "--plot", str(tmp_path / "a.txt")]) == 2
+    assert "suffix must be one of" in capsys.readouterr().err and not (tmp_path / "a.txt").exists()

@@ -203,7 +203,8 @@ def cmd_allocate(args) -> dict:
     from repetita.laws.allocate import allocate, allocation_intervals, frontier, parse_budgets
     from repetita.laws.forms import get_law
 
-    require(not args.plot, "--plot is for the fixed-size plan (--params); allocation prints a table")
+    if args.plot:
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES)
     budgets = parse_budgets(args.compute)
     u = parse_number(args.unique_tokens, "--unique-tokens")
     require(u > 0 and np.isfinite(u), f"--unique-tokens must be positive, got {args.unique_tokens}")
@@ -238,6 +239,12 @@ def cmd_allocate(args) -> dict:
             {"intervals": first["intervals"]} if "intervals" in first else {})
     else:
         out["frontier"] = first["rows"]
+    if args.plot:
+        from repetita.laws.plots import plot_allocation
+
+        path, record = _law_records(args)[0]
+        single = allocate(record, float(budgets[-1] if len(budgets) > 1 else budgets[0]), u, **kw)
+        out["plot"] = str(plot_allocation(record, single, args.plot, frontier=first if len(budgets) > 1 else None))
     for w in warnings:
         sys.stderr.write(f"repetita plan: warning: {w}\n")
     if not args.json:

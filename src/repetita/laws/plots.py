@@ -135,3 +135,44 @@ def plot_predicted(curve: pd.DataFrame, name: str, path: str | Path) -> Path:
     a2.plot(curve["step"], curve["loss"], color="C0")
     a2.set(xlabel="step", ylabel="predicted loss")
     return _save(fig, path)
+
+
+def plot_allocation(record: dict, allocation: dict, path: str | Path, frontier: dict | None = None) -> Path:
+    """Iso-loss contours over (N, D) with the compute line, the unique-data line D = U and the optimum
+    (the datablations figure style); beside it, the frontier L*(C) when a budget range was planned."""
+    from repetita.laws.allocate import predicted_loss
+
+    plt = _plt()
+    ncols = 2 if frontier else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 5), layout="constrained", squeeze=False)
+    ax = axes[0][0]
+    n_opt, d_opt, u = allocation["params"], allocation["tokens"], allocation["unique_tokens"]
+    n = np.geomspace(n_opt / 30, n_opt * 30, 160)
+    d = np.geomspace(min(d_opt, u) / 30, max(d_opt, u) * 30, 160)
+    nn, dd = np.meshgrid(n, d)
+    loss = predicted_loss(record, nn, dd, u)
+    levels = np.quantile(loss[np.isfinite(loss)], np.linspace(0.02, 0.9, 14))
+    cs = ax.contour(nn, dd, loss, levels=np.unique(levels), cmap="viridis", linewidths=0.9)
+    ax.clabel(cs, fontsize=7, fmt="%.3f")
+    k = allocation["flops_per_token"]
+    ax.plot(n, allocation["compute"] / (k * n), "k-", lw=1.2, label=f"compute line C = {allocation['compute']:.3g}")
+    ax.axhline(u, color="C3", ls="--", lw=1, label=f"unique data D = U = {u:.3g}")
+    ax.plot(n_opt, d_opt, "r*", ms=14, label=f"optimum: N {n_opt:.3g}, D {d_opt:.3g}, {d_opt / u:.3g} epochs")
+    nv = allocation["naive"]
+    ax.plot(nv["params"], nv["tokens"], "kx", ms=9, label="naive Chinchilla allocation")
+    _log_axis(ax, "x")
+    _log_axis(ax, "y")
+    ax.set(xlim=(n[0], n[-1]), ylim=(d[0], d[-1]), xlabel="parameters N", ylabel="tokens D",
+           title=f"{record['law']}: predicted loss")
+    ax.legend(fontsize=7, loc="lower left")
+    if frontier:
+        ax2 = axes[0][1]
+        rows = frontier["rows"]
+        ax2.plot([r["compute"] for r in rows], [r["loss"] for r in rows], "o-", label="L*(C)")
+        ax2.axhline(frontier["loss_limit"], color="gray", ls=":", label=f"limit {frontier['loss_limit']:.4f}")
+        if frontier["data_wall"]:
+            ax2.axvline(frontier["data_wall"], color="C3", ls="--", lw=1, label="data wall")
+        _log_axis(ax2, "x")
+        ax2.set(xlabel="compute C (FLOPs)", ylabel="optimal predicted loss", title=f"frontier on U = {u:.3g}")
+        ax2.legend(fontsize=8)
+    return _save(fig, path)
