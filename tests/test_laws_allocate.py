@@ -127,3 +127,22 @@ def test_allocation_figure_and_bad_suffix(tmp_path, capsys):
     assert main(["plan", "--law-file", "example:datablations-published", "--compute", "1e21",
                  "--unique-tokens", "25e9", "--plot", str(tmp_path / "a.txt")]) == 2
     assert "suffix must be one of" in capsys.readouterr().err and not (tmp_path / "a.txt").exists()
+
+
+def test_laws_side_by_side_with_their_held_out_errors(tmp_path, capsys):
+    freeze = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804",
+              "--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+    files = []
+    for law in ("data-constrained", "reuse"):
+        f = tmp_path / f"{law}.json"
+        assert main(["fit", "--example", "datablations", "--law", law, *freeze, "--holdout", "kfold:5",
+                     "--out", str(f), "--json"]) == 0
+        files += ["--law-file", str(f)]
+    capsys.readouterr()
+    assert main(["plan", *files, "--compute", "9.26e21", "--unique-tokens", "25e9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    cmp = out["comparison"]
+    # docs/laws.md: kfold:5 RMSE(log) 0.1099 (data-constrained) vs 0.0997 (reuse)
+    assert cmp["holdout"] == "kfold:5" and "reuse" in cmp["favoured_by_holdout"] and cmp["decision_changes"]
+    rmse = sorted(r["holdout"]["rmse_log"] for r in out["laws"].values())
+    assert rmse == pytest.approx([0.0997, 0.1099], abs=5e-5)

@@ -230,10 +230,14 @@ def cmd_allocate(args) -> dict:
             res.setdefault("warnings", []).append("this law has no repetition penalty: the allocation is the "
                                                   "naive Chinchilla one, as if every token were fresh")
         res["fit_warnings"] = list(record.get("warnings", []))
+        if isinstance(record.get("holdout"), dict) and "rmse_log" in record["holdout"]:
+            res["holdout"] = {"spec": record["holdout"].get("spec"), "rmse_log": record["holdout"]["rmse_log"]}
         laws[name] = res
         warnings += [f"{path}: {w}" for w in res.get("warnings", []) + res["fit_warnings"]]
     first = next(iter(laws.values()))
     out = {"laws": laws, "warnings": warnings}
+    if len(laws) > 1 and len(budgets) == 1:
+        out["comparison"] = _compare_laws(laws)
     if len(budgets) == 1:
         out["allocation"] = {k: first[k] for k in ("params", "tokens", "epochs", "loss")} | (
             {"intervals": first["intervals"]} if "intervals" in first else {})
@@ -250,6 +254,20 @@ def cmd_allocate(args) -> dict:
     if not args.json:
         _print_allocation(args, budgets, u, laws)
     return out
+
+
+def _compare_laws(laws: dict) -> dict:
+    """Which law the held-out errors favour (same holdout only) and whether the decision depends on the law."""
+    specs = {r["holdout"]["spec"] for r in laws.values() if "holdout" in r}
+    favoured = None
+    if len(specs) == 1 and sum("holdout" in r for r in laws.values()) >= 2:
+        favoured = min((k for k, r in laws.items() if "holdout" in r), key=lambda k: laws[k]["holdout"]["rmse_log"])
+    n = np.array([r["params"] for r in laws.values()])
+    k = np.array([r["epochs"] for r in laws.values()])
+    changes = bool(n.max() / n.min() > 1.1 or k.max() / k.min() > 1.1)
+    return {"favoured_by_holdout": favoured, "holdout": next(iter(specs)) if len(specs) == 1 else None,
+            "decision_changes": changes,
+            "spread": {"params": [float(n.min()), float(n.max())], "epochs": [float(k.min()), float(k.max())]}}
 
 
 def _print_allocation(args, budgets, u, laws) -> None:
@@ -276,6 +294,15 @@ def _print_allocation(args, budgets, u, laws) -> None:
             iv = r["intervals"]
             print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "
                   f"K* [{iv['epochs'][0]:.3g}, {iv['epochs'][1]:.3g}], loss [{iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}]")
+        if "holdout" in r:
+            print(f"{'':<40} held-out RMSE(log) {r['holdout']['rmse_log']:.4f} ({r['holdout']['spec']})")
+    if len(laws) > 1:
+        c = _compare_laws(laws)
+        fav = f"the held-out errors ({c['holdout']}) favour {c['favoured_by_holdout']}" if c["favoured_by_holdout"] \
+            else "no common held-out error to compare the laws by (fit each with the same --holdout)"
+        print(f"{fav}; the decision {'changes' if c['decision_changes'] else 'does not change'} with the law "
+              f"(N* {c['spread']['params'][0]:.3g}-{c['spread']['params'][1]:.3g}, "
+              f"K* {c['spread']['epochs'][0]:.3g}-{c['spread']['epochs'][1]:.3g})")
 
 
 def cmd_plan(args) -> dict:
