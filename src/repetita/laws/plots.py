@@ -176,3 +176,29 @@ def plot_allocation(record: dict, allocation: dict, path: str | Path, frontier: 
         ax2.set(xlabel="compute C (FLOPs)", ylabel="optimal predicted loss", title=f"frontier on U = {u:.3g}")
         ax2.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_reuse(table: pd.DataFrame, kstar: pd.DataFrame, fit: dict | None, lam: float, path: str | Path) -> Path:
+    """E(K, U) against K per U with the line E = K (Yan et al.'s figure), and K*(U) with its log fit."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    for i, (u, g) in enumerate(table.groupby("unique_tokens")):
+        g = g.groupby("epochs", as_index=False)["reuse_rate"].mean()
+        a1.plot(g["epochs"], g["reuse_rate"], "o-", color=f"C{i % 10}", label=f"U = {u:.3g}")
+    ks = np.geomspace(table["epochs"].min(), table["epochs"].max(), 50)
+    a1.plot(ks, ks, "k--", lw=1, label="E = K (fresh data)")
+    a1.plot(ks, lam * ks, "k:", lw=1, label=f"E = {lam:g} K")
+    _log_axis(a1, "x")
+    _log_axis(a1, "y")
+    a1.set(xlabel="epochs K", ylabel="effective reuse rate E(K, U)", title="fresh data the repeats are worth / U")
+    a1.legend(fontsize=8)
+    k = kstar.dropna(subset=["k_star"])
+    a2.plot(k["unique_tokens"], k["k_star"], "o", label="measured K*")
+    if fit:
+        u = np.geomspace(k["unique_tokens"].min(), k["unique_tokens"].max(), 50)
+        a2.plot(u, fit["A"] * np.log(u) + fit["B"], "-",
+                label=f"K* = {fit['A']:.2f} ln U + {fit['B']:.2f} (A in [{fit['A_interval'][0]:.2f}, {fit['A_interval'][1]:.2f}])")
+    _log_axis(a2, "x")
+    a2.set(xlabel="unique tokens U", ylabel=f"K* (largest K with E >= {lam:g} K)", title="phase-transition epoch")
+    a2.legend(fontsize=8)
+    return _save(fig, path)
