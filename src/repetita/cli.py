@@ -18,6 +18,7 @@ from repetita.io import dumps
 # Command modules, imported at start-up; they must keep their own heavy imports inside functions.
 COMMAND_MODULES = [
     "repetita.laws.cli",
+    "repetita.laws.cli_plan",
     "repetita.theory.cli",
     "repetita.lm.cli",
     "repetita.sft.cli",

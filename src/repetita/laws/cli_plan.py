@@ -1,0 +1,375 @@
+"""``repetita plan``, ``repetita predict`` and ``repetita reuse``: deciding and measuring with fitted laws.
+
+Thin wrappers over ``laws.plan`` (fixed-size plans), ``laws.allocate`` (compute and corpus -> what to
+train, the frontier), ``laws.predict`` (multi-power curves for new schedules) and ``laws.reuse`` (E(K, U)
+measured from runs). Fit files are read by ``laws.cli._read_fit`` (also ``example:NAME``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from repetita.cliargs import number_list, parse_number
+from repetita.errors import UserError, require
+from repetita.io import FIGURE_SUFFIXES, check_file, write_json
+from repetita.laws.cli import _check_outputs, _pairs, _read_fit
+
+
+def _law_records(args) -> list[tuple[str, dict]]:
+    """The laws to plan with: ``--law-file`` (repeatable) and/or ``--law NAME --param k=v ...``."""
+    out = [(path, _read_fit(path)) for path in (args.law_file or [])]
+    if args.law:
+        from repetita.laws.fit import LawFit
+
+        params = {k: parse_number(v, f"--param {k}") for k, v in _pairs(args.param, "--param").items()}
+        record = {"law": args.law, "spec": {"law": args.law}, "params": params,
+                  "warnings": ["parameters given on the command line: no intervals"]}
+        LawFit.from_result(record)  # an unknown law or a missing parameter is one line here
+        out.append((f"--law {args.law}", record))
+    require(out, "give --law-file FIT.json (or example:datablations-published) or --law NAME --param k=v ...")
+    return out
+
+
+def cmd_allocate(args) -> dict:
+    """``plan --compute C --unique-tokens U``: what to train, for every law given, side by side; with a
+    budget range (FROM:TO:COUNT), the frontier, the data wall and the limit as C -> infinity."""
+    from repetita.laws.allocate import allocate, allocation_intervals, frontier, parse_budgets
+    from repetita.laws.forms import get_law
+
+    if args.plot:
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES)
+    budgets = parse_budgets(args.compute)
+    u = parse_number(args.unique_tokens, "--unique-tokens")
+    require(u > 0 and np.isfinite(u), f"--unique-tokens must be positive, got {args.unique_tokens}")
+    cap = parse_number(args.max_params, "--max-params") if args.max_params else None
+    kw = {"flops_per_token": args.flops_per_token, "max_params": cap}
+    laws, warnings = {}, []
+    for path, record in _law_records(args):
+        name = f"{path} ({record['law']})"
+        if len(budgets) > 1:
+            res = frontier(record, budgets, u, wall_gain=args.wall_gain, **kw)
+        else:
+            res = allocate(record, float(budgets[0]), u, **kw)
+            try:
+                iv = allocation_intervals(record, float(budgets[0]), u, **kw)
+            except UserError as exc:
+                iv, res["warnings"] = None, [str(exc)]
+            if iv:
+                res["intervals"] = iv
+            if res["at_search_edge"]:
+                res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
+                                                      "(or at --max-params)")
+        if get_law(record["law"]).rd_star is None or record["law"] == "chinchilla":
+            res.setdefault("warnings", []).append("this law has no repetition penalty: the allocation is the "
+                                                  "naive Chinchilla one, as if every token were fresh")
+        res["fit_warnings"] = list(record.get("warnings", []))
+        if isinstance(record.get("holdout"), dict) and "rmse_log" in record["holdout"]:
+            res["holdout"] = {"spec": record["holdout"].get("spec"), "rmse_log": record["holdout"]["rmse_log"]}
+        laws[name] = res
+        warnings += [f"{path}: {w}" for w in res.get("warnings", []) + res["fit_warnings"]]
+    first = next(iter(laws.values()))
+    out = {"laws": laws, "warnings": warnings}
+    if len(laws) > 1 and len(budgets) == 1:
+        out["comparison"] = _compare_laws(laws)
+    if len(budgets) == 1:
+        out["allocation"] = {k: first[k] for k in ("params", "tokens", "epochs", "loss")} | (
+            {"intervals": first["intervals"]} if "intervals" in first else {})
+    else:
+        out["frontier"] = first["rows"]
+    if args.plot:
+        from repetita.laws.plots import plot_allocation
+
+        path, record = _law_records(args)[0]
+        single = allocate(record, float(budgets[-1] if len(budgets) > 1 else budgets[0]), u, **kw)
+        out["plot"] = str(plot_allocation(record, single, args.plot, frontier=first if len(budgets) > 1 else None))
+    for w in warnings:
+        sys.stderr.write(f"repetita plan: warning: {w}\n")
+    if not args.json:
+        _print_allocation(args, budgets, u, laws)
+    return out
+
+
+def _compare_laws(laws: dict) -> dict:
+    """Which law the held-out errors favour (same holdout only) and whether the decision depends on the law."""
+    specs = {r["holdout"]["spec"] for r in laws.values() if "holdout" in r}
+    favoured = None
+    if len(specs) == 1 and sum("holdout" in r for r in laws.values()) >= 2:
+        favoured = min((k for k, r in laws.items() if "holdout" in r), key=lambda k: laws[k]["holdout"]["rmse_log"])
+    n = np.array([r["params"] for r in laws.values()])
+    k = np.array([r["epochs"] for r in laws.values()])
+    changes = bool(n.max() / n.min() > 1.1 or k.max() / k.min() > 1.1)
+    return {"favoured_by_holdout": favoured, "holdout": next(iter(specs)) if len(specs) == 1 else None,
+            "decision_changes": changes,
+            "spread": {"params": [float(n.min()), float(n.max())], "epochs": [float(k.min()), float(k.max())]}}
+
+
+def _print_allocation(args, budgets, u, laws) -> None:
+    print(f"unique tokens U = {u:.4g}; C = {args.flops_per_token:g} N D")
+    if len(budgets) > 1:
+        for name, r in laws.items():
+            print(f"{name}")
+            print(f"{'C':>10} {'N*':>10} {'D*':>10} {'K*':>8} {'L*':>8} {'10x C buys':>11}")
+            for row in r["rows"]:
+                print(f"{row['compute']:>10.3g} {row['params']:>10.4g} {row['tokens']:>10.4g} {row['epochs']:>8.3g} "
+                      f"{row['loss']:>8.4f} {row['gain_from_10x']:>11.4f}")
+            wall = f"{r['data_wall']:.3g} FLOPs" if r["data_wall"] else "not reached in this range"
+            print(f"data wall (10x compute buys < {r['wall_gain']:g} nats): {wall}; loss as C -> infinity "
+                  f"{r['loss_limit']:.4f}")
+        return
+    print(f"compute C = {budgets[0]:.4g} FLOPs")
+    print(f"{'law':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
+    for name, r in laws.items():
+        nv = r["naive"]
+        print(f"{name[:40]:<40} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['epochs']:>7.3g} {r['loss']:>8.4f} "
+              f"{r.get('last_epoch_worth', float('nan')):>10.3f}   {nv['params']:.3g}, {nv['tokens']:.3g}: "
+              f"{nv['loss_with_U']:.4f} (+{nv['penalty_vs_optimum']:.4f})")
+        if "intervals" in r:
+            iv = r["intervals"]
+            print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "
+                  f"K* [{iv['epochs'][0]:.3g}, {iv['epochs'][1]:.3g}], loss [{iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}]")
+        if "holdout" in r:
+            print(f"{'':<40} held-out RMSE(log) {r['holdout']['rmse_log']:.4f} ({r['holdout']['spec']})")
+    if len(laws) > 1:
+        c = _compare_laws(laws)
+        fav = f"the held-out errors ({c['holdout']}) favour {c['favoured_by_holdout']}" if c["favoured_by_holdout"] \
+            else "no common held-out error to compare the laws by (fit each with the same --holdout)"
+        print(f"{fav}; the decision {'changes' if c['decision_changes'] else 'does not change'} with the law "
+              f"(N* {c['spread']['params'][0]:.3g}-{c['spread']['params'][1]:.3g}, "
+              f"K* {c['spread']['epochs'][0]:.3g}-{c['spread']['epochs'][1]:.3g})")
+
+
+def cmd_plan(args) -> dict:
+    from repetita.laws import plan
+
+    if args.compute:
+        return cmd_allocate(args)
+    require(args.params, "give --params N (the fixed-size plan) or --compute C (allocation under two budgets)")
+    require(args.law_file and len(args.law_file) == 1,
+            "the fixed-size plan reads one --law-file (compare laws, or give --law, with --compute)")
+    args.law_file = args.law_file[0]
+    _check_outputs(args, inputs=[args.law_file])
+    record = _read_fit(args.law_file)
+    n = parse_number(args.params, "--params")
+    u = parse_number(args.unique_tokens, "--unique-tokens")
+    epochs = number_list(args.epochs, "--epochs")
+    require(0 < args.fraction < 1, f"--fraction must lie in (0, 1), got {args.fraction}")
+    table, summary = plan.plan_table(record, n, u, epochs, fraction=args.fraction)
+    out = {"summary": summary, "table": table.to_dict(orient="records")}
+    try:
+        intervals = plan.plan_intervals(record, n, u, epochs, fraction=args.fraction)
+    except UserError as exc:  # a fit with unidentified parameters still plans, without an interval
+        intervals, out["warnings"] = None, [str(exc)]
+    if intervals is not None:
+        out["intervals"] = intervals
+    elif "warnings" not in out:
+        out["warnings"] = ["the fit file holds no uncertainty (refit with this repetita to save intervals): "
+                           "the plan is a point estimate"]
+    for w in out.get("warnings", []):
+        sys.stderr.write(f"repetita plan: warning: {w}\n")
+    if args.loss:
+        e_rest, b, beta = plan.data_term(record, n)
+        losses = [parse_number(x, "--loss") for x in args.loss.split(",")]
+        toks = plan.tokens_from_loss(losses, e_rest, b, beta)
+        out["effective_tokens_for_loss"] = [
+            {"loss": lo, "tokens": float(t)} for lo, t in zip(losses, toks, strict=True)
+        ]
+        if len(losses) > 1:  # data efficiency of each loss against the first one (the baseline recipe)
+            out["data_efficiency_vs_first"] = [float(t / toks[0]) for t in toks]
+    if args.plot:
+        from repetita.laws.plots import plot_plan
+
+        out["plot"] = str(plot_plan(table, summary, args.plot))
+    if not args.json:
+        s = summary
+        print(
+            f"{s['law']}: N = {n:.4g}, U = {u:.4g}; R_D* = {s['rd_star']:.4g}, plateau E = {s['plateau_reuse_rate']:.4g}"
+        )
+        print(
+            f"saturation K* = 1 + R_D* = {s['saturation_epochs']:.4g}; epoch worth falls below "
+            f"{s['worth_fraction']:g} of fresh data after K = {s['epochs_until_worth_below']}"
+        )
+        iv = out.get("intervals")
+        if iv:
+            lo, hi = iv["summary"]["saturation_epochs"]
+            print(f"intervals: {100 * iv['level']:g}% from {iv['samples']} draws of the fit's {iv['method']} "
+                  f"uncertainty; K* in [{lo:.4g}, {hi:.4g}]")
+        print(f"{'epochs':>8} {'tokens':>11} {'eff.tokens':>11} {'E(K)':>8} {'next':>7} {'loss':>8}"
+              + ("  loss interval      next-epoch worth interval" if iv else ""))
+        for i, row in enumerate(out["table"]):
+            extra = ""
+            if iv:
+                (l0, l1), (w0, w1) = iv["table"][i]["loss"], iv["table"][i]["next_epoch_worth"]
+                extra = f"  [{l0:.4f}, {l1:.4f}]   [{w0:.3f}, {w1:.3f}]"
+            print(
+                f"{row['epochs']:>8.4g} {row['tokens']:>11.4g} {row['effective_tokens']:>11.4g} "
+                f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}{extra}"
+            )
+        print(f"lowest predicted loss {s['best_loss']:.4f} at {s['best_epochs']:g} epochs")
+        for i, item in enumerate(out.get("effective_tokens_for_loss", [])):
+            if not np.isfinite(item["tokens"]):
+                print(f"loss {item['loss']:g} is below what any amount of data reaches at this N under this law")
+                continue
+            ratio = out.get("data_efficiency_vs_first", [None] * (i + 1))[i]
+            extra = (
+                f" ({ratio:.3g}x the data of loss {out['effective_tokens_for_loss'][0]['loss']:g})"
+                if i and ratio
+                else ""
+            )
+            print(f"loss {item['loss']:g} is worth {item['tokens']:.4g} fresh tokens under this law{extra}")
+    return out
+
+
+def cmd_predict(args) -> dict:
+    from repetita.laws.predict import named_schedule, predict_curve, read_schedule
+
+    inputs = [args.law_file] + ([args.schedule] if Path(args.schedule).exists() else [])
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".csv", ".json"), inputs=inputs)
+    if args.plot:
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
+    record = _read_fit(args.law_file)
+    if Path(args.schedule).exists():
+        schedule = read_schedule(args.schedule)
+    else:
+        schedule = named_schedule(args.schedule, warmup=args.warmup, peak_lr=args.peak_lr,
+                                  final_frac=args.final_frac, every=args.every)
+    curve = predict_curve(record, schedule)
+    out = {"law_file": args.law_file, "schedule": args.schedule, "points": len(curve),
+           "final": {"step": int(curve["step"].iloc[-1]), "loss": float(curve["loss"].iloc[-1])},
+           "curve": curve.to_dict(orient="records")}
+    if args.out:
+        from repetita.io import save_table
+
+        out["out"] = str(save_table(curve, args.out) if args.out.endswith(".csv") else write_json(args.out, out))
+    if args.plot:
+        from repetita.laws.plots import plot_predicted
+
+        out["plot"] = str(plot_predicted(curve, args.schedule, args.plot))
+    if not args.json:
+        print(f"{'step':>8} {'lr':>10} {'loss':>8}")
+        shown = curve.iloc[np.unique(np.linspace(0, len(curve) - 1, 12).astype(int))]
+        for r in shown.itertuples():
+            print(f"{int(r.step):>8} {r.lr:>10.4g} {r.loss:>8.4f}")
+        print(f"predicted final loss {out['final']['loss']:.4f} at step {out['final']['step']} "
+              f"({len(curve)} points{'; ' + out['out'] if args.out else ''})")
+    return out
+
+
+def cmd_reuse(args) -> dict:
+    from repetita.laws import reuse
+    from repetita.laws.data import read_table
+
+    require(bool(args.fresh) != bool(args.law_file), "give the fresh-data reference: --fresh CSV or --law-file FIT.json")
+    if args.plot:
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=[args.runs])
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".json",), inputs=[args.runs])
+    runs = read_table(args.runs)
+    if args.fresh:
+        ref_df = read_table(args.fresh)
+        require("tokens" in ref_df and "loss" in ref_df, f"{args.fresh}: the reference needs tokens and loss columns")
+        reference = reuse.Reference(ref_df["tokens"], ref_df["loss"], name=str(args.fresh))
+    else:
+        record = _read_fit(args.law_file)
+        reference = (lambda n: reuse.Reference.from_law(record, n))  # noqa: E731 - one reference per model size
+    table = reuse.effective_reuse(runs, reference, extrapolate=args.extrapolate)
+    by = tuple(c for c in ("params", "unique_tokens") if c in table.columns)
+    kstar = reuse.phase_transition(table, args.lam, by=by)
+    out = {"lambda": args.lam, "table": table.to_dict(orient="records"), "k_star": kstar.to_dict(orient="records"),
+           "warnings": []}
+    if table["extrapolated"].any():
+        out["warnings"].append(f"{int(table['extrapolated'].sum())} run(s) needed the reference extrapolated "
+                               "(flagged in the table)")
+    if (kstar["k_star_at_grid_edge"]).any():
+        out["warnings"].append("K* is the largest K measured for some U: the transition lies beyond the grid")
+    one_model = "params" not in by or kstar["params"].nunique() == 1
+    if one_model and kstar["k_star"].notna().sum() >= 3:  # K*(U) across sizes would mix models
+        out["fit"] = reuse.fit_log_law(kstar)
+    if args.plot:
+        from repetita.laws.plots import plot_reuse
+
+        out["plot"] = str(plot_reuse(table, kstar, out.get("fit"), args.lam, args.plot))
+    if args.out:
+        write_json(args.out, out)
+    for w in out["warnings"]:
+        sys.stderr.write(f"repetita reuse: warning: {w}\n")
+    if not args.json:
+        print(f"{'U':>12} {'K':>7} {'loss':>8} {'D_eff':>11} {'E(K,U)':>8}")
+        for r in table.sort_values(["unique_tokens", "epochs"]).itertuples():
+            print(f"{r.unique_tokens:>12.4g} {r.epochs:>7.3g} {r.loss:>8.4f} {r.effective_tokens:>11.4g} "
+                  f"{r.reuse_rate:>8.3f}{'  (extrapolated)' if r.extrapolated else ''}")
+        for r in kstar.itertuples():
+            print(f"U = {r.unique_tokens:.4g}: K*(lambda={args.lam:g}) = {r.k_star:g}, plateau E = {r.plateau:.3g}")
+        if "fit" in out:
+            f = out["fit"]
+            print(f"K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}; A in [{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}] "
+                  f"({100 * f['level']:g}%, {f['points']} values of U)")
+    return out
+
+
+def register(sub) -> None:
+    q = sub.add_parser(
+        "plan",
+        help="what to train for a compute budget and a corpus (--compute), or the worth of each epoch at one size",
+        description="Example: repetita plan --law-file fit.json --params 3e9 --unique-tokens 4e9 --epochs 1,2,4,8,16",
+    )
+    q.add_argument("--law", help="plan with a law given by values (--param k=v ...) instead of a fit file")
+    q.add_argument("--param", action="append", metavar="NAME=VALUE", help="with --law: a parameter value")
+    q.add_argument("--wall-gain", type=float, default=0.01,
+                   help="frontier: the data wall is where 10x compute buys less than this many nats (0.01)")
+    q.add_argument("--law-file", action="append",
+                   help="JSON written by repetita fit --out, or example:datablations-published; with --compute it "
+                        "may be repeated to compare laws side by side")
+    q.add_argument("--params", help="model parameters N (3e9, 3B): the fixed-size plan")
+    q.add_argument("--compute", help="compute budget C in FLOPs (9.3e21): allocate N and epochs for U")
+    q.add_argument("--flops-per-token", type=float, default=6.0, help="C = k N D; k (default 6)")
+    q.add_argument("--max-params", help="largest model you can serve (caps N*)")
+    q.add_argument("--unique-tokens", required=True, help="unique tokens U")
+    q.add_argument("--epochs", default="1,2,4,8,16,32,64", help="comma-separated epoch counts (>= 1)")
+    q.add_argument("--fraction", type=float, default=0.5, help="worth threshold for the last useful epoch")
+    q.add_argument(
+        "--loss",
+        help="comma-separated losses to express as fresh-token equivalents at N; with several, the data "
+        "efficiency of each against the first (D_eff = (B/(L - E_rest))^(1/beta))",
+    )
+    q.add_argument("--plot", metavar="PNG", help="write reuse-rate and loss figure")
+    q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    q.set_defaults(func=cmd_plan)
+
+    w = sub.add_parser(
+        "predict",
+        help="loss curve of a fitted multi-power law for a new LR schedule",
+        description="Example: repetita predict --law-file mpl.json --schedule wsd:24000:4800 --out curve.csv",
+    )
+    w.add_argument("--law-file", required=True, help="a multi-power fit (repetita fit --law multipower --out)")
+    w.add_argument("--schedule", required=True,
+                   help="CSV with step,lr or cosine:STEPS | wsd:STEPS:DECAY | constant:STEPS")
+    w.add_argument("--warmup", type=int, default=2160, help="named schedules: linear warm-up steps (default 2160)")
+    w.add_argument("--peak-lr", type=float, default=3e-4, help="named schedules: peak LR (default 3e-4)")
+    w.add_argument("--final-frac", type=float, default=None,
+                   help="named schedules: final LR as a fraction of the peak (cosine 0.1, wsd 0 by default)")
+    w.add_argument("--every", type=int, default=None, help="named schedules: steps between points (STEPS/500)")
+    w.add_argument("--out", metavar="CSV|JSON", help="write the predicted curve")
+    w.add_argument("--plot", metavar="PNG", help="write the schedule and the predicted loss")
+    w.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    w.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser(
+        "reuse",
+        help="effective reuse rate E(K, U) of multi-epoch runs against a fresh-data reference, and K*(U)",
+        description="Example: repetita reuse runs.csv --fresh onepass.csv --plot reuse.png. RUNS has "
+                    "unique_tokens, epochs (or tokens) and loss; the reference is a (tokens, loss) curve of fresh "
+                    "data, or a fitted law (--law-file) evaluated with every token fresh at each run's params.",
+    )
+    e.add_argument("runs", help="run table (CSV/Parquet)")
+    e.add_argument("--fresh", help="fresh-data reference: CSV with tokens and loss (a one-pass curve)")
+    e.add_argument("--law-file", help="fresh-data reference from a fitted law (needs params in RUNS)")
+    e.add_argument("--lam", type=float, default=0.75, help="K* = the largest K with E >= lam K (default 0.75)")
+    e.add_argument("--extrapolate", action="store_true", help="allow (and flag) losses outside the reference")
+    e.add_argument("--plot", metavar="PNG", help="E vs K per U with E = K, and K* vs U with the fit")
+    e.add_argument("--out", metavar="JSON", help="write the result")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.set_defaults(func=cmd_reuse)
