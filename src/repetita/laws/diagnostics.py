@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 R2_WARN = 0.9  # below this the law explains too little of the loss to plan with
-SINGULAR = 1e-6  # relative singular value below which a parameter combination is not identified
 TERM_SHARE = 1e-4  # a term below this share of the predicted loss on every row has vanished
 MULTIMODAL_REL = 0.01  # another optimum within 1% of the best objective ...
 PARAM_REL = 0.05  # ... with some parameter 5% away is a different answer the data cannot rule out
@@ -37,29 +36,25 @@ def at_start(problem, z: np.ndarray, start: np.ndarray | None) -> list[str]:
 
 def identifiability(problem, z: np.ndarray) -> list[str]:
     """Near-singular curvature: combinations of free parameters the rows do not determine."""
-    from repetita.laws.uncertainty import batched_log_pred_jac
+    from repetita.laws.uncertainty import batched_log_pred_jac, weak_directions
 
     if len(problem.free) < 2:
         return []
     _, J = batched_log_pred_jac(problem, z[None, :])
-    J = J[0]  # (F, n): d log L / d z
-    broken = [p for p, row in zip(problem.free, J, strict=True) if not np.all(np.isfinite(row))]
-    if broken:
-        return [f"the loss's derivative in {', '.join(broken)} is not finite at the optimum (a term over- or "
-                "underflows): not identified"]
-    scale = np.linalg.norm(J, axis=1)
-    if np.any(scale == 0):
-        dead = [p for p, s in zip(problem.free, scale, strict=True) if s == 0]
-        return [f"the loss does not depend on {', '.join(dead)} at the optimum (not identified)"]
-    _, sv, vt = np.linalg.svd((J / scale[:, None]).T, full_matrices=False)
+    weak = weak_directions(J[0])
+    names = np.array(problem.free)
+    if weak["broken"].any():
+        return [f"the loss's derivative in {', '.join(names[weak['broken']])} is not finite at the optimum "
+                "(a term over- or underflows): not identified"]
+    if weak["dead"].any():
+        return [f"the loss does not depend on {', '.join(names[weak['dead']])} at the optimum (not identified)"]
     out = []
-    for s, v in zip(sv, vt, strict=True):
-        if s < SINGULAR * sv[0]:
-            v = v / scale  # back to parameter units
-            v = v / np.abs(v).max()
-            combo = " + ".join(f"{c:.2g} {p}" for p, c in zip(problem.free, v, strict=True) if abs(c) > 0.05)
-            out.append(f"parameters not identified: {combo} can change without changing the fit "
-                       f"(relative curvature {s / sv[0]:.1e})")
+    for rel, v in weak["singular"]:
+        v = v / weak["scale"]  # back to parameter units
+        v = v / np.abs(v).max()
+        combo = " + ".join(f"{c:.2g} {p}" for p, c in zip(problem.free, v, strict=True) if abs(c) > 0.05)
+        out.append(f"parameters not identified: {combo} can change without changing the fit "
+                   f"(relative curvature {rel:.1e})")
     return out
 
 

@@ -149,16 +149,19 @@ class _Problem:
     def theta(self, Z: np.ndarray) -> np.ndarray:
         return self.base + np.atleast_2d(Z) @ self.M.T
 
-    def objectives(self, Z: np.ndarray) -> np.ndarray:
-        """Objective for a batch of free vectors Z (S, F), in chunks to bound memory."""
+    def objectives(self, Z: np.ndarray, W: np.ndarray | None = None) -> np.ndarray:
+        """Objective for a batch of free vectors Z (S, F), in chunks to bound memory.
+
+        ``W`` (S, n) gives each vector its own row weights (bootstrap resamples); default: the problem's.
+        """
         Z = np.atleast_2d(Z)
         per = self.logy.size * max(1, self.X["drop"].shape[1] if "drop" in self.X else 1)
         chunk = max(1, _CHUNK_ELEMENTS // per)
         out = np.empty(len(Z))
         with np.errstate(all="ignore"):
             for s in range(0, len(Z), chunk):
-                r = self.law.func(self.theta(Z[s : s + chunk]), self.X) - self.logy
-                out[s : s + chunk] = huber(r, self.delta) @ self.w
+                h = huber(self.law.func(self.theta(Z[s : s + chunk]), self.X) - self.logy, self.delta)
+                out[s : s + chunk] = h @ self.w if W is None else np.sum(W[s : s + chunk] * h, axis=1)
         return np.where(np.isfinite(out), out, np.inf)
 
     def log_pred_and_jac(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

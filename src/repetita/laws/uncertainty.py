@@ -48,15 +48,6 @@ def batched_log_pred_jac(problem, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return logp, np.einsum("bpn,pf->bfn", jac, problem.M)
 
 
-def _objective(problem, Z: np.ndarray, W: np.ndarray) -> np.ndarray:
-    from repetita.laws.fit import huber
-
-    with np.errstate(all="ignore"):
-        r = problem.law.func(problem.theta(Z), problem.X) - problem.logy
-        f = np.sum(W * huber(r, problem.delta), axis=1)
-    return np.where(np.isfinite(f), f, np.inf)
-
-
 def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, tol: float = 1e-10) -> tuple:
     """Minimise every row-weighted objective ``W[b]`` from ``Z0[b]`` at once (damped IRLS Gauss-Newton).
 
@@ -65,7 +56,7 @@ def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, to
     Z = np.clip(np.array(Z0, dtype=float), problem.lo, problem.hi)
     B, F = Z.shape
     d = problem.delta
-    f = _objective(problem, Z, W)
+    f = problem.objectives(Z, W)
     lam = np.full(B, 1e-3)
     active = np.isfinite(f)
     iters = 0
@@ -89,7 +80,7 @@ def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, to
                 step = -np.linalg.lstsq(A.reshape(-1, F), g.reshape(-1), rcond=None)[0].reshape(g.shape)
         step = np.where(np.isfinite(step), step, 0.0)
         trial = np.clip(Z[idx] + step, problem.lo, problem.hi)
-        ft = _objective(problem, trial, w)
+        ft = problem.objectives(trial, w)
         better = ft < f[idx]
         gain = np.where(better, (f[idx] - ft) / np.maximum(np.abs(f[idx]), 1e-300), 0.0)
         Z[idx[better]] = trial[better]
@@ -100,6 +91,36 @@ def refine_batch(problem, Z0: np.ndarray, W: np.ndarray, max_iter: int = 200, to
         done = (better & (gain < tol)) | (lam[idx] > 1e4) | (np.abs(step).max(axis=1) < 1e-14)
         active[idx[done]] = False
     return Z, f, iters
+
+
+SINGULAR = 1e-6  # relative singular value of the unit-scaled Jacobian below which a direction is unidentified
+
+
+def weak_directions(J: np.ndarray) -> dict:
+    """What the rows do not determine, from the Jacobian (F, n) of the log predictions at an optimum.
+
+    Columns are scaled to unit norm first: parameters on very different scales (r0 = 7000 beside
+    alpha = 0.3) would otherwise hide or invent singular directions. Returns ``broken`` (a non-finite
+    derivative: a term over- or underflows), ``dead`` (no dependence at all), the unit-scaled Jacobian
+    ``unit`` (those rows zeroed), ``scale``, and ``singular``: (relative singular value, unit-space vector)
+    for every direction below ``SINGULAR``. The one test of identifiability (diagnostics and intervals).
+    """
+    broken = ~np.all(np.isfinite(J), axis=1)
+    J = np.where(np.isfinite(J), J, 0.0)
+    scale = np.linalg.norm(J, axis=1)
+    dead = ~broken & (scale <= 1e-9 * max(scale.max(), 1e-300))
+    bad = broken | dead
+    unit = J / np.where(bad, 1.0, scale)[:, None]
+    unit[bad] = 0.0
+    singular = []
+    if J.shape[0] > 1 and not bad.all():
+        _, sv, vt = np.linalg.svd(unit[~bad].T, full_matrices=False)
+        for sing, v in zip(sv, vt, strict=True):
+            if sing < SINGULAR * sv[0]:
+                full = np.zeros(J.shape[0])
+                full[~bad] = v
+                singular.append((float(sing / sv[0]), full))
+    return {"broken": broken, "dead": dead, "unit": unit, "scale": scale, "singular": singular}
 
 
 def resample_counts(rng: np.random.Generator, n_rows: int, n_boot: int) -> np.ndarray:
@@ -161,16 +182,12 @@ def laplace(est, df, *, level: float = 0.95) -> dict:
     logp, J = batched_log_pred_jac(problem, z[None, :])
     r, J = logp[0] - problem.logy, J[0]
     n, F = r.size, len(free)
-    # Work with unit-norm Jacobian columns: parameters on very different scales (r0 = 7000 beside
-    # alpha = 0.3) would otherwise make J J^T so ill-conditioned that a pseudo-inverse silently drops a
-    # direction and reports a zero width for it.
-    broken = ~np.all(np.isfinite(J), axis=1)  # e.g. a term driven to e^-386 overflows its derivative
-    J = np.where(np.isfinite(J), J, 0.0)
+    # Unit-norm Jacobian columns: otherwise J J^T can be so ill-conditioned that a pseudo-inverse silently
+    # drops a direction and reports a zero width for it.
+    weak = weak_directions(J)
+    Jn, scale = weak["unit"], weak["scale"]
+    unknown = weak["broken"] | weak["dead"]
     r = np.where(np.isfinite(r), r, 0.0)
-    scale = np.linalg.norm(J, axis=1)
-    unknown = broken | (scale <= 1e-9 * max(scale.max(), 1e-300))
-    Jn = J / np.where(unknown, 1.0, scale)[:, None]
-    Jn[unknown] = 0.0
     Hinv = np.linalg.pinv(Jn @ Jn.T)
     cov = Hinv @ ((Jn * r**2) @ Jn.T) @ Hinv * n / max(n - F, 1)
     inv_scale = 1.0 / np.where(unknown, 1.0, scale)
@@ -178,11 +195,8 @@ def laplace(est, df, *, level: float = 0.95) -> dict:
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
     # A direction the rows do not determine, or a parameter pinned at a bound, has no normal interval:
     # its width is unbounded, not the zero a pseudo-inverse would report.
-    if F > 1 and not unknown.all():
-        _, sv, vt = np.linalg.svd(Jn.T, full_matrices=False)
-        for sing, v in zip(sv, vt, strict=True):
-            if sing < 1e-6 * sv[0]:
-                unknown |= np.abs(v) > 0.05
+    for _, v in weak["singular"]:
+        unknown |= np.abs(v) > 0.05
     tol = 1e-6 * np.maximum(1.0, np.abs(z))
     unknown |= (np.isfinite(problem.lo) & (z - problem.lo <= tol)) | (np.isfinite(problem.hi) & (problem.hi - z <= tol))
     sd = np.where(unknown, np.inf, sd)

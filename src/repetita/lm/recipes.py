@@ -43,8 +43,17 @@ class Pending(Exception):
         self.configs = configs
 
 
+RUNS_DIR = "runs"  # every run of a recipe or study lives in <root>/runs/<id>
+
+
 def teacher_ref(run_id: str) -> str:
-    return f"runs/{run_id}"
+    """How a config names a teacher trained beside it (relative to the recipe folder or study)."""
+    return f"{RUNS_DIR}/{run_id}"
+
+
+def teacher_id(ref) -> str | None:
+    """The run id a ``teacher_ref`` names (None for no teacher or a teacher elsewhere)."""
+    return ref.split("/", 1)[1] if isinstance(ref, str) and ref.startswith(RUNS_DIR + "/") else None
 
 
 @dataclass(frozen=True)

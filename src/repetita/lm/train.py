@@ -208,7 +208,7 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     trainer = Trainer(
         model, opt, _Batches(data, config, synthetic, device), total_steps=total, lr=config.lr,
         schedule=config.schedule, warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip,
-        members=config.members, autocast=autocast, device=device, callbacks=[*cbs, ckpt],
+        members=config.members, autocast=autocast, callbacks=[*cbs, ckpt],
         loss_fn=_distill_loss(config, teacher) if kd else model_loss,
     )
     if ckpt.path.exists():

@@ -107,12 +107,12 @@ class Trainer:
     def __init__(self, model, optimizer, batches: Callable[[int], Any], *, total_steps: int, lr: float,
                  schedule: str = "cosine", warmup: int = 0, final_lr_frac: float | None = None,
                  grad_clip: float = 1.0, members: int = 1, loss_fn=model_loss, autocast=None,
-                 callbacks: Sequence[Callback] = (), device: str = "cpu"):
+                 callbacks: Sequence[Callback] = ()):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.total, self.base_lr, self.schedule = int(total_steps), float(lr), schedule
         self.warmup, self.final_lr_frac = max(1, int(warmup)), final_lr_frac
         self.grad_clip, self.members, self.loss_fn = grad_clip, int(members), loss_fn
-        self.autocast, self.device = autocast, device
+        self.autocast = autocast
         self.callbacks = list(callbacks)
         self.step = 0
         self._params = [p for p in model.parameters() if p.requires_grad]

@@ -84,8 +84,9 @@ class RunSpec:
 
     @property
     def depends_on(self) -> str | None:
-        t = self.config.teacher
-        return t.split("/", 1)[1] if isinstance(t, str) and t.startswith("runs/") else None
+        from repetita.lm.recipes import teacher_id
+
+        return teacher_id(self.config.teacher)
 
 
 @dataclass(frozen=True)

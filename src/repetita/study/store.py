@@ -34,7 +34,6 @@ from repetita.io import write_json
 
 SCHEMA_VERSION = 2
 STORE_NAME = "store.sqlite"
-RUNS_DIR = "runs"
 STATES = ("queued", "running", "done", "failed", "diverged")
 STALE_SECONDS = 600.0  # a running row with no heartbeat for this long is considered abandoned
 
@@ -91,12 +90,9 @@ def store_path(study_dir: str | Path) -> Path:
 
 
 def run_dir(study_dir: str | Path, run_id: str) -> Path:
-    return Path(study_dir) / RUNS_DIR / run_id
+    from repetita.lm.recipes import teacher_ref  # the layout is the recipes' own: runs/<id>
 
-
-def teacher_ref(run_id: str) -> str:
-    """How a run's config names a teacher trained in the same study (relative to the study folder)."""
-    return f"{RUNS_DIR}/{run_id}"
+    return Path(study_dir) / teacher_ref(run_id)
 
 
 class Store:
@@ -144,6 +140,7 @@ class Store:
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2: recompute run ids under the new hash (see the module docstring)."""
         from repetita.lm.config import TrainConfig
+        from repetita.lm.recipes import teacher_id, teacher_ref
 
         rows = self._conn.execute("SELECT id, config FROM runs ORDER BY created, rowid").fetchall()
         configs = {rid: json.loads(cfg) for rid, cfg in rows}
@@ -152,8 +149,7 @@ class Store:
         while pending:  # teachers before students: a student's config names its teacher's folder
             progressed = False
             for rid, cfg in list(pending.items()):
-                t = cfg.get("teacher")
-                old_t = t.split("/", 1)[1] if isinstance(t, str) and t.startswith(RUNS_DIR + "/") else None
+                old_t = teacher_id(cfg.get("teacher"))
                 if old_t in pending and old_t != rid:
                     continue
                 if old_t in new_ids:
