@@ -2,131 +2,231 @@
 
 Along the compute line C = k N D (k = 6 FLOPs per parameter per token by default, Kaplan et al. 2020;
 an option), with D = K U, the predicted loss L(N, C / (k N), U) of a repetition-aware law is minimised
-over N. The loss is scanned on a log grid to bracket the minimum, which Brent's method then solves to
-1e-6 relative in N (bounded ``scipy.optimize.minimize_scalar`` to 1e-9 in ln N; the grid only brackets). Beside it: the naive
-Chinchilla allocation for the same C (the same law with repetition ignored, i.e. every token fresh),
-how many unique tokens it would need, and the loss of following it with only U.
+over N. Every function here is vectorized over parameter draws (S) and budgets (B) at once: a log scan
+of 97 model sizes per budget brackets the minimum and a golden-section search, run on all (S, B) pairs
+together, narrows the bracket to 3e-9 in ln N (1e-6 relative needs 1e-6). One solve serves the point
+allocation (S = B = 1), its intervals (S draws of the fit's uncertainty) and the frontier (B budgets):
+100 budgets x 1,000 draws x 3 laws take a few seconds (benchmarks/plan_allocate.py).
+
+Beside it: the naive Chinchilla allocation for the same C (the same law with every token fresh), how
+many unique tokens it would need, and the loss of following it with only U. A recipe enters as a data
+efficiency m (the baseline needs m times the data for the same loss): the law evaluated at (N, m D, m U).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from repetita.errors import require
-from repetita.laws import data as tables
-from repetita.laws.forms import get_law
+from repetita.laws.forms import Law
 
 FLOPS_PER_PARAM_TOKEN = 6.0
-N_RANGE = (1e3, 1e15)  # the bracket search spans these model sizes (clipped to the compute line)
+N_RANGE = (1e3, 1e15)  # the bracket search spans these model sizes (clipped to the compute line and a cap)
+GRID = 97
+GOLDEN_ITERS = 44  # 0.618^44 of a two-cell bracket (0.58 in ln N at the widest) is 3e-10
+CHUNK = 400_000  # law evaluations per vectorized call (bounds the memory of the temporaries)
+_PHI = (np.sqrt(5.0) - 1.0) / 2.0
 
 
-def predicted_loss(record: dict, params, tokens, unique_tokens) -> np.ndarray:
-    """The law's loss at arbitrary (N, D, U), including D < U (a fraction of the corpus seen once)."""
-    law = get_law(record["law"])
-    n, d, u = np.broadcast_arrays(np.asarray(params, float), np.asarray(tokens, float), np.asarray(unique_tokens, float))
-    X = tables.design(pd.DataFrame({c: v.ravel() for c, v in (("params", n), ("tokens", d), ("unique_tokens", u))
-                                    if c in law.columns}))
-    theta = np.array([[record["params"][p] for p in law.params]])
+def estimator(fit):
+    """A fitted ``LawFit``; a fit record (the JSON of ``repetita fit --out``) is read into one."""
+    from repetita.laws.fit import LawFit
+
+    return fit if isinstance(fit, LawFit) else LawFit.from_result(fit)
+
+
+def point_theta(est) -> np.ndarray:
+    """The estimator's parameters as a (1, P) array in the law's order."""
+    return np.array([[est.params_[p] for p in est.spec.law_obj.params]], dtype=float)
+
+
+def law_loss(law: Law, theta: np.ndarray, params, tokens, unique) -> np.ndarray:
+    """Loss (S, m) of S parameter vectors at m points; the points are (1, m) arrays shared by every draw,
+    or (S, m) arrays, one row per draw. Includes D < U (a fraction of the corpus seen once)."""
+    n, d, u = np.broadcast_arrays(*(np.atleast_2d(np.asarray(v, dtype=float)) for v in (params, tokens, unique)))
+    X = {"params": n, "tokens": d, "unique_tokens": u,
+         "log_params": np.log(n), "log_tokens": np.log(d), "log_unique": np.log(u)}
     with np.errstate(all="ignore"):
-        return np.exp(law.func(theta, X)[0]).reshape(n.shape)
+        return np.exp(law.func(np.asarray(theta, dtype=float), X)[0])
 
 
-def _optimum(loss_of_logn, lo: float, hi: float) -> tuple[float, float, bool]:
-    """``loss_of_logn`` takes an array of ln N: the bracketing scan is one vectorized call."""
-    from scipy.optimize import minimize_scalar
-
-    grid = np.linspace(lo, hi, 241)
-    vals = np.asarray(loss_of_logn(grid), dtype=float)
-    require(np.isfinite(vals).any(), "the law gives no finite loss anywhere on this compute line")
-    i = int(np.nanargmin(np.where(np.isfinite(vals), vals, np.inf)))
-    edge = i in (0, len(grid) - 1)
-    if edge:
-        return float(grid[i]), float(vals[i]), True
-    # bounded Brent inside the bracketing cell pair (ties on a flat stretch would break a 3-point bracket)
-    res = minimize_scalar(lambda x: float(loss_of_logn(np.array([x]))[0]), bounds=(grid[i - 1], grid[i + 1]),
-                          method="bounded", options={"xatol": 1e-9})
-    if res.fun > vals[i]:
-        return float(grid[i]), float(vals[i]), False
-    return float(res.x), float(res.fun), False
+def predicted_loss(fit, params, tokens, unique_tokens) -> np.ndarray:
+    """The fitted law's loss at arbitrary (N, D, U), broadcast together."""
+    est = estimator(fit)
+    n, d, u = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (params, tokens, unique_tokens)))
+    return law_loss(est.spec.law_obj, point_theta(est), n.ravel(), d.ravel(), u.ravel())[0].reshape(n.shape)
 
 
-def allocate(record: dict, compute: float, unique_tokens: float, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
-             max_params: float | None = None) -> dict:
-    """N*, D*, K* = D*/U and the predicted loss for compute C on U unique tokens, and the naive allocation."""
-    require(compute > 0 and np.isfinite(compute), f"--compute must be positive, got {compute}")
-    require(unique_tokens > 0 and np.isfinite(unique_tokens), f"--unique-tokens must be positive, got {unique_tokens}")
-    law = get_law(record["law"])
+def check_allocatable(est) -> Law:
+    law = est.spec.law_obj
     require("params" in law.columns and "tokens" in law.columns,
-            f"law {record['law']!r} does not predict loss from model size and tokens; allocate with a "
+            f"law {law.name!r} does not predict loss from model size and tokens; allocate with a "
             "chinchilla, data-constrained or reuse fit")
-    k, U = float(flops_per_token), float(unique_tokens)
-    hi_n = min(N_RANGE[1], compute / k / 1.0, max_params or np.inf)  # at least one token
-    lo_n = max(N_RANGE[0], 1.0)
-    require(hi_n > lo_n, f"--compute {compute:g} is too small for any model (or --max-params too small)")
+    return law
 
-    def at(logn, u):
+
+def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
+          max_params: float | None = None, efficiency: float = 1.0, fresh: bool = False) -> dict:
+    """N* minimising the loss along each compute line, for every draw x budget: arrays of shape (S, B).
+
+    ``fresh`` evaluates every token as unique (the naive Chinchilla allocation); ``efficiency`` m scales
+    the data (the law at (N, m D, m U)). ``at_edge`` marks optima at the end of the searched sizes.
+    """
+    thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+    C = np.atleast_1d(np.asarray(computes, dtype=float))
+    k, U, m = float(flops_per_token), float(unique_tokens), float(efficiency)
+    require(np.all(C > 0) and np.all(np.isfinite(C)), f"--compute must be positive, got {C.min():g}")
+    require(U > 0 and np.isfinite(U), f"--unique-tokens must be positive, got {unique_tokens}")
+    require(k > 0 and np.isfinite(k), f"--flops-per-token must be positive, got {flops_per_token}")
+    require(m > 0 and np.isfinite(m), f"a data-efficiency multiplier must be positive, got {efficiency}")
+    lo = np.log(N_RANGE[0])
+    hi = np.log(np.minimum(np.minimum(N_RANGE[1], C / k), max_params if max_params else np.inf))
+    require(np.all(hi > lo + 1e-9), f"--compute {C.min():g} is too small for any model of >= {N_RANGE[0]:g} "
+            "params (or --max-params is below that)")
+
+    def loss(logn, rows):  # logn (1 or S', B') -> loss (S', B')
         n = np.exp(logn)
-        return predicted_loss(record, n, compute / (k * n), u if u is not None else compute / (k * n))
+        d = C[None, :] / (k * n)
+        return law_loss(law, rows, n, m * d, m * d if fresh else m * U)
 
-    logn, loss, edge = _optimum(lambda x: at(x, U), np.log(lo_n), np.log(hi_n))
-    n = float(np.exp(logn))
-    d = compute / (k * n)
-    out = {"params": n, "tokens": d, "epochs": d / U, "loss": loss, "at_search_edge": edge,
-           "compute": compute, "unique_tokens": U, "flops_per_token": k}
-    if law.rd_star is not None and d > U:
+    S, B = len(thetas), len(C)
+    grid = lo + (hi - lo)[:, None] * np.linspace(0.0, 1.0, GRID)[None, :]  # (B, G)
+    step = max(1, CHUNK // max(B * GRID, 1))
+    best_logn, best_loss, at_edge = np.empty((S, B)), np.empty((S, B)), np.empty((S, B), dtype=bool)
+    for s0 in range(0, S, step):
+        rows = thetas[s0:s0 + step]
+        n = np.exp(grid).reshape(1, -1)
+        d = np.repeat(C / k, GRID)[None, :] / n
+        vals = law_loss(law, rows, n, m * d, m * d if fresh else m * U).reshape(len(rows), B, GRID)
+        vals = np.where(np.isfinite(vals), vals, np.inf)
+        i = vals.argmin(axis=2)
+        require(np.isfinite(np.take_along_axis(vals, i[..., None], 2)).all(),
+                "the law gives no finite loss anywhere on this compute line")
+        a = np.take_along_axis(np.broadcast_to(grid, vals.shape), np.maximum(i - 1, 0)[..., None], 2)[..., 0]
+        b = np.take_along_axis(np.broadcast_to(grid, vals.shape), np.minimum(i + 1, GRID - 1)[..., None], 2)[..., 0]
+        g_logn = np.take_along_axis(np.broadcast_to(grid, vals.shape), i[..., None], 2)[..., 0]
+        g_loss = np.take_along_axis(vals, i[..., None], 2)[..., 0]
+        # golden section on every (draw, budget) bracket at once; rows of theta align with rows of the bracket
+        x1, x2 = b - _PHI * (b - a), a + _PHI * (b - a)
+        f1, f2 = loss(x1, rows), loss(x2, rows)
+        for _ in range(GOLDEN_ITERS):
+            left = f1 <= f2
+            a, b = np.where(left, a, x1), np.where(left, x2, b)
+            x2n, x1n = np.where(left, x1, a + _PHI * (b - a)), np.where(left, b - _PHI * (b - a), x2)
+            fx = loss(np.where(left, x1n, x2n), rows)
+            f1, f2 = np.where(left, fx, f2), np.where(left, f1, fx)
+            x1, x2 = x1n, x2n
+        x = 0.5 * (a + b)
+        fx = loss(x, rows)
+        take = np.isfinite(fx) & (fx <= g_loss)
+        best_logn[s0:s0 + step] = np.where(take, x, g_logn)
+        best_loss[s0:s0 + step] = np.where(take, fx, g_loss)
+        at_edge[s0:s0 + step] = (i == 0) | (i == GRID - 1)
+    params = np.exp(best_logn)
+    tokens = C[None, :] / (k * params)
+    return {"params": params, "tokens": tokens, "epochs": tokens / U, "loss": best_loss, "at_edge": at_edge}
+
+
+def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
+             max_params: float | None = None, efficiency: float = 1.0) -> dict:
+    """N*, D*, K* = D*/U and the predicted loss for compute C on U unique tokens, and the naive allocation."""
+    est = estimator(fit)
+    law = check_allocatable(est)
+    theta = point_theta(est)
+    kw = {"flops_per_token": flops_per_token, "max_params": max_params, "efficiency": efficiency}
+    r = solve(law, theta, [compute], unique_tokens, **kw)
+    n, d, loss = float(r["params"][0, 0]), float(r["tokens"][0, 0]), float(r["loss"][0, 0])
+    U = float(unique_tokens)
+    out = {"params": n, "tokens": d, "epochs": d / U, "loss": loss, "at_search_edge": bool(r["at_edge"][0, 0]),
+           "compute": float(compute), "unique_tokens": U, "flops_per_token": float(flops_per_token)}
+    if law.rd_star is not None and np.isfinite(law.repetition(est.params_, U)) and d > U:
         from repetita.laws.plan import next_epoch_worth
 
-        rd = float(law.repetition(record["params"], U))
+        rd = float(law.repetition(est.params_, efficiency * U))
         out["rd_star"] = rd
         out["last_epoch_worth"] = float(next_epoch_worth(d / U - 1.0, rd)) if d / U >= 2 else 1.0
     # the naive allocation: the same law as if every token were fresh (unique tokens = tokens)
-    nlog, nloss, _ = _optimum(lambda x: at(x, None), np.log(lo_n), np.log(hi_n))
-    nn = float(np.exp(nlog))
-    nd = compute / (k * nn)
-    naive_with_u = float(predicted_loss(record, nn, nd, U))
-    out["naive"] = {"params": nn, "tokens": nd, "unique_tokens_needed": nd, "loss_with_fresh_data": nloss,
-                    "loss_with_U": naive_with_u, "penalty_vs_optimum": naive_with_u - loss}
+    nv = solve(law, theta, [compute], U, fresh=True, **kw)
+    nn, nd = float(nv["params"][0, 0]), float(nv["tokens"][0, 0])
+    with_u = float(law_loss(law, theta, nn, efficiency * nd, efficiency * U)[0, 0])
+    out["naive"] = {"params": nn, "tokens": nd, "unique_tokens_needed": nd, "loss_with_fresh_data": float(nv["loss"][0, 0]),
+                    "loss_with_U": with_u, "penalty_vs_optimum": with_u - loss}
     return out
 
 
-def allocation_intervals(record: dict, compute: float, unique_tokens: float, level: float = 0.95, **kw) -> dict | None:
-    """Percentile intervals of N*, D*, K* and the loss under the fit's saved parameter uncertainty."""
-    from repetita.laws.plan import sampled_records
-
-    samples = sampled_records(record, n=200)
-    if samples is None:
-        return None
-    runs = [allocate(rec, compute, unique_tokens, **kw) for rec in samples]
+def _quantiles(values: np.ndarray, level: float) -> np.ndarray:
+    """(2, ...) lower and upper percentiles over the draws (axis 0), ignoring draws without a value."""
     q = ((1 - level) / 2, (1 + level) / 2)
-    return {k: [float(np.quantile([r[k] for r in runs], q[0])), float(np.quantile([r[k] for r in runs], q[1]))]
-            for k in ("params", "tokens", "epochs", "loss")} | {"level": level, "samples": len(runs)}
+    with np.errstate(all="ignore"):
+        return np.nanquantile(values, q, axis=0)
 
 
-def loss_limit(record: dict, unique_tokens: float) -> float:
-    """The loss as C -> infinity on U unique tokens (the standard recipe): the law with N and D unbounded.
+def allocation_intervals(fit, compute: float, unique_tokens: float, level: float = 0.95, n: int = 200,
+                         thetas: np.ndarray | None = None, **kw) -> dict | None:
+    """Percentile intervals of N*, D*, K* and the loss under the fit's saved parameter uncertainty
+    (``thetas``: the draws, by default ``n`` from ``uncertainty.theta_draws``)."""
+    from repetita.laws.uncertainty import theta_draws
 
-    Repetition-aware laws saturate (D' -> U (1 + R_D*), N' -> U_N (1 + R_N*)); Chinchilla goes to E.
-    """
-    return float(predicted_loss(record, 1e30, 1e40, unique_tokens))
+    est = estimator(fit)
+    thetas = theta_draws(est, n) if thetas is None else thetas
+    if thetas is None:
+        return None
+    r = solve(check_allocatable(est), thetas, [compute], unique_tokens, **kw)
+    return {k: _quantiles(r[k][:, 0], level).tolist() for k in ("params", "tokens", "epochs", "loss")} | {
+        "level": level, "samples": len(thetas)}
 
 
-def frontier(record: dict, computes, unique_tokens: float, wall_gain: float = 0.01,
-             flops_per_token: float = FLOPS_PER_PARAM_TOKEN, max_params: float | None = None) -> dict:
-    """N*(C), K*(C), L*(C) over ``computes``, the data wall and the C -> infinity limit.
+def loss_limit(fit, unique_tokens, thetas: np.ndarray | None = None, efficiency: float = 1.0) -> np.ndarray | float:
+    """The loss as C -> infinity on U unique tokens: the law with N and D unbounded (one value per draw
+    with ``thetas``). Repetition-aware laws saturate (D' -> U (1 + R_D*), N' -> U_N (1 + R_N*));
+    Chinchilla goes to E."""
+    est = estimator(fit)
+    th = point_theta(est) if thetas is None else thetas
+    vals = law_loss(est.spec.law_obj, th, 1e30, 1e40, efficiency * float(unique_tokens))[:, 0]
+    return float(vals[0]) if thetas is None else vals
+
+
+def _wall(computes: np.ndarray, gains: np.ndarray, wall_gain: float) -> np.ndarray:
+    """Per draw (rows of ``gains``), the first budget from which 10x more compute buys < wall_gain; NaN if none."""
+    below = gains < wall_gain
+    first = below.argmax(axis=-1)
+    return np.where(below.any(axis=-1), computes[first], np.nan)
+
+
+def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
+             max_params: float | None = None, efficiency: float = 1.0, thetas: np.ndarray | None = None,
+             level: float = 0.95) -> dict:
+    """N*(C), K*(C), L*(C) over ``computes``, the data wall and the C -> infinity limit; with ``thetas``
+    (parameter draws), percentile bands of each.
 
     The data wall is the smallest budget in the range from which another 10x of compute improves the
     optimal loss by less than ``wall_gain`` nats: beyond it, this corpus, not compute, limits the loss.
     """
     require(wall_gain > 0, f"--wall-gain must be positive, got {wall_gain}")
-    kw = {"flops_per_token": flops_per_token, "max_params": max_params}
-    rows = []
-    for c in np.asarray(computes, dtype=float):
-        a = allocate(record, c, unique_tokens, **kw)
-        gain = a["loss"] - allocate(record, 10 * c, unique_tokens, **kw)["loss"]
-        rows.append({k: a[k] for k in ("compute", "params", "tokens", "epochs", "loss")} | {"gain_from_10x": gain})
-    wall = next((r["compute"] for r in rows if r["gain_from_10x"] < wall_gain), None)
-    return {"rows": rows, "data_wall": wall, "wall_gain": wall_gain, "loss_limit": loss_limit(record, unique_tokens)}
+    est = estimator(fit)
+    law = check_allocatable(est)
+    C = np.asarray(computes, dtype=float)
+    kw = {"flops_per_token": flops_per_token, "max_params": max_params, "efficiency": efficiency}
+    both = np.concatenate([C, 10 * C])
+    point = solve(law, point_theta(est), both, unique_tokens, **kw)
+    B = len(C)
+    gain = point["loss"][0, :B] - point["loss"][0, B:]
+    rows = [{"compute": float(c), "params": float(point["params"][0, j]), "tokens": float(point["tokens"][0, j]),
+             "epochs": float(point["epochs"][0, j]), "loss": float(point["loss"][0, j]), "gain_from_10x": float(gain[j]),
+             "at_search_edge": bool(point["at_edge"][0, j])} for j, c in enumerate(C)]
+    wall = _wall(C, gain[None, :], wall_gain)[0]
+    out = {"rows": rows, "data_wall": None if np.isnan(wall) else float(wall), "wall_gain": wall_gain,
+           "loss_limit": loss_limit(est, unique_tokens, efficiency=efficiency)}
+    if thetas is not None:
+        r = solve(law, thetas, both, unique_tokens, **kw)
+        g = r["loss"][:, :B] - r["loss"][:, B:]
+        out["bands"] = {k: _quantiles(r[k][:, :B], level).T.tolist() for k in ("params", "epochs", "loss")} | {
+            "level": level, "samples": len(thetas)}
+        walls = _wall(C, g, wall_gain)
+        out["bands"]["data_wall"] = _quantiles(walls, level).tolist() if np.isfinite(walls).mean() >= 0.5 else None
+        out["bands"]["data_wall_reached"] = float(np.isfinite(walls).mean())
+        out["bands"]["loss_limit"] = _quantiles(loss_limit(est, unique_tokens, thetas, efficiency), level).tolist()
+    return out
 
 
 def parse_budgets(text: str) -> np.ndarray:

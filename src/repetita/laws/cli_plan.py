@@ -33,11 +33,39 @@ def _law_records(args) -> list[tuple[str, dict]]:
     return out
 
 
+def _recipe_effects(args) -> tuple[list, list[str]]:
+    """``--efficiency NAME=M`` (repeatable) and/or ``--efficiency-from`` a study's report.json (or its folder)."""
+    from repetita.io import read_json
+    from repetita.laws.efficiency import from_report, parse_efficiency
+
+    effects, warnings = parse_efficiency(args.efficiency), []
+    if args.efficiency_from:
+        path = Path(args.efficiency_from)
+        if path.is_dir():
+            path = path / "report" / "report.json" if (path / "report").is_dir() else path / "report.json"
+        require(path.is_file(), f"--efficiency-from {args.efficiency_from}: no report.json there (run repetita report DIR)")
+        measured, warnings = from_report(read_json(path, "report"), str(path))
+        given = {e.name for e in effects}
+        effects += [e for e in measured if e.name not in given]  # a value given on the command line wins
+    return effects, warnings
+
+
+def _draws(est, n: int = 200):
+    """Parameter draws for intervals, or (None, why not)."""
+    from repetita.laws.uncertainty import theta_draws
+
+    try:
+        return theta_draws(est, n), None
+    except UserError as exc:
+        return None, str(exc)
+
+
 def cmd_allocate(args) -> dict:
     """``plan --compute C --unique-tokens U``: what to train, for every law given, side by side; with a
-    budget range (FROM:TO:COUNT), the frontier, the data wall and the limit as C -> infinity."""
-    from repetita.laws.allocate import allocate, allocation_intervals, frontier, parse_budgets
-    from repetita.laws.forms import get_law
+    budget range (FROM:TO:COUNT), the frontier, the data wall and the limit as C -> infinity; with
+    recipe multipliers, the best recipe per budget."""
+    from repetita.laws.allocate import allocate, allocation_intervals, estimator, frontier, parse_budgets
+    from repetita.laws.efficiency import plan_recipes
 
     if args.plot:
         check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES)
@@ -45,33 +73,38 @@ def cmd_allocate(args) -> dict:
     u = parse_number(args.unique_tokens, "--unique-tokens")
     require(u > 0 and np.isfinite(u), f"--unique-tokens must be positive, got {args.unique_tokens}")
     cap = parse_number(args.max_params, "--max-params") if args.max_params else None
+    require(cap is None or (cap > 0 and np.isfinite(cap)), f"--max-params must be positive, got {args.max_params}")
+    effects, eff_warnings = _recipe_effects(args)
     kw = {"flops_per_token": args.flops_per_token, "max_params": cap}
-    laws, warnings = {}, []
+    laws, warnings, ests = {}, [], []
     for path, record in _law_records(args):
-        name = f"{path} ({record['law']})"
+        est = estimator(record)
+        name = f"{path} ({est.law})"
+        thetas, why = _draws(est)
+        ests.append((name, est, thetas))
         if len(budgets) > 1:
-            res = frontier(record, budgets, u, wall_gain=args.wall_gain, **kw)
+            res = frontier(est, budgets, u, wall_gain=args.wall_gain, thetas=thetas, **kw)
+            edge = any(r["at_search_edge"] for r in res["rows"])
         else:
-            res = allocate(record, float(budgets[0]), u, **kw)
-            try:
-                iv = allocation_intervals(record, float(budgets[0]), u, **kw)
-            except UserError as exc:
-                iv, res["warnings"] = None, [str(exc)]
-            if iv:
-                res["intervals"] = iv
-            if res["at_search_edge"]:
-                res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
-                                                      "(or at --max-params)")
-        if get_law(record["law"]).rd_star is None or record["law"] == "chinchilla":
+            res = allocate(est, float(budgets[0]), u, **kw)
+            if thetas is not None:
+                res["intervals"] = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
+            edge = res["at_search_edge"]
+        if why:
+            res["warnings"] = [why]
+        if edge:
+            res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
+                                                  "(or at --max-params)")
+        if not np.isfinite(est.spec.law_obj.repetition(est.params_, u)):
             res.setdefault("warnings", []).append("this law has no repetition penalty: the allocation is the "
                                                   "naive Chinchilla one, as if every token were fresh")
-        res["fit_warnings"] = list(record.get("warnings", []))
-        if isinstance(record.get("holdout"), dict) and "rmse_log" in record["holdout"]:
-            res["holdout"] = {"spec": record["holdout"].get("spec"), "rmse_log": record["holdout"]["rmse_log"]}
+        res["fit_warnings"] = list(getattr(est, "warnings_", []))
+        if est.holdout_ and "rmse_log" in est.holdout_:
+            res["holdout"] = {"spec": est.holdout_.get("spec"), "rmse_log": est.holdout_["rmse_log"]}
         laws[name] = res
         warnings += [f"{path}: {w}" for w in res.get("warnings", []) + res["fit_warnings"]]
     first = next(iter(laws.values()))
-    out = {"laws": laws, "warnings": warnings}
+    out = {"laws": laws, "warnings": warnings + eff_warnings}
     if len(laws) > 1 and len(budgets) == 1:
         out["comparison"] = _compare_laws(laws)
     if len(budgets) == 1:
@@ -79,17 +112,85 @@ def cmd_allocate(args) -> dict:
             {"intervals": first["intervals"]} if "intervals" in first else {})
     else:
         out["frontier"] = first["rows"]
+    if effects:
+        name, est, thetas = ests[0]
+        out["recipes"] = plan_recipes(est, effects, budgets, u, thetas=thetas, **kw) | {"law": name}
+    out["decision"] = _decision(budgets, u, first, out.get("recipes"), cap)
     if args.plot:
         from repetita.laws.plots import plot_allocation
 
-        path, record = _law_records(args)[0]
-        single = allocate(record, float(budgets[-1] if len(budgets) > 1 else budgets[0]), u, **kw)
-        out["plot"] = str(plot_allocation(record, single, args.plot, frontier=first if len(budgets) > 1 else None))
-    for w in warnings:
+        est = ests[0][1]
+        single = allocate(est, float(budgets[-1]), u, **kw)
+        out["plot"] = str(plot_allocation(est, single, args.plot, frontier=first if len(budgets) > 1 else None,
+                                          recipes=out.get("recipes")))
+    for w in out["warnings"]:
         sys.stderr.write(f"repetita plan: warning: {w}\n")
     if not args.json:
+        print("\n".join(out["decision"]))
         _print_allocation(args, budgets, u, laws)
+        if "recipes" in out:
+            _print_recipes(out["recipes"])
     return out
+
+
+def _decision(budgets, u, first: dict, recipes: dict | None, cap) -> list[str]:
+    """The answer first: what to train (and with which recipe), the loss and how sure it is."""
+    lines = []
+    if len(budgets) == 1:
+        iv = first.get("intervals")
+        sure = (f" [{100 * iv['level']:g}%: {iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}; N* {iv['params'][0]:.3g}-"
+                f"{iv['params'][1]:.3g}, K* {iv['epochs'][0]:.3g}-{iv['epochs'][1]:.3g}]") if iv else " (no interval)"
+        lines.append(f"decision: train N* = {first['params']:.4g} params on D* = {first['tokens']:.4g} tokens "
+                     f"({first['epochs']:.3g} epochs of U = {u:.4g}); predicted loss {first['loss']:.4f}{sure}")
+    else:
+        wall = first["data_wall"]
+        lines.append(f"decision: on U = {u:.4g} the loss falls to {first['rows'][-1]['loss']:.4f} at C = "
+                     f"{budgets[-1]:.3g} (limit {first['loss_limit']:.4f} as C -> infinity); "
+                     + (f"beyond C = {wall:.3g} another 10x of compute buys < {first['wall_gain']:g} nats: "
+                        "more data, not compute, is what helps" if wall else "no data wall in this range"))
+    if recipes:
+        for key, label in (("best", "recipe"), ("best_within_cap", f"within the serving cap ({cap:.3g} params)" if cap else "")):
+            if key not in recipes:
+                continue
+            best, per = recipes[key], recipes["recipes" if key == "best" else "recipes_within_cap"]
+            names = [b["recipe"] for b in best]
+            b = best[-1]
+            row = next(x for x in per[b["recipe"]]["rows"] if x["compute"] == b["compute"])
+            share = b.get("share_best", {}).get(b["recipe"])
+            where = "" if len(budgets) == 1 else f" at C = {b['compute']:.3g}"
+            lines.append(f"{label}: {b['recipe']}{where}: {row['served_params']:.3g} params served "
+                         f"({row['member_params']:.3g} per model), {row['epochs']:.3g} epochs, loss {b['loss']:.4f} "
+                         f"(standard {b['loss_standard']:.4f})"
+                         + (f"; best in {100 * share:.0f}% of the fit's draws" if share is not None else ""))
+            if len(set(names)) > 1:
+                changes = [f"{names[i]} from C = {best[i]['compute']:.3g}" for i in range(1, len(names)) if names[i] != names[i - 1]]
+                lines.append(f"  the best recipe changes with the budget: {names[0]} first, then " + ", ".join(changes))
+    return lines
+
+
+def _print_recipes(rec: dict) -> None:
+    print(f"recipes (data-efficiency multipliers on {rec['law']}; an ensemble of K costs K x compute and serves "
+          f"K x params, distillation costs its teacher plus the student)")
+    print(f"{'recipe':<16} {'m':>6} {'cost':>5} {'asymptote':>10}  source")
+    for name, r in rec["recipes"].items():
+        if "error" in r:
+            print(f"{name:<16} {r['error']}")
+            continue
+        print(f"{name:<16} {r['efficiency']:>6.3g} {r['train_cost']:>5g} {r['asymptote']:>10.4f}  {r['source']}")
+    for key, per_key in (("best", "recipes"), ("best_within_cap", "recipes_within_cap")):
+        if key not in rec:
+            continue
+        title = "no serving cap" if key == "best" else f"serving cap {rec['max_params']:.3g} params"
+        per = rec[per_key]
+        names = [n for n in per if "error" not in per[n]]
+        print(f"predicted loss per recipe ({title}); * = best")
+        print(f"{'C':>10}  " + " ".join(f"{n[:14]:>14}" for n in names))
+        for j, b in enumerate(rec[key]):
+            cells = []
+            for n in names:
+                x = per[n]["rows"][j]
+                cells.append(f"{x['loss']:>13.4f}{'*' if n == b['recipe'] else ' '}")
+            print(f"{b['compute']:>10.3g}  " + " ".join(cells))
 
 
 def _compare_laws(laws: dict) -> dict:
@@ -110,14 +211,18 @@ def _print_allocation(args, budgets, u, laws) -> None:
     print(f"unique tokens U = {u:.4g}; C = {args.flops_per_token:g} N D")
     if len(budgets) > 1:
         for name, r in laws.items():
+            bands = r.get("bands")
             print(f"{name}")
-            print(f"{'C':>10} {'N*':>10} {'D*':>10} {'K*':>8} {'L*':>8} {'10x C buys':>11}")
-            for row in r["rows"]:
+            print(f"{'C':>10} {'N*':>10} {'D*':>10} {'K*':>8} {'L*':>8} {'10x C buys':>11}"
+                  + (f"   {100 * bands['level']:g}%: K*, L*" if bands else ""))
+            for j, row in enumerate(r["rows"]):
+                extra = (f"   [{bands['epochs'][j][0]:.3g}, {bands['epochs'][j][1]:.3g}], "
+                         f"[{bands['loss'][j][0]:.4f}, {bands['loss'][j][1]:.4f}]") if bands else ""
                 print(f"{row['compute']:>10.3g} {row['params']:>10.4g} {row['tokens']:>10.4g} {row['epochs']:>8.3g} "
-                      f"{row['loss']:>8.4f} {row['gain_from_10x']:>11.4f}")
+                      f"{row['loss']:>8.4f} {row['gain_from_10x']:>11.4f}{extra}")
             wall = f"{r['data_wall']:.3g} FLOPs" if r["data_wall"] else "not reached in this range"
             print(f"data wall (10x compute buys < {r['wall_gain']:g} nats): {wall}; loss as C -> infinity "
-                  f"{r['loss_limit']:.4f}")
+                  f"{r['loss_limit']:.4f}" + (f" [{bands['loss_limit'][0]:.4f}, {bands['loss_limit'][1]:.4f}]" if bands else ""))
         return
     print(f"compute C = {budgets[0]:.4g} FLOPs")
     print(f"{'law':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
@@ -141,11 +246,36 @@ def _print_allocation(args, budgets, u, laws) -> None:
               f"K* {c['spread']['epochs'][0]:.3g}-{c['spread']['epochs'][1]:.3g})")
 
 
+def cmd_asymptotes(args) -> dict:
+    """``plan --asymptote NAME=L ...``: recipe asymptotes at U as data efficiency (Kim et al.'s arithmetic)."""
+    from repetita.laws.efficiency import efficiency_from_asymptotes
+
+    losses = {k: parse_number(v, f"--asymptote {k}") for k, v in _pairs(args.asymptote, "--asymptote").items()}
+    require(args.irreducible is not None and args.data_exponent is not None,
+            "--asymptote needs the baseline's data-scaling law: --irreducible E --data-exponent ALPHA")
+    u = parse_number(args.unique_tokens, "--unique-tokens")
+    require(u > 0 and np.isfinite(u), f"--unique-tokens must be positive, got {args.unique_tokens}")
+    baseline = args.baseline or next(iter(losses))
+    res = efficiency_from_asymptotes(losses, baseline, args.irreducible, args.data_exponent, u)
+    out = {"baseline": baseline, "irreducible": args.irreducible, "data_exponent": args.data_exponent,
+           "unique_tokens": u, "recipes": res}
+    if not args.json:
+        print(f"baseline {baseline}: L(D) = {args.irreducible:g} + B D^-{args.data_exponent:g} through "
+              f"({u:.4g}, {losses[baseline]:g})")
+        print(f"{'recipe':<16} {'asymptote':>10} {'tokens needed':>14} {'efficiency':>10}")
+        for name, r in res.items():
+            print(f"{name:<16} {r['asymptote']:>10.4f} {r['tokens_needed']:>14.4g} {r['efficiency']:>9.3g}x")
+    return out
+
+
 def cmd_plan(args) -> dict:
     from repetita.laws import plan
 
+    if args.asymptote:
+        return cmd_asymptotes(args)
     if args.compute:
         return cmd_allocate(args)
+    require(not (args.efficiency or args.efficiency_from), "--efficiency plans recipes for a budget: give --compute C")
     require(args.params, "give --params N (the fixed-size plan) or --compute C (allocation under two budgets)")
     require(args.law_file and len(args.law_file) == 1,
             "the fixed-size plan reads one --law-file (compare laws, or give --law, with --compute)")
@@ -328,6 +458,16 @@ def register(sub) -> None:
     q.add_argument("--flops-per-token", type=float, default=6.0, help="C = k N D; k (default 6)")
     q.add_argument("--max-params", help="largest model you can serve (caps N*)")
     q.add_argument("--unique-tokens", required=True, help="unique tokens U")
+    q.add_argument("--efficiency", action="append", metavar="RECIPE=M",
+                   help="with --compute: a recipe's data-efficiency multiplier (regularized=2.3, ensemble:4=3.1, "
+                        "distill:4=2.0, self-distill=1.2); repeatable")
+    q.add_argument("--efficiency-from", metavar="REPORT",
+                   help="with --compute: the multipliers a study measured (its report.json or the study folder)")
+    q.add_argument("--asymptote", action="append", metavar="RECIPE=LOSS",
+                   help="recipe asymptotes at U, turned into data efficiency with --irreducible and --data-exponent")
+    q.add_argument("--irreducible", type=float, help="with --asymptote: E of the baseline's data-scaling law")
+    q.add_argument("--data-exponent", type=float, help="with --asymptote: alpha of the baseline's data-scaling law")
+    q.add_argument("--baseline", help="with --asymptote: the baseline recipe (default: the first given)")
     q.add_argument("--epochs", default="1,2,4,8,16,32,64", help="comma-separated epoch counts (>= 1)")
     q.add_argument("--fraction", type=float, default=0.5, help="worth threshold for the last useful epoch")
     q.add_argument(

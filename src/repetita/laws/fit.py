@@ -437,6 +437,11 @@ class LawFit:
         est.n_rows_ = int(record.get("n_rows", 0))
         est.n_starts_ = int(record.get("n_starts", 0))
         est.problem_ = type("P", (), {"free": list(record.get("free", spec.free_params()))})()
+        # what a plan needs besides the point estimate: the saved uncertainty, the fit's own warnings and
+        # its held-out error (when the fit file carries them)
+        est.uncertainty_ = record.get("uncertainty")
+        est.warnings_ = list(record.get("warnings", []))
+        est.holdout_ = record.get("holdout") if isinstance(record.get("holdout"), dict) else None
         return est
 
 

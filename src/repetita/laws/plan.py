@@ -146,29 +146,17 @@ PLAN_SAMPLES = 400  # parameter draws propagated through a plan (percentiles of 
 
 
 def sampled_records(record: dict, n: int = PLAN_SAMPLES, seed: int = 0) -> list[dict] | None:
-    """Fit records with parameters drawn from the fit's saved uncertainty (bootstrap samples or the
-    Laplace covariance); None when the fit saved none, or when a parameter has no finite interval."""
-    from repetita.laws.uncertainty import draw
+    """Fit records with parameters drawn from the fit's saved uncertainty (``uncertainty.theta_draws``);
+    None when the fit saved none, one line when a parameter has no finite interval."""
+    from repetita.laws.fit import LawFit
+    from repetita.laws.uncertainty import theta_draws
 
-    u = record.get("uncertainty")
-    if not u or not u.get("free"):
+    est = LawFit.from_result(record)
+    thetas = theta_draws(est, n, seed=seed)
+    if thetas is None:
         return None
-    if u.get("cov") is not None:
-        cov = np.array([[np.inf if v is None else v for v in row] for row in u["cov"]], dtype=float)
-        bad = [p for p, v in zip(u["free"], np.diag(cov), strict=True) if not np.isfinite(v)]
-        if bad:
-            raise UserError(f"the fit's parameters {', '.join(bad)} are not identified (no finite interval); "
-                            "the plan has no interval")
-        u = u | {"cov": cov, "params": {p: {"median": record["params"][p]} for p in u["free"]}}
-    Z = draw(u, n, seed=seed)
-    tie = record.get("spec", {}).get("tie", {})
-    out = []
-    for z in Z:
-        p = dict(record["params"]) | dict(zip(u["free"], map(float, z), strict=True))
-        for follower, leader in tie.items():
-            p[follower] = p[leader]
-        out.append(record | {"params": p})
-    return out
+    names = est.spec.law_obj.params
+    return [record | {"params": dict(zip(names, map(float, t), strict=True))} for t in thetas]
 
 
 def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fraction: float = 0.5,

@@ -29,7 +29,9 @@ def _log_axis(ax, which: str = "x") -> None:
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    wide = lo > 0 and hi / lo > 1e4  # over many decades 2 and 5 crowd the labels: decades only
+    axis.set_major_locator(LogLocator(subs=(1,) if wide else (1, 2, 5)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -137,11 +139,14 @@ def plot_predicted(curve: pd.DataFrame, name: str, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_allocation(record: dict, allocation: dict, path: str | Path, frontier: dict | None = None) -> Path:
+def plot_allocation(fit, allocation: dict, path: str | Path, frontier: dict | None = None,
+                    recipes: dict | None = None) -> Path:
     """Iso-loss contours over (N, D) with the compute line, the unique-data line D = U and the optimum
-    (the datablations figure style); beside it, the frontier L*(C) when a budget range was planned."""
-    from repetita.laws.allocate import predicted_loss
+    (the datablations figure style); beside it, the frontier L*(C) per recipe, with the interval bands
+    of the fit's draws, when a budget range was planned."""
+    from repetita.laws.allocate import estimator, predicted_loss
 
+    est = estimator(fit)
     plt = _plt()
     ncols = 2 if frontier else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 5), layout="constrained", squeeze=False)
@@ -150,7 +155,7 @@ def plot_allocation(record: dict, allocation: dict, path: str | Path, frontier: 
     n = np.geomspace(n_opt / 30, n_opt * 30, 160)
     d = np.geomspace(min(d_opt, u) / 30, max(d_opt, u) * 30, 160)
     nn, dd = np.meshgrid(n, d)
-    loss = predicted_loss(record, nn, dd, u)
+    loss = predicted_loss(est, nn, dd, u)
     levels = np.quantile(loss[np.isfinite(loss)], np.linspace(0.02, 0.9, 14))
     cs = ax.contour(nn, dd, loss, levels=np.unique(levels), cmap="viridis", linewidths=0.9)
     ax.clabel(cs, fontsize=7, fmt="%.3f")
@@ -163,18 +168,31 @@ def plot_allocation(record: dict, allocation: dict, path: str | Path, frontier: 
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     ax.set(xlim=(n[0], n[-1]), ylim=(d[0], d[-1]), xlabel="parameters N", ylabel="tokens D",
-           title=f"{record['law']}: predicted loss")
+           title=f"{est.law}: predicted loss")
     ax.legend(fontsize=7, loc="lower left")
     if frontier:
         ax2 = axes[0][1]
         rows = frontier["rows"]
-        ax2.plot([r["compute"] for r in rows], [r["loss"] for r in rows], "o-", label="L*(C)")
+        c = [r["compute"] for r in rows]
+        ax2.plot(c, [r["loss"] for r in rows], "o-", color="C0", ms=3, label="standard L*(C)")
+        bands = frontier.get("bands")
+        if bands:
+            lo, hi = np.array(bands["loss"]).T
+            ax2.fill_between(c, lo, hi, color="C0", alpha=0.2, label=f"{100 * bands['level']:g}% ({bands['samples']} draws)")
+        for i, (name, r) in enumerate((recipes or {}).get("recipes", {}).items()):
+            if name == "standard" or "error" in r:
+                continue
+            ax2.plot(c, [x["loss"] for x in r["rows"]], "-", color=f"C{i + 1}", label=f"{name} (m = {r['efficiency']:.3g})")
+            if "loss_interval" in r["rows"][0]:
+                lo, hi = np.array([x["loss_interval"] for x in r["rows"]]).T
+                ax2.fill_between(c, lo, hi, color=f"C{i + 1}", alpha=0.15)
+            ax2.axhline(r["asymptote"], color=f"C{i + 1}", ls=":", lw=0.8)
         ax2.axhline(frontier["loss_limit"], color="gray", ls=":", label=f"limit {frontier['loss_limit']:.4f}")
         if frontier["data_wall"]:
             ax2.axvline(frontier["data_wall"], color="C3", ls="--", lw=1, label="data wall")
         _log_axis(ax2, "x")
         ax2.set(xlabel="compute C (FLOPs)", ylabel="optimal predicted loss", title=f"frontier on U = {u:.3g}")
-        ax2.legend(fontsize=8)
+        ax2.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from repetita.errors import require
+from repetita.errors import UserError, require
 
 _H = 1e-20  # complex step
 SAVED_SAMPLES = 1000  # bootstrap samples kept in a fit record (enough for 95% intervals of plans)
@@ -215,3 +215,29 @@ def draw(intervals: dict, n: int, seed: int = 0) -> np.ndarray:
         return s if len(s) <= n else s[np.random.default_rng(seed).choice(len(s), n, replace=False)]
     mean = np.array([intervals["params"][p]["median"] for p in intervals["free"]])
     return np.random.default_rng(seed).multivariate_normal(mean, np.asarray(intervals["cov"]), size=n)
+
+
+def theta_draws(est, n: int, seed: int = 0) -> np.ndarray | None:
+    """Full parameter vectors (n, P) in the law's order, drawn from a fitted estimator's saved uncertainty
+    (``est.uncertainty_``, read back from a fit file): the vectorized input of every planning function.
+
+    None when the fit saved none; one line (``UserError``) when a parameter has no finite interval.
+    """
+    u = getattr(est, "uncertainty_", None)
+    if not u or not u.get("free"):
+        return None
+    if u.get("cov") is not None:
+        cov = np.array([[np.inf if v is None else v for v in row] for row in u["cov"]], dtype=float)
+        bad = [p for p, v in zip(u["free"], np.diag(cov), strict=True) if not np.isfinite(v)]
+        if bad:
+            raise UserError(f"the fit's parameters {', '.join(bad)} are not identified (no finite interval); "
+                            "the plan has no interval")
+        u = u | {"cov": cov, "params": {p: {"median": est.params_[p]} for p in u["free"]}}
+    Z = draw(u, n, seed=seed)
+    law = est.spec.law_obj
+    theta = np.tile([est.params_[p] for p in law.params], (len(Z), 1))
+    for j, p in enumerate(u["free"]):
+        theta[:, law.params.index(p)] = Z[:, j]
+    for follower, leader in (est.tie or {}).items():  # a tied parameter follows its leader in every draw
+        theta[:, law.params.index(follower)] = theta[:, law.params.index(leader)]
+    return theta

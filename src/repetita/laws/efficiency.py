@@ -1,0 +1,233 @@
+"""Recipes in the planner: measured recipe effects as data-efficiency multipliers with their costs.
+
+Kim, Kotha, Liang and Hashimoto 2025 ("Pre-training under infinite compute") compare recipes by data
+efficiency: how many times more data the baseline needs to reach the recipe's loss. The planner takes
+that number literally: a recipe with efficiency m trains as if the corpus and every token were worth m
+times as much, i.e. its loss at (N, D, U) is the fitted law's loss at (N, m D, m U). What each recipe
+costs (the cost model behind the "best recipe" of a budget):
+
+- ``standard``: m = 1, cost 1, serves N.
+- ``regularized=m``: cost 1 (the weight-decay search is not counted: it is paid once, on small models).
+- ``ensemble:K=m``: K members of N params, each trained on the full token count: K x the training
+  compute, K x N served params.
+- ``distill:K=m``: a K-member ensemble teacher and one student of the same size: (K + 1) x the compute,
+  N served; ``self-distill=m`` (or ``distill=m``): a one-model teacher, 2 x the compute.
+- any other name: cost 1, serves N (say what it is in its name).
+
+The multiplier comes from the user (``--efficiency``) or from a study's report.json, where it is the
+median, over the (N, U) cells the recipe shares with the standard recipe, of the ratio of the fresh
+tokens their best losses are worth under the study's fitted law.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from repetita.errors import require
+
+
+@dataclass(frozen=True)
+class RecipeEffect:
+    """One recipe as the planner sees it: data efficiency m, training-compute and served-params factors."""
+
+    name: str
+    efficiency: float
+    train_cost: float = 1.0
+    serve_factor: float = 1.0
+    source: str = "given"
+
+    def __post_init__(self):
+        require(np.isfinite(self.efficiency) and self.efficiency > 0,
+                f"recipe {self.name!r}: the data-efficiency multiplier must be a positive number, got {self.efficiency}")
+        require(self.train_cost >= 1 and self.serve_factor >= 1,
+                f"recipe {self.name!r}: costs must be at least 1 (got {self.train_cost}, {self.serve_factor})")
+
+
+STANDARD = RecipeEffect("standard", 1.0, source="the fitted law")
+_KIND = re.compile(r"^(ensemble|distill|self-distill)(?::(\d+))?$")
+
+
+def effect(name: str, efficiency: float, source: str = "given") -> RecipeEffect:
+    """The cost model of a recipe name (module docstring): ``ensemble:4``, ``distill:4``, ``self-distill``..."""
+    m = _KIND.match(name)
+    if not m:
+        return RecipeEffect(name, efficiency, source=source)
+    kind, k = m.group(1), m.group(2)
+    if kind == "ensemble":
+        require(k is not None and int(k) >= 2, f"--efficiency {name}: name the members, e.g. ensemble:4=3.1")
+        return RecipeEffect(name, efficiency, float(k), float(k), source)
+    members = 1 if kind == "self-distill" or k is None else int(k)
+    require(members >= 1, f"--efficiency {name}: the teacher needs at least one member")
+    return RecipeEffect(name, efficiency, float(members + 1), 1.0, source)
+
+
+def parse_efficiency(items) -> list[RecipeEffect]:
+    """``["regularized=2.3", "ensemble:4=3.1"]`` -> effects; one line for a malformed or non-positive one."""
+    from repetita.cliargs import parse_number
+
+    out = []
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        require(sep and name.strip(), f"--efficiency {item!r}: give NAME=MULTIPLIER (regularized=2.3, ensemble:4=3.1)")
+        m = parse_number(value, f"--efficiency {name}")
+        require(np.isfinite(m) and m > 0, f"--efficiency {name}: the multiplier must be a positive number, got {value}")
+        out.append(effect(name.strip(), m))
+    names = [e.name for e in out]
+    require(len(set(names)) == len(names), f"--efficiency: a recipe is given twice ({', '.join(names)})")
+    return out
+
+
+def _report_name(recipe: str, members) -> str:
+    m = re.match(r"^ensemble x(\d+)$", recipe)
+    return f"ensemble:{m.group(1)}" if m else recipe
+
+
+def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEffect], list[str]]:
+    """Multipliers measured by a study (its report.json ``efficiency`` rows), and warnings about them."""
+    rows = summary.get("efficiency") if isinstance(summary, dict) else None
+    require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
+    std = {(r["params"], r["unique_tokens"]): r["effective_tokens"] for r in rows if r.get("recipe") == "standard"}
+    require(std, f"{path}: the study has no standard runs with an effective-token value; nothing to compare with")
+    ratios: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("recipe") in ("standard", "ensemble member"):
+            continue
+        base = std.get((r["params"], r["unique_tokens"]))
+        if base and r.get("effective_tokens") is not None:
+            ratios.setdefault(_report_name(r["recipe"], r.get("members")), []).append(r["effective_tokens"] / base)
+    effects, warnings = [], []
+    for name, vals in sorted(ratios.items()):
+        v = np.asarray(vals, dtype=float)
+        if not np.isfinite(v).all():
+            warnings.append(f"{name}: some best losses lie below the fitted law's reach (it moved the asymptote); "
+                            "its multiplier uses the cells the law can express")
+            v = v[np.isfinite(v)]
+        if v.size == 0 or np.median(v) <= 0:
+            warnings.append(f"{name}: no usable cell; left out")
+            continue
+        spread = f"{v.min():.3g}-{v.max():.3g}" if v.size > 1 else "one cell"
+        effects.append(effect(name, float(np.median(v)), source=f"{path}: median of {v.size} cell(s), {spread}"))
+        if v.size > 1 and v.max() / v.min() > 2:
+            warnings.append(f"{name}: the measured multiplier varies {v.max() / v.min():.1f}x across the study's "
+                            "cells; the median hides it")
+    fit = (summary.get("fits") or {}).get("data-constrained") or {}
+    warnings += [f"the study's law: {w}" for w in fit.get("warnings") or []]
+    return effects, warnings
+
+
+def plan_recipes(fit, effects, computes, unique_tokens: float, *, flops_per_token: float = 6.0,
+                 max_params: float | None = None, thetas: np.ndarray | None = None, level: float = 0.95) -> dict:
+    """For every budget, each recipe's allocation and predicted loss and the best recipe; with a serving
+    cap (``max_params``, on the params served: K x N for an ensemble), the best without the cap and the
+    best that fits it. Each recipe's C -> infinity asymptote and data efficiency vs standard.
+
+    With ``thetas`` (parameter draws), a loss interval per recipe and budget and the share of draws in
+    which each recipe is the best: the recommendation's own uncertainty.
+    """
+    from repetita.laws.allocate import check_allocatable, estimator
+
+    est = estimator(fit)
+    check_allocatable(est)
+    C = np.atleast_1d(np.asarray(computes, dtype=float))
+    effects = [STANDARD] + [e for e in effects if e.name != "standard"]
+    args = (est, effects, C, unique_tokens, flops_per_token, thetas, level)
+    per, draws = _evaluate(*args, None)
+    out = {"recipes": per, "best": _best(per, draws, C), "max_params": max_params}
+    if max_params is not None:
+        capped, draws_c = _evaluate(*args, max_params)
+        out["recipes_within_cap"] = capped
+        out["best_within_cap"] = _best(capped, draws_c, C)
+    base = per["standard"]["asymptote"]
+    for r in per.values():
+        if "error" not in r:
+            r["asymptote_gain_vs_standard"] = base - r["asymptote"]
+            r["data_efficiency_vs_standard"] = r["efficiency"]  # by the model: the law at m U as C -> infinity
+    return out
+
+
+def _evaluate(est, effects, C, unique_tokens, flops_per_token, thetas, level, max_params):
+    from repetita.laws.allocate import N_RANGE, loss_limit, point_theta, solve
+
+    law = est.spec.law_obj
+    per, draws = {}, {}
+    for e in effects:
+        cap = None if max_params is None else max_params / e.serve_factor
+        if C.min() / e.train_cost / flops_per_token <= N_RANGE[0] or (cap is not None and cap <= N_RANGE[0]):
+            per[e.name] = {"error": "the budget (or the serving cap) is too small for this recipe's members"}
+            continue
+        kw = {"flops_per_token": flops_per_token, "max_params": cap, "efficiency": e.efficiency}
+        r = solve(law, point_theta(est), C / e.train_cost, unique_tokens, **kw)
+        rows = [{"compute": float(c), "member_params": float(r["params"][0, j]),
+                 "served_params": float(r["params"][0, j] * e.serve_factor), "tokens": float(r["tokens"][0, j]),
+                 "epochs": float(r["epochs"][0, j]), "loss": float(r["loss"][0, j]),
+                 "at_cap": bool(cap is not None and r["params"][0, j] >= cap * (1 - 1e-6))}
+                for j, c in enumerate(C)]
+        per[e.name] = {"efficiency": e.efficiency, "train_cost": e.train_cost, "serve_factor": e.serve_factor,
+                       "source": e.source, "asymptote": loss_limit(est, unique_tokens, efficiency=e.efficiency),
+                       "rows": rows}
+        if thetas is not None:
+            rs = solve(law, thetas, C / e.train_cost, unique_tokens, **kw)
+            q = np.nanquantile(rs["loss"], ((1 - level) / 2, (1 + level) / 2), axis=0)
+            for j, row in enumerate(rows):
+                row["loss_interval"] = [float(q[0, j]), float(q[1, j])]
+            draws[e.name] = rs["loss"]
+    require(any("error" not in r for r in per.values()), "no recipe fits this budget and serving cap")
+    return per, draws
+
+
+def _best(per: dict, draws: dict, C: np.ndarray) -> list[dict]:
+    ok = [n for n in per if "error" not in per[n]]
+    best = []
+    for j, c in enumerate(C):
+        loss = {n: per[n]["rows"][j]["loss"] for n in ok}
+        name = min(loss, key=loss.get)
+        entry = {"compute": float(c), "recipe": name, "loss": loss[name],
+                 "loss_standard": per["standard"]["rows"][j]["loss"] if "standard" in ok else None}
+        if draws:
+            names = list(draws)
+            stack = np.stack([draws[n][:, j] for n in names])  # (recipes, draws)
+            wins = np.argmin(np.where(np.isfinite(stack), stack, np.inf), axis=0)
+            entry["share_best"] = {n: float(np.mean(wins == i)) for i, n in enumerate(names)}
+        best.append(entry)
+    return best
+
+
+# --- Kim et al.'s data-efficiency arithmetic ---------------------------------------------------
+
+
+def tokens_for_loss(loss, base_loss: float, unique_tokens: float, irreducible: float, exponent: float) -> np.ndarray:
+    """Tokens a baseline needs for ``loss`` when its asymptote follows L(D) = E + B D^-alpha through
+    (U, base_loss): D = U ((base_loss - E) / (loss - E))^(1/alpha); inf at or below E."""
+    require(exponent > 0 and np.isfinite(exponent), f"--data-exponent must be positive, got {exponent}")
+    require(base_loss > irreducible, f"the baseline asymptote {base_loss} must lie above the irreducible loss {irreducible}")
+    gap = np.asarray(loss, dtype=float) - irreducible
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap > 0, unique_tokens * ((base_loss - irreducible) / gap) ** (1.0 / exponent), np.inf)
+
+
+def efficiency_from_asymptotes(asymptotes: dict[str, float], baseline: str, irreducible: float, exponent: float,
+                               unique_tokens: float = 1.0) -> dict:
+    """Each recipe's asymptote at U as the data its baseline would need: efficiency = D_needed / U.
+
+    Kim et al. 2025 state their headline this way: at 200M tokens the standard recipe reaches 3.75, the
+    regularized recipe's asymptote is 3.43 and the joint (regularized + ensemble) recipe's 3.17, and
+    the regularized recipe's data-scaling law puts 3.17 at 5.17x the data.
+    """
+    require(baseline in asymptotes, f"--baseline {baseline!r} is not among the asymptotes given ({', '.join(asymptotes)})")
+    base = asymptotes[baseline]
+    out = {}
+    for name, loss in asymptotes.items():
+        d = float(tokens_for_loss(loss, base, unique_tokens, irreducible, exponent))
+        out[name] = {"asymptote": loss, "tokens_needed": d, "efficiency": d / unique_tokens}
+    return out
+
+
+def implied_exponent(base_loss: float, recipe_loss: float, efficiency: float, irreducible: float) -> float:
+    """The data-scaling exponent alpha for which a recipe at ``recipe_loss`` is worth ``efficiency`` x the
+    data of a baseline at ``base_loss`` (the inverse of :func:`efficiency_from_asymptotes`)."""
+    require(base_loss > recipe_loss > irreducible and efficiency > 1,
+            "need baseline > recipe > irreducible loss and an efficiency above 1")
+    return float(np.log((base_loss - irreducible) / (recipe_loss - irreducible)) / np.log(efficiency))
