@@ -146,3 +146,70 @@ def test_laws_side_by_side_with_their_held_out_errors(tmp_path, capsys):
     assert cmp["holdout"] == "kfold:5" and "reuse" in cmp["favoured_by_holdout"] and cmp["decision_changes"]
     rmse = sorted(r["holdout"]["rmse_log"] for r in out["laws"].values())
     assert rmse == pytest.approx([0.0997, 0.1099], abs=5e-5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_optimum_matches_a_brute_force_scan_of_the_compute_line(seed):
+    """K* sits where a dense scan of the compute line stops improving (an independent check of the
+    golden-section solve), and agrees with scipy's bounded Brent on the same line to 1e-6 in N."""
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(100 + seed)
+    rec = _random_law(rng)
+    c, u = 10 ** rng.uniform(19, 24), 10 ** rng.uniform(9, 12)
+    r = allocate(rec, c, u)
+    k = np.geomspace(r["epochs"] / 50, r["epochs"] * 50, 20001)
+    n = c / (6 * k * u)
+    loss = predicted_loss(rec, n, k * u, u)
+    stop = int(np.argmax(np.diff(loss) > 0))  # the first scanned epoch count after which the loss rises
+    assert k[stop - 1] <= r["epochs"] <= k[stop + 1]
+    ref = minimize_scalar(lambda x: float(predicted_loss(rec, np.exp(x), c / (6 * np.exp(x)), u)),
+                          bounds=(np.log(r["params"]) - 1, np.log(r["params"]) + 1), method="bounded",
+                          options={"xatol": 1e-10})
+    assert r["params"] == pytest.approx(np.exp(ref.x), rel=1e-6)
+
+
+def test_vectorized_draws_equal_one_solve_per_draw():
+    """The (draws x budgets) solve gives each draw the allocation a one-draw solve gives it."""
+    from repetita.laws.allocate import estimator, solve
+
+    est = estimator(PUBLISHED)
+    rng = np.random.default_rng(3)
+    base = np.array([[est.params_[p] for p in est.spec.law_obj.params]])
+    thetas = base * rng.normal(1.0, 0.02, (12, base.shape[1]))
+    budgets = np.geomspace(1e20, 1e24, 5)
+    together = solve(est.spec.law_obj, thetas, budgets, 25e9)
+    for i in (0, 5, 11):
+        alone = solve(est.spec.law_obj, thetas[i:i + 1], budgets[2:3], 25e9)
+        assert together["params"][i, 2] == pytest.approx(alone["params"][0, 0], rel=1e-7)
+        assert together["loss"][i, 2] == pytest.approx(alone["loss"][0, 0], rel=1e-12)
+
+
+def test_frontier_bands_from_bootstrap_draws(tmp_path, capsys):
+    """A bootstrap fit file gives the frontier percentile bands around the point frontier."""
+    fit = tmp_path / "fit.json"
+    assert main(["fit", "--example", "datablations", "--law", "data-constrained", "--freeze", "a=6.255414",
+                 "--freeze", "b=7.3049974", "--freeze", "e=0.6254804", "--freeze", "alpha=0.3526596",
+                 "--freeze", "beta=0.3526596", "--bootstrap", "40", "--out", str(fit), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--law-file", str(fit), "--compute", "1e20:1e24:5", "--unique-tokens", "25e9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    law = next(iter(out["laws"].values()))
+    bands = law["bands"]
+    assert bands["samples"] == 40 and len(bands["loss"]) == 5
+    for row, (lo, hi), (klo, khi) in zip(law["rows"], bands["loss"], bands["epochs"], strict=True):
+        assert lo <= row["loss"] + 1e-3 and row["loss"] <= hi + 1e-3 and klo <= khi
+    assert bands["loss_limit"][0] < law["loss_limit"] < bands["loss_limit"][1]
+    assert out["decision"][0].startswith("decision: on U = 2.5e+10")
+
+
+def test_chinchilla_law_plans_the_naive_allocation_and_says_so(capsys):
+    assert main(["plan", "--law-file", "example:chinchilla-epoch", "--compute", "1e22", "--unique-tokens", "1e10",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    law = next(iter(out["laws"].values()))
+    assert "naive Chinchilla one" in captured.err
+    # the published Epoch replication fit: every token fresh, so U does not enter and the optimum is its own
+    assert law["params"] == pytest.approx(law["naive"]["params"], rel=1e-6)
+    assert law["tokens"] / law["params"] == pytest.approx(20, rel=0.5)  # the Chinchilla ratio, roughly

@@ -1,0 +1,149 @@
+"""Recipes in the planner: data-efficiency multipliers, their costs, the serving cap, the study's
+measured multipliers, and Kim et al.'s asymptote arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from repetita.cli import main
+from repetita.errors import UserError
+from repetita.laws.allocate import allocate, loss_limit
+from repetita.laws.efficiency import (
+    effect,
+    efficiency_from_asymptotes,
+    from_report,
+    implied_exponent,
+    parse_efficiency,
+    plan_recipes,
+)
+
+PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
+             "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
+                        "rd_star": 15.387756, "rn_star": 5.309743}}
+
+
+def test_cost_model_of_recipe_names():
+    assert (effect("ensemble:4", 3.1).train_cost, effect("ensemble:4", 3.1).serve_factor) == (4.0, 4.0)
+    assert (effect("distill:4", 2.0).train_cost, effect("distill:4", 2.0).serve_factor) == (5.0, 1.0)
+    assert effect("self-distill", 1.2).train_cost == 2.0 and effect("distill", 1.2).train_cost == 2.0
+    assert (effect("regularized", 2.3).train_cost, effect("regularized", 2.3).serve_factor) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("items, message", [
+    (["regularized=0"], "must be a positive number"),
+    (["regularized=-2"], "must be a positive number"),
+    (["regularized"], "give NAME=MULTIPLIER"),
+    (["ensemble=3"], "name the members"),
+    (["regularized=2", "regularized=3"], "given twice"),
+    (["regularized=nan"], "must be a positive number"),
+])
+def test_bad_multipliers_are_refused(items, message):
+    with pytest.raises(UserError, match=message):
+        parse_efficiency(items)
+
+
+def test_a_recipe_is_the_law_with_m_times_the_data():
+    """Efficiency m at (N, D, U) is the standard law at (N, m D, m U): a free recipe with m = 1 is the standard
+    recipe, its asymptote is the limit on m U, and a larger m never loses at the same cost."""
+    c, u = 1e22, 25e9
+    res = plan_recipes(PUBLISHED, parse_efficiency(["same=1", "regularized=2.3"]), [c], u)
+    std, same, reg = (res["recipes"][n] for n in ("standard", "same", "regularized"))
+    assert same["rows"][0]["loss"] == pytest.approx(std["rows"][0]["loss"], rel=1e-12)
+    assert reg["rows"][0]["loss"] < std["rows"][0]["loss"] and res["best"][0]["recipe"] == "regularized"
+    assert reg["asymptote"] == pytest.approx(loss_limit(PUBLISHED, 2.3 * u), rel=1e-12)
+    assert std["rows"][0]["loss"] == pytest.approx(allocate(PUBLISHED, c, u)["loss"], rel=1e-9)
+
+
+def test_ensemble_pays_only_with_compute_and_the_cap_binds():
+    """An ensemble of 4 costs 4x: at a small budget the single model wins, near the data wall the ensemble
+    (lower asymptote) does; a serving cap divides among its members and can take the win away."""
+    eff = parse_efficiency(["ensemble:4=3.1"])
+    res = plan_recipes(PUBLISHED, eff, [1e20, 1e25], 25e9)
+    assert [b["recipe"] for b in res["best"]] == ["standard", "ensemble:4"]
+    ens = res["recipes"]["ensemble:4"]
+    assert ens["rows"][1]["served_params"] == pytest.approx(4 * ens["rows"][1]["member_params"])
+    capped = plan_recipes(PUBLISHED, eff, [1e25], 25e9, max_params=4e9)
+    row = capped["recipes_within_cap"]["ensemble:4"]["rows"][0]
+    assert row["served_params"] <= 4e9 * (1 + 1e-9) and row["at_cap"]
+    assert capped["best_within_cap"][0]["recipe"] == "standard"  # 1B members lose to one capped 4B model
+    assert capped["best"][0]["recipe"] == "ensemble:4"
+
+
+def test_multipliers_from_a_study_report():
+    """report.json efficiency rows -> median per recipe of the effective-token ratio to standard, same (N, U)."""
+    rows = []
+    for n, u, std, reg, ens in ((1e4, 8e3, 1e5, 1.2e5, 2.0e5), (3e4, 8e3, 2e5, 2.2e5, 3.0e5), (8e4, 8e3, 3e5, 3.9e5, 3.3e5)):
+        rows += [{"recipe": "standard", "params": n, "unique_tokens": u, "effective_tokens": std},
+                 {"recipe": "regularized", "params": n, "unique_tokens": u, "effective_tokens": reg},
+                 {"recipe": "ensemble x4", "params": n, "unique_tokens": u, "effective_tokens": ens},
+                 {"recipe": "ensemble member", "params": n, "unique_tokens": u, "effective_tokens": std}]
+    effects, warnings = from_report({"efficiency": rows, "fits": {"data-constrained": {"warnings": ["asymptote E not identified"]}}})
+    got = {e.name: e for e in effects}
+    assert set(got) == {"regularized", "ensemble:4"}
+    assert got["regularized"].efficiency == pytest.approx(1.2)  # median of 1.2, 1.1, 1.3
+    assert got["ensemble:4"].efficiency == pytest.approx(1.5) and got["ensemble:4"].train_cost == 4
+    assert any("asymptote E not identified" in w for w in warnings)
+    with pytest.raises(UserError, match="no standard runs"):
+        from_report({"efficiency": [r for r in rows if r["recipe"] != "standard"]})
+
+
+def test_kim_headline_arithmetic():
+    """Kim et al. 2025 at 200M tokens: regularized asymptote 3.43, joint 3.17. With the regularized recipe's
+    data-scaling law L(D) = E + B D^-alpha through (200M, 3.43), the joint asymptote is worth the tokens
+    where that law reaches 3.17; the efficiency is their ratio to 200M (5.17 in the paper)."""
+    e, alpha, u = 1.9, 0.11, 200e6
+    res = efficiency_from_asymptotes({"standard": 3.75, "regularized": 3.43, "joint": 3.17}, "regularized", e, alpha, u)
+    b = (3.43 - e) * u ** alpha
+    d = res["joint"]["tokens_needed"]
+    assert e + b * d ** -alpha == pytest.approx(3.17, abs=1e-12)  # the law itself, evaluated independently
+    assert res["regularized"]["efficiency"] == pytest.approx(1.0) and res["standard"]["efficiency"] < 1
+    # the exponent their 5.17x implies for a given E, and back
+    a = implied_exponent(3.43, 3.17, 5.17, e)
+    assert efficiency_from_asymptotes({"r": 3.43, "j": 3.17}, "r", e, a)["j"]["efficiency"] == pytest.approx(5.17)
+    assert np.isinf(efficiency_from_asymptotes({"r": 3.43, "j": 1.5}, "r", e, a)["j"]["tokens_needed"])
+
+
+def test_cli_recipes_with_cap_and_draws(tmp_path, capsys):
+    fit = tmp_path / "fit.json"
+    assert main(["fit", "--example", "datablations", "--law", "data-constrained", "--freeze", "a=6.255414",
+                 "--freeze", "b=7.3049974", "--freeze", "e=0.6254804", "--freeze", "alpha=0.3526596",
+                 "--freeze", "beta=0.3526596", "--bootstrap", "30", "--out", str(fit), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--law-file", str(fit), "--compute", "1e20:1e25:3", "--unique-tokens", "25e9",
+                 "--efficiency", "regularized=2.3", "--efficiency", "ensemble:4=3.1", "--efficiency", "distill:4=2.0",
+                 "--max-params", "2e10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rec = out["recipes"]
+    assert set(rec["recipes"]) == {"standard", "regularized", "ensemble:4", "distill:4"}
+    for b in rec["best"]:
+        assert sum(b["share_best"].values()) == pytest.approx(1.0)
+    lo, hi = rec["recipes"]["regularized"]["rows"][0]["loss_interval"]
+    assert lo <= rec["recipes"]["regularized"]["rows"][0]["loss"] <= hi
+    assert all(r["served_params"] <= 2e10 * (1 + 1e-9) for x in rec["recipes_within_cap"].values() if "rows" in x
+               for r in x["rows"])
+    assert any(line.startswith("within the serving cap") for line in out["decision"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--compute", "1e21", "--efficiency", "regularized=0"], "must be a positive number"),
+    (["--compute", "1e21", "--efficiency", "ensemble:4"], "give NAME=MULTIPLIER"),
+    (["--params", "1e9", "--efficiency", "regularized=2"], "give --compute C"),
+    (["--compute", "1e21", "--efficiency-from", "/nonexistent/study"], "no report.json there"),
+    (["--asymptote", "a=3.4", "--asymptote", "b=3.1"], "--irreducible E --data-exponent"),
+    (["--compute", "1e21", "--max-params", "0"], "--max-params must be positive"),
+])
+def test_bad_recipe_input_is_one_line(capsys, argv, message):
+    assert main(["plan", "--law-file", "example:datablations-published", "--unique-tokens", "25e9", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_asymptotes(capsys):
+    assert main(["plan", "--asymptote", "standard=3.75", "--asymptote", "regularized=3.43", "--asymptote", "joint=3.17",
+                 "--baseline", "regularized", "--irreducible", "1.9", "--data-exponent", "0.11",
+                 "--unique-tokens", "200e6", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["recipes"]["joint"]["efficiency"] == pytest.approx(((3.43 - 1.9) / (3.17 - 1.9)) ** (1 / 0.11))
