@@ -104,6 +104,8 @@ def cmd_allocate(args) -> dict:
         laws[name] = res
         warnings += [f"{path}: {w}" for w in res.get("warnings", []) + res["fit_warnings"]]
     first = next(iter(laws.values()))
+    said = [w for r in laws.values() for w in r["fit_warnings"]]
+    eff_warnings = [w for w in eff_warnings if not any(w.endswith(x) for x in said)]  # the study's law, once
     out = {"laws": laws, "warnings": warnings + eff_warnings}
     if len(laws) > 1 and len(budgets) == 1:
         out["comparison"] = _compare_laws(laws)

@@ -15,8 +15,9 @@ costs (the cost model behind the "best recipe" of a budget):
 - any other name: cost 1, serves N (say what it is in its name).
 
 The multiplier comes from the user (``--efficiency``) or from a study's report.json, where it is the
-median, over the (N, U) cells the recipe shares with the standard recipe, of the ratio of the fresh
-tokens their best losses are worth under the study's fitted law.
+median, over the (N, U) cells the recipe shares with the standard recipe, of m_recipe / m_standard, each
+m solved from the cell's best loss in the planner's own model (:func:`equivalent_data`): dividing by the
+standard recipe's m cancels the law's misfit at that cell.
 """
 
 from __future__ import annotations
@@ -64,6 +65,33 @@ def effect(name: str, efficiency: float, source: str = "given") -> RecipeEffect:
     return RecipeEffect(name, efficiency, float(members + 1), 1.0, source)
 
 
+def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, hi: float = 1e6) -> np.ndarray:
+    """The multiplier m at which the law's loss at (N, m D, m U) equals ``loss``: the inverse of how the
+    planner applies a recipe, so a measured m plans back to the measured loss. Bisection in ln m, all
+    rows at once; inf where even m = ``hi`` does not reach the loss (the recipe moved the asymptote),
+    ``lo`` where m = ``lo`` is still better."""
+    from repetita.laws.allocate import estimator, law_loss, point_theta
+
+    est = estimator(fit)
+    law, theta = est.spec.law_obj, point_theta(est)
+    target, n, d, u = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (loss, params, tokens, unique_tokens)))
+    shape = target.shape
+    target, n, d, u = (v.ravel() for v in (target, n, d, u))
+
+    def f(logm):
+        m = np.exp(logm)
+        return law_loss(law, theta, n, m * d, m * u)[0] - target
+
+    a, b = np.full(n.shape, np.log(lo)), np.full(n.shape, np.log(hi))
+    for _ in range(80):  # 2^-80 of ln(1e10): far below any loss resolution
+        mid = 0.5 * (a + b)
+        above = f(mid) > 0  # the loss at mid is still above the target: more data needed
+        a, b = np.where(above, mid, a), np.where(above, b, mid)
+    m = np.exp(0.5 * (a + b))
+    m = np.where(f(np.log(hi) * np.ones_like(a)) > 0, np.inf, m)
+    return m.reshape(shape)
+
+
 def parse_efficiency(items) -> list[RecipeEffect]:
     """``["regularized=2.3", "ensemble:4=3.1"]`` -> effects; one line for a malformed or non-positive one."""
     from repetita.cliargs import parse_number
@@ -89,15 +117,18 @@ def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEf
     """Multipliers measured by a study (its report.json ``efficiency`` rows), and warnings about them."""
     rows = summary.get("efficiency") if isinstance(summary, dict) else None
     require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
-    std = {(r["params"], r["unique_tokens"]): r["effective_tokens"] for r in rows if r.get("recipe") == "standard"}
+    # the multiplier solved in the planner's own model (report column data_multiplier); older reports have
+    # only the data-term inversion at fixed N (effective_tokens)
+    key = "data_multiplier" if rows and all("data_multiplier" in r for r in rows) else "effective_tokens"
+    std = {(r["params"], r["unique_tokens"]): r[key] for r in rows if r.get("recipe") == "standard"}
     require(std, f"{path}: the study has no standard runs with an effective-token value; nothing to compare with")
     ratios: dict[str, list[float]] = {}
     for r in rows:
         if r.get("recipe") in ("standard", "ensemble member"):
             continue
         base = std.get((r["params"], r["unique_tokens"]))
-        if base and r.get("effective_tokens") is not None:
-            ratios.setdefault(_report_name(r["recipe"], r.get("members")), []).append(r["effective_tokens"] / base)
+        if base and r.get(key) is not None:
+            ratios.setdefault(_report_name(r["recipe"], r.get("members")), []).append(r[key] / base)
     effects, warnings = [], []
     for name, vals in sorted(ratios.items()):
         v = np.asarray(vals, dtype=float)
@@ -163,7 +194,8 @@ def _evaluate(est, effects, C, unique_tokens, flops_per_token, thetas, level, ma
         rows = [{"compute": float(c), "member_params": float(r["params"][0, j]),
                  "served_params": float(r["params"][0, j] * e.serve_factor), "tokens": float(r["tokens"][0, j]),
                  "epochs": float(r["epochs"][0, j]), "loss": float(r["loss"][0, j]),
-                 "at_cap": bool(cap is not None and r["params"][0, j] >= cap * (1 - 1e-6))}
+                 "at_cap": bool(cap is not None and r["params"][0, j] >= cap * (1 - 1e-6)),
+                 "at_search_edge": bool(r["at_edge"][0, j])}
                 for j, c in enumerate(C)]
         per[e.name] = {"efficiency": e.efficiency, "train_cost": e.train_cost, "serve_factor": e.serve_factor,
                        "source": e.source, "asymptote": loss_limit(est, unique_tokens, efficiency=e.efficiency),

@@ -37,6 +37,10 @@ def cmd_report(args) -> dict:
 
     summary = build_report(args.dir)
     if not args.json:
+        d = summary["decision"]
+        print("\n".join(d["lines"]) if d["lines"] else f"no decision: {d.get('skipped')}")
+        for c in d.get("caveats", []):
+            print(f"  caveat: {c}")
         print(f"report: {summary['report']}")
     return summary
 

@@ -77,7 +77,7 @@ def before_turn(single: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
-def fit_reuse_laws(tidy: pd.DataFrame) -> dict:
+def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
     """Fit the constant-R* and the N-aware law to the standard runs (alpha tied to beta: few runs).
 
     The N-aware law nests the constant one (r1 = 0, r0 = R_D*), so it also starts from the constant
@@ -104,7 +104,7 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> dict:
         out["reuse"] = reuse.fit(std, starts=starts).result() | {"excluded_past_turn": int(std.attrs["excluded"])}
     except UserError as exc:
         out["reuse"] = {"error": str(exc)}
-    return out
+    return out, dc, std
 
 
 def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
@@ -236,7 +236,40 @@ def efficiency(best: pd.DataFrame, fits: dict) -> pd.DataFrame:
     e_rest, b, beta = data_term(rec, out["params"].to_numpy())
     out["effective_tokens"] = tokens_from_loss(out["loss"].to_numpy(), e_rest, b, beta)
     out["tokens_per_unique_token"] = out["effective_tokens"] / out["unique_tokens"]
+    from repetita.laws.efficiency import equivalent_data
+
+    # the data multiplier m with law(N, m D, m U) = the best loss: how the planner applies a recipe
+    out["data_multiplier"] = equivalent_data(rec, out["loss"].to_numpy(), out["params"].to_numpy(),
+                                             (out["epochs"] * out["unique_tokens"]).to_numpy(),
+                                             out["unique_tokens"].to_numpy())
     return out
+
+
+def _decision(tidy: pd.DataFrame, dc, std: pd.DataFrame, eff: pd.DataFrame, fits: dict) -> dict:
+    """What the study says to do on its own corpus (``study/decision.py``); a stated reason when it cannot."""
+    from repetita.study.decision import decide, decision_lines
+
+    if dc is None:
+        return {"skipped": "the data-constrained law could not be fitted", "lines": []}
+    try:
+        d = decide(singles(tidy), dc, std, eff.to_dict(orient="records"), fits["data-constrained"])
+    except UserError as exc:
+        return {"skipped": str(exc), "lines": []}
+    return d | {"lines": decision_lines(d)}
+
+
+def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None) -> dict:
+    """The fitted laws as fit files ``repetita plan --law-file`` reads (with the sandwich uncertainty of
+    the data-constrained fit), so a plan for a bigger budget starts from the study's own law."""
+    files = {}
+    for law, rec in fits.items():
+        if rec.get("error"):
+            continue
+        record = rec | {"source": f"study {name}: standard runs up to their best epoch count"}
+        if law == "data-constrained" and uncertainty:
+            record["uncertainty"] = uncertainty
+        files[law] = str(write_json(out / f"law-{law}.json", record).name)
+    return files
 
 
 def _table_html(df: pd.DataFrame) -> str:
@@ -255,18 +288,22 @@ def build_report(study_dir: str | Path) -> dict:
         store.close()
     require(len(tidy) > 0, f"{study_dir}: no finished runs to report yet (run the study first)")
     out = make_dir(study_dir / "report", "report folder")
-    fits = fit_reuse_laws(tidy)
+    fits, dc, std = fit_reuse_laws(tidy)
     best = best_by_recipe(tidy)
     ens = ensemble_table(tidy)
     ens_fig, ens_fits = fig_ensembles(ens, out)
     eff = efficiency(best, fits)
+    decision = _decision(tidy, dc, std, eff, fits)
     figures = {
         "loss_vs_epochs": fig_loss_vs_epochs(tidy, out),
         "reuse_rate": fig_reuse(tidy, fits, out),
         "recipes": fig_recipes(best, out),
         "ensembles": ens_fig,
     }
+    laws = _write_law_files(out, study_dir.name, fits, decision.pop("uncertainty", None))
     summary = {
+        "decision": decision,
+        "law_files": laws,
         "counts": counts,
         "rows": int(len(tidy)),
         "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error", "warnings")} for k, v in fits.items()},
@@ -313,6 +350,7 @@ def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff
 table.t{{border-collapse:collapse;font-size:13px}} table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style>
 </head><body>
 <h1>Study {html.escape(name)}</h1>
+<h2>Decision for this corpus</h2>{_decision_html(summary['decision'])}
 <p>Runs: {counts}. Tidy rows: {summary['rows']}.</p>
 <h2>Loss vs epochs per unique-token budget</h2>{img('loss_vs_epochs', 'standard recipe; star = best epoch count')}
 <h2>Effective reuse E(K, N): constant R* vs N-aware law</h2>{img('reuse_rate', 'fitted to the standard runs')}
@@ -331,6 +369,14 @@ window.addEventListener('load', function () {{
 </script>
 </body></html>
 """
+
+
+def _decision_html(d: dict) -> str:
+    if d.get("skipped"):
+        return f"<p><em>No decision: {html.escape(d['skipped'])}</em></p>"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in d["lines"])
+    caveats = "".join(f'<li class="warn">{html.escape(c)}</li>' for c in d["caveats"])
+    return f"<ul>{items}</ul><p>Caveats:</p><ul>{caveats or '<li>none</li>'}</ul>"
 
 
 def summary_json(study_dir: str | Path) -> dict:
