@@ -63,6 +63,10 @@ def test_ensemble_pays_only_with_compute_and_the_cap_binds():
     eff = parse_efficiency(["ensemble:4=3.1"])
     res = plan_recipes(PUBLISHED, eff, [1e20, 1e25], 25e9)
     assert [b["recipe"] for b in res["best"]] == ["standard", "ensemble:4"]
+    # docs/plan.md: beside a 2.3x regularized recipe the ensemble takes over from 1e24, past the data wall
+    both = plan_recipes(PUBLISHED, parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"]),
+                        np.geomspace(1e20, 1e26, 7), 25e9)
+    assert [b["recipe"] for b in both["best"]] == ["regularized"] * 4 + ["ensemble:4"] * 3
     ens = res["recipes"]["ensemble:4"]
     assert ens["rows"][1]["served_params"] == pytest.approx(4 * ens["rows"][1]["member_params"])
     capped = plan_recipes(PUBLISHED, eff, [1e25], 25e9, max_params=4e9)
@@ -102,6 +106,7 @@ def test_kim_headline_arithmetic():
     assert res["regularized"]["efficiency"] == pytest.approx(1.0) and res["standard"]["efficiency"] < 1
     # the exponent their 5.17x implies for a given E, and back
     a = implied_exponent(3.43, 3.17, 5.17, e)
+    assert a == pytest.approx(0.1134, abs=1e-4)  # docs/plan.md
     assert efficiency_from_asymptotes({"r": 3.43, "j": 3.17}, "r", e, a)["j"]["efficiency"] == pytest.approx(5.17)
     assert np.isinf(efficiency_from_asymptotes({"r": 3.43, "j": 1.5}, "r", e, a)["j"]["tokens_needed"])
 
@@ -147,3 +152,15 @@ def test_cli_asymptotes(capsys):
                  "--unique-tokens", "200e6", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["recipes"]["joint"]["efficiency"] == pytest.approx(((3.43 - 1.9) / (3.17 - 1.9)) ** (1 / 0.11))
+
+
+def test_docs_recipe_table_at_the_datablations_budget():
+    """docs/plan.md's table: the four recipes at 9.26e21 FLOPs on 25B tokens, without and with a 5B cap."""
+    eff = parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"])
+    res = plan_recipes(PUBLISHED, eff, [9.26e21], 25e9, max_params=5e9)
+    free = {n: r["rows"][0]["loss"] for n, r in res["recipes"].items()}
+    capped = {n: r["rows"][0]["loss"] for n, r in res["recipes_within_cap"].items()}
+    asym = {n: r["asymptote"] for n, r in res["recipes"].items()}
+    assert free == pytest.approx({"standard": 2.2253, "regularized": 2.1640, "ensemble:4": 2.2106, "distill:4": 2.2541}, abs=5e-5)
+    assert capped == pytest.approx({"standard": 2.2280, "regularized": 2.1787, "ensemble:4": 2.2906, "distill:4": 2.2541}, abs=5e-5)
+    assert asym == pytest.approx({"standard": 2.1559, "regularized": 2.0829, "ensemble:4": 2.0616, "distill:4": 2.0937}, abs=5e-5)

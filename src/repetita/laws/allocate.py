@@ -122,9 +122,18 @@ def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops
         best_logn[s0:s0 + step] = np.where(take, x, g_logn)
         best_loss[s0:s0 + step] = np.where(take, fx, g_loss)
         at_edge[s0:s0 + step] = (i == 0) | (i == GRID - 1)
+    # Beyond the data wall the loss can be flat in N to rounding (N' and D' both saturated): N* is then
+    # any size along that stretch. Flag it when 10% either way changes the loss by under 1e-12 relative.
+    flat = np.ones((S, B), dtype=bool)
+    for shift in (-0.1, 0.1):
+        for s0 in range(0, S, step):
+            rows = thetas[s0:s0 + step]
+            near = loss(best_logn[s0:s0 + step] + shift, rows)
+            flat[s0:s0 + step] &= ~(near - best_loss[s0:s0 + step] > 1e-12 * best_loss[s0:s0 + step])
     params = np.exp(best_logn)
     tokens = C[None, :] / (k * params)
-    return {"params": params, "tokens": tokens, "epochs": tokens / U, "loss": best_loss, "at_edge": at_edge}
+    return {"params": params, "tokens": tokens, "epochs": tokens / U, "loss": best_loss, "at_edge": at_edge,
+            "flat": flat}
 
 
 def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
@@ -138,6 +147,7 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
     n, d, loss = float(r["params"][0, 0]), float(r["tokens"][0, 0]), float(r["loss"][0, 0])
     U = float(unique_tokens)
     out = {"params": n, "tokens": d, "epochs": d / U, "loss": loss, "at_search_edge": bool(r["at_edge"][0, 0]),
+           "size_undetermined": bool(r["flat"][0, 0]),
            "compute": float(compute), "unique_tokens": U, "flops_per_token": float(flops_per_token)}
     if law.rd_star is not None and np.isfinite(law.repetition(est.params_, U)) and d > U:
         from repetita.laws.plan import next_epoch_worth
@@ -213,7 +223,8 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     gain = point["loss"][0, :B] - point["loss"][0, B:]
     rows = [{"compute": float(c), "params": float(point["params"][0, j]), "tokens": float(point["tokens"][0, j]),
              "epochs": float(point["epochs"][0, j]), "loss": float(point["loss"][0, j]), "gain_from_10x": float(gain[j]),
-             "at_search_edge": bool(point["at_edge"][0, j])} for j, c in enumerate(C)]
+             "at_search_edge": bool(point["at_edge"][0, j]), "size_undetermined": bool(point["flat"][0, j])}
+            for j, c in enumerate(C)]
     wall = _wall(C, gain[None, :], wall_gain)[0]
     out = {"rows": rows, "data_wall": None if np.isnan(wall) else float(wall), "wall_gain": wall_gain,
            "loss_limit": loss_limit(est, unique_tokens, efficiency=efficiency)}

@@ -95,6 +95,12 @@ def cmd_allocate(args) -> dict:
         if edge:
             res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
                                                   "(or at --max-params)")
+        flat = [r["compute"] for r in res["rows"] if r["size_undetermined"]] if "rows" in res else (
+            [res["compute"]] if res["size_undetermined"] else [])
+        if flat:
+            res.setdefault("warnings", []).append(
+                f"from C = {min(flat):.3g} the predicted loss is flat in N along the compute line (10% either way "
+                "changes it by < 1e-12): the loss is decided, the model size and epochs are not")
         if not np.isfinite(est.spec.law_obj.repetition(est.params_, u)):
             res.setdefault("warnings", []).append("this law has no repetition penalty: the allocation is the "
                                                   "naive Chinchilla one, as if every token were fresh")
