@@ -213,3 +213,17 @@ def test_chinchilla_law_plans_the_naive_allocation_and_says_so(capsys):
     # the published Epoch replication fit: every token fresh, so U does not enter and the optimum is its own
     assert law["params"] == pytest.approx(law["naive"]["params"], rel=1e-6)
     assert law["tokens"] / law["params"] == pytest.approx(20, rel=0.5)  # the Chinchilla ratio, roughly
+
+
+def test_fit_file_of_a_law_that_cannot_allocate_is_one_line(tmp_path, capsys):
+    """A multi-power (loss-curve) fit has no model size or token count to allocate: one line, exit 2."""
+    rec = {"law": "multipower", "spec": {"law": "multipower"},
+           "params": {"L0": 3.0, "A": 0.5, "alpha": 0.5, "B": 300.0, "C": 1.0, "beta": 0.5, "gamma": 0.5}}
+    f = tmp_path / "mpl.json"
+    f.write_text(json.dumps(rec))
+    assert main(["plan", "--law-file", str(f), "--compute", "1e21", "--unique-tokens", "1e9"]) == 2
+    err = capsys.readouterr().err
+    assert "does not predict loss from model size and tokens" in err and err.count("\n") == 1
+    f.write_text(json.dumps({"efficiency": []}))
+    assert main(["plan", "--law-file", str(f), "--compute", "1e21", "--unique-tokens", "1e9"]) == 2
+    assert "not a repetita fit file" in capsys.readouterr().err
