@@ -3,7 +3,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,lm,hf,ray,parquet,trl
+EXTRAS ?= dev,lm,hf,ray,parquet,trl,curves
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
 .PHONY: demo test test-slow lint bench clean venv base-check

@@ -12,6 +12,8 @@ EXAMPLES = {
     "datablations": ("datablations_182.csv", "Muennighoff et al. 2023: the 182 runs of the published parametric fit"),
     "datablations-all": ("datablations_all.csv", "Muennighoff et al. 2023: all 296 rows incl. seed repeats"),
     "multipowerlaw": ("multipowerlaw.csv", "Luo et al. 2025: 27 loss curves (25M/100M/400M x 9 LR schedules)"),
+    "datablations-curves": ("datablations_curves.csv", "Muennighoff et al. 2023: full validation curves of 48 "
+                            "runs (2.8B/4.2B/8.7B, 1-44 epochs, C4 and OSCAR; via IBM ColPret)"),
 }
 
 

@@ -401,11 +401,23 @@ def cmd_reuse(args) -> dict:
     from repetita.laws.data import read_table
 
     require(bool(args.fresh) != bool(args.law_file), "give the fresh-data reference: --fresh CSV or --law-file FIT.json")
+    inputs = [x for x in (args.runs, args.meta, args.fresh) if x]
     if args.plot:
-        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=[args.runs])
+        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
     if args.out:
-        check_file(args.out, "--out", suffixes=(".json",), inputs=[args.runs])
-    runs = read_table(args.runs)
+        check_file(args.out, "--out", suffixes=(".json",), inputs=inputs)
+    from repetita.laws.curves import final_losses, load
+
+    require(bool(args.runs) != bool(args.example), "give RUNS (a table or curves) or --example datablations-curves")
+    if args.example:
+        from repetita.examples import load_example
+
+        runs, curves = load_example(args.example), True
+    else:
+        runs, curves = load(args.runs, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta)
+    if curves:  # the final evaluation of each run is its loss
+        require("tokens" in runs.columns, "curves need token counts: give --tokens-per-step or a tokens column")
+        runs = final_losses(runs)
     if args.fresh:
         ref_df = read_table(args.fresh)
         require("tokens" in ref_df and "loss" in ref_df, f"{args.fresh}: the reference needs tokens and loss columns")
@@ -512,7 +524,12 @@ def register(sub) -> None:
                     "unique_tokens, epochs (or tokens) and loss; the reference is a (tokens, loss) curve of fresh "
                     "data, or a fitted law (--law-file) evaluated with every token fresh at each run's params.",
     )
-    e.add_argument("runs", help="run table (CSV/Parquet)")
+    e.add_argument("runs", nargs="?", help="run table (CSV/Parquet) or curves: a tidy curve table, TensorBoard "
+                   "event files, a Hugging Face trainer_state.json, a W&B history or chart CSV (final evaluations)")
+    e.add_argument("--example", help="shipped curves: datablations-curves")
+    e.add_argument("--tag", help="curves: the scalar or key holding the loss (default: eval loss)")
+    e.add_argument("--tokens-per-step", type=float, help="curves logged by step: tokens per step")
+    e.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
     e.add_argument("--fresh", help="fresh-data reference: CSV with tokens and loss (a one-pass curve)")
     e.add_argument("--law-file", help="fresh-data reference from a fitted law (needs params in RUNS)")
     e.add_argument("--lam", type=float, default=0.75, help="K* = the largest K with E >= lam K (default 0.75)")

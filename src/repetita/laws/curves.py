@@ -1,0 +1,188 @@
+"""Loss curves in, from the tools people log with, as one tidy curve table.
+
+The tidy curve table has one row per evaluation: ``run``, ``step`` and/or ``tokens``, ``loss``, and per-run
+columns (``params``, ``unique_tokens``, ``epochs``, ``schedule``...) repeated on every row. Sources:
+
+- a tidy CSV/Parquet already in that shape (``run``, ``tokens`` or ``step``, ``loss``);
+- TensorBoard event files (a file or a folder of runs), read with tbparse (the ``curves`` extra): one run
+  per folder holding event files, the scalar ``tag`` (default: the first of eval/loss, eval_loss,
+  val_loss, validation/loss, loss present);
+- a Hugging Face ``trainer_state.json``: its ``log_history`` entries with ``eval_loss`` (``tag`` picks
+  another key, e.g. ``loss`` for the training loss);
+- a W&B export: a run-history CSV (``_step`` and one column per metric) or a chart CSV (``Step`` and
+  ``<run> - <metric>`` columns, with ``__MIN``/``__MAX`` companions, which are dropped).
+
+Steps become tokens with ``tokens_per_step`` when the source logs steps only. Per-run facts the logs do
+not hold come from a ``meta`` table (``run`` plus any of params, unique_tokens, epochs...). Duplicate
+steps in a run, non-finite losses and unknown formats are one-line errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from repetita.errors import require
+
+LOSS_TAGS = ("eval/loss", "eval_loss", "val_loss", "validation/loss", "val/loss", "loss", "train/loss")
+
+
+def _is_tensorboard(path: Path) -> bool:
+    if path.is_file():
+        return "tfevents" in path.name
+    return path.is_dir() and any("tfevents" in p.name for p in path.rglob("*") if p.is_file())
+
+
+def detect(path: str | Path) -> str:
+    """The source format of ``path``: tidy, tensorboard, trainer_state, wandb-history or wandb-chart."""
+    p = Path(path)
+    require(p.exists(), f"{p}: no such file or folder")
+    if _is_tensorboard(p):
+        return "tensorboard"
+    require(p.is_file(), f"{p}: a folder with no TensorBoard event files in it")
+    if p.suffix == ".json":
+        return "trainer_state"
+    if p.suffix in (".csv", ".tsv", ".txt"):
+        try:
+            head = pd.read_csv(p, nrows=0).columns
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            require(False, f"{p}: not a readable CSV ({type(exc).__name__})")
+        if "_step" in head:
+            return "wandb-history"
+        if "Step" in head and any(" - " in str(c) for c in head):
+            return "wandb-chart"
+    return "tidy"
+
+
+def _tensorboard(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
+    try:
+        from tbparse import SummaryReader
+    except ImportError:
+        require(False, "reading TensorBoard event files needs the curves extra: pip install 'repetita[curves]'")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # tbparse's own pandas deprecations are not the user's business
+            warnings.simplefilter("ignore")
+            df = SummaryReader(str(path), extra_columns={"dir_name"}).scalars
+    except Exception as exc:  # tbparse raises assorted errors on damaged files
+        require(False, f"{path}: not readable as TensorBoard event files ({type(exc).__name__}: {exc})")
+    require(len(df) > 0, f"{path}: no scalars in these event files")
+    tags = list(dict.fromkeys(df["tag"]))
+    chosen = tag or next((t for t in LOSS_TAGS if t in tags), None)
+    require(chosen in tags, f"{path}: no scalar {tag or 'loss'!r}; the files hold {', '.join(tags[:12])}")
+    df = df[df["tag"] == chosen]
+    root = path.name if path.is_dir() else path.parent.name
+    names = df["dir_name"].fillna("").replace("", root) if "dir_name" in df.columns else root
+    return pd.DataFrame({"run": run if run else names, "step": df["step"].astype(np.int64),
+                         "loss": df["value"].astype(float)})
+
+
+def _trainer_state(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
+    from repetita.io import read_json
+
+    state = read_json(path, "trainer_state.json")
+    hist = state.get("log_history") if isinstance(state, dict) else None
+    require(isinstance(hist, list), f"{path}: not a Hugging Face trainer_state.json (no log_history)")
+    key = tag or "eval_loss"
+    rows = [(e.get("step"), e.get(key)) for e in hist if isinstance(e, dict) and key in e]
+    require(rows, f"{path}: no {key!r} in log_history (give tag= for another key)")
+    require(all(isinstance(s, int) for s, _ in rows), f"{path}: log_history entries without an integer step")
+    return pd.DataFrame({"run": run or path.parent.name, "step": [s for s, _ in rows],
+                         "loss": [float(v) for _, v in rows]})
+
+
+def _wandb_history(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    key = tag or next((t for t in LOSS_TAGS if t in df.columns), None)
+    require(key in df.columns, f"{path}: no column {tag or 'loss'!r}; it has {', '.join(map(str, df.columns[:12]))}")
+    df = df[["_step", key]].dropna()
+    return pd.DataFrame({"run": run or path.stem, "step": df["_step"].astype(np.int64), "loss": df[key].astype(float)})
+
+
+def _wandb_chart(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    cols = [c for c in df.columns if " - " in c and not c.endswith(("__MIN", "__MAX"))]
+    if tag:
+        cols = [c for c in cols if c.split(" - ", 1)[1] == tag]
+    require(cols, f"{path}: no '<run> - {tag or '<metric>'}' columns")
+    parts = []
+    for c in cols:
+        sub = df[["Step", c]].dropna()
+        parts.append(pd.DataFrame({"run": run or c.split(" - ", 1)[0], "step": sub["Step"].astype(np.int64),
+                                   "loss": sub[c].astype(float)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _tidy(path: Path) -> pd.DataFrame:
+    from repetita.laws.data import read_table
+
+    df = read_table(path)
+    require("loss" in df.columns, f"{path}: a curve table needs a loss column")
+    require("tokens" in df.columns or "step" in df.columns, f"{path}: a curve table needs tokens or step")
+    if "run" not in df.columns:
+        df = df.assign(run=path.stem)
+    return df
+
+
+READERS = {"tensorboard": _tensorboard, "trainer_state": _trainer_state, "wandb-history": _wandb_history,
+           "wandb-chart": _wandb_chart}
+
+
+def read_curves(path: str | Path, *, tag: str | None = None, run: str | None = None,
+                tokens_per_step: float | None = None, meta: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Any supported source -> the tidy curve table (module docstring), validated."""
+    p = Path(path)
+    kind = detect(p)
+    df = _tidy(p) if kind == "tidy" else READERS[kind](p, tag, run)
+    df = df.reset_index(drop=True)
+    if tokens_per_step is not None:
+        require(tokens_per_step > 0 and np.isfinite(tokens_per_step), f"tokens per step must be positive, got {tokens_per_step}")
+        require("step" in df.columns, f"{p}: no step column to turn into tokens")
+        df["tokens"] = df["step"].astype(float) * float(tokens_per_step)
+    if meta is not None:
+        require("run" in meta.columns, "the run metadata table needs a run column")
+        missing = sorted(set(df["run"]) - set(meta["run"].astype(str)))
+        require(not missing, f"no metadata for run(s) {', '.join(missing[:5])}")
+        clash = [c for c in meta.columns if c != "run" and c in df.columns]
+        require(not clash, f"metadata column(s) {', '.join(clash)} also come from the curves; give each once")
+        df = df.merge(meta.assign(run=meta["run"].astype(str)), on="run", how="left")
+    return validate(df, str(p))
+
+
+def validate(df: pd.DataFrame, name: str = "curves") -> pd.DataFrame:
+    """Finite losses, one evaluation per (run, step or tokens), rows sorted within each run."""
+    loss = pd.to_numeric(df["loss"], errors="coerce")
+    require(loss.notna().all() and np.isfinite(loss).all(), f"{name}: non-finite or non-numeric loss values")
+    axis = "step" if "step" in df.columns else "tokens"
+    dup = df.duplicated(["run", axis])
+    if dup.any():
+        r = df[dup].iloc[0]
+        require(False, f"{name}: run {r['run']!r} has {axis} {r[axis]:g} twice (merge or drop duplicate logs)")
+    df = df.assign(run=df["run"].astype(str), loss=loss.astype(float))
+    return df.sort_values(["run", axis], kind="stable").reset_index(drop=True)
+
+
+def final_losses(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: the last evaluation, with the run's per-run columns (the run table of its final losses)."""
+    axis = "tokens" if "tokens" in curves.columns else "step"
+    last = curves.loc[curves.groupby("run")[axis].idxmax()].reset_index(drop=True)
+    return last
+
+
+def load(path: str | Path, *, tag: str | None = None, tokens_per_step: float | None = None,
+         meta: str | Path | None = None) -> tuple[pd.DataFrame, bool]:
+    """A run table (one row per run) or curves from any source; True when it holds curves."""
+    from repetita.laws.data import read_table
+
+    kind = detect(path)
+    meta_df = read_table(meta) if meta else None
+    if kind == "tidy":
+        df = read_table(path)
+        if "run" not in df.columns or not df["run"].duplicated().any():
+            require(tag is None and tokens_per_step is None and meta_df is None,
+                    f"{path}: a run table (one row per run) takes no --tag, --tokens-per-step or --meta")
+            return df, False
+    return read_curves(path, tag=tag, tokens_per_step=tokens_per_step, meta=meta_df), True
