@@ -74,3 +74,47 @@ def test_cli_with_a_fresh_curve(tmp_path, capsys):
     assert len(out["table"]) == 32 and len(out["k_star"]) == 4 and "fit" in out and png.stat().st_size > 20_000
     assert main(["reuse", str(runs)]) == 2
     assert "give the fresh-data reference" in capsys.readouterr().err
+
+
+def test_anchoring_and_the_implied_constant_rd_star():
+    """A reference off by a constant in loss (another corpus, a law fitted elsewhere) is corrected by anchoring
+    at the one-epoch run; fit_rd_star reads the law's own R_D* back from the measured E."""
+    from repetita.laws.reuse import fit_rd_star
+
+    runs = _runs(PUBLISHED, us=(1e10,))
+    shifted = runs.assign(loss=runs["loss"] + 0.3)  # the same curves on a harder corpus
+    plain = effective_reuse(shifted, lambda n: Reference.from_law(PUBLISHED, n), extrapolate=True)
+    anchored = effective_reuse(shifted, lambda n: Reference.from_law(PUBLISHED, n), anchor=True)
+    assert plain["reuse_rate"].iloc[0] < 0.3  # without the anchor the one-epoch run looks nearly worthless
+    assert anchored["reference_shift"].iloc[0] == pytest.approx(0.3, abs=1e-6)
+    # the shift moves the reference's level, not its shape: E is the law's up to the Chinchilla part's curvature
+    assert np.allclose(anchored["reuse_rate"], reuse_rate(runs["epochs"].to_numpy(), 15.387756), rtol=2e-3)
+    fit = fit_rd_star(effective_reuse(runs, lambda n: Reference.from_law(PUBLISHED, n)), ("params",))
+    assert fit["rd_star"].iloc[0] == pytest.approx(15.387756, rel=1e-3) and fit["rms_E"].iloc[0] < 1e-3
+    with pytest.raises(UserError, match="needs a one-epoch run"):
+        effective_reuse(shifted[shifted["epochs"] > 1], lambda n: Reference.from_law(PUBLISHED, n), anchor=True)
+
+
+def test_inconsistent_tokens_and_epochs_are_refused():
+    runs = _runs(PUBLISHED, us=(1e10,))
+    runs.loc[3, "tokens"] *= 1.5
+    with pytest.raises(UserError, match="tokens != epochs x unique_tokens"):
+        effective_reuse(runs, lambda n: Reference.from_law(PUBLISHED, n))
+
+
+def test_datablations_curves_measurement(capsys):
+    """docs/reuse.md: the datablations curves, final evaluations, against the published law's Chinchilla part
+    anchored at each model's one-epoch run, with 200 bootstrap draws of each final loss."""
+    assert main(["reuse", "--example", "datablations-curves", "--law-file", "example:datablations-published",
+                 "--chinchilla-part", "--anchor", "--intervals", "200", "--by", "params,corpus", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    table = pd.DataFrame(out["table"])
+    assert len(table) == 48 and not table["extrapolated"].any()
+    assert np.allclose(table.loc[table["epochs"] == 1, "reuse_rate"], 1.0, atol=1e-4)
+    assert (table["reuse_rate_lo"] <= table["reuse_rate"] + 1e-9).all() and (table["reuse_rate"] <= table["reuse_rate_hi"] + 1e-9).all()
+    e44 = table[table["epochs"] == 44]["reuse_rate"]
+    assert e44.max() < 0.7  # 44 epochs are worth less than one pass over their own unique tokens
+    ks = {(r["params"], r["corpus"]): r for r in out["k_star"]}
+    assert [ks[(n, c)]["k_star"] for n in (2810000000, 4246500000, 8670000000) for c in ("c4", "oscar")] == [5, 2, 4, 3, 4, 3]
+    peak = sorted(round(r["rd_star_to_peak"], 2) for r in out["rd_star_implied"])
+    assert peak == pytest.approx([2.43, 2.74, 3.12, 3.66, 3.72, 5.81], abs=0.01)  # all far below the published 15.4

@@ -19,6 +19,7 @@ from repetita.io import dumps
 COMMAND_MODULES = [
     "repetita.laws.cli",
     "repetita.laws.cli_plan",
+    "repetita.laws.cli_reuse",
     "repetita.theory.cli",
     "repetita.lm.cli",
     "repetita.sft.cli",

@@ -1,8 +1,9 @@
-"""``repetita plan``, ``repetita predict`` and ``repetita reuse``: deciding and measuring with fitted laws.
+"""``repetita plan`` and ``repetita predict``: deciding with fitted laws.
 
 Thin wrappers over ``laws.plan`` (fixed-size plans), ``laws.allocate`` (compute and corpus -> what to
-train, the frontier), ``laws.predict`` (multi-power curves for new schedules) and ``laws.reuse`` (E(K, U)
-measured from runs). Fit files are read by ``laws.cli._read_fit`` (also ``example:NAME``).
+train, the frontier), ``laws.efficiency`` (recipes) and ``laws.predict`` (multi-power curves for new
+schedules). Fit files are read by ``laws.cli._read_fit`` (also ``example:NAME``); ``repetita reuse`` is in
+``laws.cli_reuse``.
 """
 
 from __future__ import annotations
@@ -396,70 +397,6 @@ def cmd_predict(args) -> dict:
     return out
 
 
-def cmd_reuse(args) -> dict:
-    from repetita.laws import reuse
-    from repetita.laws.data import read_table
-
-    require(bool(args.fresh) != bool(args.law_file), "give the fresh-data reference: --fresh CSV or --law-file FIT.json")
-    inputs = [x for x in (args.runs, args.meta, args.fresh) if x]
-    if args.plot:
-        check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
-    if args.out:
-        check_file(args.out, "--out", suffixes=(".json",), inputs=inputs)
-    from repetita.laws.curves import final_losses, load
-
-    require(bool(args.runs) != bool(args.example), "give RUNS (a table or curves) or --example datablations-curves")
-    if args.example:
-        from repetita.examples import load_example
-
-        runs, curves = load_example(args.example), True
-    else:
-        runs, curves = load(args.runs, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta)
-    if curves:  # the final evaluation of each run is its loss
-        require("tokens" in runs.columns, "curves need token counts: give --tokens-per-step or a tokens column")
-        runs = final_losses(runs)
-    if args.fresh:
-        ref_df = read_table(args.fresh)
-        require("tokens" in ref_df and "loss" in ref_df, f"{args.fresh}: the reference needs tokens and loss columns")
-        reference = reuse.Reference(ref_df["tokens"], ref_df["loss"], name=str(args.fresh))
-    else:
-        record = _read_fit(args.law_file)
-        reference = (lambda n: reuse.Reference.from_law(record, n))  # noqa: E731 - one reference per model size
-    table = reuse.effective_reuse(runs, reference, extrapolate=args.extrapolate)
-    by = tuple(c for c in ("params", "unique_tokens") if c in table.columns)
-    kstar = reuse.phase_transition(table, args.lam, by=by)
-    out = {"lambda": args.lam, "table": table.to_dict(orient="records"), "k_star": kstar.to_dict(orient="records"),
-           "warnings": []}
-    if table["extrapolated"].any():
-        out["warnings"].append(f"{int(table['extrapolated'].sum())} run(s) needed the reference extrapolated "
-                               "(flagged in the table)")
-    if (kstar["k_star_at_grid_edge"]).any():
-        out["warnings"].append("K* is the largest K measured for some U: the transition lies beyond the grid")
-    one_model = "params" not in by or kstar["params"].nunique() == 1
-    if one_model and kstar["k_star"].notna().sum() >= 3:  # K*(U) across sizes would mix models
-        out["fit"] = reuse.fit_log_law(kstar)
-    if args.plot:
-        from repetita.laws.plots import plot_reuse
-
-        out["plot"] = str(plot_reuse(table, kstar, out.get("fit"), args.lam, args.plot))
-    if args.out:
-        write_json(args.out, out)
-    for w in out["warnings"]:
-        sys.stderr.write(f"repetita reuse: warning: {w}\n")
-    if not args.json:
-        print(f"{'U':>12} {'K':>7} {'loss':>8} {'D_eff':>11} {'E(K,U)':>8}")
-        for r in table.sort_values(["unique_tokens", "epochs"]).itertuples():
-            print(f"{r.unique_tokens:>12.4g} {r.epochs:>7.3g} {r.loss:>8.4f} {r.effective_tokens:>11.4g} "
-                  f"{r.reuse_rate:>8.3f}{'  (extrapolated)' if r.extrapolated else ''}")
-        for r in kstar.itertuples():
-            print(f"U = {r.unique_tokens:.4g}: K*(lambda={args.lam:g}) = {r.k_star:g}, plateau E = {r.plateau:.3g}")
-        if "fit" in out:
-            f = out["fit"]
-            print(f"K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}; A in [{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}] "
-                  f"({100 * f['level']:g}%, {f['points']} values of U)")
-    return out
-
-
 def register(sub) -> None:
     q = sub.add_parser(
         "plan",
@@ -516,25 +453,3 @@ def register(sub) -> None:
     w.add_argument("--plot", metavar="PNG", help="write the schedule and the predicted loss")
     w.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     w.set_defaults(func=cmd_predict)
-
-    e = sub.add_parser(
-        "reuse",
-        help="effective reuse rate E(K, U) of multi-epoch runs against a fresh-data reference, and K*(U)",
-        description="Example: repetita reuse runs.csv --fresh onepass.csv --plot reuse.png. RUNS has "
-                    "unique_tokens, epochs (or tokens) and loss; the reference is a (tokens, loss) curve of fresh "
-                    "data, or a fitted law (--law-file) evaluated with every token fresh at each run's params.",
-    )
-    e.add_argument("runs", nargs="?", help="run table (CSV/Parquet) or curves: a tidy curve table, TensorBoard "
-                   "event files, a Hugging Face trainer_state.json, a W&B history or chart CSV (final evaluations)")
-    e.add_argument("--example", help="shipped curves: datablations-curves")
-    e.add_argument("--tag", help="curves: the scalar or key holding the loss (default: eval loss)")
-    e.add_argument("--tokens-per-step", type=float, help="curves logged by step: tokens per step")
-    e.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
-    e.add_argument("--fresh", help="fresh-data reference: CSV with tokens and loss (a one-pass curve)")
-    e.add_argument("--law-file", help="fresh-data reference from a fitted law (needs params in RUNS)")
-    e.add_argument("--lam", type=float, default=0.75, help="K* = the largest K with E >= lam K (default 0.75)")
-    e.add_argument("--extrapolate", action="store_true", help="allow (and flag) losses outside the reference")
-    e.add_argument("--plot", metavar="PNG", help="E vs K per U with E = K, and K* vs U with the fit")
-    e.add_argument("--out", metavar="JSON", help="write the result")
-    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    e.set_defaults(func=cmd_reuse)

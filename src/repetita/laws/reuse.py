@@ -50,6 +50,13 @@ class Reference:
         d = np.geomspace(d_min, d_max, 4000)  # log-log interpolation error ~1e-6 relative
         return cls(d, predicted_loss(record, params, d, d), name=f"{record['law']} law at N = {params:.3g}")
 
+    def loss_at(self, tokens) -> np.ndarray:
+        """L_fresh(D) by log-log interpolation (for anchoring a reference at a measured run)."""
+        ld = np.log(np.asarray(tokens, dtype=float))
+        require(np.all((ld >= self.log_d[0] - 1e-9) & (ld <= self.log_d[-1] + 1e-9)),
+                f"{self.name}: the anchoring run's tokens lie outside the reference")
+        return np.exp(np.interp(ld, self.log_d, self.log_l))
+
     def tokens_for(self, loss, extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """D' with L_fresh(D') = loss, and whether each needed extrapolation (log-log linear)."""
         ll = np.log(np.asarray(loss, dtype=float))
@@ -67,9 +74,18 @@ class Reference:
         return np.exp(out), outside
 
 
-def effective_reuse(runs: pd.DataFrame, reference, extrapolate: bool = False) -> pd.DataFrame:
+ANCHOR_KEYS = ("params", "corpus", "draw")  # a reference is anchored per model size and corpus (and draw)
+
+
+def effective_reuse(runs: pd.DataFrame, reference, extrapolate: bool = False, anchor: bool = False) -> pd.DataFrame:
     """E(K, U) for every run: ``runs`` has unique_tokens, epochs (or tokens) and loss (and params when the
-    reference is a law: ``reference(params) -> Reference``)."""
+    reference is a law: ``reference(params) -> Reference``).
+
+    ``anchor`` shifts the reference in loss, per model size (and corpus), so that the group's one-epoch run
+    sits on it (E = 1 there): the reference then supplies only the shape of L_fresh(D), which is what a
+    law fitted elsewhere (another corpus, other runs) can be trusted for; the measured one-epoch run
+    supplies its level.
+    """
     from repetita.laws.data import canonical
 
     df = canonical(runs).reset_index(drop=True)
@@ -79,15 +95,111 @@ def effective_reuse(runs: pd.DataFrame, reference, extrapolate: bool = False) ->
         require(col in df.columns, f"runs need column {col!r}; the table has: {', '.join(map(str, df.columns))}")
         v = pd.to_numeric(df[col], errors="coerce")
         require(v.notna().all() and np.all(np.isfinite(v)) and (v > 0).all(), f"column {col!r}: values must be positive numbers")
+    if "tokens" in df.columns:
+        ratio = df["tokens"] / (df["epochs"] * df["unique_tokens"])
+        bad = (ratio - 1).abs() > 0.02  # logs may end a little early; more than 2% is an inconsistent row
+        require(not bad.any(), f"runs: tokens != epochs x unique_tokens in {int(bad.sum())} row(s) "
+                f"(first: {df.loc[bad.idxmax(), 'tokens']:.4g} vs {df.loc[bad.idxmax(), 'epochs']:g} x "
+                f"{df.loc[bad.idxmax(), 'unique_tokens']:.4g})")
+    if not isinstance(reference, Reference):
+        require("params" in df.columns, "a law reference needs the runs' params column")
+    keys = [c for c in ANCHOR_KEYS if c in df.columns] if anchor else []
+    # one reference per model size (a law) or one for all (a measured curve); anchoring is per group of keys,
+    # done as a column of shifts so that thousands of bootstrap groups cost one pass, not one loop each
+    by_ref = df.groupby("params").groups.items() if not isinstance(reference, Reference) else [(None, df.index)]
+    refs = {n: (reference if n is None else reference(float(n))) for n, _ in by_ref}
+    shift = np.zeros(len(df))
+    if anchor:
+        one = ((df["epochs"] - 1).abs() < 0.01).to_numpy()
+        d1 = (df["tokens"] if "tokens" in df else df["epochs"] * df["unique_tokens"]).to_numpy(float)
+        gap = np.full(len(df), np.nan)
+        for n, idx in by_ref:
+            sel = np.asarray(idx)[one[np.asarray(idx)]]
+            gap[sel] = df.loc[sel, "loss"].to_numpy(float) - refs[n].loss_at(d1[sel])
+        g = pd.Series(gap, index=df.index).groupby([df[k] for k in keys] if keys else np.zeros(len(df)))
+        shift = g.transform("mean").to_numpy()
+        if np.isnan(shift).any():
+            row = df.loc[np.flatnonzero(np.isnan(shift))[0]]
+            require(False, "anchoring needs a one-epoch run for " + ", ".join(f"{k} = {row[k]}" for k in keys)
+                    + "; there is none")
     d_eff = np.empty(len(df))
     flag = np.zeros(len(df), dtype=bool)
-    if isinstance(reference, Reference):
-        d_eff[:], flag[:] = reference.tokens_for(df["loss"].to_numpy(float), extrapolate)
-    else:
-        require("params" in df.columns, "a law reference needs the runs' params column")
-        for n, idx in df.groupby("params").groups.items():
-            d_eff[idx], flag[idx] = reference(float(n)).tokens_for(df.loc[idx, "loss"].to_numpy(float), extrapolate)
-    return df.assign(effective_tokens=d_eff, reuse_rate=d_eff / df["unique_tokens"], extrapolated=flag)
+    for n, idx in by_ref:
+        idx = np.asarray(idx)
+        d_eff[idx], flag[idx] = refs[n].tokens_for(df.loc[idx, "loss"].to_numpy(float) - shift[idx], extrapolate)
+    out = df.assign(effective_tokens=d_eff, reuse_rate=d_eff / df["unique_tokens"], extrapolated=flag)
+    return out.assign(reference_shift=shift) if anchor else out
+
+
+def final_loss_draws(curves: pd.DataFrame, n_boot: int = 1000, window: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """Each run's final loss, and ``n_boot`` bootstrap draws of it from its evaluation noise.
+
+    The final loss is the intercept, at the run's last token count, of a straight line through the
+    evaluations in the last ``window`` fraction of its tokens (at least 3): one noisy evaluation does not
+    decide E. Resampling those evaluations (multinomial weights, all draws in one weighted least-squares
+    solve per run) gives the draws. This interval covers evaluation noise only, not seed-to-seed spread.
+    """
+    require(0 < window < 1, f"window must lie in (0, 1), got {window}")
+    require(n_boot >= 1, f"bootstrap resamples must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    rows, draws = [], []
+    for _run, g in curves.groupby("run", sort=True):
+        t = g["tokens"].to_numpy(float)
+        last = t.max()
+        tail = g[t >= last * (1 - window)]
+        if len(tail) < 3:
+            tail = g.iloc[np.argsort(t)[-3:]]
+        x = tail["tokens"].to_numpy(float) / last - 1.0
+        y = tail["loss"].to_numpy(float)
+        W = np.vstack([np.ones(len(x)), rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=n_boot)])
+        s0, s1, s2 = W.sum(1), W @ x, W @ x**2
+        t0, t1 = W @ y, W @ (x * y)
+        det = s0 * s2 - s1**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(det > 1e-12 * s0**2, (s2 * t0 - s1 * t1) / det, t0 / s0)  # one point resampled: its mean
+        rows.append(g.loc[g["tokens"].idxmax()].drop(labels=["loss"]).to_dict() | {"loss": float(a[0])})
+        draws.append(a[1:])
+    out = pd.DataFrame(rows)
+    out.attrs["draws"] = np.array(draws)  # (runs, n_boot), runs in the frame's order
+    return out
+
+
+def reuse_with_intervals(curves: pd.DataFrame, reference, n_boot: int = 1000, window: float = 0.1, level: float = 0.95,
+                         anchor: bool = False, extrapolate: bool = False, seed: int = 0) -> pd.DataFrame:
+    """E(K, U) at each run's final loss with a percentile interval from :func:`final_loss_draws`."""
+    finals = final_loss_draws(curves, n_boot, window, seed)
+    table = effective_reuse(finals, reference, extrapolate=extrapolate, anchor=anchor)
+    D = finals.attrs["draws"]
+    long = finals.loc[finals.index.repeat(D.shape[1])].reset_index(drop=True)
+    long["loss"] = D.ravel()
+    long["draw"] = np.tile(np.arange(D.shape[1]), len(finals))
+    e = effective_reuse(long, reference, extrapolate=True, anchor=anchor)["reuse_rate"].to_numpy().reshape(D.shape)
+    q = np.nanquantile(e, ((1 - level) / 2, (1 + level) / 2), axis=1)
+    return table.assign(reuse_rate_lo=q[0], reuse_rate_hi=q[1])
+
+
+def fit_rd_star(table: pd.DataFrame, by: tuple[str, ...] = ("params",)) -> pd.DataFrame:
+    """Muennighoff et al.'s E(K) = 1 + R_D* (1 - exp(-(K - 1) / R_D*)) fitted to measured E per group (least
+    squares in E over K >= 1), so a measured table can be read as the constant R_D* it implies."""
+    from scipy.optimize import minimize_scalar
+
+    from repetita.laws.plan import reuse_rate
+
+    keys = [c for c in by if c in table.columns]
+    rows = []
+    for key, g in (table.groupby(keys) if keys else [((), table)]):
+        g = g.groupby("epochs", as_index=False)["reuse_rate"].mean()
+        k, e = g["epochs"].to_numpy(float), g["reuse_rate"].to_numpy(float)
+        row = dict(zip(keys, np.atleast_1d(key), strict=True))
+        # all epoch counts, then only those up to the peak of E: the law's E never falls, so a collapse
+        # at many epochs (overfitting under a fixed recipe) drags the all-runs value down
+        for suffix, m in (("", np.ones_like(k, dtype=bool)), ("_to_peak", k <= k[np.argmax(e)])):
+            res = minimize_scalar(lambda lr, k=k[m], e=e[m]: float(np.sum((reuse_rate(k, np.exp(lr)) - e) ** 2)),
+                                  bounds=(-5, 12), method="bounded", options={"xatol": 1e-8})
+            row |= {f"rd_star{suffix}": float(np.exp(res.x)), f"rd_star{suffix}_at_bound": bool(res.x > 11.9 or res.x < -4.9),
+                    f"rms_E{suffix}": float(np.sqrt(res.fun / m.sum())), f"epochs{suffix}": int(m.sum())}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def phase_transition(table: pd.DataFrame, lam: float = LAMBDA, by: tuple[str, ...] = ("unique_tokens",)) -> pd.DataFrame:
