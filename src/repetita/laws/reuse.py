@@ -74,6 +74,26 @@ class Reference:
         return np.exp(out), outside
 
 
+def monotone_fit(tokens, loss) -> tuple[np.ndarray, np.ndarray, float]:
+    """The closest non-increasing curve to (tokens, loss) in least squares (pool adjacent violators): a
+    one-pass curve measured at a constant learning rate wiggles with evaluation and SGD noise, and the
+    inverse L^-1 needs it to fall. Returns tokens, the fitted losses and the largest relative adjustment."""
+    order = np.argsort(np.asarray(tokens, dtype=float))
+    d, y = np.asarray(tokens, dtype=float)[order], np.asarray(loss, dtype=float)[order]
+    vals, counts = [], []
+    for v in y:  # blocks of equal fitted value; merge while a block rises above the one before it
+        vals.append(v)
+        counts.append(1)
+        while len(vals) > 1 and vals[-1] > vals[-2]:
+            c = counts[-1] + counts[-2]
+            vals[-2] = (vals[-1] * counts[-1] + vals[-2] * counts[-2]) / c
+            counts[-2] = c
+            vals.pop()
+            counts.pop()
+    fit = np.repeat(vals, counts)
+    return d, fit, float(np.max(np.abs(fit - y) / y))
+
+
 ANCHOR_KEYS = ("params", "corpus", "draw")  # a reference is anchored per model size and corpus (and draw)
 
 

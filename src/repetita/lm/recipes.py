@@ -11,6 +11,12 @@
 - ``distill``: a K-member ensemble teaches a single student (token-level KL mixed with the data loss, and/or
   sequence-level distillation on teacher samples mixed with real data).
 - ``self-distill``: the teacher is one standard model of the student's size.
+- ``reuse``: Yan et al.'s protocol for measuring E(K, U): K-epoch runs on U unique tokens at a constant
+  learning rate (no decay, so a loss part-way through the fresh run is the loss of a run that long; no
+  warm-up either, unlike Yan et al., because a warm-up set as a fraction of each run would differ between
+  runs of different lengths), beside one long one-pass run on ``reference_tokens`` fresh tokens evaluated
+  ``reference_evals`` times: the fresh-data reference. The reference config does not depend on U, so a
+  study trains it once per model and seed.
 
 A recipe is a function of a *measure* callback: ``measure(configs) -> results``. Run locally, measure
 trains the configs (``run_recipe``); in a study, it looks results up in the store and raises
@@ -30,7 +36,7 @@ from pathlib import Path
 from repetita.errors import UserError, require
 from repetita.lm.config import TrainConfig
 
-RECIPES = ("standard", "regularized", "ensemble", "distill", "self-distill")
+RECIPES = ("standard", "regularized", "ensemble", "distill", "self-distill", "reuse")
 SEARCHES = ("coordinate", "grid")
 STUDENT_SEED_OFFSET = 1000  # a student must not start from its teacher's initialisation
 
@@ -71,6 +77,8 @@ class RecipeConfig:
     distill_temperature: float = 1.0
     seq_distill_frac: float = 0.0
     max_runs: int = 60  # safety bound on the coordinate search
+    reference_tokens: int | None = None  # reuse: fresh tokens of the one-pass reference run
+    reference_evals: int = 48  # reuse: evaluations along the reference run
 
     def __post_init__(self):
         require(self.recipe in RECIPES, f"recipe={self.recipe!r} must be one of {RECIPES}")
@@ -86,6 +94,10 @@ class RecipeConfig:
         require(self.start is None or len(self.start) == 3, "start must be (lr_index, wd_index, epochs_index)")
         require(0 <= self.distill_alpha <= 1, f"distill_alpha={self.distill_alpha} must be in [0, 1]")
         require(self.max_runs >= 1, f"max_runs={self.max_runs} must be >= 1")
+        if self.recipe == "reuse":
+            require(self.reference_tokens is not None and self.reference_tokens >= self.base.context,
+                    "the reuse recipe needs reference_tokens (fresh tokens of its one-pass reference run)")
+            require(self.reference_evals >= 4, f"reference_evals={self.reference_evals} must be >= 4")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -208,8 +220,46 @@ def distill(rc: RecipeConfig, measure: Measure) -> dict:
     return {"best": summary(student), "teacher": summary(teacher), "student_run": student, "teacher_run": teacher}
 
 
+def reuse_configs(rc: RecipeConfig) -> tuple[list[TrainConfig], TrainConfig]:
+    """The K-epoch runs and the one-pass reference of the reuse protocol (constant LR after warm-up)."""
+    # no warm-up: a warm-up given as a fraction of each run would last longer in the long reference run than
+    # in a short K-epoch run, and the reference's early losses would not be those of a run that long
+    const = {"schedule": "constant", "warmup_frac": 0.0, "weight_decay": rc.weight_decay, "members": 1}
+    runs = [rc.base.replace(epochs=k, recipe="reuse", **const) for k in rc.epoch_grid]
+    steps = max(1, rc.reference_tokens // (rc.base.batch_size * rc.base.context))
+    ref = rc.base.replace(epochs=1, unique_tokens=rc.reference_tokens, recipe="reuse-reference",
+                          eval_every=max(1, steps // rc.reference_evals), **const)
+    return runs, ref
+
+
+def reference_curve(result: dict) -> tuple[list[float], list[float]]:
+    """(tokens, validation loss) along a reference run's evaluations."""
+    hist = [h for h in result.get("history") or [] if h.get("val_loss") is not None and h.get("tokens")]
+    return [float(h["tokens"]) for h in hist], [float(h["val_loss"]) for h in hist]
+
+
+def reuse(rc: RecipeConfig, measure: Measure) -> dict:
+    import pandas as pd
+
+    from repetita.laws.reuse import Reference, effective_reuse
+
+    runs_cfg, ref_cfg = reuse_configs(rc)
+    results = measure(runs_cfg + [ref_cfg])
+    runs, ref = results[:-1], results[-1]
+    best = min(runs, key=_loss)
+    out = {"best": summary(best), "runs": [summary(r) for r in runs], "reference": summary(ref)}
+    tokens, losses = reference_curve(ref)
+    ok = [r for r in runs if math.isfinite(_loss(r))]
+    if "failed" in ref or len(tokens) < 2 or not ok:
+        return out | {"table": [], "note": "no reference curve or no finished run: E not measured"}
+    table = effective_reuse(pd.DataFrame([{"unique_tokens": r["unique_tokens"], "epochs": r["epochs"],
+                                           "loss": r["val_loss"]} for r in ok]),
+                            Reference(tokens, losses, name="one-pass reference run"), extrapolate=True)
+    return out | {"table": table.to_dict(orient="records")}
+
+
 FUNCTIONS = {"standard": standard, "regularized": regularized, "ensemble": ensemble, "distill": distill,
-             "self-distill": distill}
+             "self-distill": distill, "reuse": reuse}
 
 
 def apply(rc: RecipeConfig, measure: Measure) -> dict:

@@ -258,6 +258,40 @@ def _decision(tidy: pd.DataFrame, dc, std: pd.DataFrame, eff: pd.DataFrame, fits
     return d | {"lines": decision_lines(d)}
 
 
+def _reuse(study_dir: Path) -> dict | None:
+    """E(K, U) from the study's reuse recipe (``study/reuse_lab.py``), None when it ran none."""
+    from repetita.io import read_json
+    from repetita.study.reuse_lab import measure
+    from repetita.study.store import run_dir
+
+    store = Store.of_study(study_dir)
+    try:
+        results = store.results()
+    finally:
+        store.close()
+    try:
+        return measure(results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"))
+    except UserError as exc:
+        return {"skipped": str(exc), "table": [], "k_star": []}
+
+
+def _reuse_html(r: dict | None) -> str:
+    if r is None:
+        return "<p><em>No reuse recipe in this study.</em></p>"
+    if r.get("skipped"):
+        return f"<p><em>{html.escape(r['skipped'])}</em></p>"
+    table = pd.DataFrame(r["table"])
+    wide = table.pivot_table(index="unique_tokens", columns="epochs", values="reuse_rate")
+    ks = "".join(f"<li>N = {k['params']:,.0f}, U = {k['unique_tokens']:,.0f}: K* = {k['k_star']:g}, plateau E = "
+                 f"{k['plateau']:.3g}</li>" for k in r["k_star"])
+    fits = "".join(f"<li>N = {float(n):,.0f}: " + (html.escape(f["skipped"]) if "skipped" in f else
+                   f"K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}, A in [{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}]")
+                   + "</li>" for n, f in r["fits"].items())
+    warn = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in r["warnings"])
+    return (f"<p>E(K, U) (rows U, columns K; seeds averaged):</p>{wide.to_html(float_format=lambda v: f'{v:.3g}', border=0, classes='t')}"
+            f"<ul>{ks}</ul><ul>{fits}</ul><ul>{warn}</ul>")
+
+
 def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None) -> dict:
     """The fitted laws as fit files ``repetita plan --law-file`` reads (with the sandwich uncertainty of
     the data-constrained fit), so a plan for a bigger budget starts from the study's own law."""
@@ -294,6 +328,7 @@ def build_report(study_dir: str | Path) -> dict:
     ens_fig, ens_fits = fig_ensembles(ens, out)
     eff = efficiency(best, fits)
     decision = _decision(tidy, dc, std, eff, fits)
+    reuse = _reuse(study_dir)
     figures = {
         "loss_vs_epochs": fig_loss_vs_epochs(tidy, out),
         "reuse_rate": fig_reuse(tidy, fits, out),
@@ -304,6 +339,7 @@ def build_report(study_dir: str | Path) -> dict:
     summary = {
         "decision": decision,
         "law_files": laws,
+        "reuse": reuse,
         "counts": counts,
         "rows": int(len(tidy)),
         "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error", "warnings")} for k, v in fits.items()},
@@ -357,6 +393,7 @@ table.t{{border-collapse:collapse;font-size:13px}} table.t td,table.t th{{paddin
 <ul>{fits}</ul><p>Parameters a, b, e are the natural logs of A, B, E (the datablations convention).</p>
 <h2>Recipes: best loss per (N, U)</h2>{img('recipes', 'regularized and ensembles vs standard')}{_table_html(best)}
 <h2>Ensembles</h2>{img('ensembles', 'loss vs members with fitted power law and asymptote (dotted)')}{two}
+<h2>Effective reuse E(K, U) measured (constant LR, one-pass reference)</h2>{_reuse_html(summary.get('reuse'))}
 <h2>Data efficiency</h2><p>Fresh tokens each best loss is worth under the fitted data-constrained law, per unique token.</p>
 {_table_html(eff[[c for c in ('recipe', 'params', 'unique_tokens', 'loss', 'effective_tokens', 'tokens_per_unique_token') if c in eff]] if not eff.empty else eff)}
 <script>

@@ -66,6 +66,7 @@ RECIPE_KEYS = {
     "ensemble": {"members", "epochs", "weight_decay", "unique_tokens"},
     "distill": {"teacher_members", "alpha", "seq_frac", "temperature", "epochs", "unique_tokens"},
     "self-distill": {"alpha", "seq_frac", "temperature", "epochs", "unique_tokens"},
+    "reuse": {"epochs", "unique_tokens", "weight_decay", "lr", "reference_tokens", "reference_evals"},
 }
 # Fields the study sets itself; a spec must not fix them in [base] or [[models]].
 MANAGED = {"unique_tokens", "epochs", "members", "teacher", "distill_alpha", "seq_distill_frac", "recipe", "seed"}
@@ -220,6 +221,15 @@ def expand(raw: dict, check_corpus: bool = True) -> Study:
                                weight_decay=wds[0], seed=seed)
                 cells.append(recipe(name, base=start, epoch_grid=epochs, lr_grid=lrs, wd_grid=wds, search=search,
                                     max_runs=max_runs))
+        elif name == "reuse":  # Yan et al.'s protocol: constant LR, K-epoch runs per U, one shared reference
+            require("reference_tokens" in table, "[recipes.reuse] needs reference_tokens (the fresh tokens of the "
+                    "one-pass reference run; at least the largest U x the epochs whose worth you want to read)")
+            lr = table.get("lr", default_lr)
+            for model, u, seed in where:
+                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=epochs[0], lr=lr, seed=seed),
+                                    epoch_grid=epochs, weight_decay=table.get("weight_decay", default_wd),
+                                    reference_tokens=int(table["reference_tokens"]),
+                                    reference_evals=int(table.get("reference_evals", 48))))
         elif name == "ensemble":
             members = _list(table.get("members", [4]), "recipes.ensemble.members", (int,))
             wd = table.get("weight_decay", default_wd)
