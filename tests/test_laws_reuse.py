@@ -118,3 +118,27 @@ def test_datablations_curves_measurement(capsys):
     assert [ks[(n, c)]["k_star"] for n in (2810000000, 4246500000, 8670000000) for c in ("c4", "oscar")] == [5, 2, 4, 3, 4, 3]
     peak = sorted(round(r["rd_star_to_peak"], 2) for r in out["rd_star_implied"])
     assert peak == pytest.approx([2.43, 2.74, 3.12, 3.66, 3.72, 5.81], abs=0.01)  # all far below the published 15.4
+
+
+def test_a_measured_k_star_law_stands_beside_the_fitted_laws(tmp_path, capsys):
+    """repetita reuse --out saves K*(U) = A ln U + B; repetita plan --reuse-file shows it at the plan's U, with the
+    line's confidence interval, beside each law's own K* (largest K with E_law(K) >= lambda K)."""
+    from repetita.laws.reuse import law_k_star
+
+    rec = {"law": "reuse", "spec": {"law": "reuse"}, "params": PUBLISHED["params"] | {"r0": -30.0, "r1": 2.5}}
+    rec["params"].pop("rd_star")
+    (tmp_path / "law.json").write_text(json.dumps(rec))
+    _runs(rec, us=(1e8, 1e9, 1e10, 1e11)).to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["reuse", str(tmp_path / "runs.csv"), "--law-file", str(tmp_path / "law.json"), "--by",
+                 "params,unique_tokens", "--out", str(tmp_path / "reuse.json"), "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)["fit"]
+    assert main(["plan", "--law-file", "example:datablations-published", "--params", "1e7", "--unique-tokens", "3e9",
+                 "--reuse-file", str(tmp_path / "reuse.json"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)["measured_k_star"]
+    assert m["k_star"] == pytest.approx(fit["A"] * np.log(3e9) + fit["B"])
+    assert m["interval"][0] < m["k_star"] < m["interval"][1] and not m["extrapolated"]
+    # the published law's own K*: brute force over whole epochs agrees with the solver to the grid's spacing
+    ks = np.arange(1, 200)
+    brute = ks[reuse_rate(ks, 15.387756) >= 0.75 * ks].max()
+    law = m["laws"]["example:datablations-published"]
+    assert law == pytest.approx(law_k_star(15.387756)[0]) and brute <= law < brute + 1

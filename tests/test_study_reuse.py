@@ -34,7 +34,7 @@ reference_tokens = 32768
 
 
 @pytest.mark.parametrize("name, models, us, ks, seeds", [
-    ("reuse-cpu", 1, 5, 7, 2), ("reuse-gpu", 2, 4, 8, 3), ("reuse-control", 1, 5, 7, 2)])
+    ("reuse-cpu", 1, 6, 7, 3), ("reuse-gpu", 2, 4, 8, 3), ("reuse-control", 1, 6, 7, 2)])
 def test_shipped_reuse_specs_expand(name, models, us, ks, seeds):
     study = expand(load_spec(resolve_spec(f"example:{name}")), check_corpus=False)
     configs = {r.config.hash: r.config for r in study.runs}

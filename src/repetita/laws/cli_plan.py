@@ -125,6 +125,9 @@ def cmd_allocate(args) -> dict:
         name, est, thetas = ests[0]
         out["recipes"] = plan_recipes(est, effects, budgets, u, thetas=thetas, **kw) | {"law": name}
     out["decision"] = _decision(budgets, u, first, out.get("recipes"), cap)
+    if args.reuse_file:
+        out["measured_k_star"] = _measured_k_star(args.reuse_file, u, {n: e for n, e, _ in ests})
+        out["decision"].append(out["measured_k_star"]["line"])
     if args.plot:
         from repetita.laws.plots import plot_allocation
 
@@ -140,6 +143,23 @@ def cmd_allocate(args) -> dict:
         if "recipes" in out:
             _print_recipes(out["recipes"])
     return out
+
+
+def _measured_k_star(path: str, u: float, ests: dict) -> dict:
+    """A measured K*(U) law (``repetita reuse --out``) beside each law's own K* at this U."""
+    from repetita.io import read_json
+    from repetita.laws.reuse import law_k_star, measured_k_star
+
+    m = measured_k_star(read_json(path, "reuse file"), u)
+    laws = {}
+    for name, est in ests.items():
+        rd = est.spec.law_obj.repetition(est.params_, u) if est.spec.law_obj.rd_star else np.inf
+        laws[name] = float(law_k_star(rd, m["lambda"])[0]) if np.isfinite(rd) else None
+    said = ", ".join(f"{n.split(' ')[0]}: {k:.3g}" for n, k in laws.items() if k is not None)
+    line = (f"measured K*(U = {u:.4g}; lambda {m['lambda']:g}) = {m['k_star']:.3g} [{m['interval'][0]:.3g}, "
+            f"{m['interval'][1]:.3g}]" + (" (extrapolated in U)" if m["extrapolated"] else "")
+            + (f"; the laws' own K*: {said}" if said else ""))
+    return m | {"laws": laws, "line": line}
 
 
 def _decision(budgets, u, first: dict, recipes: dict | None, cap) -> list[str]:
@@ -306,6 +326,10 @@ def cmd_plan(args) -> dict:
     elif "warnings" not in out:
         out["warnings"] = ["the fit file holds no uncertainty (refit with this repetita to save intervals): "
                            "the plan is a point estimate"]
+    if args.reuse_file:
+        from repetita.laws.allocate import estimator
+
+        out["measured_k_star"] = _measured_k_star(args.reuse_file, u, {args.law_file: estimator(record)})
     for w in out.get("warnings", []):
         sys.stderr.write(f"repetita plan: warning: {w}\n")
     if args.loss:
@@ -347,6 +371,8 @@ def cmd_plan(args) -> dict:
                 f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}{extra}"
             )
         print(f"lowest predicted loss {s['best_loss']:.4f} at {s['best_epochs']:g} epochs")
+        if "measured_k_star" in out:
+            print(out["measured_k_star"]["line"])
         for i, item in enumerate(out.get("effective_tokens_for_loss", [])):
             if not np.isfinite(item["tokens"]):
                 print(f"loss {item['loss']:g} is below what any amount of data reaches at this N under this law")
@@ -422,6 +448,8 @@ def register(sub) -> None:
                    help="with --compute: the multipliers a study measured (its report.json or the study folder)")
     q.add_argument("--asymptote", action="append", metavar="RECIPE=LOSS",
                    help="recipe asymptotes at U, turned into data efficiency with --irreducible and --data-exponent")
+    q.add_argument("--reuse-file", metavar="JSON",
+                   help="a measured K*(U) law (repetita reuse ... --out) shown beside the fitted laws' own K*")
     q.add_argument("--irreducible", type=float, help="with --asymptote: E of the baseline's data-scaling law")
     q.add_argument("--data-exponent", type=float, help="with --asymptote: alpha of the baseline's data-scaling law")
     q.add_argument("--baseline", help="with --asymptote: the baseline recipe (default: the first given)")

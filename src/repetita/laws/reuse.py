@@ -254,5 +254,31 @@ def fit_log_law(kstar: pd.DataFrame, level: float = 0.95) -> dict:
     s2 = float(resid @ resid / dof) if dof > 0 else float("nan")
     se = float(np.sqrt(s2 * np.linalg.inv(X.T @ X)[0, 0])) if dof > 0 else float("nan")
     q = float(student.ppf(0.5 + level / 2, dof)) if dof > 0 else float("nan")
+    # what a prediction interval of K* at a new U needs (the line's standard error grows away from mean ln U)
     return {"A": float(coef[0]), "B": float(coef[1]), "A_interval": [float(coef[0] - q * se), float(coef[0] + q * se)],
-            "level": level, "points": int(len(y))}
+            "level": level, "points": int(len(y)), "mean_log_u": float(x.mean()), "sxx": float(((x - x.mean()) ** 2).sum()),
+            "residual_sd": float(np.sqrt(s2)) if dof > 0 else float("nan"), "t": q}
+
+
+def law_k_star(rd_star, lam: float = LAMBDA) -> np.ndarray:
+    """The constant-R_D* law's own phase-transition epoch: the largest K with E(K) >= lam K (E = 1 + R (1 -
+    e^(-(K-1)/R))), solved on a fine log grid of K; comparable with a measured K*(U; lam)."""
+    from repetita.laws.plan import reuse_rate
+
+    k = np.geomspace(1.0, 1e5, 4001)
+    r = np.atleast_1d(np.asarray(rd_star, dtype=float))
+    ok = reuse_rate(k[None, :], r[:, None]) >= lam * k[None, :] * (1 - 1e-12)
+    return np.where(ok.any(axis=1), k[np.where(ok, np.arange(k.size), 0).max(axis=1)], 1.0)
+
+
+def measured_k_star(reuse_record: dict, unique_tokens: float) -> dict:
+    """K*(U) from a saved ``repetita reuse --out`` fit (K* = A ln U + B) with the confidence interval of the
+    fitted line at ln U (wider the further U lies from the U values measured)."""
+    fit = reuse_record.get("fit") if isinstance(reuse_record, dict) else None
+    require(isinstance(fit, dict) and {"A", "B", "mean_log_u", "sxx", "residual_sd", "t"} <= set(fit),
+            "the reuse file has no K*(U) fit (it needs K* at 3 or more U of one model: repetita reuse ... --out)")
+    lu = float(np.log(unique_tokens))
+    k = fit["A"] * lu + fit["B"]
+    half = fit["t"] * fit["residual_sd"] * np.sqrt(1 / fit["points"] + (lu - fit["mean_log_u"]) ** 2 / fit["sxx"])
+    return {"k_star": k, "interval": [k - half, k + half], "A": fit["A"], "lambda": reuse_record.get("lambda", LAMBDA),
+            "extrapolated": bool(abs(lu - fit["mean_log_u"]) > np.sqrt(fit["sxx"] / fit["points"]) * 2)}

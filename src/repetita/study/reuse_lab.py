@@ -1,7 +1,8 @@
 """E(K, U) measured by a study's ``reuse`` recipe (Yan et al.'s protocol), for the report.
 
 Each model size and seed has one one-pass reference run (constant LR, evaluated densely) and K-epoch
-runs on nested U. Per (model, seed): E = D'/U against that seed's reference (``laws.reuse``), losses the
+runs on nested U; the one-epoch runs join the reference (they are one-pass runs on U fresh tokens), so
+it reaches down to the smallest U. Per (model, seed): E = D'/U against that seed's reference (``laws.reuse``), losses the
 reference does not reach flagged, not dropped. Then, seeds averaged: K*(U; lambda) per model, the plateau,
 and K*(U) = A ln U + B with its interval on A when three or more U have a K*.
 """
@@ -48,7 +49,12 @@ def measure(results: dict[str, dict], history=None, lam: float = LAMBDA) -> dict
         if (n, seed) not in refs or len(refs[(n, seed)][0]) < 2:
             skipped.append(f"N = {n:,.0f}, seed {seed}: no finished reference run")
             continue
-        d, fit, moved = monotone_fit(*refs[(n, seed)])
+        # the one-epoch runs are one-pass runs on U fresh tokens too: they give the reference its short end,
+        # below the long run's first evaluation
+        pts = pd.concat([pd.DataFrame({"tokens": refs[(n, seed)][0], "loss": refs[(n, seed)][1]}),
+                         g.loc[g["epochs"] == 1, ["unique_tokens", "loss"]].rename(columns={"unique_tokens": "tokens"})])
+        pts = pts.groupby("tokens", as_index=False)["loss"].mean()
+        d, fit, moved = monotone_fit(pts["tokens"], pts["loss"])
         adjust.append(moved)
         ref = Reference(d, fit, name=f"one-pass reference (N = {n:,.0f}, seed {seed})")
         parts.append(effective_reuse(g, ref, extrapolate=True))
