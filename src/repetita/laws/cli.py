@@ -22,12 +22,27 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 def _load_table(args):
     from repetita.examples import load_example
-    from repetita.laws.data import read_table
 
     require(bool(args.csv) != bool(args.example), "give a CSV file or --example NAME (exactly one)")
     if args.example:
-        return load_example(args.example), f"example:{args.example}"
-    return read_table(args.csv), str(args.csv)
+        df, source = load_example(args.example), f"example:{args.example}"
+    else:
+        from repetita.laws.curves import load
+
+        # a run table, or curves from any logger (laws.curves): every evaluation is a row, or with --final
+        # only each run's last one
+        df, curves = load(args.csv, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta)
+        source = str(args.csv)
+    curves = "run" in df.columns and df["run"].duplicated().any()
+    require(curves or not args.final, f"{source}: --final needs curves (several evaluations per run)")
+    if curves:
+        from repetita.laws.curves import as_runs, final_losses
+
+        if args.final:
+            df, source = final_losses(df), source + " (final evaluations)"
+        if args.law != "multipower":  # the multi-power law reads the curves themselves (step, lr, loss)
+            df = as_runs(df)
+    return df, source
 
 
 def spec_kwargs(args) -> dict:
@@ -219,10 +234,17 @@ def register(sub) -> None:
         "--freeze a=6.255414 --freeze b=7.3049974 --freeze e=0.6254804 --freeze alpha=0.3526596 "
         "--freeze beta=0.3526596 --bootstrap 100",
     )
-    p.add_argument("csv", nargs="?", help="run table (CSV/Parquet): params, tokens, unique_tokens, epochs, loss")
+    p.add_argument("csv", nargs="?", help="run table (CSV/Parquet): params, tokens, unique_tokens, epochs, loss; or "
+                   "curves (tidy curve table, TensorBoard event files, trainer_state.json, W&B CSV)")
     p.add_argument(
-        "--example", help="shipped published data: datablations, datablations-all, multipowerlaw[:25M|100M|400M]"
+        "--example", help="shipped published data: datablations, datablations-all, datablations-curves, "
+        "multipowerlaw[:25M|100M|400M]"
     )
+    p.add_argument("--final", action="store_true", help="curves: fit each run's final evaluation only")
+    p.add_argument("--tag", help="curves: the scalar or key holding the loss (default: eval loss)")
+    p.add_argument("--tokens-per-step", type=lambda v: parse_number(v, "--tokens-per-step"),
+                   help="curves logged by step: tokens per step")
+    p.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
     p.add_argument("--law", required=True, help="chinchilla, data-constrained, reuse, reuse-power, power, multipower")
     p.add_argument("--freeze", action="append", metavar="NAME=VALUE", help="fix a parameter (E=1.69 means e = ln 1.69)")
     p.add_argument("--tie", action="append", metavar="LEADER=FOLLOWER", help="e.g. alpha=beta: beta follows alpha")

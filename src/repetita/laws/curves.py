@@ -172,6 +172,19 @@ def final_losses(curves: pd.DataFrame) -> pd.DataFrame:
     return last
 
 
+def as_runs(curves: pd.DataFrame) -> pd.DataFrame:
+    """Evaluations as run rows for a law fit: part-way through its first epoch a run has seen only the tokens
+    so far (unique_tokens = min(U, tokens)), and its epochs are tokens / unique tokens at that point (the
+    run's planned epoch count is kept as run_epochs)."""
+    df = curves.copy()
+    if {"tokens", "unique_tokens"} <= set(df.columns):
+        if "epochs" in df.columns:
+            df = df.rename(columns={"epochs": "run_epochs"})
+        df["unique_tokens"] = np.minimum(df["unique_tokens"].astype(float), df["tokens"].astype(float))
+        df["epochs"] = df["tokens"].astype(float) / df["unique_tokens"]
+    return df
+
+
 def load(path: str | Path, *, tag: str | None = None, tokens_per_step: float | None = None,
          meta: str | Path | None = None) -> tuple[pd.DataFrame, bool]:
     """A run table (one row per run) or curves from any source; True when it holds curves."""
