@@ -233,20 +233,32 @@ def phase_transition(table: pd.DataFrame, lam: float = LAMBDA, by: tuple[str, ..
                                                     extrapolated=("extrapolated", "any"))
         ok = g[g["reuse_rate"] >= lam * g["epochs"]]
         k_star = float(ok["epochs"].max()) if len(ok) else float("nan")
+        # between grid points: where E/K crosses lam, linear in ln K from the last K that passes to the next
+        # (a doubling K grid resolves K* to a factor 2; a slope in ln U of ~1 needs finer)
+        k_interp = k_star
+        after = g[g["epochs"] > k_star]
+        if len(ok) and len(after):
+            k0, k1 = k_star, float(after["epochs"].iloc[0])
+            r0 = float(ok.loc[ok["epochs"] == k0, "reuse_rate"].iloc[0]) / k0
+            r1 = float(after["reuse_rate"].iloc[0]) / k1
+            if r0 > r1:
+                k_interp = float(np.exp(np.log(k0) + (r0 - lam) / (r0 - r1) * (np.log(k1) - np.log(k0))))
         rows.append(dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-                    | {"k_star": k_star, "k_star_at_grid_edge": bool(len(ok) and k_star == g["epochs"].max()),
+                    | {"k_star": k_star, "k_star_interp": k_interp,
+                       "k_star_at_grid_edge": bool(len(ok) and k_star == g["epochs"].max()),
                        "plateau": float(g["reuse_rate"].max()), "max_epochs": float(g["epochs"].max()),
                        "extrapolated": bool(g["extrapolated"].any())})
     return pd.DataFrame(rows)
 
 
-def fit_log_law(kstar: pd.DataFrame, level: float = 0.95) -> dict:
-    """K*(U) = A ln U + B by least squares, with a t-interval on A (needs >= 3 values of U)."""
+def fit_log_law(kstar: pd.DataFrame, level: float = 0.95, column: str = "k_star") -> dict:
+    """K*(U) = A ln U + B by least squares, with a t-interval on A (needs >= 3 values of U); ``column`` picks
+    the grid K* or the interpolated one (``k_star_interp``)."""
     from scipy.stats import t as student
 
-    k = kstar.dropna(subset=["k_star"])
+    k = kstar.dropna(subset=[column])
     require(len(k) >= 3, f"K*(U) = A ln U + B needs K* at 3 or more U values, got {len(k)}")
-    x, y = np.log(k["unique_tokens"].to_numpy(float)), k["k_star"].to_numpy(float)
+    x, y = np.log(k["unique_tokens"].to_numpy(float)), k[column].to_numpy(float)
     X = np.column_stack([x, np.ones_like(x)])
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ coef
@@ -257,7 +269,7 @@ def fit_log_law(kstar: pd.DataFrame, level: float = 0.95) -> dict:
     # what a prediction interval of K* at a new U needs (the line's standard error grows away from mean ln U)
     return {"A": float(coef[0]), "B": float(coef[1]), "A_interval": [float(coef[0] - q * se), float(coef[0] + q * se)],
             "level": level, "points": int(len(y)), "mean_log_u": float(x.mean()), "sxx": float(((x - x.mean()) ** 2).sum()),
-            "residual_sd": float(np.sqrt(s2)) if dof > 0 else float("nan"), "t": q}
+            "residual_sd": float(np.sqrt(s2)) if dof > 0 else float("nan"), "t": q, "column": column}
 
 
 def law_k_star(rd_star, lam: float = LAMBDA) -> np.ndarray:

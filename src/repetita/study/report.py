@@ -270,9 +270,16 @@ def _reuse(study_dir: Path) -> dict | None:
     finally:
         store.close()
     try:
-        return measure(results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"))
+        r = measure(results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"))
     except UserError as exc:
         return {"skipped": str(exc), "table": [], "k_star": []}
+    if r and r.get("table"):
+        from repetita.laws.plots import plot_reuse
+
+        fit = next((f for f in r["fits"].values() if "A" in f), None) if len(r["fits"]) == 1 else None
+        kstar = pd.DataFrame(r["k_star"]).assign(k_star=lambda d: d["k_star_interp"])
+        r["figure"] = plot_reuse(pd.DataFrame(r["table"]), kstar, fit, r["lambda"], study_dir / "report" / "reuse_measured.png").name
+    return r
 
 
 def _reuse_html(r: dict | None) -> str:
@@ -282,13 +289,14 @@ def _reuse_html(r: dict | None) -> str:
         return f"<p><em>{html.escape(r['skipped'])}</em></p>"
     table = pd.DataFrame(r["table"])
     wide = table.pivot_table(index="unique_tokens", columns="epochs", values="reuse_rate")
-    ks = "".join(f"<li>N = {k['params']:,.0f}, U = {k['unique_tokens']:,.0f}: K* = {k['k_star']:g}, plateau E = "
-                 f"{k['plateau']:.3g}</li>" for k in r["k_star"])
+    ks = "".join(f"<li>N = {k['params']:,.0f}, U = {k['unique_tokens']:,.0f}: K* = {k['k_star']:g} on the grid, "
+                 f"{k['k_star_interp']:.3g} interpolated; plateau E = {k['plateau']:.3g}</li>" for k in r["k_star"])
     fits = "".join(f"<li>N = {float(n):,.0f}: " + (html.escape(f["skipped"]) if "skipped" in f else
                    f"K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}, A in [{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}]")
                    + "</li>" for n, f in r["fits"].items())
     warn = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in r["warnings"])
-    return (f"<p>E(K, U) (rows U, columns K; seeds averaged):</p>{wide.to_html(float_format=lambda v: f'{v:.3g}', border=0, classes='t')}"
+    fig = f'<figure><img src="{r["figure"]}" alt="reuse_measured"><figcaption>E vs K per U (E = K dashed), and K* vs U with its fit</figcaption></figure>' if r.get("figure") else ""
+    return (f"{fig}<p>E(K, U) (rows U, columns K; seeds averaged):</p>{wide.to_html(float_format=lambda v: f'{v:.3g}', border=0, classes='t')}"
             f"<ul>{ks}</ul><ul>{fits}</ul><ul>{warn}</ul>")
 
 

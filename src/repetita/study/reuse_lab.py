@@ -4,7 +4,8 @@ Each model size and seed has one one-pass reference run (constant LR, evaluated 
 runs on nested U; the one-epoch runs join the reference (they are one-pass runs on U fresh tokens), so
 it reaches down to the smallest U. Per (model, seed): E = D'/U against that seed's reference (``laws.reuse``), losses the
 reference does not reach flagged, not dropped. Then, seeds averaged: K*(U; lambda) per model, the plateau,
-and K*(U) = A ln U + B with its interval on A when three or more U have a K*.
+and K*(U) = A ln U + B with its interval on A when three or more U have a K* (K* interpolated between the
+grid's epoch counts: on a doubling grid the grid value alone cannot resolve a slope of order 1).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def measure(results: dict[str, dict], history=None, lam: float = LAMBDA) -> dict
     fits = {}
     for n, g in kstar.groupby("params"):
         try:
-            fits[f"{n:.0f}"] = fit_log_law(g)
+            fits[f"{n:.0f}"] = fit_log_law(g, column="k_star_interp")
         except UserError as exc:
             fits[f"{n:.0f}"] = {"skipped": str(exc)}
     warnings = skipped[:]
