@@ -29,3 +29,29 @@ def anchors() -> Path:
     if not ANCHORS.is_dir():
         pytest.skip(f"anchors folder {ANCHORS} absent")
     return ANCHORS
+
+
+# The published Chinchilla part of Muennighoff et al.'s fit, frozen (docs/laws.md), as fit arguments.
+PUBLISHED_FREEZE = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804",
+                    "--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+
+
+@pytest.fixture
+def published_freeze() -> list[str]:
+    return list(PUBLISHED_FREEZE)
+
+
+@pytest.fixture
+def bootstrap_fit(tmp_path, capsys):
+    """``bootstrap_fit(n)``: a data-constrained fit file of the datablations runs (Chinchilla part frozen at the
+    published values) with ``n`` bootstrap resamples saved in it."""
+    from repetita.cli import main
+
+    def make(n: int) -> Path:
+        path = tmp_path / f"dc-bootstrap-{n}.json"
+        assert main(["fit", "--example", "datablations", "--law", "data-constrained", *PUBLISHED_FREEZE,
+                     "--bootstrap", str(n), "--out", str(path), "--json"]) == 0
+        capsys.readouterr()
+        return path
+
+    return make

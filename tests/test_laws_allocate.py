@@ -38,12 +38,8 @@ def test_below_one_epoch_counts_only_the_tokens_seen():
     assert r["params"] == pytest.approx(fresh["params"], rel=1e-5)  # no repetition: R_D* cannot matter
 
 
-def test_cli_side_by_side_with_intervals(tmp_path, capsys):
-    fit = tmp_path / "fit.json"
-    assert main(["fit", "--example", "datablations", "--law", "data-constrained", "--freeze", "a=6.255414",
-                 "--freeze", "b=7.3049974", "--freeze", "e=0.6254804", "--freeze", "alpha=0.3526596",
-                 "--freeze", "beta=0.3526596", "--bootstrap", "30", "--out", str(fit), "--json"]) == 0
-    capsys.readouterr()
+def test_cli_side_by_side_with_intervals(bootstrap_fit, capsys):
+    fit = bootstrap_fit(30)
     assert main(["plan", "--law-file", "example:datablations-published", "--law-file", str(fit),
                  "--compute", "9.26e21", "--unique-tokens", "25e9", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -129,9 +125,8 @@ def test_allocation_figure_and_bad_suffix(tmp_path, capsys):
     assert "suffix must be one of" in capsys.readouterr().err and not (tmp_path / "a.txt").exists()
 
 
-def test_laws_side_by_side_with_their_held_out_errors(tmp_path, capsys):
-    freeze = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804",
-              "--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+def test_laws_side_by_side_with_their_held_out_errors(tmp_path, capsys, published_freeze):
+    freeze = published_freeze
     files = []
     for law in ("data-constrained", "reuse"):
         f = tmp_path / f"{law}.json"
@@ -185,13 +180,9 @@ def test_vectorized_draws_equal_one_solve_per_draw():
         assert together["loss"][i, 2] == pytest.approx(alone["loss"][0, 0], rel=1e-12)
 
 
-def test_frontier_bands_from_bootstrap_draws(tmp_path, capsys):
+def test_frontier_bands_from_bootstrap_draws(bootstrap_fit, capsys):
     """A bootstrap fit file gives the frontier percentile bands around the point frontier."""
-    fit = tmp_path / "fit.json"
-    assert main(["fit", "--example", "datablations", "--law", "data-constrained", "--freeze", "a=6.255414",
-                 "--freeze", "b=7.3049974", "--freeze", "e=0.6254804", "--freeze", "alpha=0.3526596",
-                 "--freeze", "beta=0.3526596", "--bootstrap", "40", "--out", str(fit), "--json"]) == 0
-    capsys.readouterr()
+    fit = bootstrap_fit(40)
     assert main(["plan", "--law-file", str(fit), "--compute", "1e20:1e24:5", "--unique-tokens", "25e9", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     law = next(iter(out["laws"].values()))

@@ -95,7 +95,7 @@ def test_malformed_curves_are_one_line(tmp_path, capsys, content, name, message)
     assert message in err and err.count("\n") == 1
 
 
-def test_fit_reads_curves(tmp_path, capsys):
+def test_fit_reads_curves(tmp_path, capsys, published_freeze):
     """repetita fit takes curves too: every evaluation as a run row (part-way through the first epoch only the
     tokens so far are unique), or with --final each run's last evaluation."""
     from repetita.examples import load_example
@@ -106,8 +106,7 @@ def test_fit_reads_curves(tmp_path, capsys):
     rows = as_runs(pd.DataFrame({"run": ["a"] * 3, "tokens": [1e6, 2e6, 4e6], "unique_tokens": [2e6] * 3,
                                  "epochs": [2.0] * 3, "loss": [3.0, 2.8, 2.7]}))
     assert rows["unique_tokens"].tolist() == [1e6, 2e6, 2e6] and rows["epochs"].tolist() == [1.0, 1.0, 2.0]
-    freeze = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804",
-              "--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+    freeze = published_freeze
     assert main(["fit", "--example", "datablations-curves", "--final", "--law", "data-constrained", *freeze, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_rows"] == 48 and "final evaluations" in out["source"]

@@ -111,12 +111,8 @@ def test_kim_headline_arithmetic():
     assert np.isinf(efficiency_from_asymptotes({"r": 3.43, "j": 1.5}, "r", e, a)["j"]["tokens_needed"])
 
 
-def test_cli_recipes_with_cap_and_draws(tmp_path, capsys):
-    fit = tmp_path / "fit.json"
-    assert main(["fit", "--example", "datablations", "--law", "data-constrained", "--freeze", "a=6.255414",
-                 "--freeze", "b=7.3049974", "--freeze", "e=0.6254804", "--freeze", "alpha=0.3526596",
-                 "--freeze", "beta=0.3526596", "--bootstrap", "30", "--out", str(fit), "--json"]) == 0
-    capsys.readouterr()
+def test_cli_recipes_with_cap_and_draws(bootstrap_fit, capsys):
+    fit = bootstrap_fit(30)
     assert main(["plan", "--law-file", str(fit), "--compute", "1e20:1e25:3", "--unique-tokens", "25e9",
                  "--efficiency", "regularized=2.3", "--efficiency", "ensemble:4=3.1", "--efficiency", "distill:4=2.0",
                  "--max-params", "2e10", "--json"]) == 0

@@ -46,3 +46,11 @@ def number_list(values: str | list[str], what: str, *, whole: bool = False, posi
             out.append(v)
     require(len(out) > 0, f"{what}: no values given")
     return out
+
+
+def add_curve_arguments(parser) -> None:
+    """The flags that read loss curves (``repetita.laws.curves``), shared by ``repetita fit`` and ``repetita reuse``."""
+    parser.add_argument("--tag", help="curves: the scalar or key holding the loss (default: eval loss)")
+    parser.add_argument("--tokens-per-step", type=lambda v: parse_number(v, "--tokens-per-step"),
+                        help="curves logged by step: tokens per step")
+    parser.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")

@@ -241,10 +241,9 @@ def register(sub) -> None:
         "multipowerlaw[:25M|100M|400M]"
     )
     p.add_argument("--final", action="store_true", help="curves: fit each run's final evaluation only")
-    p.add_argument("--tag", help="curves: the scalar or key holding the loss (default: eval loss)")
-    p.add_argument("--tokens-per-step", type=lambda v: parse_number(v, "--tokens-per-step"),
-                   help="curves logged by step: tokens per step")
-    p.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
+    from repetita.cliargs import add_curve_arguments
+
+    add_curve_arguments(p)
     p.add_argument("--law", required=True, help="chinchilla, data-constrained, reuse, reuse-power, power, multipower")
     p.add_argument("--freeze", action="append", metavar="NAME=VALUE", help="fix a parameter (E=1.69 means e = ln 1.69)")
     p.add_argument("--tie", action="append", metavar="LEADER=FOLLOWER", help="e.g. alpha=beta: beta follows alpha")

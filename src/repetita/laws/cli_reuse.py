@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-from repetita.cliargs import parse_number
 from repetita.errors import require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 from repetita.laws.cli import _read_fit
@@ -126,10 +125,9 @@ def register(sub) -> None:
     e.add_argument("runs", nargs="?", help="run table (CSV/Parquet) or curves: a tidy curve table, TensorBoard "
                    "event files, a Hugging Face trainer_state.json, a W&B history or chart CSV")
     e.add_argument("--example", help="shipped curves: datablations-curves")
-    e.add_argument("--tag", help="curves: the scalar or key holding the loss (default: eval loss)")
-    e.add_argument("--tokens-per-step", type=lambda v: parse_number(v, "--tokens-per-step"),
-                   help="curves logged by step: tokens per step")
-    e.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
+    from repetita.cliargs import add_curve_arguments
+
+    add_curve_arguments(e)
     e.add_argument("--fresh", help="fresh-data reference: CSV with tokens and loss (a one-pass curve)")
     e.add_argument("--law-file", help="fresh-data reference from a fitted law (needs params in RUNS)")
     e.add_argument("--chinchilla-part", action="store_true",

@@ -199,3 +199,4 @@ def load(path: str | Path, *, tag: str | None = None, tokens_per_step: float | N
                     f"{path}: a run table (one row per run) takes no --tag, --tokens-per-step or --meta")
             return df, False
     return read_curves(path, tag=tag, tokens_per_step=tokens_per_step, meta=meta_df), True
+
