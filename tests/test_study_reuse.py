@@ -76,3 +76,11 @@ def load_spec_text(tmp_path, text):
     p = tmp_path / "s.toml"
     p.write_text(text)
     return load_spec(p)
+
+
+def test_a_budget_beyond_the_corpus_is_refused_before_anything_is_written(tmp_path, capsys):
+    spec = tmp_path / "big.toml"
+    spec.write_text(SPEC.replace("reference_tokens = 32768", "reference_tokens = 10000000"))
+    assert main(["run", str(spec), "--dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "exceeds the training pool" in err and err.count("\n") == 1 and not (tmp_path / "s").exists()

@@ -36,12 +36,33 @@ def check_study_dir(study_dir: Path, creating: bool) -> None:
     require(not any(study_dir.iterdir()), f"{study_dir}: exists, is not empty and is not a study directory")
 
 
+def check_budgets(configs) -> None:
+    """Every unique-token budget fits its corpus's training pool, checked once per corpus before any run is
+    queued (otherwise the runs that ask for too much fail one by one, minutes into the study)."""
+    from repetita.lm.data import load_data
+
+    largest: dict[tuple, int] = {}
+    for c in configs:
+        key = (c.corpus, c.tokenizer, c.context, c.val_fraction, c.split_seed)
+        if c.unique_tokens is not None:
+            largest[key] = max(largest.get(key, 0), int(c.unique_tokens))
+    for (corpus, tokenizer, context, val_fraction, split_seed), u in largest.items():
+        data = load_data(corpus, tokenizer, context, None, val_fraction=val_fraction, val_tokens=None,
+                         split_seed=split_seed)
+        pool = data.pool_windows * context
+        require(u <= pool, f"unique_tokens={u} (a [grid] budget or a reference run) exceeds the training pool of "
+                f"{corpus!r} ({pool} tokens at context {context}"
+                + ("" if corpus.startswith("markov") else f", tokenizer {tokenizer}") + "); lower it or use a larger corpus")
+
+
 def prepare_study(spec_path: str | Path, study_dir: str | Path):
     """Validate the spec, create or reopen the study, queue the first runs. Returns (store, study, new)."""
     study_dir = Path(study_dir)
     raw = load_spec(spec_path)
     check_study_dir(study_dir, creating=True)
     study = expand(raw)  # validates everything before anything is written
+    first = study.proposals({})
+    check_budgets([r.config for r in first])
     study_dir.mkdir(parents=True, exist_ok=True)
     store = Store.of_study(study_dir, create=True)
     write_text(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
