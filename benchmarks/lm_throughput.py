@@ -66,7 +66,8 @@ def time_steps(model, kind: str, steps: int, batch: int, context: int, device: s
         loss.backward()
         opt.step()
 
-    step()  # warm-up: allocations, kernel selection
+    step()  # warm-up: allocations, kernel selection (and compilation with --compile)
+    step()
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100 SXM: 989)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile both models' forward (warm-up compiles)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -118,6 +120,9 @@ def main() -> None:
         ours = repetita_model(n_layer, d, n_head, args.context).to(args.device)
         hf = hf_model(n_layer, d, n_head, args.context).to(args.device)
         n_ours, n_hf = params(ours), params(hf)
+        if args.compile:
+            ours.forward = torch.compile(ours.forward)  # as the trainer does with compile = true
+            hf.forward = torch.compile(hf.forward)
         if abs(n_ours / n_hf - 1) > 0.05:
             print(f"{shape:>8} parameter counts differ by more than 5% ({n_ours:,} vs {n_hf:,}): not compared")
             continue

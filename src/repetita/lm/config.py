@@ -18,7 +18,8 @@ from repetita.lm.schedules import SCHEDULES
 COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combined (ensemble.py)
 # Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
 # evaluating more often or moving to another device finds the same finished run.
-BOOKKEEPING = ("eval_every", "checkpoint_every", "device")
+# Fields that do not change what a run computes (up to floating-point rounding): not part of the run id.
+BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the model's forward (a speed option; probed before training starts)
 
     def __post_init__(self):
         _check_types(self)

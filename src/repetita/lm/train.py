@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repetita.errors import require
+from repetita.errors import UserError, require
 from repetita.io import check_dir, read_json, save_npy, save_torch, write_json
 from repetita.laws.data import RunRow
 from repetita.lm.config import TrainConfig
@@ -43,6 +43,21 @@ def _autocast(config: TrainConfig, device: str):
     if not bf16:
         return None
     return lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def compile_forward(model: GPT, device: str, context: int) -> None:
+    """Replace the model's forward by its torch.compile'd version, probed on a tiny batch now, so that a
+    backend that cannot compile here fails before any run folder is written (one line), not steps later.
+    The module itself stays uncompiled: checkpoints and model.pt keep their plain parameter names."""
+    compiled = torch.compile(model.forward)
+    x = torch.zeros(model.members, 1, min(2, context) + 1, dtype=torch.long, device=device)
+    try:
+        compiled(x[..., :-1], x[..., 1:])
+    except Exception as exc:  # inductor and dynamo raise many kinds; all mean "cannot compile here"
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"compile=true, but torch.compile fails on this machine ({type(exc).__name__}: {first}); "
+                        "run without compile") from None
+    model.forward = compiled
 
 
 def eval_steps(data: TokenData, config: TrainConfig, total: int) -> list[int]:
@@ -194,6 +209,8 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
                      config.val_fraction, config.val_tokens, config.split_seed)
     torch.manual_seed(config.seed)
     model = GPT(config.model_config(data.vocab_size), members=config.members, seed=config.seed).to(device)
+    if config.compile:
+        compile_forward(model, device, config.context)
     opt = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.lr,
                             betas=(config.beta1, config.beta2), eps=1e-8)
     out.mkdir(parents=True, exist_ok=True)
