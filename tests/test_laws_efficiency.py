@@ -160,3 +160,35 @@ def test_docs_recipe_table_at_the_datablations_budget():
     assert free == pytest.approx({"standard": 2.2253, "regularized": 2.1640, "ensemble:4": 2.2106, "distill:4": 2.2541}, abs=5e-5)
     assert capped == pytest.approx({"standard": 2.2280, "regularized": 2.1787, "ensemble:4": 2.2906, "distill:4": 2.2541}, abs=5e-5)
     assert asym == pytest.approx({"standard": 2.1559, "regularized": 2.0829, "ensemble:4": 2.0616, "distill:4": 2.0937}, abs=5e-5)
+
+
+@pytest.mark.parametrize("report, message", [
+    ({"efficiency": [{"recipe": "standard"}]}, "efficiency row 1 is malformed"),
+    ({"efficiency": [{"recipe": "standard", "params": 1, "unique_tokens": 2, "effective_tokens": "x"}]},
+     "efficiency row 1 is malformed"),
+    ({"efficiency": "x"}, "no efficiency table"),
+])
+def test_malformed_report_is_one_line(tmp_path, capsys, report, message):
+    f = tmp_path / "report.json"
+    f.write_text(json.dumps(report))
+    assert main(["plan", "--law-file", "example:datablations-published", "--compute", "1e21", "--unique-tokens", "25e9",
+                 "--efficiency-from", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_null_multiplier_counts_as_beyond_the_law():
+    """The strict JSON writer stores an infinite multiplier as null: it is warned about, not silently dropped."""
+    rows = [{"recipe": "standard", "params": 1.0, "unique_tokens": 2.0, "data_multiplier": 1.0},
+            {"recipe": "regularized", "params": 1.0, "unique_tokens": 2.0, "data_multiplier": None},
+            {"recipe": "standard", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.0},
+            {"recipe": "regularized", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.4}]
+    effects, warnings = from_report({"efficiency": rows})
+    assert [e.efficiency for e in effects] == [pytest.approx(1.4)]
+    assert any("below the fitted law's reach" in w for w in warnings)
+
+
+def test_non_finite_asymptote_is_refused(capsys):
+    assert main(["plan", "--asymptote", "a=3.4", "--asymptote", "b=nan", "--irreducible", "1.9", "--data-exponent",
+                 "0.1", "--unique-tokens", "2e8"]) == 2
+    assert "--asymptote b: the loss must be a finite number" in capsys.readouterr().err

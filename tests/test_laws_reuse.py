@@ -142,3 +142,15 @@ def test_a_measured_k_star_law_stands_beside_the_fitted_laws(tmp_path, capsys):
     brute = ks[reuse_rate(ks, 15.387756) >= 0.75 * ks].max()
     law = m["laws"]["example:datablations-published"]
     assert law == pytest.approx(law_k_star(15.387756)[0]) and brute <= law < brute + 1
+
+
+def test_malformed_reuse_file_is_one_line(tmp_path, capsys):
+    f = tmp_path / "reuse.json"
+    for content, message in ((json.dumps({"fit": 3}), "has no K*(U) fit"),
+                             (json.dumps({"fit": {"A": 1, "B": 2, "mean_log_u": "x", "sxx": 1, "residual_sd": 1,
+                                                  "t": 2, "points": 3}}), "non-numeric 'mean_log_u'")):
+        f.write_text(content)
+        assert main(["plan", "--law-file", "example:datablations-published", "--compute", "1e21", "--unique-tokens",
+                     "25e9", "--reuse-file", str(f)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1

@@ -108,7 +108,7 @@ def parse_efficiency(items) -> list[RecipeEffect]:
     return out
 
 
-def _report_name(recipe: str, members) -> str:
+def _report_name(recipe: str) -> str:
     m = re.match(r"^ensemble x(\d+)$", recipe)
     return f"ensemble:{m.group(1)}" if m else recipe
 
@@ -119,16 +119,27 @@ def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEf
     require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
     # the multiplier solved in the planner's own model (report column data_multiplier); older reports have
     # only the data-term inversion at fixed N (effective_tokens)
-    key = "data_multiplier" if rows and all("data_multiplier" in r for r in rows) else "effective_tokens"
-    std = {(r["params"], r["unique_tokens"]): r[key] for r in rows if r.get("recipe") == "standard"}
+    key = "data_multiplier" if rows and all(isinstance(r, dict) and "data_multiplier" in r for r in rows) \
+        else "effective_tokens"
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    for i, r in enumerate(rows):
+        require(isinstance(r, dict) and isinstance(r.get("recipe"), str) and number(r.get("params"))
+                and number(r.get("unique_tokens")) and (r.get(key) is None or number(r.get(key))),
+                f"{path}: efficiency row {i + 1} is malformed (it needs recipe, params, unique_tokens and {key})")
+    # the strict JSON writer stores an infinite value (a loss below the law's reach) as null
+    rows = [r | {key: np.inf if r.get(key) is None else float(r[key])} for r in rows]
+    std = {(r["params"], r["unique_tokens"]): r[key] for r in rows if r["recipe"] == "standard" and np.isfinite(r[key])}
     require(std, f"{path}: the study has no standard runs with an effective-token value; nothing to compare with")
     ratios: dict[str, list[float]] = {}
     for r in rows:
         if r.get("recipe") in ("standard", "ensemble member"):
             continue
         base = std.get((r["params"], r["unique_tokens"]))
-        if base and r.get(key) is not None:
-            ratios.setdefault(_report_name(r["recipe"], r.get("members")), []).append(r[key] / base)
+        if base:
+            ratios.setdefault(_report_name(r["recipe"]), []).append(r[key] / base)
     effects, warnings = [], []
     for name, vals in sorted(ratios.items()):
         v = np.asarray(vals, dtype=float)
@@ -249,6 +260,10 @@ def efficiency_from_asymptotes(asymptotes: dict[str, float], baseline: str, irre
     the regularized recipe's data-scaling law puts 3.17 at 5.17x the data.
     """
     require(baseline in asymptotes, f"--baseline {baseline!r} is not among the asymptotes given ({', '.join(asymptotes)})")
+    bad = [n for n, v in asymptotes.items() if not np.isfinite(v)]
+    if bad:
+        require(False, f"--asymptote {bad[0]}: the loss must be a finite number")
+    require(np.isfinite(irreducible), f"--irreducible must be a finite number, got {irreducible}")
     base = asymptotes[baseline]
     out = {}
     for name, loss in asymptotes.items():

@@ -287,8 +287,12 @@ def measured_k_star(reuse_record: dict, unique_tokens: float) -> dict:
     """K*(U) from a saved ``repetita reuse --out`` fit (K* = A ln U + B) with the confidence interval of the
     fitted line at ln U (wider the further U lies from the U values measured)."""
     fit = reuse_record.get("fit") if isinstance(reuse_record, dict) else None
-    require(isinstance(fit, dict) and {"A", "B", "mean_log_u", "sxx", "residual_sd", "t"} <= set(fit),
+    keys = ("A", "B", "mean_log_u", "sxx", "residual_sd", "t", "points")
+    require(isinstance(fit, dict) and set(keys) <= set(fit),
             "the reuse file has no K*(U) fit (it needs K* at 3 or more U of one model: repetita reuse ... --out)")
+    bad = [k for k in keys if not (isinstance(fit[k], int | float) and not isinstance(fit[k], bool) and np.isfinite(fit[k]))]
+    if bad:
+        require(False, f"the reuse file's K*(U) fit has a non-numeric {bad[0]!r}")
     lu = float(np.log(unique_tokens))
     k = fit["A"] * lu + fit["B"]
     half = fit["t"] * fit["residual_sd"] * np.sqrt(1 / fit["points"] + (lu - fit["mean_log_u"]) ** 2 / fit["sxx"])
