@@ -154,3 +154,14 @@ def test_malformed_reuse_file_is_one_line(tmp_path, capsys):
                      "25e9", "--reuse-file", str(f)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+def test_one_epoch_count_per_dataset_size_is_warned(capsys):
+    """The datablations runs vary U with K (fixed tokens per model): grouped by U each has one K, so K*(U) means
+    nothing there and the command says so; grouped by model and corpus it does not."""
+    base = ["reuse", "--example", "datablations-curves", "--law-file", "example:datablations-published",
+            "--chinchilla-part", "--anchor", "--json"]
+    assert main(base) == 0
+    assert any("one K per U" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+    assert main([*base, "--by", "params,corpus"]) == 0
+    assert not any("one K per U" in w for w in json.loads(capsys.readouterr().out)["warnings"])

@@ -26,6 +26,7 @@ def _load_table(args):
     require(bool(args.csv) != bool(args.example), "give a CSV file or --example NAME (exactly one)")
     if args.example:
         df, source = load_example(args.example), f"example:{args.example}"
+        curves = "run" in df.columns and df["run"].duplicated().any()
     else:
         from repetita.laws.curves import load
 
@@ -33,7 +34,6 @@ def _load_table(args):
         # only each run's last one
         df, curves = load(args.csv, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta)
         source = str(args.csv)
-    curves = "run" in df.columns and df["run"].duplicated().any()
     require(curves or not args.final, f"{source}: --final needs curves (several evaluations per run)")
     if curves:
         from repetita.laws.curves import as_runs, final_losses

@@ -132,7 +132,7 @@ def cmd_allocate(args) -> dict:
         from repetita.laws.plots import plot_allocation
 
         est = ests[0][1]
-        single = allocate(est, float(budgets[-1]), u, **kw)
+        single = first if len(budgets) == 1 else allocate(est, float(budgets[-1]), u, **kw)
         out["plot"] = str(plot_allocation(est, single, args.plot, frontier=first if len(budgets) > 1 else None,
                                           recipes=out.get("recipes")))
     for w in out["warnings"]:

@@ -70,7 +70,7 @@ def cmd_reuse(args) -> dict:
                                "(flagged in the table)")
     if (kstar["k_star_at_grid_edge"]).any():
         out["warnings"].append("K* is the largest K measured for some group: the transition lies beyond the grid")
-    if "unique_tokens" in by and kstar.groupby([c for c in by if c != "unique_tokens"] or (lambda _: 0)).size().max() == 1:
+    if "unique_tokens" in by and table.groupby(list(by))["epochs"].nunique().max() == 1:
         out["warnings"].append("one K per U: K*(U) needs several epoch counts per U (try --by params,corpus)")
     one_model = "params" not in by or kstar["params"].nunique() == 1
     if "unique_tokens" in by and one_model and kstar["k_star"].notna().sum() >= 3:  # across sizes would mix models
@@ -99,11 +99,9 @@ def _print(args, table, kstar, out, by) -> None:
               f"{r['reuse_rate']:>8.3f}" + (f"   [{r['reuse_rate_lo']:.3f}, {r['reuse_rate_hi']:.3f}]" if iv else "")
               + ("  (extrapolated)" if r["extrapolated"] else ""))
     for r in kstar.to_dict(orient="records"):
-        label = ", ".join(f"{c} = {r[c]:.4g}" if not isinstance(r[c], str) else f"{c} = {r[c]}" for c in by)
-        print(f"{label}: K*(lambda={args.lam:g}) = {r['k_star']:g}, plateau E = {r['plateau']:.3g}")
+        print(f"{_label(r, by)}: K*(lambda={args.lam:g}) = {r['k_star']:g}, plateau E = {r['plateau']:.3g}")
     for r in out["rd_star_implied"]:
-        label = ", ".join(f"{k} = {v:.4g}" if not isinstance(v, str) else f"{k} = {v}" for k, v in r.items()
-                          if not k.startswith(("rd_star", "rms_E", "epochs")))
+        label = _label(r, [k for k in r if not k.startswith(("rd_star", "rms_E", "epochs"))])
         print(f"constant-R_D* reading{' (' + label + ')' if label else ''}: R_D* = {r['rd_star']:.3g} over all "
               f"{r['epochs']} epoch counts (RMS error in E {r['rms_E']:.2f}), {r['rd_star_to_peak']:.3g} up to the peak "
               f"of E ({r['epochs_to_peak']} counts, RMS {r['rms_E_to_peak']:.2f})")
@@ -111,6 +109,11 @@ def _print(args, table, kstar, out, by) -> None:
         f = out["fit"]
         print(f"K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}; A in [{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}] "
               f"({100 * f['level']:g}%, {f['points']} values of U)")
+
+
+def _label(row: dict, keys) -> str:
+    """``params = 2.81e+09, corpus = c4``: a group's key columns, numbers short."""
+    return ", ".join(f"{k} = {row[k]}" if isinstance(row[k], str) else f"{k} = {row[k]:.4g}" for k in keys)
 
 
 def register(sub) -> None:

@@ -258,17 +258,12 @@ def _decision(tidy: pd.DataFrame, dc, std: pd.DataFrame, eff: pd.DataFrame, fits
     return d | {"lines": decision_lines(d)}
 
 
-def _reuse(study_dir: Path) -> dict | None:
+def _reuse(study_dir: Path, results: dict[str, dict]) -> dict | None:
     """E(K, U) from the study's reuse recipe (``study/reuse_lab.py``), None when it ran none."""
     from repetita.io import read_json
     from repetita.study.reuse_lab import measure
     from repetita.study.store import run_dir
 
-    store = Store.of_study(study_dir)
-    try:
-        results = store.results()
-    finally:
-        store.close()
     try:
         r = measure(results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"))
     except UserError as exc:
@@ -325,7 +320,7 @@ def build_report(study_dir: str | Path) -> dict:
     check_study_dir(study_dir, creating=False)
     store = Store.of_study(study_dir)
     try:
-        tidy, counts = store.tidy(), store.counts()
+        tidy, counts, results = store.tidy(), store.counts(), store.results()
     finally:
         store.close()
     require(len(tidy) > 0, f"{study_dir}: no finished runs to report yet (run the study first)")
@@ -336,7 +331,7 @@ def build_report(study_dir: str | Path) -> dict:
     ens_fig, ens_fits = fig_ensembles(ens, out)
     eff = efficiency(best, fits)
     decision = _decision(tidy, dc, std, eff, fits)
-    reuse = _reuse(study_dir)
+    reuse = _reuse(study_dir, results)
     figures = {
         "loss_vs_epochs": fig_loss_vs_epochs(tidy, out),
         "reuse_rate": fig_reuse(tidy, fits, out),
