@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "repetita.lm.cli",
     "repetita.sft.cli",
     "repetita.data_mix.cli",
+    "repetita.data_mix.cli_inject",
     "repetita.study.cli",
     "repetita.demo",
 ]

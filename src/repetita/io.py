@@ -241,3 +241,26 @@ class JsonlAppender:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The records of a :class:`JsonlAppender` log, first cutting a torn last line (a kill mid-write)
+    off the file so that lines appended later stay valid JSONL. A missing file is an empty log."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    data = p.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(p, "r+b") as f:
+            f.truncate(cut)
+        data = data[:cut]
+    out = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

@@ -22,7 +22,7 @@ from pathlib import Path
 from repetita.data_mix.backends import BackendError, EchoBackend, HTTPBackend, RateLimiter, TransformersBackend
 from repetita.data_mix.templates import TEMPLATES, render
 from repetita.errors import UserError, require
-from repetita.io import JsonlAppender, check_file, write_json
+from repetita.io import JsonlAppender, check_file, read_log, write_json
 
 
 @dataclass(frozen=True)
@@ -93,23 +93,9 @@ def _norm_hash(text: str) -> str:
 
 def read_done(out: str) -> tuple[set, dict]:
     """Finished keys and per-doc text hashes from an output file, repairing a torn last line."""
-    p = Path(out)
     done: set = set()
     hashes: dict = {}
-    if not p.exists():
-        return done, hashes
-    data = p.read_bytes()
-    if data and not data.endswith(b"\n"):
-        # A kill mid-write left a partial line: drop it so the file stays valid JSONL.
-        cut = data.rfind(b"\n") + 1
-        with open(p, "r+b") as f:
-            f.truncate(cut)
-        data = data[:cut]
-    for line in data.decode("utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in read_log(out):  # repairs a torn last line left by a kill mid-write
         if rec.get("status") in ("ok", "duplicate"):
             done.add((rec["doc"], rec["template"], rec["sample"]))
             if rec.get("status") == "ok":
