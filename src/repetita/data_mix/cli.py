@@ -99,6 +99,47 @@ def cmd_composition(args) -> dict:
     return out
 
 
+def cmd_regime(args) -> dict:
+    from repetita.data_mix.composition import regime, regime_summary
+
+    sizes = []
+    for item in args.sizes.split(","):
+        try:
+            d, k = (int(x) for x in item.split(":"))
+        except ValueError:
+            raise UserError(f"--sizes: expected D:K pairs like 256:4, got '{item}'") from None
+        sizes.append((d, k))
+    runs = []
+    for item in args.runs.split(","):
+        try:
+            a, lr = (float(x) for x in item.split(":"))
+        except ValueError:
+            raise UserError(f"--runs: expected EXPONENT:LR pairs like 1.5:1, got '{item}'") from None
+        runs.append((a, lr))
+    seeds = number_list(args.seeds, "--seeds", whole=True)
+    require(seeds, "--seeds: give at least one seed")
+    if args.out:
+        check_dir(args.out, "--out")
+    results = []
+    for d, k in sizes:
+        for seed in seeds:
+            results.append(regime(d, k, runs, args.samples, seed=int(seed), init=args.init, batch=args.batch,
+                                  evals=args.evals))
+    out = {"level": args.level, "results": results, "summary": regime_summary(results, args.level)}
+    if args.out:
+        from repetita.io import make_dir, write_json
+
+        write_json(make_dir(args.out) / "mix_regime.json", out, indent=1)
+    if not args.json:
+        print(f"{'d':>5} {'k':>2} {'a':>4} {'d^(k/2)':>10} {'reached':>8} {'median samples':>15} {'final loss':>10}")
+        for s in out["summary"]:
+            med = "-" if s["median_samples"] is None else f"{s['median_samples']:,.0f}"
+            fin = "-" if s["median_final_loss"] is None else f"{s['median_final_loss']:.3f}"
+            print(f"{s['dims']:>5} {s['k']:>2} {s['exponent']:>4g} {s['d_to_k_over_2']:>10.3g} "
+                  f"{s['reached']:>4}/{s['seeds']:<3} {med:>15} {fin:>10}")
+    return out
+
+
 def cmd_sequence(args) -> dict:
     from repetita.data_mix.sequence import SequenceConfig, compare
 
@@ -172,6 +213,20 @@ def register(subparsers) -> None:
     c.add_argument("--out", help="write the curves (JSON + config) to this directory")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_composition)
+
+    g = mix_sub.add_parser("regime", help="skill-composition size sweep: uniform vs power law, tuned learning rates")
+    g.add_argument("--sizes", default="256:4", help="D:K pairs, comma-separated")
+    g.add_argument("--runs", default="0:1,0:4,0:16,1:0.5,1:1,1.5:0.5,1.5:1",
+                   help="EXPONENT:LR pairs; each exponent's curve is the best over its rates")
+    g.add_argument("--samples", type=int, default=1_000_000, help="budget (fresh samples; log-spaced evaluations)")
+    g.add_argument("--seeds", default="0,1,2")
+    g.add_argument("--init", type=float, default=0.5)
+    g.add_argument("--batch", type=int, default=64)
+    g.add_argument("--evals", type=int, default=12)
+    g.add_argument("--level", type=float, default=0.05, help="test loss counted as learned")
+    g.add_argument("--out", help="write mix_regime.json here")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_regime)
 
     q = mix_sub.add_parser("sequence", help="GPT on composed affine maps mod p: uniform vs power-law skills")
     q.add_argument("--p", type=int, default=17, help="prime modulus (value tokens 0..p-1)")

@@ -91,6 +91,82 @@ def train(cfg: CompositionConfig, exponent: float) -> tuple[np.ndarray, np.ndarr
     return np.array(seen), np.array(losses)
 
 
+def regime(dims: int, k: int, runs: list[tuple[float, float]], samples: int, seed: int = 0, init: float = 0.5,
+           batch: int = 64, evals: int = 12, test_size: int = 4096) -> dict:
+    """Many ``(exponent, lr)`` runs of the testbed at once, for the size sweep of the skill regime.
+
+    The same model and loss as :func:`train`, vectorised over runs (one ``(R, d)`` weight array, one
+    ``bincount`` for all gradients), so a grid of distributions and learning rates at ``d`` in the
+    hundreds fits a CPU minute. Learning rates are per run because the stable rate depends on the
+    distribution: a skill's effective rate is ``lr`` times its share of the batch, ``k pi_s``, so a
+    power law's head skill caps ``lr`` near ``1 / (k pi_1)`` while uniform tolerates about ``d / k``
+    (a fair comparison tunes each). Every run starts from the same weights; a run whose weights
+    overflow is marked diverged (loss NaN from then on). By symmetry the hidden signs are +1 (a
+    product of sign flips maps any sign pattern to this one without changing the dynamics).
+    """
+    require(dims >= 2 and 1 <= k <= dims, f"need dims >= 2 and 1 <= k <= dims, got d={dims}, k={k}")
+    require(runs and all(a >= 0 and lr > 0 for a, lr in runs), "runs: need (exponent >= 0, lr > 0) pairs")
+    require(samples >= batch >= 1 and init > 0 and evals >= 2, "need samples >= batch >= 1, init > 0, evals >= 2")
+    R = len(runs)
+    lrs = np.array([lr for _, lr in runs])[:, None]
+    logp = np.log(np.stack([skill_probs(dims, a) for a, _ in runs]))
+    w = np.tile(init * np.random.default_rng(seed).standard_normal(dims), (R, 1))
+    rng = np.random.default_rng([seed, 1])
+    test = sample_sets(rng, np.full(dims, 1.0 / dims), test_size, k)
+    steps = samples // batch
+    at = set(np.unique(np.geomspace(1, steps, evals).astype(int)).tolist())
+    offset = (np.arange(R) * dims)[:, None, None]
+    seen, losses = [], []
+    for step in range(1, steps + 1):
+        sets = np.argpartition(-(logp[:, None, :] + rng.gumbel(size=(R, batch, dims))), k - 1, axis=2)[..., :k]
+        ws = np.take_along_axis(w, sets.reshape(R, -1), axis=1).reshape(R, batch, k)
+        with np.errstate(all="ignore"):
+            resid = ws.prod(axis=2) - 1.0
+            loo = np.stack([np.delete(ws, i, axis=2).prod(axis=2) for i in range(k)], axis=2)
+            grad = np.bincount((sets + offset).ravel(), weights=(resid[..., None] * loo).ravel(), minlength=R * dims)
+            w -= lrs * grad.reshape(R, dims) / batch
+        w[~np.isfinite(w).all(axis=1)] = np.nan
+        if step in at:
+            with np.errstate(all="ignore"):
+                losses.append((0.5 * (w[:, test].prod(axis=2) - 1.0) ** 2).mean(axis=1))
+            seen.append(step * batch)
+    loss = np.array(losses).T  # [R, evals]
+    return {"dims": dims, "k": k, "seed": seed, "init": init, "batch": batch, "samples": seen,
+            "runs": [{"exponent": a, "lr": lr, "loss": [None if not np.isfinite(x) else float(x) for x in row]}
+                     for (a, lr), row in zip(runs, loss, strict=True)]}
+
+
+def best_per_exponent(result: dict) -> dict[float, list[float | None]]:
+    """For each exponent, the lowest loss over its learning rates at every budget (the tuned curve)."""
+    out: dict[float, list] = {}
+    for r in result["runs"]:
+        cur = out.setdefault(r["exponent"], [None] * len(r["loss"]))
+        for j, x in enumerate(r["loss"]):
+            if x is not None and (cur[j] is None or x < cur[j]):
+                cur[j] = x
+    return out
+
+
+def regime_summary(results: list[dict], level: float = 0.05) -> list[dict]:
+    """Per (d, k, exponent): seeds whose tuned loss went below ``level``, the median budget that took,
+    and the median tuned loss at the end of the budget."""
+    groups: dict[tuple, list] = {}
+    for res in results:
+        for a, curve in best_per_exponent(res).items():
+            groups.setdefault((res["dims"], res["k"], a), []).append((res["samples"], curve))
+    out = []
+    for (d, k, a), items in sorted(groups.items()):
+        reached = [first_below(np.array(n), np.array([np.inf if x is None else x for x in c]), level)
+                   for n, c in items]
+        hits = [r for r in reached if r is not None]
+        finals = [c[-1] for _, c in items if c[-1] is not None]
+        out.append({"dims": d, "k": k, "exponent": a, "seeds": len(items), "reached": len(hits),
+                    "median_samples": float(np.median(hits)) if hits else None, "reached_at": reached,
+                    "median_final_loss": float(np.median(finals)) if finals else None,
+                    "d_to_k_over_2": float(d) ** (k / 2), "budget": items[0][0][-1]})
+    return out
+
+
 def first_below(samples: np.ndarray, losses: np.ndarray, level: float) -> int | None:
     idx = np.flatnonzero(losses < level)
     return int(samples[idx[0]]) if idx.size else None

@@ -19,7 +19,7 @@ COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combine
 # Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
 # evaluating more often or moving to another device finds the same finished run.
 # Fields that do not change what a run computes (up to floating-point rounding): not part of the run id.
-BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile")
+BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model's forward (a speed option; probed before training starts)
+    ensemble: str = "auto"  # members > 1: auto (time both, keep the faster) | batched | separate (members.py)
 
     def __post_init__(self):
         _check_types(self)
@@ -126,6 +127,8 @@ class TrainConfig:
         require(math.isfinite(self.epochs) and self.epochs > 0, f"epochs={self.epochs} must be > 0")
         require(0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
         require(self.members >= 1, f"members={self.members} must be >= 1")
+        require(self.ensemble in ("auto", "batched", "separate"),
+                f"ensemble={self.ensemble!r} must be 'auto', 'batched' or 'separate'")
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
         require(self.lr > 0, f"lr={self.lr} must be > 0")
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")

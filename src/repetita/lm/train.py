@@ -22,6 +22,7 @@ import torch
 from repetita.errors import UserError, require
 from repetita.io import check_dir, read_json, save_npy, save_torch, write_json
 from repetita.laws.data import RunRow
+from repetita.lm import members
 from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
 from repetita.lm.ensemble import evaluate
@@ -207,8 +208,12 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     autocast = _autocast(config, device)
     data = load_data(config.corpus, config.tokenizer, config.context, config.unique_tokens,
                      config.val_fraction, config.val_tokens, config.split_seed)
+    ckpt = Checkpoint(out / "ckpt.pt", config.checkpoint_every)
+    state = torch.load(ckpt.path, map_location=device, weights_only=False) if ckpt.path.exists() else None
+    mc = config.model_config(data.vocab_size)
+    ensemble = _ensemble_mode(config, mc, device, autocast, state)
     torch.manual_seed(config.seed)
-    model = GPT(config.model_config(data.vocab_size), members=config.members, seed=config.seed).to(device)
+    model = members.build(mc, config.members, config.seed, ensemble["mode"]).to(device)
     if config.compile:
         compile_forward(model, device, config.context)
     opt = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.lr,
@@ -218,9 +223,8 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     teacher, synthetic = _teacher_setup(config, data, out, device, root)
     total = data.steps_for(config.epochs, config.batch_size)
     evaluation = Evaluation(config, data, eval_steps(data, config, total), out, device, autocast)
-    ckpt = Checkpoint(out / "ckpt.pt", config.checkpoint_every)
     bar = _Progress(progress, total)
-    cbs = [evaluation, *callbacks, bar] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
+    cbs = [evaluation, *callbacks, bar, _Stored("ensemble_mode", ensemble["mode"])] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
     kd = teacher is not None and config.distill_alpha > 0
     trainer = Trainer(
         model, opt, _Batches(data, config, synthetic, device), total_steps=total, lr=config.lr,
@@ -228,20 +232,44 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
         members=config.members, autocast=autocast, callbacks=[*cbs, ckpt],
         loss_fn=_distill_loss(config, teacher) if kd else model_loss,
     )
-    if ckpt.path.exists():
-        trainer.load_state_dict(torch.load(ckpt.path, map_location=device, weights_only=False))
+    if state is not None:
+        trainer.load_state_dict(state)
     status = trainer.run()
     bar.close()
     if status == "stopped":
         ckpt.save(trainer)
         return {"finished": False, "step": trainer.step, "history": evaluation.history, "config_hash": config.hash}
+    if isinstance(model, members.Members):
+        model = model.to_batched()  # model.pt has one format whichever way the members were trained
     save_torch({"model_config": model.config.to_dict(), "members": config.members, "state": model.state_dict()},
                out / "model.pt")
-    result = _result(config, data, model, evaluation.history, total, time.time() - t0)
+    result = _result(config, data, model, evaluation.history, total, time.time() - t0) | {"ensemble": ensemble}
     write_json(out / "result.json", result, indent=1)
     with contextlib.suppress(FileNotFoundError):
         ckpt.path.unlink()  # the finished model lives in model.pt; optimizer state is no longer needed
     return result
+
+
+def _ensemble_mode(config: TrainConfig, mc, device: str, autocast, state: dict | None) -> dict:
+    """Batched or separate members: a resumed run keeps its checkpoint's mode (its optimizer state
+    has that layout), a forced mode is used as is, ``auto`` times both on this shape (members.py)."""
+    if config.members == 1:
+        return {"mode": "batched"}
+    if state is not None:
+        return {"mode": state.get("ensemble_mode", "batched"), "resumed": True}
+    if config.ensemble != "auto":
+        return {"mode": config.ensemble}
+    return members.choose(mc, config.members, config.batch_size, device, autocast)
+
+
+class _Stored(Callback):
+    """A value kept in the checkpoint (read back before the model is built)."""
+
+    def __init__(self, name: str, value):
+        self.name, self.value = name, value
+
+    def state_dict(self):
+        return {self.name: self.value}
 
 
 class _Progress(Callback):

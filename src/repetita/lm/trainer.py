@@ -116,6 +116,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.step = 0
         self._params = [p for p in model.parameters() if p.requires_grad]
+        # Separately stored members (repetita.lm.members.Members) are clipped one by one.
+        self._member_params = model.member_parameters() if hasattr(model, "member_parameters") else None
 
     def lr_at(self, step: int) -> float:
         return self.base_lr * lr_multiplier(self.schedule, step, self.total, self.warmup, self.final_lr_frac)
@@ -132,7 +134,11 @@ class Trainer:
             loss_m, logits = self.loss_fn(self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss_m.sum().backward()  # sum: each member's gradient is that of its own mean loss
-        clip_per_member(self._params, self.grad_clip, self.members)
+        if self._member_params is None:
+            clip_per_member(self._params, self.grad_clip, self.members)
+        else:
+            for ps in self._member_params:
+                clip_per_member(ps, self.grad_clip, 1)
         self.optimizer.step()
         self.step += 1
         detached = loss_m.detach().float()

@@ -1,0 +1,77 @@
+"""Ensembles trained as one batched model or as separate members: same runs, either way; auto picks one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repetita.errors import UserError
+from repetita.lm import members
+from repetita.lm.config import TrainConfig
+from repetita.lm.model import GPT
+from repetita.lm.train import train
+
+TINY = TrainConfig(corpus="markov:V=24,order=1,n=30000,seed=2", context=16, unique_tokens=16 * 48, epochs=2.0,
+                   n_layer=1, n_head=2, d_model=16, batch_size=8, lr=1e-2, val_tokens=16 * 32, members=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _losses(result):
+    return [h["val_member_losses"] for h in result["history"]], [h["ensemble_logits_loss"] for h in result["history"]]
+
+
+def test_separate_members_train_exactly_like_the_batched_model(tmp_path):
+    b = train(TINY.replace(ensemble="batched"), tmp_path / "b")
+    s = train(TINY.replace(ensemble="separate"), tmp_path / "s")
+    assert b["ensemble"] == {"mode": "batched"} and s["ensemble"] == {"mode": "separate"}
+    (mb, eb), (ms, es) = _losses(b), _losses(s)
+    assert torch.allclose(torch.tensor(mb), torch.tensor(ms), atol=1e-5, rtol=0)
+    assert torch.allclose(torch.tensor(eb), torch.tensor(es), atol=1e-5, rtol=0)
+    assert b["config_hash"] == s["config_hash"]  # a speed option, not part of the run's id
+    sb = torch.load(tmp_path / "b" / "model.pt")["state"]
+    ss = torch.load(tmp_path / "s" / "model.pt")["state"]
+    assert sb.keys() == ss.keys() and all(torch.allclose(sb[k], ss[k], atol=1e-5) for k in sb)
+
+
+def test_auto_times_both_modes_and_does_not_shift_the_run(tmp_path):
+    members._CHOICES.clear()
+    auto = train(TINY, tmp_path / "auto")
+    e = auto["ensemble"]
+    assert e["mode"] in ("batched", "separate") and e["batched_s"] > 0 and e["separate_s"] > 0
+    assert e["mode"] == ("batched" if e["batched_s"] <= e["separate_s"] else "separate")
+    forced = train(TINY.replace(ensemble=e["mode"]), tmp_path / "forced")
+    assert _losses(auto) == _losses(forced)  # calibration restores the random state it used
+
+
+def test_separate_members_resume_in_their_own_mode(tmp_path):
+    cfg = TINY.replace(ensemble="separate", epochs=3.0, checkpoint_every=4)
+    full = train(cfg, tmp_path / "full")
+    part = train(cfg, tmp_path / "r", stop_at_step=7)
+    assert part["finished"] is False
+    # Resuming with auto must keep the checkpoint's layout (its optimizer state is per member).
+    resumed = train(cfg.replace(ensemble="auto"), tmp_path / "r")
+    assert resumed["ensemble"] == {"mode": "separate", "resumed": True}
+    assert _losses(resumed) == _losses(full)
+
+
+def test_members_module_matches_the_batched_forward_and_clips_each_member():
+    cfg = TINY.model_config(24)
+    sep, bat = members.Members(cfg, 3, seed=5), GPT(cfg, members=3, seed=5)
+    x = torch.randint(0, 24, (3, 4, 16))
+    assert torch.allclose(sep(x), bat(x), atol=1e-6)
+    assert sep.num_params() == bat.num_params()
+    assert torch.equal(sep.to_batched().state_dict()["wte"], bat.state_dict()["wte"])
+    with pytest.raises(UserError, match="members=3"):
+        sep(x[:2])
+
+
+def test_bad_ensemble_mode_is_a_user_error():
+    with pytest.raises(UserError, match="ensemble="):
+        TrainConfig(ensemble="threads")
