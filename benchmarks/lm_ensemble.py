@@ -1,7 +1,13 @@
-"""Cost of K ensemble members trained as one batched model vs K separate models (training steps only).
+"""Cost of K ensemble members trained as one batched model vs K separate models (training steps only),
+and what the trainer's ``ensemble = "auto"`` choice (repetita.lm.members) makes of it.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lm_ensemble.py [--steps 20] [--repeats 3] [--members 2,4,8]
         [--d-model 64] [--context 64] [--batch 32]
+
+Columns: K separate runs (the baseline: K lone models trained one after the other), the batched model,
+K separate members stepped side by side in one model (``Members``), the mode ``auto`` picks after its
+short calibration, and baseline / picked mode. ``auto`` is never asked to beat the baseline, only to
+avoid the slower of its two layouts.
 
 Architecture of docs/lm.md (2 layers, d 64, vocab 512, context 64, 32 windows per member per step), random
 token batches, AdamW, the loss computed by the model; prints separate / batched wall-time ratios. Separate
@@ -12,26 +18,43 @@ best repeat of each is kept.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
 
+from repetita.lm import members as lm_members
 from repetita.lm.config import TrainConfig
 from repetita.lm.model import GPT
 
+DEVICE = "cpu"
 
-def time_training_steps(model: GPT, steps: int, batch: int, seed: int = 0) -> float:
-    """Wall seconds of ``steps`` AdamW steps of ``model`` on random token batches (one batch per member)."""
+
+def time_training_steps(model, steps: int, batch: int, seed: int = 0) -> float:
+    """Wall seconds of ``steps`` AdamW steps of ``model`` on random token batches (one batch per member);
+    on CUDA with bf16 autocast, after one untimed warm-up step."""
+    model = model.to(DEVICE)
     opt = torch.optim.AdamW(model.param_groups(0.1), lr=1e-3)
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, cfg.vocab_size, (model.members, batch, cfg.context + 1), generator=g)
-    t = time.perf_counter()
-    for _ in range(steps):
-        _, loss = model(x[..., :-1], x[..., 1:])
+    x = torch.randint(0, cfg.vocab_size, (model.members, batch, cfg.context + 1), generator=g).to(DEVICE)
+    cast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if DEVICE == "cuda" else contextlib.nullcontext
+
+    def step():
+        with cast():
+            _, loss = model(x[..., :-1], x[..., 1:])
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
+
+    if DEVICE == "cuda":
+        step()
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t
 
 
@@ -39,13 +62,21 @@ def bench(members, steps: int, repeats: int, d_model: int, context: int, batch: 
     cfg = TrainConfig(d_model=d_model, context=context).model_config(vocab_size=512)
     rows = []
     for K in members:
-        sep, bat = [], []
+        sep, bat, side = [], [], []
         for _ in range(repeats):
             sep.append(sum(time_training_steps(GPT(cfg, seed=m), steps, batch) for m in range(K)))
             bat.append(time_training_steps(GPT(cfg, members=K), steps, batch))
-        rows.append([K, min(sep), min(bat), min(sep) / min(bat)])
-        print(f"K={K}: separate {min(sep):.2f} s, batched {min(bat):.2f} s, ratio {min(sep) / min(bat):.2f}",
-              flush=True)
+            side.append(time_training_steps(lm_members.Members(cfg, K), steps, batch))
+        lm_members._CHOICES.clear()
+        t = time.perf_counter()
+        auto = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if DEVICE == "cuda" else None
+        pick = lm_members.choose(cfg, K, batch, DEVICE, auto)["mode"]
+        calib = time.perf_counter() - t
+        picked = min(bat) if pick == "batched" else min(side)
+        rows.append([K, min(sep), min(bat), min(side), pick, min(sep) / picked, calib])
+        print(f"d={d_model} K={K}: separate runs {min(sep):.2f} s, batched {min(bat):.2f} s, side by side "
+              f"{min(side):.2f} s; auto picks {pick} (calibration {calib:.1f} s): "
+              f"separate runs / picked {min(sep) / picked:.2f}", flush=True)
     return rows
 
 
@@ -57,7 +88,10 @@ def main() -> None:
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--context", type=int, default=64)
     p.add_argument("--batch", type=int, default=32, help="windows per member per step")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     a = p.parse_args()
+    global DEVICE
+    DEVICE = a.device
     torch.set_num_threads(1)
     bench(tuple(int(k) for k in a.members.split(",")), a.steps, a.repeats, a.d_model, a.context, a.batch)
 

@@ -36,3 +36,29 @@ def test_compare_reports_both_curves():
 def test_bad_config(kw):
     with pytest.raises(UserError):
         cp.CompositionConfig(**kw)
+
+
+def test_regime_runs_learn_the_same_task_as_the_single_run_trainer():
+    # The k = 2, d = 32 case the loop above solves: every vectorised run solves it too, and a
+    # diverging learning rate is isolated to its own row.
+    out = cp.regime(32, 2, [(0.0, 1.0), (0.0, 1.0), (1.0, 1.0), (0.0, 500.0)], 40_000, seed=0, init=0.1, evals=6)
+    losses = [r["loss"] for r in out["runs"]]
+    for curve in losses[:3]:
+        assert curve[0] > 0.4 and curve[-1] < 0.01
+    assert losses[0] != losses[1]  # same settings, independent sample streams
+    assert losses[3][-1] is None  # diverged: NaN from then on, reported as None
+    best = cp.best_per_exponent(out)
+    assert best[0.0][-1] == min(losses[0][-1], losses[1][-1])
+    summary = cp.regime_summary([out], level=0.05)
+    assert [(s["exponent"], s["reached"]) for s in summary] == [(0.0, 1), (1.0, 1)]
+    assert summary[0]["median_samples"] <= 40_000 and summary[0]["d_to_k_over_2"] == 32.0
+
+
+def test_regime_cli_bad_input_is_one_line(capsys):
+    from repetita.cli import main
+
+    for extra, message in [(["--sizes", "256x4"], "--sizes"), (["--runs", "1"], "--runs"),
+                           (["--sizes", "2:3"], "k <= dims"), (["--out", "/proc/regime"], "--out")]:
+        assert main(["mix", "regime", "--samples", "640", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err

@@ -40,6 +40,8 @@ class DemoConfig:
     window: int = 20
     plateau_window: int = 50
     plateau_tol: float = 1e-4
+    model: str = "scratch"  # scratch (tiny GPT-2, task tokens) | smollm2 | a local HF model folder (pretrained.py)
+    device: str = "cpu"  # cpu | cuda | auto (bf16 autocast on CUDA)
 
     def __post_init__(self):
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -49,6 +51,8 @@ class DemoConfig:
         require(self.d_model % self.n_head == 0, f"d_model {self.d_model} not divisible by n_head {self.n_head}")
         require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.eval_size >= 1, f"eval_size must be >= 1, got {self.eval_size}")
+        require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
+        require(bool(self.model.strip()), "model must be 'scratch', 'smollm2' or a local model folder")
         ArithmeticTask(self.n_ops, self.modulus)
         StopConfig(self.threshold, self.window, self.plateau_window, self.plateau_tol)
 
@@ -85,6 +89,7 @@ def answer_accuracy(model, task: ArithmeticTask, examples) -> float:
     import torch
 
     ids, _ = make_batch([(p, "", a) for p, _, a in examples])
+    ids = ids.to(next(model.parameters()).device)
     model.eval()
     with torch.no_grad():
         for _ in range(task.response_len):
@@ -95,14 +100,50 @@ def answer_accuracy(model, task: ArithmeticTask, examples) -> float:
     return float(np.mean([parse_answer(g) == a for g, (_, _, a) in zip(gen, examples, strict=True)]))
 
 
-def run_cell(cfg: DemoConfig, task: ArithmeticTask, train, held_out, n_samples: int, epochs: int) -> dict:
+class _Scratch:
+    """A tiny GPT-2 from scratch on the task's own character tokens."""
+
+    def __init__(self, cfg: DemoConfig, task: ArithmeticTask, device: str):
+        self.cfg, self.task, self.device = cfg, task, device
+
+    def fresh(self):
+        return _model(self.cfg, self.task).to(self.device)
+
+    def batch(self, examples):
+        return tuple(t.to(self.device) for t in make_batch(examples))
+
+    def accuracy(self, model, examples) -> float:
+        return answer_accuracy(model, self.task, examples)
+
+
+class _Pretrained:
+    """A pretrained causal LM through its own tokenizer (pretrained.py)."""
+
+    def __init__(self, cfg: DemoConfig, task: ArithmeticTask, device: str):
+        from repetita.sft.pretrained import HFCodec, Pretrained
+
+        self.task, self.weights = task, Pretrained(cfg.model, device)
+        self.codec = HFCodec(self.weights.tokenizer, device)
+
+    def fresh(self):
+        return self.weights.fresh()
+
+    def batch(self, examples):
+        return self.codec.batch(examples)
+
+    def accuracy(self, model, examples) -> float:
+        return self.codec.accuracy(model, self.task, examples)
+
+
+def run_cell(cfg: DemoConfig, engine, train, held_out, n_samples: int, epochs: int, autocast=None) -> dict:
     """One (samples, epochs) cell through the one training loop; the token-accuracy rule records where it
     would stop (``stop=False``: every cell spends the whole budget, so cells stay comparable)."""
     import torch
 
     from repetita.lm.trainer import Callback, TokenAccuracyStop, Trainer
 
-    model = _model(cfg, task)
+    torch.manual_seed(cfg.seed)
+    model = engine.fresh()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.budget // cfg.batch_size
     rng = np.random.default_rng(cfg.seed + 1)
@@ -110,10 +151,11 @@ def run_cell(cfg: DemoConfig, task: ArithmeticTask, train, held_out, n_samples: 
     order = np.concatenate([rng.permutation(n_samples) for _ in range(epochs)])
 
     def batches(step: int):
-        return make_batch([train[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
+        return engine.batch([train[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]])
 
     def hf_loss(m, batch):  # the model computes its own loss from the labels (prompt tokens are -100)
-        out = m(input_ids=batch[0], labels=batch[1])
+        mask = batch[2] if len(batch) > 2 else None
+        out = m(input_ids=batch[0], labels=batch[1], attention_mask=mask)
         return out.loss[None], out.logits
 
     stop = TokenAccuracyStop(StopConfig(cfg.threshold, cfg.window, cfg.plateau_window, cfg.plateau_tol),
@@ -125,12 +167,13 @@ def run_cell(cfg: DemoConfig, task: ArithmeticTask, train, held_out, n_samples: 
         def on_step(self, trainer, step):
             curve.append(stop.history[-1][1])
             if stop.decision is not None and "acc" not in at_stop:
-                at_stop["acc"] = answer_accuracy(model, task, held_out)
+                at_stop["acc"] = engine.accuracy(model, held_out)
 
     t0 = time.perf_counter()
     Trainer(model, opt, batches, total_steps=steps, lr=cfg.lr, schedule="cosine", final_lr_frac=0.0,
-            warmup=max(1, steps // 20), grad_clip=0.0, loss_fn=hf_loss, callbacks=[stop, Record()]).run()
-    final = answer_accuracy(model, task, held_out)
+            warmup=max(1, steps // 20), grad_clip=0.0, loss_fn=hf_loss, autocast=autocast,
+            callbacks=[stop, Record()]).run()
+    final = engine.accuracy(model, held_out)
     d = stop.decision
     return {
         "samples": n_samples,
@@ -151,10 +194,15 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path | None = None, progress=None) 
     import torch
 
     from repetita.io import make_dir, write_json
+    from repetita.lm.train import resolve_device
 
     out = make_dir(out_dir) if out_dir is not None else None  # checked before any training
-    torch.set_num_threads(1)
+    device = resolve_device(cfg.device)
+    if device == "cpu":
+        torch.set_num_threads(1)
     task = ArithmeticTask(cfg.n_ops, cfg.modulus)
+    engine = (_Scratch if cfg.model == "scratch" else _Pretrained)(cfg, task, device)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" else None
     plan = cfg.plan()
     pool = task.pool(cfg.pool_size, cfg.seed)
     held = task.pool(cfg.eval_size, cfg.seed + 10_000)
@@ -163,10 +211,10 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path | None = None, progress=None) 
     rows = []
     for n, e in plan.cells:
         subset = [pool[i] for i in plan.subsets()[n]]
-        rows.append(run_cell(cfg, task, subset, held, n, e))
+        rows.append(run_cell(cfg, engine, subset, held, n, e, autocast))
         if progress:
             progress(rows[-1])
-    result = {"config": asdict(cfg), "plan": plan.to_dict(), "held_out": len(held), "cells": rows}
+    result = {"config": asdict(cfg), "plan": plan.to_dict(), "held_out": len(held), "cells": rows, "device": device}
     if out is not None:
         write_json(out / "config.json", asdict(cfg), indent=2)
         write_json(out / "results.json", result, indent=1)
