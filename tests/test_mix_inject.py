@@ -168,8 +168,8 @@ def test_exact_match_needs_the_whole_answer_then_end_of_text():
 def _tiny(**kw):
     from repetita.data_mix.inject import InjectConfig
 
-    base = dict(people=16, passes=(4.0,), qa_passes=4.0, seeds=(0,), n_layer=1, n_head=2, d_model=16,
-                context=32, batch=4, lr=3e-3, warmup=2, threads=1)
+    base = dict(people=16, passes=(10.0,), qa_passes=4.0, seeds=(0,), n_layer=1, n_head=2, d_model=16,
+                context=32, batch=4, lr=1e-2, warmup=2, threads=1)
     return InjectConfig(**(base | kw))
 
 
@@ -185,7 +185,7 @@ def test_experiment_is_deterministic_and_resumes_from_its_rows(tmp_path, monkeyp
     assert len({r["trained_tokens"] for r in first["rows"]}) == 1
     for r in first["rows"]:
         assert 0 <= r["acc_heldout"] <= 1 and r["questions_heldout"] == 40
-        assert r["final_train_loss"] < np.log(r["params"])  # it trained (below a uniform guess over a big vocab)
+        assert r["final_train_loss"] < np.log(r["vocab"]) - 1.0  # it trained: well below a uniform guess
     # Resume: every row is on disk, so a re-run trains nothing; a torn line is repaired and re-run.
     monkeypatch.setattr(inject, "run_one", lambda *a, **k: pytest.fail("re-ran a finished run"))
     assert inject.experiment(cfg, tmp_path / "a")["rows"] == first["rows"]

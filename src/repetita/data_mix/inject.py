@@ -202,7 +202,7 @@ def run_one(ks: KnowledgeSet, vocab: Vocab, cfg: InjectConfig, condition: str, k
             "acc_heldout": float(hit[~in_train].mean()), "acc_trained": float(hit[in_train].mean()),
             "acc_heldout_majority": float(majority[~in_train].mean()), "acc_heldout_by_attribute": by_attr, "final_train_loss": loss,
             "doc_tokens": st.doc_tokens, "qa_tokens": st.qa_tokens, "tokens": st.tokens,
-            "trained_tokens": steps * cfg.batch * cfg.context, "steps": steps, "params": model.num_params(),
+            "trained_tokens": steps * cfg.batch * cfg.context, "steps": steps, "params": model.num_params(), "vocab": len(vocab),
             "questions_heldout": int((~in_train).sum()), "seconds": round(time.perf_counter() - t0, 2)}
 
 

@@ -5,8 +5,10 @@ separate models trivially), so the choice is about speed only and is not part of
 faster depends on the shape: batching removes per-operation overhead and wins for small members, but
 at 2,048 tokens per member per step on a CPU its K-fold activations fall out of cache and it lost to
 separate runs (0.87x at K = 4, 0.69x at K = 8 with d 64; BENCHMARKS.md). ``ensemble = "auto"`` times
-a few steps of both on the real shape and device and keeps the faster, so an ensemble is never
-slower than K separate runs by more than the timing noise.
+a few steps of both on the real shape and device and keeps the faster. Side by side is not the same
+as K runs one after the other: all K models stay in the working set, which cost 8-11 % at K = 4 on
+the CPU (BENCHMARKS.md); training members sequentially and evaluating the ensemble afterwards would
+remove that and is not built.
 """
 
 from __future__ import annotations
