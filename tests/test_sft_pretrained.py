@@ -62,3 +62,4 @@ def test_bad_model_and_device_are_one_line_errors(tmp_path):
 
     assert main(["sft", "run", "--quick", "--out", str(tmp_path / "a"), "--set", f"model={tmp_path / 'none'}"]) == 2
     assert main(["sft", "run", "--quick", "--out", str(tmp_path / "b"), "--set", "device=tpu"]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing half-written

@@ -193,15 +193,17 @@ def run_cell(cfg: DemoConfig, engine, train, held_out, n_samples: int, epochs: i
 def run_demo(cfg: DemoConfig, out_dir: str | Path | None = None, progress=None) -> dict:
     import torch
 
-    from repetita.io import make_dir, write_json
+    from repetita.io import check_dir, make_dir, write_json
     from repetita.lm.train import resolve_device
 
-    out = make_dir(out_dir) if out_dir is not None else None  # checked before any training
+    if out_dir is not None:
+        check_dir(out_dir, "--out")  # before any loading or training
     device = resolve_device(cfg.device)
     if device == "cpu":
         torch.set_num_threads(1)
     task = ArithmeticTask(cfg.n_ops, cfg.modulus)
     engine = (_Scratch if cfg.model == "scratch" else _Pretrained)(cfg, task, device)
+    out = make_dir(out_dir) if out_dir is not None else None  # only once device and model are in hand
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" else None
     plan = cfg.plan()
     pool = task.pool(cfg.pool_size, cfg.seed)
