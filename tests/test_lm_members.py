@@ -75,3 +75,16 @@ def test_members_module_matches_the_batched_forward_and_clips_each_member():
 def test_bad_ensemble_mode_is_a_user_error():
     with pytest.raises(UserError, match="ensemble="):
         TrainConfig(ensemble="threads")
+
+
+def test_a_shape_that_does_not_fit_the_gpu_is_one_line():
+    from repetita.lm.train import probe_memory
+
+    class TooBig(torch.nn.Module):
+        members = 1
+
+        def forward(self, idx, targets):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    with pytest.raises(UserError, match="does not fit in GPU memory at batch_size=8, context=16"):
+        probe_memory(TooBig(), TINY, "cpu", None)

@@ -61,6 +61,23 @@ def compile_forward(model: GPT, device: str, context: int) -> None:
     model.forward = compiled
 
 
+def probe_memory(model, config: TrainConfig, device: str, autocast) -> None:
+    """One forward and backward pass at the run's full batch shape before any run folder exists, so a
+    shape that does not fit the GPU is one line and exit 2, not a traceback after a half-written folder."""
+    x = torch.zeros(model.members, config.batch_size, config.context + 1, dtype=torch.long, device=device)
+    try:
+        with autocast() if autocast else contextlib.nullcontext():
+            _, loss = model(x[..., :-1], x[..., 1:])
+        loss.sum().backward()
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"the model does not fit in GPU memory at batch_size={config.batch_size}, "
+                        f"context={config.context}, members={config.members}: lower one of them or d_model") from None
+    finally:
+        model.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
 def eval_steps(data: TokenData, config: TrainConfig, total: int) -> list[int]:
     """Steps after which to evaluate: every epoch end, the last step, and every ``eval_every``."""
     n, B = data.train.shape[0], config.batch_size
@@ -218,6 +235,8 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
         compile_forward(model, device, config.context)
     opt = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.lr,
                             betas=(config.beta1, config.beta2), eps=1e-8)
+    if device == "cuda":
+        probe_memory(model, config, device, autocast)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config.to_dict(), indent=1)  # only once the setup has succeeded
     teacher, synthetic = _teacher_setup(config, data, out, device, root)
