@@ -20,7 +20,7 @@ def _config(args):
         passes=tuple(number_list(args.passes, "--passes")), qa_passes=args.qa_passes,
         seeds=tuple(int(s) for s in number_list(args.seeds, "--seeds", whole=True)), n_layer=args.n_layer,
         n_head=args.n_head, d_model=args.d_model, context=args.context, batch=args.batch, lr=args.lr,
-        threads=args.threads, docs=args.docs or "", qa=args.qa or "", rephrased=args.rephrased or "")
+        threads=args.threads, device=args.device, docs=args.docs or "", qa=args.qa or "", rephrased=args.rephrased or "")
 
 
 def cmd_inject(args) -> dict:
@@ -31,7 +31,9 @@ def cmd_inject(args) -> dict:
     if args.out:
         check_dir(args.out, "--out", inputs=inputs)
     from repetita.data_mix.inject import experiment, knowledge_set, save, table
+    from repetita.lm.train import resolve_device
 
+    resolve_device(cfg.device)  # a missing GPU is one line before anything is written
     knowledge_set(cfg)  # reads and validates every input file before any training
     result = experiment(cfg, args.out, log=None if args.json else print)
     if args.out:
@@ -84,6 +86,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="cuda: bf16 autocast")
     p.add_argument("--out", help="folder: inject.jsonl (rows as runs finish; resumable), inject.json, inject.png")
     p.add_argument("--export", help="write the synthetic world's docs.jsonl and qa.jsonl here and stop")
     p.add_argument("--json", action="store_true")

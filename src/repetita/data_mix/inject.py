@@ -42,6 +42,7 @@ class InjectConfig:
     weight_decay: float = 0.1
     warmup: int = 20
     threads: int = 0  # torch threads (0 = torch's default)
+    device: str = "cpu"  # cpu | cuda | auto (bf16 autocast on CUDA)
     docs: str = ""  # user files instead of the synthetic world
     qa: str = ""
     rephrased: str = ""
@@ -65,6 +66,7 @@ class InjectConfig:
         require(math.isfinite(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.weight_decay >= 0 and self.warmup >= 0 and self.threads >= 0,
                 "weight_decay, warmup and threads must be >= 0")
+        require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
         require(bool(self.docs) == bool(self.qa), "--docs and --qa go together")
         if self.docs:
             require("rewrite-template" not in self.conditions,
@@ -108,14 +110,15 @@ def _windows(ids: np.ndarray, context: int, batch: int):
     return steps, lambda step: slice(step * batch * context, (step + 1) * batch * context)
 
 
-def _train_stage(model, opt, ids: np.ndarray, cfg: InjectConfig) -> tuple[int, float]:
+def _train_stage(model, opt, ids: np.ndarray, cfg: InjectConfig, device: str = "cpu") -> tuple[int, float]:
     import torch
 
     from repetita.lm.trainer import Every, Trainer
 
     steps, window = _windows(ids, cfg.context, cfg.batch)
     require(steps >= 1, f"budget of {ids.size} tokens is less than one batch of {cfg.batch} x {cfg.context}")
-    x_all = torch.as_tensor(ids[: steps * cfg.batch * cfg.context + 1])
+    x_all = torch.as_tensor(ids[: steps * cfg.batch * cfg.context + 1]).to(device)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" else None
 
     def batches(step: int):
         s = window(step)
@@ -125,7 +128,8 @@ def _train_stage(model, opt, ids: np.ndarray, cfg: InjectConfig) -> tuple[int, f
 
     last = []
     Trainer(model, opt, batches, total_steps=steps, lr=cfg.lr, schedule="cosine", warmup=cfg.warmup,
-            final_lr_frac=0.1, grad_clip=1.0, callbacks=[Every(lambda r: last.append(r.loss), every=1)]).run()
+            final_lr_frac=0.1, grad_clip=1.0, autocast=autocast,
+            callbacks=[Every(lambda r: last.append(r.loss), every=1)]).run()
     return steps, float(np.mean(last[-max(1, steps // 20):]))
 
 
@@ -133,6 +137,7 @@ def answer_accuracy(model, vocab: Vocab, qa, context: int) -> np.ndarray:
     """Exact match per question: greedy decoding from ``Q: ... A:`` must give the answer then EOS."""
     import torch
 
+    device = next(model.parameters()).device
     prompts = [vocab.encode(q.prompt) for q in qa]
     answers = [vocab.encode(q.answer) + [0] for q in qa]
     hit = np.zeros(len(qa), dtype=bool)
@@ -143,12 +148,12 @@ def answer_accuracy(model, vocab: Vocab, qa, context: int) -> np.ndarray:
     with torch.no_grad():
         for (lp, la), idx in groups.items():
             require(lp + la - 1 <= context, f"a question and its answer need {lp + la - 1} tokens, context {context}")
-            x = torch.tensor([prompts[i] for i in idx])
+            x = torch.tensor([prompts[i] for i in idx], device=device)
             for _ in range(la):
                 nxt = model(x[None])[0, :, -1].argmax(-1)
                 x = torch.cat([x, nxt[:, None]], dim=1)
-            want = torch.tensor([answers[i] for i in idx])
-            hit[idx] = (x[:, lp:] == want).all(1).numpy()
+            want = torch.tensor([answers[i] for i in idx], device=device)
+            hit[idx] = (x[:, lp:] == want).all(1).cpu().numpy()
     model.train()
     return hit
 
@@ -174,8 +179,10 @@ def run_one(ks: KnowledgeSet, vocab: Vocab, cfg: InjectConfig, condition: str, k
     import torch
 
     from repetita.lm.model import GPT, ModelConfig
+    from repetita.lm.train import resolve_device
 
     t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     trained = ks.trained_ids(seed)
@@ -185,11 +192,11 @@ def run_one(ks: KnowledgeSet, vocab: Vocab, cfg: InjectConfig, condition: str, k
     torch.manual_seed(seed)
     mc = ModelConfig(vocab_size=len(vocab), context=cfg.context, n_layer=cfg.n_layer, n_head=cfg.n_head,
                      d_model=cfg.d_model)
-    model = GPT(mc, members=1, seed=seed)
+    model = GPT(mc, members=1, seed=seed).to(device)
     opt = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     steps, loss = 0, float("nan")
     for ids in st.stages:
-        s, loss = _train_stage(model, opt, ids, cfg)
+        s, loss = _train_stage(model, opt, ids, cfg, device)
         steps += s
     hit = answer_accuracy(model, vocab, ks.qa, cfg.context)
     in_train = np.array([q.doc in trained for q in ks.qa])
@@ -213,7 +220,9 @@ def _key(row: dict) -> tuple:
 def experiment(cfg: InjectConfig, out_dir: str | Path | None = None, log=None) -> dict:
     """Every run of ``cfg``; with ``out_dir`` rows already in ``inject.jsonl`` are kept, not re-run."""
     from repetita.io import JsonlAppender, dumps, make_dir, read_json, read_log, write_json
+    from repetita.lm.train import resolve_device
 
+    resolve_device(cfg.device)  # a missing GPU is one line, before anything is written
     rows, appender, warnings = {}, None, []
     if out_dir is not None:
         path = make_dir(out_dir)
