@@ -25,6 +25,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Train on one torch thread (timings and float reductions as in the docs), restoring the setting."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def anchors() -> Path:
     if not ANCHORS.is_dir():
         pytest.skip(f"anchors folder {ANCHORS} absent")

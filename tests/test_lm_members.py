@@ -15,12 +15,7 @@ TINY = TrainConfig(corpus="markov:V=24,order=1,n=30000,seed=2", context=16, uniq
                    n_layer=1, n_head=2, d_model=16, batch_size=8, lr=1e-2, val_tokens=16 * 32, members=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _losses(result):

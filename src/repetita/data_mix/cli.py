@@ -99,23 +99,23 @@ def cmd_composition(args) -> dict:
     return out
 
 
+def _pairs(text: str, name: str, cast, expected: str) -> list[tuple]:
+    """``A:B,C:D`` -> ``[(A, B), (C, D)]`` with both parts read by ``cast``; anything else is one line."""
+    out = []
+    for item in text.split(","):
+        try:
+            a, b = (cast(x) for x in item.split(":"))
+        except ValueError:
+            raise UserError(f"{name}: expected {expected}, got '{item}'") from None
+        out.append((a, b))
+    return out
+
+
 def cmd_regime(args) -> dict:
     from repetita.data_mix.composition import regime, regime_summary
 
-    sizes = []
-    for item in args.sizes.split(","):
-        try:
-            d, k = (int(x) for x in item.split(":"))
-        except ValueError:
-            raise UserError(f"--sizes: expected D:K pairs like 256:4, got '{item}'") from None
-        sizes.append((d, k))
-    runs = []
-    for item in args.runs.split(","):
-        try:
-            a, lr = (float(x) for x in item.split(":"))
-        except ValueError:
-            raise UserError(f"--runs: expected EXPONENT:LR pairs like 1.5:1, got '{item}'") from None
-        runs.append((a, lr))
+    sizes = _pairs(args.sizes, "--sizes", int, "D:K pairs like 256:4")
+    runs = _pairs(args.runs, "--runs", float, "EXPONENT:LR pairs like 1.5:1")
     seeds = number_list(args.seeds, "--seeds", whole=True)
     require(seeds, "--seeds: give at least one seed")
     if args.out:

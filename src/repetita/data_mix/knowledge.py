@@ -95,31 +95,40 @@ def synthetic(n: int, k: int, seed: int) -> KnowledgeSet:
     return KnowledgeSet(docs, templates, tuple(qa))
 
 
-def _jsonl(path: str, what: str) -> list[tuple[int, dict]]:
+def _jsonl(path: str, what: str, *, torn_last_ok: bool = False,
+           decode_errors: str = "strict") -> tuple[list[tuple[int, dict]], bool]:
+    """``(line number, object)`` for every non-blank line, and whether a torn last line was skipped.
+
+    ``torn_last_ok``: a last line that is not JSON is what a killed appender leaves; skip it instead
+    of refusing the file. Blank files, other malformed lines and non-objects are one-line errors.
+    """
     p = Path(path)
     require(p.is_file(), f"{what}: no such file {path}")
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_text(encoding="utf-8", errors=decode_errors).splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{what} {path}: not UTF-8 text") from None
-    out = []
+    require(any(line.strip() for line in lines), f"{what} {path}: empty file")
+    out, torn = [], False
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except ValueError:
+            if torn_last_ok and i == len(lines):
+                torn = True
+                continue
             raise UserError(f"{what} {path}:{i}: not valid JSON") from None
-        require(isinstance(rec, dict), f"{what} {path}:{i}: expected a JSON object")
         out.append((i, rec))
-    require(out, f"{what} {path}: empty file")
-    return out
+    return out, torn
 
 
 def load_qa(path: str, docs: dict[str, str]) -> tuple[QA, ...]:
     """QA JSONL: ``doc`` (a document id), ``question``, ``answer`` (non-empty strings, answer in the doc)."""
     out = []
-    for i, rec in _jsonl(path, "--qa"):
+    for i, rec in _jsonl(path, "--qa")[0]:
+        require(isinstance(rec, dict), f"--qa {path}:{i}: expected a JSON object")
         for key in ("doc", "question", "answer"):
             require(isinstance(rec.get(key), str) and rec[key].strip(),
                     f"--qa {path}:{i}: needs a non-empty string '{key}'")
@@ -136,21 +145,11 @@ def load_rephrased(path: str, docs: dict[str, str]) -> tuple[dict[str, tuple[str
     A torn last line (a killed run) is skipped; any other malformed line, an unknown document id or a
     file without a single ``ok`` rewrite is an error. Returns the rewrites and warnings.
     """
-    p = Path(path)
-    require(p.is_file(), f"--rephrased: no such file {path}")
-    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    require(any(line.strip() for line in lines), f"--rephrased {path}: empty file")
+    records, torn = _jsonl(path, "--rephrased", torn_last_ok=True, decode_errors="replace")
     warnings, out = [], {}
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            if i == len(lines):
-                warnings.append(f"--rephrased {path}: last line is torn (an interrupted run); skipped")
-                continue
-            raise UserError(f"--rephrased {path}:{i}: not valid JSON") from None
+    if torn:
+        warnings.append(f"--rephrased {path}: last line is torn (an interrupted run); skipped")
+    for i, rec in records:
         require(isinstance(rec, dict) and isinstance(rec.get("doc"), str),
                 f"--rephrased {path}:{i}: expected an object with a 'doc' id")
         if rec.get("status") != "ok":
