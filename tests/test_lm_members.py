@@ -1,4 +1,5 @@
-"""Ensembles trained as one batched model or as separate members: same runs, either way; auto picks one."""
+"""Ensembles trained as one batched model, as separate members side by side, or as members in turn:
+the same runs every way; auto picks one."""
 
 from __future__ import annotations
 
@@ -35,14 +36,70 @@ def test_separate_members_train_exactly_like_the_batched_model(tmp_path):
     assert sb.keys() == ss.keys() and all(torch.allclose(sb[k], ss[k], atol=1e-5) for k in sb)
 
 
-def test_auto_times_both_modes_and_does_not_shift_the_run(tmp_path):
+def test_members_in_turn_train_exactly_like_the_batched_model(tmp_path):
+    b = train(TINY.replace(ensemble="batched"), tmp_path / "b")
+    q = train(TINY.replace(ensemble="sequential"), tmp_path / "q")
+    assert q["ensemble"] == {"mode": "sequential"}
+    (mb, eb), (mq, eq) = _losses(b), _losses(q)
+    assert torch.allclose(torch.tensor(mb), torch.tensor(mq), atol=1e-5, rtol=0)
+    assert torch.allclose(torch.tensor(eb), torch.tensor(eq), atol=1e-5, rtol=0)
+    for hb, hq in zip(b["history"], q["history"], strict=True):  # every column of metrics.json
+        assert hb.keys() == hq.keys() and hb["step"] == hq["step"] and hb["lr"] == hq["lr"]
+        assert hq["train_batch_loss"] == pytest.approx(hb["train_batch_loss"], abs=1e-5)
+        assert hq["train_loss"] == pytest.approx(hb["train_loss"], abs=1e-5)
+    sb = torch.load(tmp_path / "b" / "model.pt")["state"]
+    sq = torch.load(tmp_path / "q" / "model.pt")["state"]
+    assert sb.keys() == sq.keys() and all(torch.allclose(sb[k], sq[k], atol=1e-5) for k in sb)
+    assert not (tmp_path / "q" / "snapshots").exists() and not (tmp_path / "q" / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("stop", [5, 12, 19])  # inside member 0, at the end of member 0, inside member 1
+def test_members_in_turn_resume_exactly(tmp_path, stop):
+    cfg = TINY.replace(ensemble="sequential", checkpoint_every=4)
+    full = train(cfg, tmp_path / "full")
+    part = train(cfg, tmp_path / "r", stop_at_step=stop)
+    assert part == {"finished": False, "step": stop, "history": [], "config_hash": cfg.hash}
+    assert not (tmp_path / "r" / "metrics.json").exists()  # written once the last member is trained
+    resumed = train(cfg.replace(ensemble="auto"), tmp_path / "r")
+    assert resumed["ensemble"] == {"mode": "sequential", "resumed": True}
+    assert _losses(resumed) == _losses(full) and resumed["history"] == full["history"]
+
+
+def test_distilled_members_in_turn_match_the_batched_model(tmp_path):
+    train(TINY.replace(members=1, epochs=1.0), tmp_path / "teacher")
+    student = TINY.replace(members=2, teacher=str(tmp_path / "teacher"), distill_alpha=0.5, seq_distill_frac=0.25)
+    b = train(student.replace(ensemble="batched"), tmp_path / "b")
+    q = train(student.replace(ensemble="sequential"), tmp_path / "q")
+    (mb, eb), (mq, eq) = _losses(b), _losses(q)
+    assert torch.allclose(torch.tensor(mb), torch.tensor(mq), atol=1e-5, rtol=0)
+    assert torch.allclose(torch.tensor(eb), torch.tensor(eq), atol=1e-5, rtol=0)
+
+
+def test_auto_trains_a_short_run_in_turn_without_timing(tmp_path):
+    members._CHOICES.clear()
+    r = train(TINY, tmp_path / "auto")  # 12 steps < CALIBRATE_FROM
+    assert r["ensemble"]["mode"] == "sequential" and "too short to calibrate" in r["ensemble"]["reason"]
+    assert members._CHOICES == {}
+
+
+def test_auto_times_every_layout_and_does_not_shift_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(members, "CALIBRATE_FROM", 0)
     members._CHOICES.clear()
     auto = train(TINY, tmp_path / "auto")
     e = auto["ensemble"]
-    assert e["mode"] in ("batched", "separate") and e["batched_s"] > 0 and e["separate_s"] > 0
-    assert e["mode"] == ("batched" if e["batched_s"] <= e["separate_s"] else "separate")
+    times = {m: e[f"{m}_s"] for m in members.LAYOUTS}
+    assert all(t > 0 for t in times.values()) and e["mode"] == min(times, key=times.get)
     forced = train(TINY.replace(ensemble=e["mode"]), tmp_path / "forced")
     assert _losses(auto) == _losses(forced)  # calibration restores the random state it used
+
+
+def test_auto_leaves_out_members_in_turn_when_snapshots_would_not_fit(monkeypatch):
+    monkeypatch.setattr(members, "SNAPSHOT_LIMIT", 1000)
+    members._CHOICES.clear()
+    cfg = TINY.model_config(24)
+    short = members.choose(cfg, 3, 8, total_steps=10, evaluations=2)  # too short, but in turn is ruled out
+    assert short["mode"] in ("batched", "separate") and "disk limit" in short["reason"]
+    assert members.snapshot_bytes(1000, 3, 2) == 24_000
 
 
 def test_separate_members_resume_in_their_own_mode(tmp_path):

@@ -86,7 +86,7 @@ class TrainConfig:
     mlp_ratio: int = 4
     pos: str = "rope"
     tie_embeddings: bool = True
-    members: int = 1  # >1: an ensemble trained as one batched model; member m uses seed + m
+    members: int = 1  # >1: an ensemble (laid out as ``ensemble`` says); member m uses seed + m
     seed: int = 0
     # optimisation
     batch_size: int = 32
@@ -111,7 +111,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model's forward (a speed option; probed before training starts)
-    ensemble: str = "auto"  # members > 1: auto (time both, keep the faster) | batched | separate (members.py)
+    ensemble: str = "auto"  # members > 1: auto | batched | separate | sequential (members.py)
 
     def __post_init__(self):
         _check_types(self)
@@ -127,8 +127,8 @@ class TrainConfig:
         require(math.isfinite(self.epochs) and self.epochs > 0, f"epochs={self.epochs} must be > 0")
         require(0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
         require(self.members >= 1, f"members={self.members} must be >= 1")
-        require(self.ensemble in ("auto", "batched", "separate"),
-                f"ensemble={self.ensemble!r} must be 'auto', 'batched' or 'separate'")
+        require(self.ensemble in ("auto", "batched", "separate", "sequential"),
+                f"ensemble={self.ensemble!r} must be 'auto', 'batched', 'separate' or 'sequential'")
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
         require(self.lr > 0, f"lr={self.lr} must be > 0")
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")

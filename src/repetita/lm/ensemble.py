@@ -70,3 +70,19 @@ def evaluate(model, windows: np.ndarray, batch_size: int = 64, device: str = "cp
             out[f"ensemble_{c}_loss"] = float(sums[c] / count)
         out["mean_member_loss"] = float(np.mean(out["member_losses"]))
     return out
+
+
+def history_row(model, data, batch_size: int, step: int, lr: float, train_batch_loss: float,
+                device: str = "cpu", autocast=None) -> dict:
+    """One row of a run's evaluation history (metrics.json): validation loss of every member and of the
+    ensemble, the loss on a fixed probe of training windows (the train-vs-val gap), the step's place."""
+    c = model.config
+    ev = evaluate(model, data.val, device=device, autocast=autocast)
+    probe = data.train[: data.val.shape[0]]  # fixed train windows, as many as the validation set
+    tr = evaluate(model, probe, device=device, combiners=("logits",), autocast=autocast)
+    row = {"step": step, "epoch": step * batch_size / data.train.shape[0], "tokens": step * batch_size * c.context,
+           "train_batch_loss": train_batch_loss, "train_loss": float(np.mean(tr["member_losses"])),
+           "val_loss": ev["loss"], "val_member_losses": ev["member_losses"], "lr": lr}
+    row |= {k: v for k, v in ev.items() if k.startswith("ensemble_") or k == "mean_member_loss"}
+    row["gap"] = float(np.mean(ev["member_losses"])) - row["train_loss"]
+    return row

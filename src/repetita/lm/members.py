@@ -1,14 +1,17 @@
-"""How an ensemble is trained: one batched model, or K separate models stepped side by side.
+"""How an ensemble is trained: one batched model, K models stepped side by side, or K lone runs in turn.
 
-Both give every member the trajectory of a lone run (the batched model by construction, model.py;
-separate models trivially), so the choice is about speed only and is not part of a run's id. Which is
-faster depends on the shape: batching removes per-operation overhead and wins for small members, but
-at 2,048 tokens per member per step on a CPU its K-fold activations fall out of cache and it lost to
-separate runs (0.87x at K = 4, 0.69x at K = 8 with d 64; BENCHMARKS.md). ``ensemble = "auto"`` times
-a few steps of both on the real shape and device and keeps the faster. Side by side is not the same
-as K runs one after the other: all K models stay in the working set, which cost 8-11 % at K = 4 on
-the CPU (BENCHMARKS.md); training members sequentially and evaluating the ensemble afterwards would
-remove that and is not built.
+All three give every member the trajectory of a lone run (the batched model by construction, model.py;
+the others trivially), so the choice is about speed only and is not part of a run's id. Which is
+faster depends on the shape and device: batching removes per-operation overhead and should win for
+small members on a GPU, but at 2,048 tokens per member per step on a CPU its K-fold activations fall
+out of cache and it lost to separate runs (0.87x at K = 4, 0.69x at K = 8 with d 64; BENCHMARKS.md);
+side by side removes that but still keeps K models in the working set (0.89-0.92x); training the
+members in turn (sequential.py) is K lone runs by construction, plus snapshots and one evaluation pass.
+
+``ensemble = "auto"``: a run too short for a calibration to pay (``CALIBRATE_FROM`` steps) trains the
+members in turn, which costs what K separate runs cost; a longer run times a few steps of each layout
+on the real shape and device and keeps the fastest. Training in turn is left out when its snapshots
+would exceed ``sequential.SNAPSHOT_LIMIT`` of disk.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ from torch import nn
 
 from repetita.errors import require
 from repetita.lm.model import GPT, ModelConfig
+from repetita.lm.sequential import SNAPSHOT_LIMIT, snapshot_bytes
 
-ENSEMBLE_MODES = ("auto", "batched", "separate")
+ENSEMBLE_MODES = ("auto", "batched", "separate", "sequential")
+LAYOUTS = ENSEMBLE_MODES[1:]
+# The calibration times 2 x 4 steps of each of the three layouts, about 24 ensemble steps; from 250 steps
+# on that is under a tenth of the run (below it, a gain of the measured size, <= 24 % on the CPU, could
+# not repay it).
+CALIBRATE_FROM = 250
 _CHOICES: dict[tuple, dict] = {}  # (shape, K, batch, device, threads, dtype) -> calibration, per process
 
 
@@ -62,9 +71,12 @@ class Members(nn.Module):
 
 
 def build(config: ModelConfig, members: int, seed: int, mode: str) -> nn.Module:
-    require(mode in ("batched", "separate"), f"ensemble mode {mode!r} must be 'batched' or 'separate'")
+    """The model a layout trains: the batched GPT, ``Members``, or one lone GPT (members in turn)."""
+    require(mode in LAYOUTS, f"ensemble mode {mode!r} must be one of {', '.join(LAYOUTS)}")
     if mode == "separate" and members > 1:
         return Members(config, members, seed)
+    if mode == "sequential":
+        return GPT(config, members=1, seed=seed)
     return GPT(config, members=members, seed=seed)
 
 
@@ -91,25 +103,39 @@ def _time_steps(model: nn.Module, batch: int, device: str, autocast, steps: int)
 
 
 def choose(config: ModelConfig, members: int, batch: int, device: str = "cpu", autocast=None,
-           steps: int = 3) -> dict:
-    """Time ``steps`` training steps of both modes (best step each, alternated) and pick the faster.
+           steps: int = 3, total_steps: int | None = None, evaluations: int = 1) -> dict:
+    """Pick the layout of a ``members``-model ensemble for a run of ``total_steps`` steps.
 
-    Cached per process by shape, K, batch, device and thread count, so a study's many runs of one
-    shape calibrate once. Returns ``{"mode", "batched_s", "separate_s"}`` (seconds per step).
+    A run shorter than ``CALIBRATE_FROM`` steps trains in turn (no timing). Otherwise ``steps``
+    training steps of each layout are timed (best step each, layouts alternated twice); the layout
+    in turn is timed as one lone model's step times K. Timings are cached per process by shape, K,
+    batch, device and thread count, so a study's many runs of one shape calibrate once. Returns
+    ``{"mode", "batched_s", "separate_s", "sequential_s"}`` (seconds per ensemble step, None if not
+    timed) and ``"reason"`` when no timing decided.
     """
+    if members == 1:
+        return {"mode": "batched"}
+    params = GPT(config, members=1).num_params()
+    in_turn = snapshot_bytes(params, members, evaluations) <= SNAPSHOT_LIMIT
+    if total_steps is not None and total_steps < CALIBRATE_FROM and in_turn:
+        return {"mode": "sequential", "reason": f"{total_steps} steps: too short to calibrate; "
+                                                "members in turn cost what separate runs cost"}
     key = (tuple(sorted(config.to_dict().items())), members, batch, device, torch.get_num_threads(),
            autocast is not None)
-    if members == 1:
-        return {"mode": "batched", "batched_s": None, "separate_s": None}
     if key not in _CHOICES:
         state = torch.get_rng_state()
-        times = {"batched": [], "separate": []}
-        for _ in range(2):  # alternate so that a load change on a shared machine hits both
+        times = {mode: [] for mode in LAYOUTS}
+        for _ in range(2):  # alternate so that a load change on a shared machine hits all layouts
             for mode in times:
                 model = build(config, members, 0, mode).to(device)
-                times[mode].append(_time_steps(model, batch, device, autocast, steps))
+                k = members if mode == "sequential" else 1  # one lone model's step, K times
+                times[mode].append(k * _time_steps(model, batch, device, autocast, steps))
                 del model
         torch.set_rng_state(state)  # calibration must not shift the run's random stream
-        b, s = min(times["batched"]), min(times["separate"])
-        _CHOICES[key] = {"mode": "batched" if b <= s else "separate", "batched_s": b, "separate_s": s}
-    return dict(_CHOICES[key])
+        _CHOICES[key] = {f"{mode}_s": min(t) for mode, t in times.items()}
+    timed = dict(_CHOICES[key])
+    allowed = [m for m in LAYOUTS if m != "sequential" or in_turn]
+    out = {"mode": min(allowed, key=lambda m: timed[f"{m}_s"])} | timed
+    if not in_turn:
+        out["reason"] = "members in turn left out: their snapshots would exceed the disk limit"
+    return out

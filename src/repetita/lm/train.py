@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from repetita.laws.data import RunRow
 from repetita.lm import members
 from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
-from repetita.lm.ensemble import evaluate
+from repetita.lm.ensemble import history_row
 from repetita.lm.model import GPT
 from repetita.lm.trainer import Callback, Checkpoint, StopAt, Trainer, model_loss
 
@@ -89,17 +90,20 @@ def eval_steps(data: TokenData, config: TrainConfig, total: int) -> list[int]:
 
 
 class _Batches:
-    """Real windows per member (order seed = seed + m) plus optional teacher-sample rows -> (idx, targets)."""
+    """Real windows per member (order seed = seed + m) plus optional teacher-sample rows -> (idx, targets).
+    ``only``: the batches of that one member (members trained one after the other, sequential.py)."""
 
-    def __init__(self, data: TokenData, config: TrainConfig, synthetic: np.ndarray | None, device: str):
+    def __init__(self, data: TokenData, config: TrainConfig, synthetic: np.ndarray | None, device: str,
+                 only: int | None = None):
         self.data, self.config, self.synthetic, self.device = data, config, synthetic, device
         f = config.seq_distill_frac
         self.n_syn = int(round(config.batch_size * f / (1 - f))) if synthetic is not None else 0
+        self.members = range(config.members) if only is None else (only,)
 
     def __call__(self, step: int):
         c = self.config
         rows = []
-        for m in range(c.members):
+        for m in self.members:
             b = self.data.batch(step, c.batch_size, c.seed + m)
             if self.n_syn:
                 pool = TokenData(self.synthetic, self.synthetic[:1], 0, c.context, len(self.synthetic))
@@ -161,7 +165,6 @@ class Evaluation(Callback):
     def __init__(self, config: TrainConfig, data: TokenData, steps: list[int], out: Path, device: str, autocast):
         self.config, self.data, self.steps, self.out = config, data, set(steps), out
         self.device, self.autocast = device, autocast
-        self.train_probe = data.train[: data.val.shape[0]]  # fixed train windows for the train-vs-val gap
         self.history: list[dict] = []
         self.recent: list[float] = []
 
@@ -169,17 +172,8 @@ class Evaluation(Callback):
         self.recent.append(step.loss)
         if step.step not in self.steps:
             return None
-        c, data = self.config, self.data
-        ev = evaluate(trainer.model, data.val, device=self.device, autocast=self.autocast)
-        tr = evaluate(trainer.model, self.train_probe, device=self.device, combiners=("logits",),
-                      autocast=self.autocast)
-        row = {"step": step.step, "epoch": step.step * c.batch_size / data.train.shape[0],
-               "tokens": step.step * c.batch_size * c.context, "train_batch_loss": float(np.mean(self.recent)),
-               "train_loss": float(np.mean(tr["member_losses"])), "val_loss": ev["loss"],
-               "val_member_losses": ev["member_losses"], "lr": step.lr}
-        row |= {k: v for k, v in ev.items() if k.startswith("ensemble_") or k == "mean_member_loss"}
-        row["gap"] = float(np.mean(ev["member_losses"])) - row["train_loss"]
-        self.history.append(row)
+        self.history.append(history_row(trainer.model, self.data, self.config.batch_size, step.step, step.lr,
+                                        float(np.mean(self.recent)), self.device, self.autocast))
         self.recent = []
         write_json(self.out / "metrics.json", self.history)
         return None
@@ -228,57 +222,84 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     ckpt = Checkpoint(out / "ckpt.pt", config.checkpoint_every)
     state = torch.load(ckpt.path, map_location=device, weights_only=False) if ckpt.path.exists() else None
     mc = config.model_config(data.vocab_size)
-    ensemble = _ensemble_mode(config, mc, device, autocast, state)
+    total = data.steps_for(config.epochs, config.batch_size)
+    steps = eval_steps(data, config, total)
+    ensemble = _ensemble_mode(config, mc, device, autocast, state, total, len(steps))
+    in_turn = ensemble["mode"] == "sequential"  # members one after the other: one lone model in memory
     torch.manual_seed(config.seed)
     model = members.build(mc, config.members, config.seed, ensemble["mode"]).to(device)
     if config.compile:
         compile_forward(model, device, config.context)
-    opt = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.lr,
-                            betas=(config.beta1, config.beta2), eps=1e-8)
+
+    def optimizer():
+        return torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.lr,
+                                 betas=(config.beta1, config.beta2), eps=1e-8)
+
+    opt = optimizer()
     if device == "cuda":
         probe_memory(model, config, device, autocast)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config.to_dict(), indent=1)  # only once the setup has succeeded
     teacher, synthetic = _teacher_setup(config, data, out, device, root)
-    total = data.steps_for(config.epochs, config.batch_size)
-    evaluation = Evaluation(config, data, eval_steps(data, config, total), out, device, autocast)
-    bar = _Progress(progress, total)
-    cbs = [evaluation, *callbacks, bar, _Stored("ensemble_mode", ensemble["mode"])] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
+    bar = _Progress(progress, total * (config.members if in_turn else 1))
     kd = teacher is not None and config.distill_alpha > 0
-    trainer = Trainer(
-        model, opt, _Batches(data, config, synthetic, device), total_steps=total, lr=config.lr,
-        schedule=config.schedule, warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip,
-        members=config.members, autocast=autocast, callbacks=[*cbs, ckpt],
-        loss_fn=_distill_loss(config, teacher) if kd else model_loss,
-    )
-    if state is not None:
-        trainer.load_state_dict(state)
-    status = trainer.run()
+    stored = _Stored("ensemble_mode", ensemble["mode"])
+
+    def trainer(opt, batches, n_members: int, cbs: list) -> Trainer:
+        return Trainer(model, opt, batches, total_steps=total, lr=config.lr, schedule=config.schedule,
+                       warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip, members=n_members,
+                       autocast=autocast, callbacks=[*cbs, bar, stored, ckpt],
+                       loss_fn=_distill_loss(config, teacher) if kd else model_loss)
+
+    if in_turn:
+        from repetita.lm import sequential
+
+        status, done_steps, history = sequential.train_members(
+            model, config, data, out, state=state, total=total, eval_at=steps, callbacks=list(callbacks),
+            stop_at_step=stop_at_step, device=device, autocast=autocast, progress=bar,
+            new_trainer=lambda m, cbs: trainer(optimizer(), _Batches(data, config, synthetic, device, only=m), 1,
+                                               cbs))
+        if status == "stopped":
+            bar.close()
+            return {"finished": False, "step": done_steps, "history": [], "config_hash": config.hash}
+        model = sequential.final_model(out, mc, config.members, total).to(device)
+    else:
+        evaluation = Evaluation(config, data, steps, out, device, autocast)
+        cbs = [evaluation, *callbacks] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
+        run = trainer(opt, _Batches(data, config, synthetic, device), config.members, cbs)
+        if state is not None:
+            run.load_state_dict(state)
+        status = run.run()
+        history = evaluation.history
+        if status == "stopped":
+            ckpt.save(run)
+            bar.close()
+            return {"finished": False, "step": run.step, "history": history, "config_hash": config.hash}
     bar.close()
-    if status == "stopped":
-        ckpt.save(trainer)
-        return {"finished": False, "step": trainer.step, "history": evaluation.history, "config_hash": config.hash}
     if isinstance(model, members.Members):
         model = model.to_batched()  # model.pt has one format whichever way the members were trained
     save_torch({"model_config": model.config.to_dict(), "members": config.members, "state": model.state_dict()},
                out / "model.pt")
-    result = _result(config, data, model, evaluation.history, total, time.time() - t0) | {"ensemble": ensemble}
+    result = _result(config, data, model, history, total, time.time() - t0) | {"ensemble": ensemble}
     write_json(out / "result.json", result, indent=1)
     with contextlib.suppress(FileNotFoundError):
         ckpt.path.unlink()  # the finished model lives in model.pt; optimizer state is no longer needed
+    shutil.rmtree(out / "snapshots", ignore_errors=True)  # sequential members' weights, evaluated above
     return result
 
 
-def _ensemble_mode(config: TrainConfig, mc, device: str, autocast, state: dict | None) -> dict:
-    """Batched or separate members: a resumed run keeps its checkpoint's mode (its optimizer state
-    has that layout), a forced mode is used as is, ``auto`` times both on this shape (members.py)."""
+def _ensemble_mode(config: TrainConfig, mc, device: str, autocast, state: dict | None, total: int,
+                   evaluations: int) -> dict:
+    """How the members are laid out: a resumed run keeps its checkpoint's mode (its optimizer state
+    has that layout), a forced mode is used as is, ``auto`` decides on this shape (members.py)."""
     if config.members == 1:
         return {"mode": "batched"}
     if state is not None:
         return {"mode": state.get("ensemble_mode", "batched"), "resumed": True}
     if config.ensemble != "auto":
         return {"mode": config.ensemble}
-    return members.choose(mc, config.members, config.batch_size, device, autocast)
+    return members.choose(mc, config.members, config.batch_size, device, autocast, total_steps=total,
+                          evaluations=evaluations)
 
 
 class _Stored(Callback):
@@ -295,7 +316,7 @@ class _Progress(Callback):
     """A tqdm bar when asked for (and tqdm is installed)."""
 
     def __init__(self, enabled: bool, total: int):
-        self.bar = None
+        self.bar, self.offset = None, 0  # offset: steps of the members trained before this one (sequential)
         if enabled:
             with contextlib.suppress(ImportError):
                 from tqdm.auto import tqdm
@@ -304,7 +325,7 @@ class _Progress(Callback):
 
     def on_step(self, trainer, step):
         if self.bar is not None:
-            self.bar.n = step.step
+            self.bar.n = self.offset + step.step
             self.bar.refresh()
 
     def close(self):
