@@ -4,7 +4,9 @@ and what the trainer's ``ensemble = "auto"`` choice (repetita.lm.members) makes 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lm_ensemble.py [--steps 20] [--repeats 3] [--members 2,4,8]
         [--d-model 64] [--context 64] [--batch 32]
 
-Columns: K separate runs (the baseline: K lone models trained one after the other), the batched model,
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lm_ensemble.py --end-to-end [--steps 60] ...
+
+Step level (default). Columns: K separate runs (the baseline: K lone models trained one after the other), the batched model,
 K separate members stepped side by side in one model (``Members``), the mode ``auto`` picks after its
 short calibration, and baseline / picked mode. ``auto`` is never asked to beat the baseline, only to
 avoid the slower of its two layouts.
@@ -13,13 +15,23 @@ Architecture of docs/lm.md (2 layers, d 64, vocab 512, context 64, 32 windows pe
 token batches, AdamW, the loss computed by the model; prints separate / batched wall-time ratios. Separate
 and batched timings alternate within each repeat so that load changes on a shared machine hit both; the
 best repeat of each is kept.
+
+End to end (``--end-to-end``): whole ``repetita.lm.train.train`` runs of ``--steps`` steps (one epoch,
+evaluation at the end, 16 validation windows): the baseline is K runs of one member each (seeds
+seed + m), one after the other; against it the K-member ensemble run with ``ensemble = auto`` (the
+calibration cache cleared first, so a calibration is paid inside the timed run) and, with
+``--layouts``, each layout forced. The data are loaded once and shared by all runs (otherwise the
+baseline would pay K loads), so the columns differ only in training, evaluation and bookkeeping.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -80,6 +92,43 @@ def bench(members, steps: int, repeats: int, d_model: int, context: int, batch: 
     return rows
 
 
+def end_to_end(members, steps: int, repeats: int, d_model: int, context: int, batch: int,
+               layouts: tuple[str, ...] = ()) -> list[list]:
+    from repetita.lm import train as lm_train
+
+    lm_train.load_data = functools.cache(lm_train.load_data)  # one load for every run (see the docstring)
+    windows = steps * batch
+    cfg = TrainConfig(corpus=f"markov:V=512,order=1,n={(windows * 6 // 5 + 200) * (context + 1)},seed=0", context=context,
+                      unique_tokens=windows * context, val_tokens=16 * context, epochs=1.0, d_model=d_model,
+                      batch_size=batch, checkpoint_every=10**9, device="cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        def timed(config) -> tuple[float, dict]:
+            t = time.perf_counter()
+            res = lm_train.train(config, Path(tmp) / f"run{time.perf_counter_ns()}")
+            return time.perf_counter() - t, res
+
+        timed(cfg)  # untimed warm-up: loads the data into the shared cache, warms torch
+        for K in members:
+            times = {name: [] for name in ("separate runs", "auto", *layouts)}
+            picked = None
+            for _ in range(repeats):
+                times["separate runs"].append(sum(timed(cfg.replace(seed=m))[0] for m in range(K)))
+                lm_members._CHOICES.clear()
+                wall, res = timed(cfg.replace(members=K))
+                times["auto"].append(wall)
+                picked = res["ensemble"]
+                for mode in layouts:
+                    times[mode].append(timed(cfg.replace(members=K, ensemble=mode))[0])
+            best = {k: min(v) for k, v in times.items()}
+            rows.append([K, best, picked])
+            extra = ", ".join(f"{m} {best[m]:.2f} s" for m in layouts)
+            print(f"d={d_model} K={K} steps={steps}: {K} separate runs {best['separate runs']:.2f} s, auto "
+                  f"{best['auto']:.2f} s (picks {picked['mode']}{'; ' + extra if extra else ''}): separate runs / auto "
+                  f"{best['separate runs'] / best['auto']:.2f}; auto: {picked}", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=20)
@@ -89,10 +138,16 @@ def main() -> None:
     p.add_argument("--context", type=int, default=64)
     p.add_argument("--batch", type=int, default=32, help="windows per member per step")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--end-to-end", action="store_true", help="time whole train() runs (see the docstring)")
+    p.add_argument("--layouts", default="", help="with --end-to-end: layouts to time forced, e.g. batched,separate")
     a = p.parse_args()
     global DEVICE
     DEVICE = a.device
     torch.set_num_threads(1)
+    if a.end_to_end:
+        end_to_end(tuple(int(k) for k in a.members.split(",")), a.steps, a.repeats, a.d_model, a.context, a.batch,
+                   tuple(filter(None, a.layouts.split(","))))
+        return
     bench(tuple(int(k) for k in a.members.split(",")), a.steps, a.repeats, a.d_model, a.context, a.batch)
 
 

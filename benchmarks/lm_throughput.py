@@ -1,7 +1,7 @@
 """Training throughput of repetita's GPT against Hugging Face's GPT2LMHeadModel of the same shape.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lm_throughput.py [--shapes 2x64,4x128,6x256] [--steps 10]
-        [--repeats 3] [--context 64] [--batch 32] [--threads 1] [--device cpu|cuda]
+        [--repeats 3] [--context 64] [--batch 32] [--threads 1] [--device cpu|cuda] [--adamw auto,foreach,fused]
 
 Each step is a forward pass, the loss, a backward pass and an AdamW step on random token batches (vocab 512).
 Both models: the same layers, width, heads and context, tied embeddings, no dropout, PyTorch SDPA attention
@@ -49,8 +49,10 @@ def params(model) -> int:
     return n
 
 
-def time_steps(model, kind: str, steps: int, batch: int, context: int, device: str) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+def time_steps(model, kind: str, steps: int, batch: int, context: int, device: str, adamw: str = "for-loop") -> float:
+    from repetita.lm.train import ADAMW_IMPLS
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, **ADAMW_IMPLS[adamw])
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 512, (batch, context + 1), generator=g).to(device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -103,6 +105,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100 SXM: 989)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--compile", action="store_true", help="torch.compile both models' forward (warm-up compiles)")
+    ap.add_argument("--adamw", default="auto", help="AdamW implementation(s) for both models, comma-separated: "
+                    "auto (the trainer's default on the device), for-loop, foreach, fused")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -111,8 +115,14 @@ def main() -> None:
           f"{torch.get_num_threads()}, device {args.device}")
     rate = matmul_rate(args.device)
     print(f"fp32 matmul rate of this machine (2048 x 2048 x 2048, same threads): {rate / 1e9:.1f} GFLOP/s")
-    print(f"{'shape':>8} {'params (ours / HF)':>20} {'ours tok/s':>11} {'HF tok/s':>10} {'ratio':>6} {'ours GFLOP/s':>13}"
-          f" {'of matmul rate':>14}" + (f" {'MFU':>6}" if args.device == "cuda" else ""))
+    from repetita.lm.train import ADAMW_AUTO, ADAMW_IMPLS
+
+    impls = [ADAMW_AUTO[args.device] if a == "auto" else a for a in args.adamw.split(",")]
+    bad = [a for a in impls if a not in ADAMW_IMPLS]
+    if bad:
+        raise SystemExit(f"lm_throughput: unknown --adamw {bad[0]!r} (auto, {', '.join(ADAMW_IMPLS)})")
+    print(f"{'shape':>8} {'adamw':>8} {'params (ours / HF)':>20} {'ours tok/s':>11} {'HF tok/s':>10} {'ratio':>6}"
+          f" {'ours GFLOP/s':>13} {'of matmul rate':>14}" + (f" {'MFU':>6}" if args.device == "cuda" else ""))
     tokens = args.steps * args.batch * args.context
     for shape in args.shapes.split(","):
         n_layer, d = (int(v) for v in shape.split("x"))
@@ -126,15 +136,18 @@ def main() -> None:
         if abs(n_ours / n_hf - 1) > 0.05:
             print(f"{shape:>8} parameter counts differ by more than 5% ({n_ours:,} vs {n_hf:,}): not compared")
             continue
-        best = {"repetita": float("inf"), "hf": float("inf")}
-        for _ in range(args.repeats):  # alternate, keep each one's best
-            best["repetita"] = min(best["repetita"], time_steps(ours, "repetita", args.steps, args.batch, args.context, args.device))
-            best["hf"] = min(best["hf"], time_steps(hf, "hf", args.steps, args.batch, args.context, args.device))
-        r, h = tokens / best["repetita"], tokens / best["hf"]
-        flops = 6 * n_ours + 12 * n_layer * d * args.context  # per token, forward and backward
-        mfu = f" {100 * r * flops / (args.peak_tflops * 1e12):>5.1f}%" if args.device == "cuda" else ""
-        print(f"{shape:>8} {f'{n_ours:,} / {n_hf:,}':>20} {r:>11,.0f} {h:>10,.0f} {r / h:>6.2f} {r * flops / 1e9:>13.1f}"
-              f" {100 * r * flops / rate:>13.0f}%{mfu}", flush=True)
+        best = {(k, a): float("inf") for k in ("repetita", "hf") for a in impls}
+        for _ in range(args.repeats):  # alternate models and optimizers, keep each one's best
+            for a in impls:
+                for kind, model in (("repetita", ours), ("hf", hf)):
+                    t = time_steps(model, kind, args.steps, args.batch, args.context, args.device, a)
+                    best[kind, a] = min(best[kind, a], t)
+        for a in impls:
+            r, h = tokens / best["repetita", a], tokens / best["hf", a]
+            flops = 6 * n_ours + 12 * n_layer * d * args.context  # per token, forward and backward
+            mfu = f" {100 * r * flops / (args.peak_tflops * 1e12):>5.1f}%" if args.device == "cuda" else ""
+            print(f"{shape:>8} {a:>8} {f'{n_ours:,} / {n_hf:,}':>20} {r:>11,.0f} {h:>10,.0f} {r / h:>6.2f}"
+                  f" {r * flops / 1e9:>13.1f} {100 * r * flops / rate:>13.0f}%{mfu}", flush=True)
 
 
 if __name__ == "__main__":

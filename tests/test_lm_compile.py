@@ -1,4 +1,5 @@
-"""torch.compile as a speed option: the same losses as eager, the same run id, and a clear refusal where it fails."""
+"""Speed options (torch.compile, the AdamW implementation): the same losses, the same run id, and a clear
+refusal where an option fails."""
 
 from __future__ import annotations
 
@@ -41,3 +42,21 @@ def test_compile_failure_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="torch.compile fails on this machine .RuntimeError: no C.. compiler found"):
         train(TrainConfig(**TINY, compile=True), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("impl", ["foreach", "fused"])
+def test_adamw_implementations_train_the_same_run(tmp_path, impl):
+    from repetita.lm.train import adamw
+
+    base = TrainConfig(**TINY, adamw="for-loop")
+    other = base.replace(adamw=impl)
+    assert other.hash == base.hash
+    opt = adamw([{"params": [torch.nn.Parameter(torch.zeros(2))]}], other, "cpu")
+    assert opt.defaults["foreach" if impl == "foreach" else "fused"] is True
+    a, b = train(base, tmp_path / "a"), train(other, tmp_path / impl)
+    assert max(abs(x["val_loss"] - y["val_loss"]) for x, y in zip(a["history"], b["history"], strict=True)) < 1e-5
+
+
+def test_unknown_adamw_implementation_is_refused():
+    with pytest.raises(UserError, match="adamw='apex' must be auto, for-loop, foreach or fused"):
+        TrainConfig(**TINY, adamw="apex")

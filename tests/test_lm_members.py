@@ -65,6 +65,17 @@ def test_members_in_turn_resume_exactly(tmp_path, stop):
     assert _losses(resumed) == _losses(full) and resumed["history"] == full["history"]
 
 
+def test_a_lost_snapshot_is_one_line(tmp_path):
+    cfg = TINY.replace(ensemble="sequential")
+    train(cfg, tmp_path / "r", stop_at_step=20)  # member 0 trained, member 1 past its first evaluation step
+    (tmp_path / "r" / "snapshots" / "1" / "6.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="6.pt: cannot read this member's snapshot"):
+        train(cfg, tmp_path / "r")
+    (tmp_path / "r" / "snapshots" / "1" / "6.pt").unlink()
+    with pytest.raises(UserError, match="6.pt: a trained member's snapshot is missing"):
+        train(cfg, tmp_path / "r")
+
+
 def test_distilled_members_in_turn_match_the_batched_model(tmp_path):
     train(TINY.replace(members=1, epochs=1.0), tmp_path / "teacher")
     student = TINY.replace(members=2, teacher=str(tmp_path / "teacher"), distill_alpha=0.5, seq_distill_frac=0.25)

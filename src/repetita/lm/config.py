@@ -19,7 +19,7 @@ COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combine
 # Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
 # evaluating more often or moving to another device finds the same finished run.
 # Fields that do not change what a run computes (up to floating-point rounding): not part of the run id.
-BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "ensemble")
+BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "ensemble", "adamw")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ class TrainConfig:
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model's forward (a speed option; probed before training starts)
     ensemble: str = "auto"  # members > 1: auto | batched | separate | sequential (members.py)
+    adamw: str = "auto"  # AdamW implementation: auto | for-loop | foreach | fused (train.py: ADAMW_AUTO)
 
     def __post_init__(self):
         _check_types(self)
@@ -144,6 +145,8 @@ class TrainConfig:
         require(self.teacher_combiner in COMBINERS, f"teacher_combiner must be one of {COMBINERS}")
         require(self.device in ("auto", "cpu", "cuda"), f"device={self.device!r} must be auto, cpu or cuda")
         require(self.dtype in ("auto", "fp32", "bf16"), f"dtype={self.dtype!r} must be auto, fp32 or bf16")
+        require(self.adamw in ("auto", "for-loop", "foreach", "fused"),
+                f"adamw={self.adamw!r} must be auto, for-loop, foreach or fused")
         require(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every >= 0, checkpoint_every >= 1")
         self.model_config(vocab_size=2)  # validates the architecture fields
 

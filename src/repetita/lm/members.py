@@ -28,10 +28,11 @@ from repetita.lm.sequential import SNAPSHOT_LIMIT, snapshot_bytes
 
 ENSEMBLE_MODES = ("auto", "batched", "separate", "sequential")
 LAYOUTS = ENSEMBLE_MODES[1:]
-# The calibration times 2 x 4 steps of each of the three layouts, about 24 ensemble steps; from 250 steps
-# on that is under a tenth of the run (below it, a gain of the measured size, <= 24 % on the CPU, could
-# not repay it).
-CALIBRATE_FROM = 250
+# The calibration times 2 x 4 steps of each of the three layouts, about 24 ensemble steps. From 1,000
+# steps on that is under 2.5 % of the run, which the gains measured on the CPU (up to 11 % for side by
+# side at K = 2, BENCHMARKS.md) and the batching gains expected on a GPU repay; below it the run trains
+# in turn, which costs what K separate runs cost.
+CALIBRATE_FROM = 1000
 _CHOICES: dict[tuple, dict] = {}  # (shape, K, batch, device, threads, dtype) -> calibration, per process
 
 

@@ -6,7 +6,7 @@
   axis at a time and stops at a point whose every neighbour (one step along each axis) was measured
   and is worse: a certified local optimum. ``search="grid"`` measures every grid point instead.
   Kim et al. find the tuned weight decay ~30x larger than the usual 0.1 when parameters outnumber tokens.
-- ``ensemble``: K members with seeds seed..seed+K-1 trained as one batched model, evaluated by averaging
+- ``ensemble``: K members with seeds seed..seed+K-1 (laid out as ``ensemble`` says, members.py), evaluated by averaging
   logits (probability averaging is reported too).
 - ``distill``: a K-member ensemble teaches a single student (token-level KL mixed with the data loss, and/or
   sequence-level distillation on teacher samples mixed with real data).

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repetita.errors import UserError
 from repetita.io import save_torch, write_json
 from repetita.lm.ensemble import history_row
 from repetita.lm.model import GPT, ModelConfig
@@ -109,10 +110,21 @@ def train_members(model: GPT, config, data, out: Path, *, state: dict | None, to
 
 def stacked(out: Path, mc: ModelConfig, members: int, step: int) -> GPT:
     """The K members' snapshots at ``step`` as one batched model."""
-    states = [torch.load(_snapshot(out, m, step), map_location="cpu", weights_only=True) for m in range(members)]
+    states = [_load(_snapshot(out, m, step)) for m in range(members)]
     model = GPT(mc, members=members)
     model.load_state_dict({k: torch.cat([s[k] for s in states], 0) for k in states[0]})
     return model
+
+
+def _load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: a trained member's snapshot is missing; the member must be retrained "
+                        "(delete the run folder and start again)") from None
+    except (RuntimeError, EOFError, OSError) as exc:  # torch reports a damaged zip as RuntimeError
+        raise UserError(f"{path}: cannot read this member's snapshot ({type(exc).__name__}); delete the run "
+                        "folder and start again") from None
 
 
 def evaluate_snapshots(out: Path, mc: ModelConfig, config, data, records: dict, eval_at: list[int], device: str,

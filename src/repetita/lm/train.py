@@ -62,6 +62,21 @@ def compile_forward(model: GPT, device: str, context: int) -> None:
     model.forward = compiled
 
 
+# AdamW implementation per device under adamw = "auto". CPU: foreach, measured 3-12 % faster than the
+# for-loop at 4 x 128 and 6 x 256 and 5 % slower at 2 x 64, fused slower than the best at every shape
+# (benchmarks/lm_throughput.py --adamw for-loop,foreach,fused; BENCHMARKS.md). CUDA: fused, which
+# PyTorch documents as its fastest; not measured here (no GPU; experiments/gpu/1_throughput.sh does).
+ADAMW_AUTO = {"cuda": "fused", "cpu": "foreach"}
+ADAMW_IMPLS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
+def adamw(groups: list[dict], config: TrainConfig, device: str) -> torch.optim.AdamW:
+    """The run's optimizer; the implementations differ in speed only (same update, float order aside)."""
+    impl = ADAMW_AUTO.get(device, "for-loop") if config.adamw == "auto" else config.adamw
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8,
+                             **ADAMW_IMPLS[impl])
+
+
 def probe_memory(model, config: TrainConfig, device: str, autocast) -> None:
     """One forward and backward pass at the run's full batch shape before any run folder exists, so a
     shape that does not fit the GPU is one line and exit 2, not a traceback after a half-written folder."""
@@ -232,8 +247,7 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
         compile_forward(model, device, config.context)
 
     def optimizer():
-        return torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.lr,
-                                 betas=(config.beta1, config.beta2), eps=1e-8)
+        return adamw(model.param_groups(config.weight_decay), config, device)
 
     opt = optimizer()
     if device == "cuda":
