@@ -19,6 +19,7 @@ optimizer, RNG, its step) and every member's training-loss records; finished mem
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def _load(path: Path) -> dict:
     except FileNotFoundError:
         raise UserError(f"{path}: a trained member's snapshot is missing; the member must be retrained "
                         "(delete the run folder and start again)") from None
-    except (RuntimeError, EOFError, OSError) as exc:  # torch reports a damaged zip as RuntimeError
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:  # damaged zip or pickle
         raise UserError(f"{path}: cannot read this member's snapshot ({type(exc).__name__}); delete the run "
                         "folder and start again") from None
 
