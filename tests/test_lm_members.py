@@ -135,6 +135,12 @@ def test_members_module_matches_the_batched_forward_and_clips_each_member():
         sep(x[:2])
 
 
+def test_the_help_states_the_auto_rule():
+    from repetita.lm import cli
+
+    assert f"below {members.CALIBRATE_FROM:,} steps" in cli._HELP["ensemble"]
+
+
 def test_bad_ensemble_mode_is_a_user_error():
     with pytest.raises(UserError, match="ensemble="):
         TrainConfig(ensemble="threads")

@@ -16,6 +16,18 @@ RECIPE_CHOICES = ("run", "standard", "regularized", "ensemble", "distill", "self
 _SKIP = {"recipe"}  # the label is set from --recipe
 
 
+# Speed options (not part of the run id) say what they choose between; the other fields are in docs/lm.md.
+_HELP = {
+    "members": "ensemble members (seeds seed..seed+K-1)",
+    "ensemble": "members' layout: auto (in turn below 1,000 steps, else the fastest of a short timing), "
+                "batched, separate (side by side) or sequential (in turn)",
+    "adamw": "AdamW implementation: auto (foreach on CPU, fused on CUDA), for-loop, foreach or fused",
+    "compile": "torch.compile the model's forward",
+    "device": "auto, cpu or cuda",
+    "dtype": "auto (bf16 autocast on CUDA), fp32 or bf16",
+}
+
+
 def _parse_bool(s: str) -> bool:
     if s.lower() in ("1", "true", "yes"):
         return True
@@ -73,11 +85,12 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
+        text = _HELP.get(f.name, "")
         if f.name in _SKIP:
             continue
         default = f.default if f.default is not MISSING else None
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_field_type(hints[f.name]), default=None,
-                       metavar=f.name.upper(), help=f"(default: {default})")
+                       metavar=f.name.upper(), help=f"{text} (default: {default})".strip())
     p.set_defaults(func=run_train)
 
 

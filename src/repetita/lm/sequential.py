@@ -75,12 +75,13 @@ class _Member(Callback):
 
 def train_members(model: GPT, config, data, out: Path, *, state: dict | None, total: int, eval_at: list[int],
                   callbacks: list[Callback], stop_at_step: int | None, device: str, autocast, progress,
-                  new_trainer: Callable[[int, list[Callback]], Trainer]) -> tuple[str, int, list[dict]]:
+                  new_trainer: Callable[[int, list[Callback]], Trainer]) -> tuple[str, int, list[dict], GPT | None]:
     """Train members ``0..K-1`` in turn on ``model`` (a one-member GPT), then evaluate the ensemble.
 
     ``new_trainer(m, callbacks)`` returns the trainer of member m (a fresh optimizer, member m's batches).
     ``stop_at_step`` counts the steps of all members together (member m's step s is ``m * total + s``).
-    Returns ``(status, steps done, history)``; the history is empty unless finished.
+    Returns ``(status, steps done, history, the K members as one batched model)``; the history is
+    empty and the model None unless finished.
     """
     K = config.members
     seq = (state or {}).get("sequential")
@@ -101,12 +102,12 @@ def train_members(model: GPT, config, data, out: Path, *, state: dict | None, to
         progress.offset = m * total
         if run.run() == "stopped":
             save_torch(run.state_dict(), ckpt_path)
-            return "stopped", m * total + run.step, []
+            return "stopped", m * total + run.step, [], None
         # Between members the checkpoint holds the records only: a resume starts the next member afresh.
         save_torch({"ensemble_mode": "sequential", "sequential": {"member": m + 1, "records": records, "recent": []}},
                    ckpt_path)
-    return "finished", K * total, evaluate_snapshots(out, model.config, config, data, records, eval_at,
-                                                     device, autocast)
+    history, final = evaluate_snapshots(out, model.config, config, data, records, eval_at, device, autocast)
+    return "finished", K * total, history, final
 
 
 def stacked(out: Path, mc: ModelConfig, members: int, step: int) -> GPT:
@@ -129,9 +130,10 @@ def _load(path: Path) -> dict:
 
 
 def evaluate_snapshots(out: Path, mc: ModelConfig, config, data, records: dict, eval_at: list[int], device: str,
-                       autocast) -> list[dict]:
-    """The run's history from the snapshots: one ``history_row`` per evaluation step (metrics.json)."""
-    history = []
+                       autocast) -> tuple[list[dict], GPT]:
+    """The run's history from the snapshots, one ``history_row`` per evaluation step (metrics.json), and
+    the stacked model of the last step (the run's final members)."""
+    history, ens = [], None
     for step in sorted(eval_at):
         ens = stacked(out, mc, config.members, step).to(device)
         rec = [records[m][step] for m in range(config.members)]
@@ -140,8 +142,4 @@ def evaluate_snapshots(out: Path, mc: ModelConfig, config, data, records: dict, 
         history.append(history_row(ens, data, config.batch_size, step, rec[0]["lr"],
                                    float(np.mean([r["loss"] for r in rec])), device, autocast))
         write_json(out / "metrics.json", history)
-    return history
-
-
-def final_model(out: Path, mc: ModelConfig, members: int, total: int) -> GPT:
-    return stacked(out, mc, members, total)
+    return history, ens

@@ -23,7 +23,7 @@ import torch
 from repetita.errors import UserError, require
 from repetita.io import check_dir, read_json, save_npy, save_torch, write_json
 from repetita.laws.data import RunRow
-from repetita.lm import members
+from repetita.lm import members, sequential
 from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
 from repetita.lm.ensemble import history_row
@@ -246,10 +246,6 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     if config.compile:
         compile_forward(model, device, config.context)
 
-    def optimizer():
-        return adamw(model.param_groups(config.weight_decay), config, device)
-
-    opt = optimizer()
     if device == "cuda":
         probe_memory(model, config, device, autocast)
     out.mkdir(parents=True, exist_ok=True)
@@ -259,28 +255,27 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     kd = teacher is not None and config.distill_alpha > 0
     stored = _Stored("ensemble_mode", ensemble["mode"])
 
-    def trainer(opt, batches, n_members: int, cbs: list) -> Trainer:
+    def trainer(batches, n_members: int, cbs: list) -> Trainer:
+        """A trainer with a fresh optimizer (one per member when members are trained in turn)."""
+        opt = adamw(model.param_groups(config.weight_decay), config, device)
         return Trainer(model, opt, batches, total_steps=total, lr=config.lr, schedule=config.schedule,
                        warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip, members=n_members,
                        autocast=autocast, callbacks=[*cbs, bar, stored, ckpt],
                        loss_fn=_distill_loss(config, teacher) if kd else model_loss)
 
     if in_turn:
-        from repetita.lm import sequential
-
-        status, done_steps, history = sequential.train_members(
+        status, done_steps, history, final = sequential.train_members(
             model, config, data, out, state=state, total=total, eval_at=steps, callbacks=list(callbacks),
             stop_at_step=stop_at_step, device=device, autocast=autocast, progress=bar,
-            new_trainer=lambda m, cbs: trainer(optimizer(), _Batches(data, config, synthetic, device, only=m), 1,
-                                               cbs))
+            new_trainer=lambda m, cbs: trainer(_Batches(data, config, synthetic, device, only=m), 1, cbs))
         if status == "stopped":
             bar.close()
             return {"finished": False, "step": done_steps, "history": [], "config_hash": config.hash}
-        model = sequential.final_model(out, mc, config.members, total).to(device)
+        model = final
     else:
         evaluation = Evaluation(config, data, steps, out, device, autocast)
         cbs = [evaluation, *callbacks] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
-        run = trainer(opt, _Batches(data, config, synthetic, device), config.members, cbs)
+        run = trainer(_Batches(data, config, synthetic, device), config.members, cbs)
         if state is not None:
             run.load_state_dict(state)
         status = run.run()
