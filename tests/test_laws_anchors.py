@@ -52,7 +52,9 @@ def test_datablations_published_grid_and_wider_search(anchors):
     db = pd.read_csv(anchors / "datablations" / "datablations_parametric_fit_default_182.csv")
     assert len(db) == 182
     fit = LawFit("data-constrained", freeze=DATABLATIONS_FROZEN).fit(db)
-    assert fit.params_["rd_star"] == pytest.approx(15.39, abs=0.1)
+    # R_D*, R_N* as published (15.388, 5.310) to what the shallow valley allows: 0.1 in R_D* moves the
+    # objective by only 7e-8, so another BLAS may stop a little elsewhere; the objective is the tight check
+    assert fit.params_["rd_star"] == pytest.approx(15.39, abs=0.2)
     assert fit.params_["rn_star"] == pytest.approx(5.31, abs=0.1)
     assert fit.objective_ == pytest.approx(0.0158259, abs=1e-6)
     assert fit.r2_ == pytest.approx(0.7722, abs=5e-4)
@@ -110,8 +112,15 @@ def test_holdout_errors_quoted_in_docs(spec, law):
 
 def test_reuse_fit_on_datablations_quoted_in_docs():
     """docs/laws.md: the N-aware law's fit with the Chinchilla part frozen as published."""
-    fit = LawFit("reuse", freeze=DATABLATIONS_FROZEN).fit(load_example("datablations"))
-    assert fit.objective_ == pytest.approx(0.012121, abs=5e-7)
-    assert fit.params_["r0"] == pytest.approx(112.5, abs=0.05) and fit.params_["r1"] == pytest.approx(-5.27, abs=0.005)
-    assert fit.params_["rn_star"] == pytest.approx(5.67, abs=0.005) and fit.r2_ == pytest.approx(0.789, abs=5e-4)
+    db = load_example("datablations")
+    fit = LawFit("reuse", freeze=DATABLATIONS_FROZEN).fit(db)
+    # r0 and r1 slide along a flat valley (112.5 / -5.27 on one BLAS, 112.15 / -5.25 on another, with
+    # objectives 3e-7 apart): assert what the data identify, the objective, R_D* at the smallest budget
+    # (where the table repeats most) and the predictions, never the coefficients one by one.
+    assert fit.objective_ == pytest.approx(0.0121213, abs=2e-6)
+    assert fit.r2_ == pytest.approx(0.789, abs=1e-3)
+    p = fit.params_
+    assert p["r0"] + p["r1"] * np.log(1e8) == pytest.approx(15.4, abs=0.3)  # docs: 15.4 at U = 100M
+    assert p["r1"] < -4  # R_D* falls with U (docs), a sign the valley never crosses
+    assert fit.predict(db.iloc[[0]])[0] == pytest.approx(2.8040, rel=1e-3)  # 2.8B on 4B x 8 epochs
     assert any("R^2 = 0.789 is below 0.9" in w for w in fit.warnings_)

@@ -51,7 +51,10 @@ def test_fit_json_then_plan(tmp_path, capsys):
     rec = json.loads(out)  # exactly one JSON object on stdout
     assert rec["n_rows"] == 182 and rec["law"] == "data-constrained"
     assert set(rec["intervals"]) == {"rd_star", "rn_star"}
-    assert rec["params"]["rd_star"] == pytest.approx(15.37, abs=0.05)
+    # published 15.388; the valley is shallow (0.1 in R_D* moves the objective 7e-8), so the objective is
+    # the tight check and R_D* is held to what another BLAS could move it (test_laws_anchors.py)
+    assert rec["objective"] == pytest.approx(0.0158259, abs=1e-6)
+    assert rec["params"]["rd_star"] == pytest.approx(15.37, abs=0.2)
     assert json.loads(fit_file.read_text())["params"] == rec["params"]
 
     code, out, err = run(

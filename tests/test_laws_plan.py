@@ -23,8 +23,10 @@ def test_reuse_rate_linear_then_plateau():
 def test_next_epoch_worth_is_the_difference_and_decays():
     k = np.arange(1, 60)
     worth = plan.next_epoch_worth(k, 10.0)
-    np.testing.assert_allclose(worth, plan.reuse_rate(k + 1, 10.0) - plan.reuse_rate(k, 10.0))
-    assert np.all(np.diff(worth) < 0) and worth[0] < 1
+    # worked by hand from D' = U (1 + R* (1 - e^(-R/R*))): the first repeat is worth R* (1 - e^(-1/R*)) of a
+    # fresh epoch, and each further one e^(-1/R*) times the one before (a geometric decay)
+    assert worth[0] == pytest.approx(10.0 * (1 - np.exp(-0.1)), rel=1e-12) and worth[0] < 1
+    np.testing.assert_allclose(worth[1:] / worth[:-1], np.exp(-0.1), rtol=1e-9)
 
 
 @pytest.mark.parametrize("r", [0.3, 2.0, 15.39, 100.0])
@@ -68,8 +70,10 @@ def test_plan_table_from_a_fit_record():
     table, s = plan.plan_table(rec, 2.8e9, 4e9, [1, 2, 4, 8, 16, 64])
     assert list(table["epochs"]) == [1, 2, 4, 8, 16, 64]
     assert np.all(np.diff(table["loss"]) < 0)  # more epochs still help at this size (paper Fig. 3)
-    assert s["rd_star"] == pytest.approx(rec["params"]["rd_star"])
-    assert s["saturation_epochs"] == pytest.approx(1 + s["rd_star"])
+    # the plan's losses are the estimator's predictions for the same runs (two code paths, one law)
+    est = LawFit.from_result(rec)
+    runs = pd.DataFrame({"params": 2.8e9, "unique_tokens": 4e9, "tokens": 4e9 * table["epochs"].to_numpy()})
+    np.testing.assert_allclose(table["loss"], est.predict(runs), rtol=1e-10)
     with pytest.raises(UserError, match="epochs"):
         plan.plan_table(rec, 2.8e9, 4e9, [0.5])
     with pytest.raises(UserError, match="no notion of repeated data"):

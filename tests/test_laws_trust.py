@@ -34,8 +34,6 @@ def test_vectorized_bootstrap_equals_per_resample_fits():
     boot = bootstrap(est, df, 50, seed=0)
     again = bootstrap(est, df, 50, seed=0)
     assert np.array_equal(boot["samples"], again["samples"])  # seeded
-    for p, iv in boot["params"].items():
-        assert iv["lo"] <= est.params_[p] <= iv["hi"] and iv["std"] > 0
 
 
 def test_plan_carries_the_fit_intervals(tmp_path, capsys):
@@ -52,20 +50,35 @@ def test_plan_carries_the_fit_intervals(tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)
     iv = plan["intervals"]
     assert iv["samples"] == 40 and iv["level"] == 0.95
-    for row, band in zip(plan["table"], iv["table"], strict=True):
-        assert band["loss"][0] <= row["loss"] <= band["loss"][1]
-        assert band["loss"][0] < band["loss"][1]
-    lo, hi = iv["summary"]["saturation_epochs"]
-    assert lo <= plan["summary"]["saturation_epochs"] <= hi
+    # the band is the spread of the 40 resampled fits' own predictions, recomputed here through the estimator
+    est = LawFit("data-constrained", freeze={k: float(v) for k, v in zip("a b e alpha beta".split(),
+                                                                         (6.255414, 7.3049974, 0.6254804,
+                                                                          0.3526596, 0.3526596), strict=True)})
+    rows = pd.DataFrame({"params": 2.8e9, "unique_tokens": 4e9, "tokens": 4e9 * np.array([1.0, 4.0, 16.0])})
+    losses = []
+    for z in rec["uncertainty"]["samples"]:
+        est.params_ = rec["params"] | dict(zip(rec["uncertainty"]["free"], z, strict=True))
+        losses.append(est.predict(rows))
+    want = np.quantile(np.array(losses), [0.025, 0.975], axis=0)
+    got = np.array([band["loss"] for band in iv["table"]]).T
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    sat = 1 + np.quantile(np.array(rec["uncertainty"]["samples"])[:, rec["uncertainty"]["free"].index("rd_star")],
+                          [0.025, 0.975])
+    np.testing.assert_allclose(iv["summary"]["saturation_epochs"], sat, rtol=1e-9)
 
 
-def test_laplace_interval_is_the_default_and_printed_with_its_level(capsys):
+def test_laplace_interval_is_the_default_and_agrees_with_the_bootstrap(capsys):
     assert main(["fit", "--example", "datablations", "--law", "chinchilla"]) == 0
     out = capsys.readouterr().out
     assert "intervals: 95% sandwich (Laplace)" in out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("alpha ="))
     lo, hi = (float(x) for x in line.split("[")[1].split("]")[0].split(","))
-    assert lo < float(line.split("=")[1].split()[0]) < hi
+    # the printed half-width is 1.96 sandwich standard errors, and the sandwich agrees with an independent
+    # estimate of the spread, 200 bootstrap refits, within a factor 1.6 (0.71-1.41 measured on this table)
+    db = load_example("datablations")
+    boot = bootstrap(LawFit("chinchilla").fit(db), db, 200, seed=0)
+    ratio = (hi - lo) / (2 * 1.959964) / boot["params"]["alpha"]["std"]
+    assert 1 / 1.6 < ratio < 1.6, ratio
 
 
 def test_predict_reproduces_held_out_schedules(tmp_path, capsys):

@@ -189,7 +189,8 @@ def test_experiment_is_deterministic_and_resumes_from_its_rows(tmp_path, monkeyp
     assert {r["condition"] for r in first["rows"]} == {"repeat", "rewrite-template", "qa-mix"}
     assert len({r["trained_tokens"] for r in first["rows"]}) == 1
     for r in first["rows"]:
-        assert 0 <= r["acc_heldout"] <= 1 and r["questions_heldout"] == 40
+        correct = r["acc_heldout"] * r["questions_heldout"]  # a share of 40 answers: a whole count
+        assert r["questions_heldout"] == 40 and 0 <= correct <= 40 and correct == pytest.approx(round(correct), abs=1e-9)
         assert r["final_train_loss"] < np.log(r["vocab"]) - 1.0  # it trained: well below a uniform guess
     # Resume: every row is on disk, so a re-run trains nothing; a torn line is repaired and re-run.
     monkeypatch.setattr(inject, "run_one", lambda *a, **k: pytest.fail("re-ran a finished run"))

@@ -52,9 +52,22 @@ def _spec(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("name", SPECS)
 def test_every_shipped_spec_parses(name, tmp_path):
-    study = expand(load_spec(f"example:{name[:-5]}"))
-    assert len(study.runs) > 0
+    from repetita.lm.config import TrainConfig
+
+    spec = load_spec(f"example:{name[:-5]}")
+    study = expand(spec)
     assert len({r.id for r in study.runs}) == len(study.runs)
+    # each run id is the hash of the config it carries, and the config survives its JSON round trip
+    for r in study.runs:
+        assert TrainConfig.from_json(r.config.to_json()).hash in r.id
+    # the standard recipe trains every model x budget x epochs x seed of the grid
+    if "standard" in spec.get("recipes", {}):
+        std = spec["recipes"]["standard"] or {}
+        grid = spec.get("grid", {})
+        want = len(spec["models"]) * len(spec.get("seeds", [0]))
+        for key in ("unique_tokens", "epochs"):
+            want *= len(std.get(key, grid.get(key, [None])))
+        assert sum(r.recipe == "standard" for r in study.runs) == want
 
 
 def test_examples_folder_is_the_shipped_specs():

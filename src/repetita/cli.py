@@ -29,6 +29,9 @@ COMMAND_MODULES = [
     "repetita.demo",
 ]
 # Optional heavy stacks and the extra that installs each (pyproject's optional-dependencies).
+# Commands whose work is small dense algebra (fits, plans, reuse tables): run on one BLAS thread, so
+# that they stay fast beside a training job and give the same digits on any core count (blas.py).
+ONE_BLAS_THREAD = {"fit", "laws", "plan", "predict", "reuse", "report"}
 EXTRAS = {"torch": "lm", "tokenizers": "lm", "transformers": "hf", "accelerate": "hf", "psutil": "hf",
           "trl": "trl", "ray": "ray", "pyarrow": "parquet", "gguf": "smollm2"}
 
@@ -64,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        if args.command in ONE_BLAS_THREAD:
+            from repetita.blas import one_blas_thread
+
+            with one_blas_thread():
+                result = args.func(args)
+        else:
+            result = args.func(args)
     except UserError as exc:
         sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
         return 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from repetita.blas import single_threaded
 from repetita.errors import require
 from repetita.laws.forms import Law
 
@@ -65,6 +66,7 @@ def check_allocatable(est) -> Law:
     return law
 
 
+@single_threaded
 def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
           max_params: float | None = None, efficiency: float = 1.0, fresh: bool = False) -> dict:
     """N* minimising the loss along each compute line, for every draw x budget: arrays of shape (S, B).

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 from repetita.laws import data as tables
 from repetita.laws.forms import Law, get_law, natural_params
@@ -276,6 +277,7 @@ class LawFit:
         pred = self.predict(df)
         return float(1.0 - np.sum((pred - obs) ** 2) / np.sum((obs - obs.mean()) ** 2))
 
+    @single_threaded
     def fit(self, df: pd.DataFrame, *, starts: np.ndarray | None = None, weights=None) -> LawFit:
         """Fit to ``df``; ``weights`` (one per row, in the table's row order) scale the Huber terms."""
         spec = self.spec

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 from repetita.laws.data import canonical
 
@@ -119,6 +120,7 @@ def parse_holdout(text: str) -> Holdout:
     )
 
 
+@single_threaded
 def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None = None) -> tuple[pd.DataFrame, dict]:
     """Fit with ``make_fit()`` (a fresh estimator) on each training split, predict its test rows.
 

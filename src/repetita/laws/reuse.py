@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 
 LAMBDA = 0.75
@@ -97,6 +98,7 @@ def monotone_fit(tokens, loss) -> tuple[np.ndarray, np.ndarray, float]:
 ANCHOR_KEYS = ("params", "corpus", "draw")  # a reference is anchored per model size and corpus (and draw)
 
 
+@single_threaded
 def effective_reuse(runs: pd.DataFrame, reference, extrapolate: bool = False, anchor: bool = False) -> pd.DataFrame:
     """E(K, U) for every run: ``runs`` has unique_tokens, epochs (or tokens) and loss (and params when the
     reference is a law: ``reference(params) -> Reference``).
@@ -184,6 +186,7 @@ def final_loss_draws(curves: pd.DataFrame, n_boot: int = 1000, window: float = 0
     return out
 
 
+@single_threaded
 def reuse_with_intervals(curves: pd.DataFrame, reference, n_boot: int = 1000, window: float = 0.1, level: float = 0.95,
                          anchor: bool = False, extrapolate: bool = False, seed: int = 0) -> pd.DataFrame:
     """E(K, U) at each run's final loss with a percentile interval from :func:`final_loss_draws`."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 
 _H = 1e-20  # complex step
@@ -128,6 +129,7 @@ def resample_counts(rng: np.random.Generator, n_rows: int, n_boot: int) -> np.nd
     return rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=n_boot).astype(float)
 
 
+@single_threaded
 def bootstrap(est, df, n_boot: int, *, seed: int = 0, level: float = 0.95, starts: np.ndarray | None = None) -> dict:
     """Percentile intervals of every free parameter from ``n_boot`` row resamples, refined all at once.
 
@@ -162,6 +164,7 @@ def bootstrap(est, df, n_boot: int, *, seed: int = 0, level: float = 0.95, start
             "samples": best_Z, "objectives": best_f, "free": list(free)}
 
 
+@single_threaded
 def laplace(est, df, *, level: float = 0.95) -> dict:
     """Normal intervals of the free parameters at the optimum from the local linearisation (module docstring).
 
