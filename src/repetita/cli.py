@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if getattr(args, "json", False) and result is not None:
         sys.stdout.write(dumps(result) + "\n")
-    return 0
+    # a command that finished but not wholly (a study with failed runs) says so in its exit code
+    return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
 
 
 if __name__ == "__main__":

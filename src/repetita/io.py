@@ -148,12 +148,19 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer(tmp)
         tmp.replace(path)
-    except OSError as exc:
+    except BaseException as exc:
+        # whatever stopped the write (a full disk, a file-size limit, Ctrl-C, a writer's own error), the
+        # temporary file goes and the earlier result stays
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise UserError(f"cannot write '{path}': {exc.strerror or exc}") from None
+        # torch.save reports a full disk as RuntimeError ("file write failed"), not OSError
+        if isinstance(exc, OSError | RuntimeError):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:160]
+            raise UserError(f"cannot write '{path}': {reason or type(exc).__name__}"
+                            + (" (is the disk full?)" if isinstance(exc, RuntimeError) else "")) from None
+        raise
     return path
 
 
@@ -227,6 +234,7 @@ class JsonlAppender:
         import threading
 
         path = Path(path)
+        self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -238,6 +246,24 @@ class JsonlAppender:
         line = (json.dumps(jsonable(rec), ensure_ascii=False) + "\n").encode("utf-8")
         with self.lock:
             os.write(self.fd, line)
+
+    def write_unique(self, rec: dict, key: Callable[[dict], Any]) -> bool:
+        """Append ``rec`` unless the log already holds a record with its key; False if it did.
+
+        Under an exclusive ``flock`` on the log, so two processes writing one log (two runs of one
+        experiment on one folder) each see the other's finished records and no key is written twice.
+        """
+        import fcntl
+
+        with self.lock:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                if any(key(r) == key(rec) for r in read_log(self.path)):
+                    return False
+                os.write(self.fd, (json.dumps(jsonable(rec), ensure_ascii=False) + "\n").encode("utf-8"))
+                return True
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self.fd)

@@ -238,12 +238,14 @@ def experiment(cfg: InjectConfig, out_dir: str | Path | None = None, log=None) -
     ks, warnings = knowledge_set(cfg)
     vocab = Vocab(ks.texts())
     for cond, k, passes, seed in cfg.runs():
+        if appender is not None:  # another process on the same folder may have finished it meanwhile
+            rows |= {_key(r): r for r in read_log(path / "inject.jsonl")}
         if (cond, k, passes, seed) in rows:
             continue
         row = run_one(ks, vocab, cfg, cond, k, passes, seed)
         rows[_key(row)] = row
         if appender is not None:
-            appender.write(row)
+            appender.write_unique(row, _key)  # keyed: a row two writers both ran is written once
         if log:
             log(f"{cond:<17} K={k} passes={passes:g} seed={seed}: held-out {row['acc_heldout']:.3f} "
                 f"trained {row['acc_trained']:.3f} (majority guess {row['acc_heldout_majority']:.3f}; "

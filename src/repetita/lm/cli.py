@@ -25,6 +25,7 @@ _HELP = {
     "compile": "torch.compile the model's forward",
     "device": "auto, cpu or cuda",
     "dtype": "auto (bf16 autocast on CUDA), fp32 or bf16",
+    "threads": "torch CPU threads; only 1 reproduces a run bit for bit",
 }
 
 
@@ -80,7 +81,6 @@ def register(subparsers) -> None:
     p.add_argument("--search", choices=("coordinate", "grid"), default="coordinate",
                    help="regularized: certified coordinate search (default) or every grid point")
     p.add_argument("--ensemble-members", type=int, default=4, help="ensemble/distill: K (default 4)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     hints = typing.get_type_hints(TrainConfig)
@@ -120,13 +120,13 @@ def run_train(args) -> dict:
     default = Path("runs") / ("train" if args.recipe == "run" else "recipes")
     out = Path(args.out or default / (cfg.hash if args.recipe == "run" else f"{args.recipe}-{cfg.hash}"))
     check_dir(out, "--out")
-    import torch
 
     from repetita.lm.recipes import RecipeConfig, run_recipe
     from repetita.lm.train import train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if cfg.threads > 1:
+        sys.stderr.write(f"repetita train: warning: --threads {cfg.threads}: float reductions then run in a "
+                         "thread-dependent order, so this run is not bit-reproducible (the default, 1, is)\n")
     if args.recipe == "run":
         res = train(cfg, out, progress=args.progress and not args.json)
         if not args.json:

@@ -19,7 +19,7 @@ COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combine
 # Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
 # evaluating more often or moving to another device finds the same finished run.
 # Fields that do not change what a run computes (up to floating-point rounding): not part of the run id.
-BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "ensemble", "adamw")
+BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "ensemble", "adamw", "threads")
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,10 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model's forward (a speed option; probed before training starts)
     ensemble: str = "auto"  # members > 1: auto | batched | separate | sequential (members.py)
     adamw: str = "auto"  # AdamW implementation: auto | for-loop | foreach | fused (train.py: ADAMW_AUTO)
+    # torch intra-op CPU threads. One by default: with more, float reductions run in a thread-dependent
+    # order and two runs of one seed drift apart (measured: from step 32 at 2 threads), so only one
+    # thread reproduces a run bit for bit.
+    threads: int = 1
 
     def __post_init__(self):
         _check_types(self)
@@ -148,6 +152,7 @@ class TrainConfig:
         require(self.adamw in ("auto", "for-loop", "foreach", "fused"),
                 f"adamw={self.adamw!r} must be auto, for-loop, foreach or fused")
         require(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every >= 0, checkpoint_every >= 1")
+        require(1 <= self.threads <= 1024, f"threads={self.threads} must be in [1, 1024]")
         self.model_config(vocab_size=2)  # validates the architecture fields
 
     def model_config(self, vocab_size: int) -> ModelConfig:

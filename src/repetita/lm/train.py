@@ -219,12 +219,47 @@ def _claim_dir(out: Path, config: TrainConfig) -> dict | None:
     return None
 
 
+class DamagedCheckpoint(UserError):
+    """A checkpoint that cannot be read (truncated by a full disk, overwritten, not a checkpoint)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = Path(path)
+        super().__init__(f"checkpoint '{path}' is damaged and cannot be resumed from ({reason}); move it aside or "
+                         "delete it to restart the run from scratch")
+
+
+def load_checkpoint(path: Path, device: str) -> dict:
+    """The trainer state saved by ``Checkpoint``; a file torch cannot read is one line naming it."""
+    import pickle
+    import zipfile
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            AttributeError, ImportError, IndexError, KeyError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DamagedCheckpoint(path, reason) from None
+    if not isinstance(state, dict):
+        raise DamagedCheckpoint(path, f"holds a {type(state).__name__}, not a trainer state")
+    return state
+
+
 def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
           stop_at_step: int | None = None, progress: bool = False, root: str | Path | None = None) -> dict:
     """Run (or resume, or return the stored result of) one training run; see the module docstring.
 
     ``stop_at_step`` checkpoints and returns early after that many steps (a simulated interruption).
+    The run uses ``config.threads`` torch threads (1 by default: bit-reproducible), restored afterwards.
     """
+    before = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _train(config, out_dir, callbacks, stop_at_step, progress, root)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(config: TrainConfig, out_dir, callbacks, stop_at_step, progress, root) -> dict:
     out = Path(out_dir)
     done = _claim_dir(out, config)
     if done is not None:
@@ -235,7 +270,7 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback
     data = load_data(config.corpus, config.tokenizer, config.context, config.unique_tokens,
                      config.val_fraction, config.val_tokens, config.split_seed)
     ckpt = Checkpoint(out / "ckpt.pt", config.checkpoint_every)
-    state = torch.load(ckpt.path, map_location=device, weights_only=False) if ckpt.path.exists() else None
+    state = load_checkpoint(ckpt.path, device) if ckpt.path.exists() else None
     mc = config.model_config(data.vocab_size)
     total = data.steps_for(config.epochs, config.batch_size)
     steps = eval_steps(data, config, total)

@@ -21,14 +21,19 @@ def cmd_run(args) -> dict:
         retry_failed=args.retry_failed,
         progress=not args.json,
     )
+    c = result["counts"]
     if not args.json:
-        c = result["counts"]
         print(f"study {result['study_dir']}: {result['runs']} runs ({result['new_runs']} new); "
               + ", ".join(f"{k} {v}" for k, v in c.items()))
         if result["blocked"]:
             print(f"{len(result['blocked'])} runs wait on a failed teacher; see repetita status")
         if result["tidy"]:
             print(f"tidy table: {result['tidy']}")
+    if c["failed"]:
+        import sys
+
+        sys.stderr.write(f"repetita run: {c['failed']} run(s) failed; see repetita status {result['study_dir']}, "
+                         "then repetita run --retry-failed\n")
     return result
 
 
@@ -61,6 +66,9 @@ def cmd_status(args) -> dict:
     status = study_status(args.dir)
     if not args.json:
         print(", ".join(f"{k} {v}" for k, v in status["counts"].items()))
+        if status["abandoned"]:
+            print(f"  {len(status['abandoned'])} run(s) marked running have no live worker (killed?); "
+                  "the next repetita run resumes them from their checkpoints")
         for f in status["failed"]:
             print(f"  {f['id']} {f['recipe']} {f['status']}: {f['error']}")
     return status
@@ -73,7 +81,7 @@ def cmd_export(args) -> dict:
 
     check_study_dir(Path(args.dir), creating=False)
     check_file(args.out, "export", suffixes=(".csv", ".parquet"))
-    store = Store.of_study(args.dir)
+    store = Store.of_study(args.dir, verify=True)
     try:
         path = store.export(args.out)
         n = len(store.tidy())

@@ -17,6 +17,7 @@ from repetita.study.spec import expand, load_spec, resolve_spec
 from repetita.study.store import STORE_NAME, Store
 
 SPEC_NAME = "spec.toml"
+FAILED_EXIT = 3  # `repetita run` when some runs failed (2 is bad input, 0 success)
 TIDY_NAME = "tidy.csv"
 
 
@@ -64,7 +65,7 @@ def prepare_study(spec_path: str | Path, study_dir: str | Path):
     first = study.proposals({})
     check_budgets([r.config for r in first])
     study_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.of_study(study_dir, create=True)
+    store = Store.of_study(study_dir, create=True, verify=True)
     write_text(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
     new = store.add_runs(study.proposals(store.results()))
     return store, study, new
@@ -111,6 +112,8 @@ def run_study(
             "blocked": blocked,
             "tidy": tidy,
             "seconds": time.time() - t0,
+            # a study with failed runs is not a success: the command exits 3 (diverged runs are results)
+            "exit_code": FAILED_EXIT if counts["failed"] else 0,
         }
     finally:
         store.close()
@@ -119,13 +122,20 @@ def run_study(
 def study_status(study_dir: str | Path) -> dict:
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)
-    store = Store.of_study(study_dir)
+    store = Store.of_study(study_dir, verify=True)
     try:
         runs = store.runs()
         bad = runs[runs["status"].isin(["failed", "diverged"])]
+        counts = store.counts()
+        # "running" only while a worker is alive; a killed worker's run is shown as abandoned (it resumes
+        # from its checkpoint on the next `repetita run`)
+        gone = store.abandoned()
+        counts["running"] -= len(gone)
+        counts["abandoned"] = len(gone)
         return {
             "study_dir": str(study_dir.resolve()),
-            "counts": store.counts(),
+            "counts": counts,
+            "abandoned": gone,
             # the last line of a stored traceback is the one that names the problem
             "failed": [{"id": r.id, "recipe": r.recipe, "status": r.status,
                         "error": (r.error or "").strip().splitlines()[-1] if (r.error or "").strip() else ""}

@@ -318,7 +318,7 @@ def _table_html(df: pd.DataFrame) -> str:
 def build_report(study_dir: str | Path) -> dict:
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)
-    store = Store.of_study(study_dir)
+    store = Store.of_study(study_dir, verify=True)
     try:
         tidy, counts, results = store.tidy(), store.counts(), store.results()
     finally:

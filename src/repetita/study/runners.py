@@ -29,7 +29,7 @@ def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dic
     import torch
 
     from repetita.lm.config import TrainConfig
-    from repetita.lm.train import train
+    from repetita.lm.train import DamagedCheckpoint, train
     from repetita.lm.trainer import Diverged, Every
 
     # One thread per worker: fair sharing of cores, and float reductions in a fixed order.
@@ -40,23 +40,48 @@ def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dic
         config = TrainConfig.from_json(store.config(run_id))
         folder = run_dir(study_dir, run_id)
         info = {"recipe": config.recipe}
+        check_study_alive(store.path)
         if not store.claim(run_id, resumed=(folder / "ckpt.pt").exists()):
             return "skipped", info
-        beat = Every(lambda step: store.heartbeat(run_id), every=HEARTBEAT_EVERY)
+        beat = Every(lambda step: _beat(store, run_id), every=HEARTBEAT_EVERY)
         try:
             # a distillation teacher is named relative to the study ("runs/<id>"): resolve it there
             result = train(config, folder, callbacks=[beat], root=study_dir)
         except UserError as exc:
             status = "diverged" if isinstance(exc, Diverged) else "failed"
-            store.fail(run_id, str(exc), status=status)
+            message = str(exc)
+            if isinstance(exc, DamagedCheckpoint):
+                # kept for inspection under another name; --retry-failed then starts the run from scratch
+                kept = exc.path.with_name(f"{exc.path.name}.damaged-{int(time.time())}")
+                exc.path.rename(kept)
+                message += f"; moved aside to {kept.name}, --retry-failed restarts the run from scratch"
+            store.fail(run_id, message, status=status)
             return status, info | {"seconds": time.time() - t0, "error": str(exc)}
         except Exception:  # a bug or an environment problem: keep the traceback in the store
             store.fail(run_id, traceback.format_exc())
             return "failed", info | {"seconds": time.time() - t0}
+        check_study_alive(store.path)
         store.finish(run_id, result)
         return "done", info | {"loss": result["val_loss"], "seconds": time.time() - t0}
     finally:
         store.close()
+
+
+class StudyGone(UserError):
+    """The study folder was deleted while runs were training."""
+
+
+def check_study_alive(store_path: Path) -> None:
+    """SQLite keeps writing into a deleted file, and the trainer would recreate the run folders: a worker
+    that finds its study gone stops, and the driver stops the study with one line."""
+    if not Path(store_path).exists():
+        raise StudyGone(f"the study folder {Path(store_path).parent} was deleted while it ran; stopped (results "
+                        "finished after the deletion are lost)")
+
+
+def _beat(store: Store, run_id: str) -> None:
+    check_study_alive(store.path)
+    store.heartbeat(run_id)
 
 
 def _die_with_parent() -> None:
@@ -118,6 +143,7 @@ def _schedule(store: Store, submit, wait, capacity: int, progress: _Progress) ->
             rid = inflight.pop(handle)
             outcome[rid] = status
             progress.advance(rid, status, info)
+        check_study_alive(store.path)
     return outcome
 
 

@@ -95,47 +95,96 @@ def run_dir(study_dir: str | Path, run_id: str) -> Path:
     return Path(study_dir) / teacher_ref(run_id)
 
 
+def _database_error(path: Path, exc: sqlite3.Error) -> UserError:
+    """One line naming the store and what SQLite found (a damaged page, a full disk, a locked file)."""
+    text = str(exc)
+    if "malformed" in text or "not a database" in text or "disk I/O" in text:
+        return UserError(f"{path}: the study store is damaged ({text}); nothing was changed. Restore it from a "
+                         "copy, or run the study again in a new folder (the run folders keep their checkpoints)")
+    if "full" in text:
+        return UserError(f"{path}: the disk is full ({text}); the store is unchanged. Free space and run again")
+    return UserError(f"{path}: study store error ({text})")
+
+
+def _guarded(fn):
+    """Every sqlite3 error inside a store method becomes one line naming the file (never a traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _database_error(self.path, exc) from None
+        except pd.errors.DatabaseError as exc:  # pandas wraps the sqlite3 error of read_sql_query
+            cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else sqlite3.DatabaseError(str(exc))
+            raise _database_error(self.path, cause) from None
+
+    return wrapper
+
+
+def _guard_methods(cls):
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_") and name not in ("of_study", "transaction"):
+            setattr(cls, name, _guarded(value))
+    return cls
+
+
+@_guard_methods
 class Store:
-    """Thin wrapper over the SQLite file; every method is one short transaction."""
+    """Thin wrapper over the SQLite file; every method is one short transaction.
+
+    ``verify=True`` (the commands that read a whole study: run, status, report, export) first runs
+    SQLite's ``quick_check``, so a damaged page is one line before anything is read or written, not a
+    partial export.
+    """
 
     @classmethod
-    def of_study(cls, study_dir: str | Path, create: bool = False) -> Store:
-        return cls(store_path(study_dir), create=create)
+    def of_study(cls, study_dir: str | Path, create: bool = False, verify: bool = False) -> Store:
+        return cls(store_path(study_dir), create=create, verify=verify)
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, verify: bool = False):
         self.path = Path(path)
         if not create:
             require(self.path.is_file(), f"{self.path}: no study store here (is this a study directory?)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=60000")
+            self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            if verify:
+                bad = [r[0] for r in self._conn.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
+                if bad:
+                    raise sqlite3.DatabaseError(f"database disk image is malformed: {bad[0]}")
             self._init_schema()
         except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc):
+                raise _database_error(self.path, exc) from None
             raise UserError(f"{self.path}: not a repetita study store ({exc})") from None
 
     def _init_schema(self) -> None:
-        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" in tables:
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else None
-            if version == 1:
-                self._migrate_v1()
-                return
-            require(
-                version == SCHEMA_VERSION,
-                f"{self.path}: store schema version {version} is incompatible with this repetita "
-                f"(expects {SCHEMA_VERSION}); use a new study directory",
-            )
-            return
-        require(not tables, f"{self.path}: an SQLite file that is not a repetita study store")
+        # Checked and created inside one write transaction: two processes opening a new study at once
+        # (two `repetita run` on one folder) see either no tables or all of them, never half.
         with self.transaction() as c:
-            for stmt in _SCHEMA.strip().split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
-            c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" not in tables:
+                require(not tables, f"{self.path}: an SQLite file that is not a repetita study store")
+                for stmt in _SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                return
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else None
+        if version == 1:
+            self._migrate_v1()
+            return
+        require(
+            version == SCHEMA_VERSION,
+            f"{self.path}: store schema version {version} is incompatible with this repetita "
+            f"(expects {SCHEMA_VERSION}); use a new study directory",
+        )
 
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2: recompute run ids under the new hash (see the module docstring)."""
@@ -191,7 +240,10 @@ class Store:
         try:
             yield c
         except BaseException:
-            c.execute("ROLLBACK")
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite already rolled back (a full disk does that)
+                pass
             raise
         else:
             c.execute("COMMIT")
@@ -214,15 +266,24 @@ class Store:
 
     def requeue_abandoned(self, stale_seconds: float = STALE_SECONDS) -> list[str]:
         """Running rows whose worker is gone go back to the queue (they resume from checkpoint)."""
-        host, now = socket.gethostname(), time.time()
         out = []
         with self.transaction() as c:
-            for rid, rhost, pid, beat in c.execute("SELECT id, host, pid, heartbeat FROM runs WHERE status='running'").fetchall():
-                dead_here = rhost == host and not _pid_alive(pid)
-                stale = beat is None or now - beat > stale_seconds
-                if dead_here or stale:
-                    c.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (rid,))
-                    out.append(rid)
+            for rid in self._abandoned(c, stale_seconds):
+                c.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (rid,))
+                out.append(rid)
+        return out
+
+    def abandoned(self, stale_seconds: float = STALE_SECONDS) -> list[str]:
+        """Runs marked running whose worker is gone (its process ended on this host, or its heartbeat is stale)."""
+        return self._abandoned(self._conn, stale_seconds)
+
+    @staticmethod
+    def _abandoned(c, stale_seconds: float) -> list[str]:
+        host, now = socket.gethostname(), time.time()
+        out = []
+        for rid, rhost, pid, beat in c.execute("SELECT id, host, pid, heartbeat FROM runs WHERE status='running'").fetchall():
+            if (rhost == host and not _pid_alive(pid)) or beat is None or now - beat > stale_seconds:
+                out.append(rid)
         return out
 
     def retry_failed(self) -> int:
