@@ -2,10 +2,10 @@
 
 The law fits, bootstraps, plans and reuse estimates multiply matrices of a few hundred rows by a
 handful of parameters. OpenBLAS splits even these across every core and spin-waits between calls, so
-beside a training job on the same machine a fit oversubscribes the cores: measured on the 2-core
-sandbox, a free data-constrained fit of a 32-row table took 5.5-13.4 s wall with the default threads
-against 2.9 s with one (benchmarks/fit_busy.py, BENCHMARKS.md). One thread also fixes the order of
-the floating-point reductions, so a fit gives the same digits whatever the machine's core count.
+beside a training job on the same machine a fit oversubscribes the cores: on a 2-core machine the free
+data-constrained fit of a 32-row table took 8.0 s wall with the default threads against 2.4 s with one
+beside a two-thread training job, and 1.8 vs 1.7 s idle (benchmarks/fit_busy.py, BENCHMARKS.md). One
+thread also keeps the order of the floating-point reductions the same whatever the core count.
 
 threadpoolctl (a maintained library) does the limiting; torch keeps its own thread setting.
 """
