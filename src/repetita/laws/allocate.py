@@ -151,7 +151,8 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
     out = {"params": n, "tokens": d, "epochs": d / U, "loss": loss, "at_search_edge": bool(r["at_edge"][0, 0]),
            "size_undetermined": bool(r["flat"][0, 0]),
            "compute": float(compute), "unique_tokens": U, "flops_per_token": float(flops_per_token)}
-    if law.rd_star is not None and np.isfinite(law.repetition(est.params_, U)) and d > U:
+    out |= turn_and_evidence(est, law, n, d, U, float(compute))
+    if law.rd_star is not None and law.monotone and np.isfinite(law.repetition(est.params_, U)) and d > U:
         from repetita.laws.plan import next_epoch_worth
 
         rd = float(law.repetition(est.params_, efficiency * U))
@@ -164,6 +165,33 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
     out["naive"] = {"params": nn, "tokens": nd, "unique_tokens_needed": nd, "loss_with_fresh_data": float(nv["loss"][0, 0]),
                     "loss_with_U": with_u, "penalty_vs_optimum": with_u - loss}
     return out
+
+
+def outside_evidence(region: dict | None, params: float, tokens: float, unique: float, compute: float) -> list[str]:
+    """How far a decision lies beyond the fitted table: one phrase per quantity that exceeds it."""
+    if not region:
+        return []
+    here = {"params": params, "epochs": tokens / unique, "compute": compute, "tokens_per_param": tokens / params}
+    names = {"params": "model size", "epochs": "epochs", "compute": "compute", "tokens_per_param": "tokens per param"}
+    return [f"{names[k]} {v:.3g} is {v / region[k]:.3g}x the largest fitted ({region[k]:.3g})"
+            for k, v in here.items() if region.get(k) and v > region[k] * (1 + 1e-9)]
+
+
+def turn_and_evidence(est, law: Law, params: float, tokens: float, unique: float, compute: float) -> dict:
+    """The law's turn at the chosen size, and the decision's place relative to the fit's evidence."""
+    t = float(law.turn(est.params_, params, unique))
+    return {"turn_epochs": t, "evidence": getattr(est, "region_", None),
+            "outside_evidence": outside_evidence(getattr(est, "region_", None), params, tokens, unique, compute)
+            + past_turn(tokens / unique, t)}
+
+
+def past_turn(epochs: float, turn: float) -> list[str]:
+    """A penalty law can put the best use of a whole budget past its own turn: its penalty grows with model
+    size too, so neither more epochs nor a larger model absorbs the compute. Said, never hidden."""
+    if epochs <= turn * 1.05:
+        return []
+    return [f"{epochs:.3g} epochs lie past the law's turn ({turn:.3g}): at this size more repetition raises the "
+            "loss, and this budget is more than the corpus can use; spend less, or add data"]
 
 
 def _quantiles(values: np.ndarray, level: float) -> np.ndarray:
@@ -223,9 +251,14 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     point = solve(law, point_theta(est), both, unique_tokens, **kw)
     B = len(C)
     gain = point["loss"][0, :B] - point["loss"][0, B:]
+    turns = law.turn(est.params_, point["params"][0, :B], unique_tokens)
     rows = [{"compute": float(c), "params": float(point["params"][0, j]), "tokens": float(point["tokens"][0, j]),
              "epochs": float(point["epochs"][0, j]), "loss": float(point["loss"][0, j]), "gain_from_10x": float(gain[j]),
-             "at_search_edge": bool(point["at_edge"][0, j]), "size_undetermined": bool(point["flat"][0, j])}
+             "at_search_edge": bool(point["at_edge"][0, j]), "size_undetermined": bool(point["flat"][0, j]),
+             "turn_epochs": float(turns[j]),
+             "outside_evidence": outside_evidence(getattr(est, "region_", None), float(point["params"][0, j]),
+                                                  float(point["tokens"][0, j]), float(unique_tokens), float(c))
+             + past_turn(float(point["epochs"][0, j]), float(turns[j]))}
             for j, c in enumerate(C)]
     wall = _wall(C, gain[None, :], wall_gain)[0]
     out = {"rows": rows, "data_wall": None if np.isnan(wall) else float(wall), "wall_gain": wall_gain,

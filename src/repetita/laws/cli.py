@@ -214,6 +214,8 @@ def _read_fit(path_text: str) -> dict:
 def cmd_laws(args) -> dict:
     from repetita.laws.forms import LAWS
 
+    if args.benchmark:
+        return _benchmark(args)
     out = {
         name: {"params": list(law.params), "columns": list(law.columns), "doc": law.doc} for name, law in LAWS.items()
     }
@@ -223,6 +225,39 @@ def cmd_laws(args) -> dict:
                 f"{name:<17} {info['doc']}\n{'':<17} params: {', '.join(info['params'])}; columns: {', '.join(info['columns'])}"
             )
     return out
+
+
+def _benchmark(args) -> dict:
+    """``repetita laws --benchmark``: every law x shipped multi-epoch table x extrapolation split."""
+    import time
+
+    from repetita.io import check_file, save_table
+    from repetita.laws import benchmark
+    from repetita.laws.forms import get_law
+
+    laws = tuple(args.only.split(",")) if args.only else benchmark.BENCHMARK_LAWS
+    for name in laws:
+        get_law(name)
+    splits = tuple(args.splits.split(",")) if args.splits else benchmark.SPLITS
+    for sp in splits:
+        require(sp in benchmark.SPLITS, f"--splits: unknown split {sp!r}; choose from {', '.join(benchmark.SPLITS)}")
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".csv", ".parquet"))
+    t0 = time.perf_counter()
+    scores = benchmark.run(laws, splits)
+    seconds = time.perf_counter() - t0
+    df = benchmark.table(scores)
+    if args.out:
+        save_table(df, args.out)
+    narrow = df[df["coverage"] < 0.9]
+    warnings = [f"{len(narrow)} of {len(df)} law x table x split cells cover under 90% of held-out losses with "
+                "their 95% prediction interval: read intervals there as too narrow"] if len(narrow) else []
+    if not args.json:
+        print(benchmark.markdown(scores))
+        for w in warnings:
+            print(f"warning: {w}")
+        print(f"{len(df)} fits in {seconds:.1f} s" + (f"; table in {args.out}" if args.out else ""))
+    return {"scores": df.to_dict(orient="records"), "seconds": seconds, "warnings": warnings}
 
 
 def register(sub) -> None:
@@ -263,6 +298,13 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_fit)
 
-    r = sub.add_parser("laws", help="list the available laws")
+    r = sub.add_parser("laws", help="list the available laws, or rank them (--benchmark)",
+                       description="With --benchmark: fit every law on one side of each extrapolation split (size, "
+                       "epochs, compute, unique) of every shipped multi-epoch table and score it on the other side "
+                       "(held-out |log residual|, 95%% prediction-interval coverage, decision regret).")
+    r.add_argument("--benchmark", action="store_true", help="rank the laws by how they extrapolate")
+    r.add_argument("--only", help="--benchmark: comma-separated laws (default: every law with a repetition term)")
+    r.add_argument("--splits", help="--benchmark: comma-separated splits (default: size,epochs,compute,unique)")
+    r.add_argument("--out", help="--benchmark: write the score table (.csv or .parquet)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_laws)

@@ -91,8 +91,10 @@ def cmd_allocate(args) -> dict:
             if thetas is not None:
                 res["intervals"] = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
             edge = res["at_search_edge"]
-        if why:
-            res["warnings"] = [why]
+        res["warnings"] = [why] if why else []
+        beyond = sorted({w for r in res.get("rows", [res]) for w in r.get("outside_evidence", [])})
+        if beyond:
+            res["warnings"].append("the decision lies outside the runs the fit rests on: " + "; ".join(beyond))
         if edge:
             res.setdefault("warnings", []).append("the optimum lies at the edge of the model sizes searched "
                                                   "(or at --max-params)")
@@ -102,7 +104,8 @@ def cmd_allocate(args) -> dict:
             res.setdefault("warnings", []).append(
                 f"from C = {min(flat):.3g} the predicted loss is flat in N along the compute line (10% either way "
                 "changes it by < 1e-12): the loss is decided, the model size and epochs are not")
-        if not np.isfinite(est.spec.law_obj.repetition(est.params_, u)):
+        law_obj = est.spec.law_obj
+        if law_obj.monotone and not np.isfinite(law_obj.repetition(est.params_, u)):
             res.setdefault("warnings", []).append("this law has no repetition penalty: the allocation is the "
                                                   "naive Chinchilla one, as if every token were fresh")
         res["fit_warnings"] = list(getattr(est, "warnings_", []))
@@ -347,13 +350,15 @@ def cmd_plan(args) -> dict:
         out["plot"] = str(plot_plan(table, summary, args.plot))
     if not args.json:
         s = summary
-        print(
-            f"{s['law']}: N = {n:.4g}, U = {u:.4g}; R_D* = {s['rd_star']:.4g}, plateau E = {s['plateau_reuse_rate']:.4g}"
-        )
-        print(
-            f"saturation K* = 1 + R_D* = {s['saturation_epochs']:.4g}; epoch worth falls below "
-            f"{s['worth_fraction']:g} of fresh data after K = {s['epochs_until_worth_below']}"
-        )
+        turn = "never (this law's loss does not rise)" if not np.isfinite(s["turn_epochs"]) else f"{s['turn_epochs']:.4g}"
+        if np.isfinite(s["rd_star"]):
+            print(f"{s['law']}: N = {n:.4g}, U = {u:.4g}; R_D* = {s['rd_star']:.4g}, plateau E = "
+                  f"{s['plateau_reuse_rate']:.4g}")
+            print(f"saturation K* = 1 + R_D* = {s['saturation_epochs']:.4g}; epoch worth falls below "
+                  f"{s['worth_fraction']:g} of fresh data after K = {s['epochs_until_worth_below']}")
+        else:
+            print(f"{s['law']}: N = {n:.4g}, U = {u:.4g}; an overfitting law (no R_D*: E(K) columns empty)")
+        print(f"the loss turns (rises with more epochs) past K = {turn}")
         iv = out.get("intervals")
         if iv:
             lo, hi = iv["summary"]["saturation_epochs"]

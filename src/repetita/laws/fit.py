@@ -338,6 +338,7 @@ class LawFit:
         self.objective_ = best_f
         self.n_rows_ = int(len(y))
         self.n_starts_ = int(len(grid))
+        self.region_ = evidence_region(X)
         pred = self._predict_design(X)
         self.r2_ = float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)) if len(y) > 1 else float("nan")
         if weights is None:  # a resample or a holdout fold is not what the user reads
@@ -420,6 +421,7 @@ class LawFit:
             "n_rows": self.n_rows_,
             "n_starts": self.n_starts_,
             "warnings": list(getattr(self, "warnings_", [])),
+            "region": getattr(self, "region_", None),
         }
 
     @classmethod
@@ -444,7 +446,21 @@ class LawFit:
         est.uncertainty_ = record.get("uncertainty")
         est.warnings_ = list(record.get("warnings", []))
         est.holdout_ = record.get("holdout") if isinstance(record.get("holdout"), dict) else None
+        est.region_ = record.get("region") if isinstance(record.get("region"), dict) else None
         return est
+
+
+def evidence_region(X: dict) -> dict | None:
+    """The largest model size, epoch count, compute (6ND) and tokens per parameter of a fitted run table:
+    the region a plan made from this fit rests on (None for tables without those columns)."""
+    if "params" not in X or "tokens" not in X:
+        return None
+    n, d = X["params"], X["tokens"]
+    out = {"params": float(n.max()), "tokens": float(d.max()), "compute": float((6 * n * d).max()),
+           "tokens_per_param": float((d / n).max())}
+    if "unique_tokens" in X:
+        out["epochs"] = float((d / X["unique_tokens"]).max())
+    return out
 
 
 def bootstrap(est: LawFit, df: pd.DataFrame, n_boot: int, *, seed: int = 0, level: float = 0.95) -> dict:

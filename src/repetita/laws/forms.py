@@ -242,6 +242,9 @@ class Law:
     # is seeded from the nested fit (Chinchilla before data-constrained, data-constrained before reuse).
     parent: str | None = None
     seeds: Callable[[dict, dict], list[dict]] | None = None
+    # True when the loss never rises with more epochs at fixed N and U (its D' never falls): its turn is
+    # infinite without a search (laws/overfit.py)
+    monotone: bool = True
 
     def __post_init__(self):
         missing = set(self.params) - set(self.grid) - set(self.defaults)
@@ -273,6 +276,12 @@ class Law:
             raise UserError(f"law {self.name!r} has no notion of repeated data; plan with a data-constrained "
                             "or reuse fit")
         return np.asarray(self.rd_star(params, np.asarray(unique, dtype=float)), dtype=float)
+
+    def turn(self, params: dict, n, u) -> Array:
+        """Epochs past which this law's loss rises at model size N on U unique tokens (inf: never)."""
+        from repetita.laws.overfit import turn
+
+        return turn(self, params, n, u)
 
     def data_terms(self, params: dict, n) -> tuple:
         from repetita.errors import UserError
@@ -451,6 +460,15 @@ LAWS: dict[str, Law] = {
         curves=True,
     ),
 }
+
+
+def _register_overfitting_laws() -> None:
+    from repetita.laws.overfit import OVERFIT_LAWS
+
+    LAWS.update(OVERFIT_LAWS)
+
+
+_register_overfitting_laws()
 
 
 def get_law(name: str) -> Law:

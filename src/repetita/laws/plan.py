@@ -107,7 +107,9 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
     k = np.asarray(epochs, dtype=float)
     require(k.size > 0 and np.all(k >= 1) and np.all(np.isfinite(k)), "--epochs must be numbers >= 1")
     est = LawFit.from_result(record)  # validates the record (law, spec, every parameter) first
-    rd = float(rd_star_for(record, unique_tokens))
+    law = get_law(record["law"])
+    # a penalty law has no R_D*: its E(K) columns are left empty and its turn says where repetition hurts
+    rd = float(rd_star_for(record, unique_tokens)) if law.rd_star is not None else float("nan")
     rows = pd.DataFrame({"params": params, "tokens": k * unique_tokens, "unique_tokens": unique_tokens})
     loss = est.predict(rows)
     table = pd.DataFrame(
@@ -131,6 +133,7 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
         "epochs_until_worth_below": float(epochs_until_worth_below(fraction, rd)) if np.isfinite(rd) else None,
         "best_epochs": float(k[int(np.argmin(loss))]),
         "best_loss": float(np.min(loss)),
+        "turn_epochs": float(law.turn(record["params"], params, unique_tokens)),
     }
     if "rn_star" in record["params"]:  # laws with effective params N' know the compute-optimal N for U
         p = record["params"]
@@ -172,8 +175,12 @@ def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fr
             t, s = plan_table(rec, params, unique_tokens, epochs, fraction)
         tables.append(t)
         sums.append(s)
+    import warnings
+
     q = ((1 - level) / 2, (1 + level) / 2)
     cols = ("effective_tokens", "reuse_rate", "next_epoch_worth", "loss")
+    # an overfitting law has no E(K) columns: their quantiles are NaN by design, not a warning to show
+    warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
     stack = {c: np.stack([t[c].to_numpy() for t in tables]) for c in cols}
     rows = [{c: [float(np.nanquantile(stack[c][:, i], q[0])), float(np.nanquantile(stack[c][:, i], q[1]))]
              for c in cols} for i in range(len(tables[0]))]

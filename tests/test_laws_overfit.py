@@ -1,0 +1,134 @@
+"""Overfitting laws, the turn, the law benchmark and the evidence a plan rests on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from repetita.cli import main
+from repetita.demo import DATABLATIONS_FROZEN
+from repetita.errors import UserError
+from repetita.examples import load_example
+from repetita.laws import benchmark
+from repetita.laws.fit import LawFit
+from repetita.laws.forms import LAWS, get_law
+
+PUBLISHED = {k: DATABLATIONS_FROZEN[k] for k in ("a", "b", "e", "alpha", "beta")}
+
+
+def test_monotone_laws_never_turn_and_the_answer_is_vectorized():
+    law = get_law("data-constrained")
+    t = law.turn(PUBLISHED | {"rd_star": 15.0, "rn_star": 5.0}, np.array([1e8, 1e9]), np.array([[1e8], [1e9]]))
+    assert t.shape == (2, 2) and np.all(np.isinf(t))
+
+
+def test_turn_of_the_one_coefficient_penalty_matches_its_closed_form():
+    # L = E + A/N^alpha + B/(U K)^beta + k (K - 1) N/U: dL/dK = 0 at K^(1+beta) = beta B U^(1-beta) / (k N)
+    law = get_law("overfit-1")
+    c = -7.0
+    n, u = np.array([1e8, 5e8, 2e9]), np.array([1e8, 1e9, 1e10])
+    got = law.turn(PUBLISHED | {"c": c}, n, u)
+    b, beta = np.exp(PUBLISHED["b"]), PUBLISHED["beta"]
+    want = (beta * b * u ** (1 - beta) / (np.exp(c) * n)) ** (1 / (1 + beta))
+    np.testing.assert_allclose(got, want, rtol=0.01)
+
+
+def test_every_law_answers_turn():
+    for name, law in LAWS.items():
+        if "params" not in law.columns or "unique_tokens" not in law.columns:
+            continue
+        params = {p: law.defaults.get(p, law.grid[p][len(law.grid[p]) // 2]) for p in law.params} | PUBLISHED
+        t = law.turn(params, 1e8, 1e8)
+        assert t.shape == () and (np.isinf(t) if law.monotone else t >= 1), name
+
+
+def test_penalty_law_recovers_a_simulated_turn():
+    rng = np.random.default_rng(0)
+    truth = PUBLISHED | {"c": -6.5}
+    law = get_law("overfit-1")
+    n = np.repeat([2e7, 6e7, 2e8], 12)
+    u = np.tile(np.repeat([3e7, 1e8, 3e8], 4), 3)
+    k = np.tile([1.0, 4.0, 30.0, 300.0], 9)
+    df = pd.DataFrame({"params": n, "unique_tokens": u, "tokens": u * k})
+    theta = np.array([[truth[p] for p in law.params]])
+    X = {c: df[c].to_numpy() for c in df} | {"log_params": np.log(n), "log_tokens": np.log(u * k),
+                                                 "log_unique": np.log(u)}
+    df["loss"] = np.exp(law.func(theta, X)[0] + rng.normal(0, 0.003, len(df)))
+    fit = LawFit("overfit-1", freeze=PUBLISHED).fit(df)
+    assert law.turn(fit.params_, 6e7, 1e8) == pytest.approx(float(law.turn(truth, 6e7, 1e8)), rel=0.05)
+
+
+def test_whole_table_penalty_fit_puts_the_146m_minimum_where_it_was_observed():
+    """docs/laws.md: the one-coefficient penalty with the published Chinchilla part frozen, fitted on all 182
+    runs, turns at 61 epochs for 146M params on 100M unique tokens (observed best: 59 epochs)."""
+    db = load_example("datablations")
+    fit = LawFit("overfit-1", freeze=PUBLISHED).fit(db)
+    turn = float(get_law("overfit-1").turn(fit.params_, 146.5e6, 1e8))
+    assert 59 / 1.25 < turn < 59 * 1.25
+    runs = pd.DataFrame({"params": 146.5e6, "unique_tokens": 1e8, "tokens": 1e8 * np.array([turn, 4 * turn])})
+    before, after = fit.predict(runs)
+    assert after > before  # the loss rises after the turn, as the 146M runs do up to 1,740 epochs
+
+
+def test_epoch_extrapolation_on_datablations_beats_the_monotone_laws():
+    """docs/laws.md, the epochs split: fitted on <= 16 epochs, the penalty law misses the longer runs by
+    0.0765 mean |log residual| against 0.0967-0.1052 for the laws that cannot turn."""
+    db = benchmark.datasets()["datablations"]
+    got = {law: benchmark.score(law, "datablations", db, "epochs") for law in
+           ("chinchilla", "data-constrained", "overfit-1")}
+    assert got["overfit-1"].error == pytest.approx(0.0765, abs=0.002)
+    assert got["data-constrained"].error == pytest.approx(0.0968, abs=0.002)
+    assert got["chinchilla"].error == pytest.approx(0.1052, abs=0.002)
+    assert np.isinf(got["data-constrained"].turn) and 59 < got["overfit-1"].turn < 200
+    # and the prediction intervals do not cover there: the benchmark says so rather than hiding it
+    assert all(s.coverage < 0.7 for s in got.values())
+    assert got["overfit-1"].n_test == int((db["epochs"] > 16).sum())
+
+
+def test_regret_picks_the_predicted_best_of_each_compute_group():
+    test = pd.DataFrame({"params": [1e8, 2e8, 1e8], "tokens": [2e9, 1e9, 5e9], "unique_tokens": 1e9,
+                         "loss": [3.0, 2.9, 2.5]})
+    regret, groups = benchmark.decision_regret(test, np.array([1.0, 2.0, 0.0]))
+    assert groups == 1 and regret == pytest.approx(0.1)  # picked 3.0 where 2.9 was reached
+
+
+def test_benchmark_refuses_a_table_without_repetition_and_unknown_splits(capsys):
+    one_epoch = load_example("datablations").query("epochs <= 1.0")
+    with pytest.raises(UserError, match="no run repeats its data"):
+        benchmark.run(laws=("chinchilla",), tables={"flat": one_epoch})
+    assert main(["laws", "--benchmark", "--splits", "epochs,diagonal"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown split 'diagonal'" in err and err.count("\n") == 1
+
+
+def test_laws_benchmark_cli_writes_its_table(tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    assert main(["laws", "--benchmark", "--only", "overfit-1", "--splits", "epochs", "--out", str(out),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    table = pd.read_csv(out)
+    assert len(table) == len(res["scores"]) == 3  # three shipped tables
+    assert any("too narrow" in w for w in res["warnings"])
+
+
+def test_plan_states_its_evidence_and_flags_a_decision_outside_it(tmp_path, capsys):
+    fit = tmp_path / "of.json"
+    assert main(["fit", "--example", "datablations", "--law", "overfit-1", "--out", str(fit), "--json"]) == 0
+    region = json.loads(capsys.readouterr().out)["region"]
+    db = load_example("datablations")
+    assert region["params"] == db["params"].max() and region["epochs"] == pytest.approx(db["epochs"].max(), rel=0.01)
+    assert main(["plan", "--law-file", str(fit), "--compute", "1e20:1e25:6", "--unique-tokens", "25e9",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rows = next(iter(res["laws"].values()))["rows"]
+    inside, outside = rows[0], rows[-1]
+    assert inside["outside_evidence"] == [] and inside["compute"] < region["compute"]
+    assert any("compute" in w and "largest fitted" in w for w in outside["outside_evidence"])
+    assert all(np.isfinite(r["turn_epochs"]) for r in rows)
+    # where the best use of the budget passes the turn, the plan says so
+    for r in rows:
+        assert (r["epochs"] > 1.05 * r["turn_epochs"]) == any("past the law's turn" in w for w in r["outside_evidence"])
+    assert any("outside the runs the fit rests on" in w for w in res["warnings"])
