@@ -111,6 +111,17 @@ def _study(tmp_path: Path, capsys) -> Path:
     return study
 
 
+def _queued(tmp_path: Path):
+    """A new study with its runs queued and none trained: (spec path, study folder, open store)."""
+    from repetita.study.driver import prepare_study
+
+    spec = tmp_path / "faults.toml"
+    spec.write_text(SPEC)
+    study = tmp_path / "study"
+    store, _, _ = prepare_study(spec, study)
+    return spec, study, store
+
+
 def test_damaged_store_page_is_one_line_everywhere_and_exports_nothing(tmp_path, capsys):
     study = _study(tmp_path, capsys)
     db = study / "store.sqlite"
@@ -143,12 +154,7 @@ def test_damaged_checkpoint_is_one_line_in_train(tmp_path, capsys):
 
 
 def test_study_run_with_damaged_checkpoint_fails_is_moved_aside_and_retries_from_scratch(tmp_path, capsys):
-    from repetita.study.driver import prepare_study
-
-    spec = tmp_path / "faults.toml"
-    spec.write_text(SPEC)
-    study = tmp_path / "study"
-    store, _, _ = prepare_study(spec, study)
+    spec, study, store = _queued(tmp_path)
     rid = store.ready()[0]
     config = store.config(rid)
     store.close()
@@ -204,12 +210,7 @@ def test_two_inject_writers_write_each_row_once(tmp_path):
 
 
 def test_status_tells_an_abandoned_run_from_a_running_one(tmp_path, capsys):
-    from repetita.study.driver import prepare_study
-
-    spec = tmp_path / "faults.toml"
-    spec.write_text(SPEC)
-    study = tmp_path / "study"
-    store, _, _ = prepare_study(spec, study)
+    spec, study, store = _queued(tmp_path)
     gone, alive = store.ready()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -224,13 +225,9 @@ def test_status_tells_an_abandoned_run_from_a_running_one(tmp_path, capsys):
 def test_deleted_study_folder_stops_the_workers_with_one_line(tmp_path, capsys):
     import shutil
 
-    from repetita.study.driver import prepare_study
     from repetita.study.runners import StudyGone, execute_run
 
-    spec = tmp_path / "faults.toml"
-    spec.write_text(SPEC)
-    study = tmp_path / "study"
-    store, _, _ = prepare_study(spec, study)
+    _, study, store = _queued(tmp_path)
     rid = store.ready()[0]
     store.close()
     opened = Store.of_study(study)  # a worker's open store, then the folder goes
