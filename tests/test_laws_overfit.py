@@ -83,8 +83,10 @@ def test_epoch_extrapolation_on_datablations_beats_the_monotone_laws():
     assert got["data-constrained"].error == pytest.approx(0.0968, abs=0.002)
     assert got["chinchilla"].error == pytest.approx(0.1052, abs=0.002)
     assert np.isinf(got["data-constrained"].turn) and 59 < got["overfit-1"].turn < 200
-    # and the prediction intervals do not cover there: the benchmark says so rather than hiding it
-    assert all(s.coverage < 0.7 for s in got.values())
+    # the interval of the law's mean covers almost none of the longer runs, the prediction interval more,
+    # and only for the law that can turn does it cover most of them (0.83 against 0.42-0.43)
+    assert all(s.coverage_mean < 0.6 for s in got.values())
+    assert got["overfit-1"].coverage > 0.75 > 0.5 > got["data-constrained"].coverage
     assert got["overfit-1"].n_test == int((db["epochs"] > 16).sum())
 
 

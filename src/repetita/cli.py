@@ -9,6 +9,7 @@ single line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -63,17 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _numeric_warnings(command: str):
+    """numpy's and scipy's RuntimeWarnings (an overflow in a start the search then drops, a NaN in a column
+    that has no value for this law) never reach the user raw: each distinct one becomes one line of ours."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            yield
+        finally:
+            seen: dict[str, int] = {}
+            for w in caught:
+                if issubclass(w.category, RuntimeWarning):
+                    seen[str(w.message)] = seen.get(str(w.message), 0) + 1
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            for msg, n in list(seen.items())[:3]:
+                sys.stderr.write(f"repetita {command}: note: numerical: {msg} ({n}x) inside the computation; "
+                                 "such values are dropped or flagged, and every number reported is finite or "
+                                 "marked\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ONE_BLAS_THREAD:
-            from repetita.blas import one_blas_thread
+        with _numeric_warnings(args.command):
+            if args.command in ONE_BLAS_THREAD:
+                from repetita.blas import one_blas_thread
 
-            with one_blas_thread():
+                with one_blas_thread():
+                    result = args.func(args)
+            else:
                 result = args.func(args)
-        else:
-            result = args.func(args)
     except UserError as exc:
         sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
         return 2

@@ -101,6 +101,13 @@ def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops
         d = np.repeat(C / k, GRID)[None, :] / n
         vals = law_loss(law, rows, n, m * d, m * d if fresh else m * U).reshape(len(rows), B, GRID)
         vals = np.where(np.isfinite(vals), vals, np.inf)
+        if not law.monotone and not fresh:
+            # never past the law's turn: where 1% more tokens at the same size would raise the loss, the
+            # size is too small for this budget (the spare compute goes into the model instead). If the
+            # whole compute line lies past the turn, its best point is kept and flagged (allocate.past_turn).
+            up = law_loss(law, rows, n, m * d * 1.01, m * U).reshape(len(rows), B, GRID)
+            past = np.isfinite(up) & (up > vals)
+            vals = np.where(past & ~past.all(axis=2, keepdims=True), np.inf, vals)
         i = vals.argmin(axis=2)
         require(np.isfinite(np.take_along_axis(vals, i[..., None], 2)).all(),
                 "the law gives no finite loss anywhere on this compute line")
@@ -121,6 +128,10 @@ def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops
         x = 0.5 * (a + b)
         fx = loss(x, rows)
         take = np.isfinite(fx) & (fx <= g_loss)
+        if not law.monotone and not fresh:  # the refined point must not pass the turn either
+            n_x = np.exp(x)
+            d_x = C[None, :] / (k * n_x)
+            take &= ~(law_loss(law, rows, n_x, m * d_x * 1.01, m * U) > fx)
         best_logn[s0:s0 + step] = np.where(take, x, g_logn)
         best_loss[s0:s0 + step] = np.where(take, fx, g_loss)
         at_edge[s0:s0 + step] = (i == 0) | (i == GRID - 1)
@@ -152,6 +163,9 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
            "size_undetermined": bool(r["flat"][0, 0]),
            "compute": float(compute), "unique_tokens": U, "flops_per_token": float(flops_per_token)}
     out |= turn_and_evidence(est, law, n, d, U, float(compute))
+    from repetita.laws.uncertainty import prediction_interval
+
+    out["loss_prediction"] = prediction_interval([loss], est)  # the fit's scatter only; with draws, see intervals
     if law.rd_star is not None and law.monotone and np.isfinite(law.repetition(est.params_, U)) and d > U:
         from repetita.laws.plan import next_epoch_worth
 
@@ -173,8 +187,19 @@ def outside_evidence(region: dict | None, params: float, tokens: float, unique: 
         return []
     here = {"params": params, "epochs": tokens / unique, "compute": compute, "tokens_per_param": tokens / params}
     names = {"params": "model size", "epochs": "epochs", "compute": "compute", "tokens_per_param": "tokens per param"}
-    return [f"{names[k]} {v:.3g} is {v / region[k]:.3g}x the largest fitted ({region[k]:.3g})"
-            for k, v in here.items() if region.get(k) and v > region[k] * (1 + 1e-9)]
+    out = [f"{names[k]} {v:.3g} is {v / region[k]:.3g}x the largest fitted ({region[k]:.3g})"
+           for k, v in here.items() if region.get(k) and v > region[k] * 1.01]  # 1%: the rounding of a given budget
+    by_size = region.get("epochs_by_params")
+    if by_size and here["epochs"] > 1:
+        # repetition is evidenced only by runs of a comparable size (within 10x of this model)
+        near = [k for size, k in by_size if size >= params / 10]
+        seen = max(near) if near else None
+        if seen is None:
+            out.append(f"no fitted run is within 10x of {params:.3g} params, so none shows how it repeats")
+        elif here["epochs"] > seen * 1.01 and "epochs" not in [k for k in here if f"{names[k]} " in " ".join(out)]:
+            out.append(f"{here['epochs']:.3g} epochs is {here['epochs'] / seen:.3g}x the most any fitted run of "
+                       f">= {params / 10:.3g} params repeated ({seen:.3g})")
+    return out
 
 
 def turn_and_evidence(est, law: Law, params: float, tokens: float, unique: float, compute: float) -> dict:
@@ -212,8 +237,10 @@ def allocation_intervals(fit, compute: float, unique_tokens: float, level: float
     if thetas is None:
         return None
     r = solve(check_allocatable(est), thetas, [compute], unique_tokens, **kw)
+    from repetita.laws.uncertainty import prediction_interval
+
     return {k: _quantiles(r[k][:, 0], level).tolist() for k in ("params", "tokens", "epochs", "loss")} | {
-        "level": level, "samples": len(thetas)}
+        "level": level, "samples": len(thetas), "loss_prediction": prediction_interval(r["loss"][:, 0], est, level)}
 
 
 def loss_limit(fit, unique_tokens, thetas: np.ndarray | None = None, efficiency: float = 1.0) -> np.ndarray | float:
@@ -263,15 +290,27 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     wall = _wall(C, gain[None, :], wall_gain)[0]
     out = {"rows": rows, "data_wall": None if np.isnan(wall) else float(wall), "wall_gain": wall_gain,
            "loss_limit": loss_limit(est, unique_tokens, efficiency=efficiency)}
+    # an overfitting law can make the best loss of a larger budget worse than a smaller one's: past the
+    # turn the corpus cannot use more compute, so the frontier names the budget worth spending
+    if not law.monotone:  # an overfitting law has no limit as C -> infinity: its loss rises again
+        out["loss_limit"] = float(min(r["loss"] for r in rows))
+        out["loss_limit_is"] = "the lowest loss on this frontier (the law overfits as C grows)"
+    best = int(np.argmin([r["loss"] for r in rows]))
+    if best < len(rows) - 1 and rows[-1]["loss"] > rows[best]["loss"] + 1e-9:
+        out["spend_at_most"] = float(C[best])
     if thetas is not None:
         r = solve(law, thetas, both, unique_tokens, **kw)
         g = r["loss"][:, :B] - r["loss"][:, B:]
+        from repetita.laws.uncertainty import prediction_interval
+
         out["bands"] = {k: _quantiles(r[k][:, :B], level).T.tolist() for k in ("params", "epochs", "loss")} | {
-            "level": level, "samples": len(thetas)}
+            "level": level, "samples": len(thetas),
+            "loss_prediction": [prediction_interval(r["loss"][:, j], est, level) for j in range(B)]}
         walls = _wall(C, g, wall_gain)
         out["bands"]["data_wall"] = _quantiles(walls, level).tolist() if np.isfinite(walls).mean() >= 0.5 else None
         out["bands"]["data_wall_reached"] = float(np.isfinite(walls).mean())
-        out["bands"]["loss_limit"] = _quantiles(loss_limit(est, unique_tokens, thetas, efficiency), level).tolist()
+        limits = loss_limit(est, unique_tokens, thetas, efficiency) if law.monotone else r["loss"][:, :B].min(axis=1)
+        out["bands"]["loss_limit"] = _quantiles(limits, level).tolist()
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from repetita.cliargs import number_list, parse_number
 from repetita.errors import UserError, require
 from repetita.io import FIGURE_SUFFIXES, check_file, read_json, write_json
@@ -71,6 +73,24 @@ def _check_outputs(args, inputs=()) -> None:
         check_file(args.out, "--out", suffixes=(".json",), inputs=inputs)
 
 
+def _holdout_warnings(holdout: dict, fitted: list, saved) -> list[str]:
+    """Held-out fits warn as full fits do: a group the law predicts worse than its mean (R^2 < 0.5,
+    negative R^2 included), and what the training splits' own diagnostics found (unidentified parameters)."""
+    out = []
+    for group, s in holdout.get("by_group", {}).items():
+        if s["rows"] >= 3 and np.isfinite(s["r2"]) and s["r2"] < 0.5:
+            out.append(f"held-out R^2 = {s['r2']:.3g} on {group} ({s['rows']} rows): the law does not extrapolate "
+                       "there" + (" (worse than predicting the group's mean)" if s["r2"] < 0 else ""))
+    for i, (est, _) in enumerate(fitted):
+        if est is saved:
+            continue  # its warnings are the saved fit's own
+        for w in getattr(est, "warnings_", []):
+            line = f"training split {i + 1} of {len(fitted)}: {w}"
+            if line not in out:
+                out.append(line)
+    return out
+
+
 def cmd_fit(args) -> dict:
     from repetita.laws.fit import LawFit
 
@@ -96,6 +116,7 @@ def cmd_fit(args) -> dict:
     result = est.result() | {"source": source}
     if args.holdout:
         result["holdout"] = holdout
+        result["warnings"] = result["warnings"] + _holdout_warnings(holdout, fitted, est)
     if est.problem_.free:
         result |= _uncertainty(args, est, df)
     if args.plot:

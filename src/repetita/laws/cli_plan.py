@@ -170,16 +170,25 @@ def _decision(budgets, u, first: dict, recipes: dict | None, cap) -> list[str]:
     lines = []
     if len(budgets) == 1:
         iv = first.get("intervals")
-        sure = (f" [{100 * iv['level']:g}%: {iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}; N* {iv['params'][0]:.3g}-"
-                f"{iv['params'][1]:.3g}, K* {iv['epochs'][0]:.3g}-{iv['epochs'][1]:.3g}]") if iv else " (no interval)"
+        pi = (iv or {}).get("loss_prediction") or first.get("loss_prediction")
+        sure = (f" [95% prediction interval {pi[0]:.4f}-{pi[1]:.4f}]" if pi else "") + ((
+            f" [{100 * iv['level']:g}% of the law's mean: {iv['loss'][0]:.4f}-{iv['loss'][1]:.4f}; "
+            f"N* {iv['params'][0]:.3g}-{iv['params'][1]:.3g}, K* {iv['epochs'][0]:.3g}-{iv['epochs'][1]:.3g}]")
+            if iv else " (no parameter interval)")
         lines.append(f"decision: train N* = {first['params']:.4g} params on D* = {first['tokens']:.4g} tokens "
                      f"({first['epochs']:.3g} epochs of U = {u:.4g}); predicted loss {first['loss']:.4f}{sure}")
     else:
         wall = first["data_wall"]
-        lines.append(f"decision: on U = {u:.4g} the loss falls to {first['rows'][-1]['loss']:.4f} at C = "
-                     f"{budgets[-1]:.3g} (limit {first['loss_limit']:.4f} as C -> infinity); "
+        limit = (f"lowest {first['loss_limit']:.4f} on this frontier; this law overfits as C grows"
+                 if first.get("loss_limit_is") else f"limit {first['loss_limit']:.4f} as C -> infinity")
+        lines.append(f"decision: on U = {u:.4g} the loss reaches {first['rows'][-1]['loss']:.4f} at C = "
+                     f"{budgets[-1]:.3g} ({limit}); "
                      + (f"beyond C = {wall:.3g} another 10x of compute buys < {first['wall_gain']:g} nats: "
                         "more data, not compute, is what helps" if wall else "no data wall in this range"))
+        if first.get("spend_at_most"):
+            lines.append(f"  the loss is lowest at C = {first['spend_at_most']:.3g}: larger budgets overfit this corpus "
+                         "under this law (more epochs past its turn, or a larger model it cannot feed); spend at "
+                         "most that, or add data")
     if recipes:
         for key, label in (("best", "recipe"), ("best_within_cap", f"within the serving cap ({cap:.3g} params)" if cap else "")):
             if key not in recipes:
@@ -365,12 +374,14 @@ def cmd_plan(args) -> dict:
             print(f"intervals: {100 * iv['level']:g}% from {iv['samples']} draws of the fit's {iv['method']} "
                   f"uncertainty; K* in [{lo:.4g}, {hi:.4g}]")
         print(f"{'epochs':>8} {'tokens':>11} {'eff.tokens':>11} {'E(K)':>8} {'next':>7} {'loss':>8}"
-              + ("  loss interval      next-epoch worth interval" if iv else ""))
+              + ("  mean-loss interval  prediction interval  next-epoch worth" if iv else ""))
         for i, row in enumerate(out["table"]):
             extra = ""
             if iv:
                 (l0, l1), (w0, w1) = iv["table"][i]["loss"], iv["table"][i]["next_epoch_worth"]
-                extra = f"  [{l0:.4f}, {l1:.4f}]   [{w0:.3f}, {w1:.3f}]"
+                pi = iv["table"][i].get("loss_prediction")
+                pi_text = f"[{pi[0]:.4f}, {pi[1]:.4f}]" if pi else "(no residual scale)"
+                extra = f"  [{l0:.4f}, {l1:.4f}]    {pi_text:<20} [{w0:.3f}, {w1:.3f}]"
             print(
                 f"{row['epochs']:>8.4g} {row['tokens']:>11.4g} {row['effective_tokens']:>11.4g} "
                 f"{row['reuse_rate']:>8.4g} {row['next_epoch_worth']:>7.3f} {row['loss']:>8.4f}{extra}"

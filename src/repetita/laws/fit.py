@@ -215,18 +215,43 @@ class _Problem:
         return z, f
 
 
-def init_grid(spec: FitSpec) -> np.ndarray:
-    """Cartesian product of the grid values of the free parameters, clipped into their bounds."""
+def init_grid(spec: FitSpec, nested: bool = False) -> np.ndarray:
+    """Cartesian product of the grid values of the free parameters, clipped into their bounds.
+
+    ``nested``: the fit is also seeded from the law it extends, whose optimum carries the shared parameters;
+    those then keep only their first grid value and the grid spans the new parameters. Measured on the
+    datablations tables (182 and 296 rows, whole and split): the same objective to 6 digits for the
+    data-constrained, reuse, reuse-power and data-decay laws, in a quarter to a half of the time.
+    """
     law = spec.law_obj
     free = spec.free_params()
+    shared = set(get_law(law.parent).params) if nested and law.parent else set()
     axes = []
     for p in free:
         vals = np.asarray(spec.grid.get(p, law.grid.get(p, (law.defaults.get(p, 0.0),))), dtype=float)
+        if p in shared and p not in spec.grid:
+            vals = vals[:1]
         lo, hi = law.bounds[p]
         axes.append(np.clip(vals, lo, hi))
     if not axes:
         return np.zeros((1, 0))
     return np.array(list(itertools.product(*axes)), dtype=float)
+
+
+# Nested fits of the same parent law on the same rows (a benchmark fitting reuse, reuse-power and
+# data-decay on one split fits data-constrained once, not three times); the result is a pure function
+# of the key, so the cache changes no digit.
+_PARENT_FITS: dict[tuple, dict] = {}
+_PARENT_CACHE_SIZE = 64
+
+
+def _parent_key(law: str, freeze: dict, tie: dict, delta: float, n_refine: int, df: pd.DataFrame, weights) -> tuple:
+    import hashlib
+
+    h = hashlib.sha1(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    if weights is not None:
+        h.update(np.ascontiguousarray(weights, dtype=float).tobytes())
+    return law, tuple(sorted(freeze.items())), tuple(sorted(tie.items())), delta, n_refine, h.hexdigest()
 
 
 class LawFit:
@@ -291,8 +316,9 @@ class LawFit:
             len(y) >= max(n_free, 1),
             f"{len(y)} rows cannot determine {n_free} free parameters of law {spec.law}; add runs or freeze parameters",
         )
-        grid = init_grid(spec) if starts is None else np.atleast_2d(starts)
         seeded = self._nested_starts(df, X, problem, weights) if starts is None and not spec.grid else None
+        nested = seeded is not None and len(seeded) > 0
+        grid = init_grid(spec, nested=nested) if starts is None else np.atleast_2d(starts)
         n_grid = len(grid)
         if seeded is not None and len(seeded):
             grid = np.vstack([grid, seeded])
@@ -340,6 +366,10 @@ class LawFit:
         self.n_starts_ = int(len(grid))
         self.region_ = evidence_region(X)
         pred = self._predict_design(X)
+        # the scatter of the rows about the law (log scale, corrected for the fitted parameters): the part of
+        # a prediction interval that parameter uncertainty does not carry (uncertainty.prediction_interval)
+        self.dof_ = max(int(len(y)) - len(problem.free), 1)
+        self.residual_log_sd_ = float(np.sqrt(np.sum(np.log(pred / y) ** 2) / self.dof_))
         self.r2_ = float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)) if len(y) > 1 else float("nan")
         if weights is None:  # a resample or a holdout fold is not what the user reads
             from repetita.laws.diagnostics import diagnose
@@ -363,12 +393,17 @@ class LawFit:
         tie = {k: v for k, v in (self.tie or {}).items() if k in shared and v in shared}
         if all(p in freeze or p in tie for p in parent_law.params if p in shared):
             return None  # nothing shared is free: the nested fit could not move anything
-        try:
-            parent = LawFit(law.parent, freeze=freeze, tie=tie, delta=self.delta, n_refine=self.n_refine).fit(
-                df, weights=weights)
-        except UserError:
-            return None
-        seeds = law.seeds(parent.params_, X)
+        key = _parent_key(law.parent, freeze, tie, self.delta, self.n_refine, df, weights)
+        if key not in _PARENT_FITS:
+            try:
+                parent = LawFit(law.parent, freeze=freeze, tie=tie, delta=self.delta, n_refine=self.n_refine).fit(
+                    df, weights=weights)
+            except UserError:
+                return None
+            if len(_PARENT_FITS) >= _PARENT_CACHE_SIZE:
+                _PARENT_FITS.pop(next(iter(_PARENT_FITS)))
+            _PARENT_FITS[key] = dict(parent.params_)
+        seeds = law.seeds(_PARENT_FITS[key], X)
         free = problem.free
         return np.array([[seed.get(p, self.params_default(p)) for p in free] for seed in seeds], dtype=float)
 
@@ -386,7 +421,8 @@ class LawFit:
     def _predict_design(self, X: dict) -> np.ndarray:
         law = self.spec.law_obj
         theta = np.array([[self.params_[p] for p in law.params]])
-        return np.exp(law.func(theta, X)[0])
+        with np.errstate(all="ignore"):  # a branch of a min/max that is not taken may overflow; it is not used
+            return np.exp(law.func(theta, X)[0])
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predicted loss for each row of ``df``, in the table's row order (no loss column needed)."""
@@ -422,6 +458,8 @@ class LawFit:
             "n_starts": self.n_starts_,
             "warnings": list(getattr(self, "warnings_", [])),
             "region": getattr(self, "region_", None),
+            "residual_log_sd": getattr(self, "residual_log_sd_", None),
+            "dof": getattr(self, "dof_", None),
         }
 
     @classmethod
@@ -447,6 +485,9 @@ class LawFit:
         est.warnings_ = list(record.get("warnings", []))
         est.holdout_ = record.get("holdout") if isinstance(record.get("holdout"), dict) else None
         est.region_ = record.get("region") if isinstance(record.get("region"), dict) else None
+        sd, dof = record.get("residual_log_sd"), record.get("dof")
+        est.residual_log_sd_ = float(sd) if isinstance(sd, int | float) and np.isfinite(sd) and sd >= 0 else None
+        est.dof_ = int(dof) if isinstance(dof, int | float) and dof >= 1 else None
         return est
 
 
@@ -459,7 +500,11 @@ def evidence_region(X: dict) -> dict | None:
     out = {"params": float(n.max()), "tokens": float(d.max()), "compute": float((6 * n * d).max()),
            "tokens_per_param": float((d / n).max())}
     if "unique_tokens" in X:
-        out["epochs"] = float((d / X["unique_tokens"]).max())
+        k = d / X["unique_tokens"]
+        out["epochs"] = float(k.max())
+        # the most epochs seen at each model size: "1,740 epochs" were seen at 146M, not at 8.7B
+        sizes = np.unique(n)
+        out["epochs_by_params"] = [[float(s), float(k[n == s].max())] for s in sizes[:: max(1, len(sizes) // 200)]]
     return out
 
 

@@ -184,6 +184,12 @@ def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fr
     stack = {c: np.stack([t[c].to_numpy() for t in tables]) for c in cols}
     rows = [{c: [float(np.nanquantile(stack[c][:, i], q[0])), float(np.nanquantile(stack[c][:, i], q[1]))]
              for c in cols} for i in range(len(tables[0]))]
+    from repetita.laws.fit import LawFit
+    from repetita.laws.uncertainty import prediction_interval
+
+    est = LawFit.from_result(record)
+    for i, row in enumerate(rows):
+        row["loss_prediction"] = prediction_interval(stack["loss"][:, i], est, level)
     summary = {}
     for k in ("rd_star", "saturation_epochs", "epochs_until_worth_below", "best_epochs", "best_loss"):
         vals = np.array([np.nan if s.get(k) is None else s[k] for s in sums], dtype=float)
