@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from repetita.cliargs import number_list, parse_number
 from repetita.errors import UserError, require
-from repetita.io import FIGURE_SUFFIXES, check_file, read_json, write_json
+from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -92,6 +91,7 @@ def _holdout_warnings(holdout: dict, fitted: list, saved) -> list[str]:
 
 
 def cmd_fit(args) -> dict:
+    from repetita.laws import record
     from repetita.laws.fit import LawFit
 
     _check_outputs(args, inputs=[args.csv] if args.csv else [])
@@ -113,9 +113,8 @@ def cmd_fit(args) -> dict:
         source = f"{source} (training rows of {args.holdout})"
     else:
         est = LawFit(args.law, **kwargs).fit(df)
-    result = est.result() | {"source": source}
+    result = record.build(est, source=source, holdout=holdout if args.holdout else None)
     if args.holdout:
-        result["holdout"] = holdout
         result["warnings"] = result["warnings"] + _holdout_warnings(holdout, fitted, est)
     if est.problem_.free:
         result |= _uncertainty(args, est, df)
@@ -133,7 +132,7 @@ def cmd_fit(args) -> dict:
         result["plot"] = str(plot_fit(est, full if held is not None else df, args.plot, title=title,
                                       held_out=held, samples=draws))
     if args.out:
-        write_json(args.out, result)
+        record.save(args.out, result)
         result["out"] = str(args.out)
     _warn(result)
     if not args.json:
@@ -145,20 +144,16 @@ def _uncertainty(args, est, df) -> dict:
     """Intervals of the free parameters: the sandwich (Laplace) interval by default, a vectorized bootstrap
     with ``--bootstrap B``; the record keeps what ``repetita plan`` needs to propagate them."""
     from repetita.laws import uncertainty
+    from repetita.laws.record import uncertainty_block
 
     require(0 < args.level < 1, f"--level must lie in (0, 1), got {args.level}")
     if args.bootstrap:
         from repetita.laws.fit import bootstrap
 
         u = bootstrap(est, df, args.bootstrap, seed=args.seed, level=args.level)
-        keep = {"samples": u["samples"][: uncertainty.SAVED_SAMPLES].tolist()}
-        info = {"n": u["n_boot"], "seed": u["seed"]}
     else:
         u = uncertainty.laplace(est, df, level=args.level)
-        keep = {"cov": u["cov"].tolist()}
-        info = {}
-    return {"intervals": u["params"],
-            "uncertainty": {"method": u["method"], "level": u["level"], "free": u["free"], **info, **keep}}
+    return {"intervals": u["params"], "uncertainty": uncertainty_block(u)}
 
 
 def _two_step(args, df, source, kwargs) -> dict:
@@ -196,12 +191,14 @@ def _print_fit(r: dict) -> None:
     if intervals:
         u = r["uncertainty"]
         how = f"bootstrap, {u['n']} resamples" if u["method"] == "bootstrap" else "sandwich (Laplace)"
-        print(f"intervals: {100 * u['level']:g}% {how}, on the fitted scale (a = ln A)")
+        print(f"intervals: {100 * u['level']:g}% {how}, on the fitted scale (a = ln A; positive parameters on "
+              "the log scale); these are intervals of the parameters, not of a run's loss (plan gives that)")
     for name, value in r["params"].items():
         ties = r["spec"]["tie"]
         tag = "" if name in r["free"] else (f"  (tied to {ties[name]})" if name in ties else "  (fixed)")
         iv = intervals.get(name)
-        ci = f"  [{iv['lo']:.6g}, {iv['hi']:.6g}]" if iv else ""
+        ci = (f"  [{iv['lo']:.6g}, {iv['hi']:.6g}]" + ("  (reaches its bound: not bounded by the data)"
+                                                     if iv.get("at_bound") else "")) if iv else ""
         print(f"  {name:>8} = {value:.6g}{ci}{tag}")
     extra = {k: v for k, v in r["natural"].items() if k not in r["params"]}
     if extra:
@@ -214,22 +211,6 @@ def _print_fit(r: dict) -> None:
         )
         for g, s in h["by_group"].items():
             print(f"  {g}: R^2 {s['r2']:.4f}  mean |rel err| {s['mean_abs_rel']:.4%}")
-
-
-def _read_fit(path_text: str) -> dict:
-    if path_text.startswith("example:"):  # a published fit shipped with repetita
-        from importlib import resources
-
-        name = path_text.split(":", 1)[1]
-        folder = resources.files("repetita.examples") / "laws"
-        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
-        require(name in known, f"unknown example law file {name!r}; shipped: {', '.join(known)}")
-        path_text = str(folder / f"{name}.json")
-    path = Path(path_text)
-    require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
-    record = read_json(path, "fit file")
-    require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
-    return record
 
 
 def cmd_laws(args) -> dict:

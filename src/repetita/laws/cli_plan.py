@@ -2,7 +2,7 @@
 
 Thin wrappers over ``laws.plan`` (fixed-size plans), ``laws.allocate`` (compute and corpus -> what to
 train, the frontier), ``laws.efficiency`` (recipes) and ``laws.predict`` (multi-power curves for new
-schedules). Fit files are read by ``laws.cli._read_fit`` (also ``example:NAME``); ``repetita reuse`` is in
+schedules). Fit files are read by ``laws.record.load`` (also ``example:NAME``); ``repetita reuse`` is in
 ``laws.cli_reuse``.
 """
 
@@ -16,12 +16,13 @@ import numpy as np
 from repetita.cliargs import number_list, parse_number
 from repetita.errors import UserError, require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
-from repetita.laws.cli import _check_outputs, _pairs, _read_fit
+from repetita.laws.cli import _check_outputs, _pairs
+from repetita.laws.record import load as load_fit
 
 
 def _law_records(args) -> list[tuple[str, dict]]:
     """The laws to plan with: ``--law-file`` (repeatable) and/or ``--law NAME --param k=v ...``."""
-    out = [(path, _read_fit(path)) for path in (args.law_file or [])]
+    out = [(path, load_fit(path)) for path in (args.law_file or [])]
     if args.law:
         from repetita.laws.fit import LawFit
 
@@ -322,7 +323,7 @@ def cmd_plan(args) -> dict:
             "the fixed-size plan reads one --law-file (compare laws, or give --law, with --compute)")
     args.law_file = args.law_file[0]
     _check_outputs(args, inputs=[args.law_file])
-    record = _read_fit(args.law_file)
+    record = load_fit(args.law_file)
     n = parse_number(args.params, "--params")
     u = parse_number(args.unique_tokens, "--unique-tokens")
     epochs = number_list(args.epochs, "--epochs")
@@ -411,7 +412,7 @@ def cmd_predict(args) -> dict:
         check_file(args.out, "--out", suffixes=(".csv", ".json"), inputs=inputs)
     if args.plot:
         check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
-    record = _read_fit(args.law_file)
+    record = load_fit(args.law_file)
     if Path(args.schedule).exists():
         schedule = read_schedule(args.schedule)
     else:

@@ -11,7 +11,7 @@ import sys
 
 from repetita.errors import require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
-from repetita.laws.cli import _read_fit
+from repetita.laws.record import load as load_fit
 
 
 def _reference(args, reuse):
@@ -21,7 +21,7 @@ def _reference(args, reuse):
         ref_df = read_table(args.fresh)
         require("tokens" in ref_df and "loss" in ref_df, f"{args.fresh}: the reference needs tokens and loss columns")
         return reuse.Reference(ref_df["tokens"], ref_df["loss"], name=str(args.fresh))
-    record = _read_fit(args.law_file)
+    record = load_fit(args.law_file)
     if args.chinchilla_part:
         from repetita.laws.forms import get_law
 

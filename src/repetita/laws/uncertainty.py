@@ -22,7 +22,6 @@ from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 
 _H = 1e-20  # complex step
-SAVED_SAMPLES = 1000  # bootstrap samples kept in a fit record (enough for 95% intervals of plans)
 _CHUNK = 4_000_000  # complex elements per law call
 
 
@@ -210,9 +209,24 @@ def laplace(est, df, *, level: float = 0.95) -> dict:
     sd = np.where(unknown, np.inf, sd)
     cov = np.where(unknown[:, None] | unknown[None, :], np.where(np.eye(F, dtype=bool), np.inf, 0.0), cov)
     zq = float(norm.ppf(0.5 + level / 2))
-    out = {p: {"lo": float(z[j] - zq * sd[j]), "hi": float(z[j] + zq * sd[j]), "median": float(z[j]),
-               "std": float(sd[j])} for j, p in enumerate(free)}
+    out = {p: _interval(z[j], sd[j], zq, problem.lo[j], problem.hi[j]) for j, p in enumerate(free)}
     return {"method": "laplace", "level": level, "params": out, "cov": cov, "free": list(free)}
+
+
+def _interval(z: float, sd: float, zq: float, lo_bound: float, hi_bound: float) -> dict:
+    """A normal interval; for a parameter that must be positive (lower bound >= 0, e.g. R_D*, R_N*, the
+    exponents) it is taken on the log scale (delta method: sd(ln z) = sd / z), so it is never negative.
+    An interval that reaches a bound is clipped there and flagged: the data do not bound it on that side."""
+    if lo_bound >= 0 and z > 0 and np.isfinite(sd):
+        s = sd / z
+        lo, hi = z * np.exp(-zq * s), z * np.exp(zq * s)
+    else:
+        lo, hi = z - zq * sd, z + zq * sd
+    at_bound = bool(lo < lo_bound or hi > hi_bound)
+    out = {"lo": float(max(lo, lo_bound)), "hi": float(min(hi, hi_bound)), "median": float(z), "std": float(sd)}
+    if at_bound:
+        out["at_bound"] = True
+    return out
 
 
 def draw(intervals: dict, n: int, seed: int = 0) -> np.ndarray:

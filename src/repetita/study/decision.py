@@ -39,7 +39,9 @@ def _rd_interval(est, data: pd.DataFrame) -> tuple[dict, dict | None]:
     if "rd_star" in u["params"]:
         lo, hi = u["params"]["rd_star"]["lo"], u["params"]["rd_star"]["hi"]
         out["interval"] = [max(lo, 0.0), hi] if np.isfinite(hi) else None
-    return out, {"method": "laplace", "level": u["level"], "free": u["free"], "cov": u["cov"].tolist()}
+    from repetita.laws.record import uncertainty_block
+
+    return out, uncertainty_block(u)
 
 
 def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[dict], fit_record: dict) -> dict:

@@ -296,8 +296,10 @@ def _reuse_html(r: dict | None) -> str:
 
 
 def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None) -> dict:
-    """The fitted laws as fit files ``repetita plan --law-file`` reads (with the sandwich uncertainty of
+    """Through ``laws.record``, the one fit-file format. The fitted laws as fit files ``repetita plan --law-file`` reads (with the sandwich uncertainty of
     the data-constrained fit), so a plan for a bigger budget starts from the study's own law."""
+    from repetita.laws.record import save as save_fit
+
     files = {}
     for law, rec in fits.items():
         if rec.get("error"):
@@ -305,7 +307,7 @@ def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None)
         record = rec | {"source": f"study {name}: standard runs up to their best epoch count"}
         if law == "data-constrained" and uncertainty:
             record["uncertainty"] = uncertainty
-        files[law] = str(write_json(out / f"law-{law}.json", record).name)
+        files[law] = str(save_fit(out / f"law-{law}.json", record).name)
     return files
 
 

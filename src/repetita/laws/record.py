@@ -1,0 +1,86 @@
+"""The fit file: the one format a fitted law is saved in, read back from, and shipped as (``example:NAME``).
+
+A fit file is a JSON object: ``law``, ``spec`` (the ``FitSpec``), ``params`` (every parameter, fitted and
+frozen), ``natural``, ``free``, ``objective``, ``r2``, ``n_rows``, ``n_starts``, ``warnings``, ``region``
+(the evidence: largest N, epochs, compute, tokens per parameter, epochs seen per model size),
+``residual_log_sd`` and ``dof`` (the scatter a prediction interval adds), and optionally ``uncertainty``
+(what ``repetita plan`` draws parameters from: a sandwich covariance or bootstrap samples), ``holdout``
+and ``source``. ``repetita fit --out``, the study report and the shipped published fits all write it
+through :func:`build` and :func:`save`; every reader goes through :func:`load` and :func:`estimator`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from repetita.errors import require
+from repetita.io import read_json, write_json
+
+SAVED_SAMPLES = 1000  # bootstrap samples kept in a fit file (enough for a plan's percentiles)
+
+
+def uncertainty_block(u: dict) -> dict:
+    """The saved form of ``uncertainty.laplace`` or ``uncertainty.bootstrap`` output."""
+    block = {"method": u["method"], "level": u["level"], "free": list(u["free"])}
+    if u["method"] == "bootstrap":
+        block |= {"n": u["n_boot"], "seed": u["seed"], "samples": np.asarray(u["samples"])[:SAVED_SAMPLES].tolist()}
+    else:
+        block["cov"] = np.asarray(u["cov"]).tolist()
+    return block
+
+
+def build(est, *, uncertainty: dict | None = None, holdout: dict | None = None, source: str | None = None) -> dict:
+    """The fit file of a fitted ``LawFit``; ``uncertainty`` is a laplace or bootstrap result."""
+    record = est.result()
+    if source is not None:
+        record["source"] = source
+    if holdout is not None:
+        record["holdout"] = holdout
+    if uncertainty is not None:
+        record["intervals"] = uncertainty["params"]
+        record["uncertainty"] = uncertainty_block(uncertainty)
+    return record
+
+
+def save(path: str | Path, record: dict) -> Path:
+    return write_json(path, record)
+
+
+def example_path(name: str) -> Path:
+    """A published fit shipped with repetita (``example:datablations-published``, ``example:chinchilla-epoch``)."""
+    from importlib import resources
+
+    folder = resources.files("repetita.examples") / "laws"
+    known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+    require(name in known, f"unknown example law file {name!r}; shipped: {', '.join(known)}")
+    return Path(str(folder / f"{name}.json"))
+
+
+def load(path_text: str) -> dict:
+    """A fit file from a path or ``example:NAME``; a missing, malformed or foreign file is one line."""
+    path = example_path(path_text.split(":", 1)[1]) if path_text.startswith("example:") else Path(path_text)
+    require(path.is_file(), f"{path}: no such fit file (write one with repetita fit ... --out FIT.json)")
+    record = read_json(path, "fit file")
+    require(isinstance(record, dict) and "law" in record and "params" in record, f"{path}: not a repetita fit file")
+    return record
+
+
+def estimator(record: dict):
+    """A fitted ``LawFit`` rebuilt from a fit file (validated: law, spec, every parameter)."""
+    from repetita.laws.fit import LawFit
+
+    return LawFit.from_result(record)
+
+
+def same_data(records: dict[str, dict]) -> list[str]:
+    """Warnings when fit files compared side by side were fitted on different tables (their rows or their
+    evidence regions differ), so that their held-out errors and decisions are not like for like."""
+    keys = {name: (r.get("n_rows"), tuple(sorted((k, v) for k, v in (r.get("region") or {}).items()
+                                                 if not isinstance(v, list))))
+            for name, r in records.items()}
+    if len(set(keys.values())) <= 1:
+        return []
+    sizes = ", ".join(f"{n}: {k[0]} rows" for n, k in keys.items())
+    return [f"the fit files were fitted on different data ({sizes}): their decisions are compared, not pooled"]
