@@ -196,3 +196,27 @@ def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fr
         summary[k] = [float(np.nanquantile(vals, q[0])), float(np.nanquantile(vals, q[1]))]
     return {"level": level, "samples": len(samples), "method": record["uncertainty"]["method"],
             "table": rows, "summary": summary}
+
+
+def fixed_plan(record: dict, params: float, unique_tokens: float, epochs, fraction: float = 0.5,
+               losses: list[float] | None = None) -> dict:
+    """``repetita plan --params N``: the per-epoch table with its intervals, the repetition summary and turn,
+    and optionally losses expressed as fresh tokens (data efficiency against the first)."""
+    table, summary = plan_table(record, params, unique_tokens, epochs, fraction=fraction)
+    out = {"summary": summary, "table": table.to_dict(orient="records"), "_table": table}
+    try:
+        intervals = plan_intervals(record, params, unique_tokens, epochs, fraction=fraction)
+    except UserError as exc:  # a fit with unidentified parameters still plans, without an interval
+        intervals, out["warnings"] = None, [str(exc)]
+    if intervals is not None:
+        out["intervals"] = intervals
+    elif "warnings" not in out:
+        out["warnings"] = ["the fit file holds no uncertainty (refit with this repetita to save intervals): "
+                           "the plan is a point estimate"]
+    if losses:
+        e_rest, b, beta = data_term(record, params)
+        toks = tokens_from_loss(losses, e_rest, b, beta)
+        out["effective_tokens_for_loss"] = [{"loss": lo, "tokens": float(t)} for lo, t in zip(losses, toks, strict=True)]
+        if len(losses) > 1:  # data efficiency of each loss against the first one (the baseline recipe)
+            out["data_efficiency_vs_first"] = [float(t / toks[0]) for t in toks]
+    return out

@@ -1,0 +1,261 @@
+"""What to train for a compute budget on a fixed corpus, with every law given: the typed result of
+``repetita plan --compute`` (JSON only at the edge, ``PlanResult.to_json``).
+
+With several laws the headline decision is the law the held-out errors favour, chosen by pseudo-BMA
+weights (Yao et al. 2018): each law's held-out log residuals under a normal model with its own RMSE give
+an expected log predictive density, ELPD = -n/2 (ln(2 pi RMSE^2) + 1), and w_k is proportional to
+exp(ELPD_k). It needs every law fitted with the same ``--holdout``; otherwise the first law leads and the
+result says so. Either way the headline interval spans the laws' disagreement: the union of the
+prediction intervals of the laws with weight >= 0.05 (of every law without weights), and each law's
+own decision is kept beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from repetita.errors import UserError
+
+MIN_WEIGHT = 0.05  # laws below this pseudo-BMA weight leave the headline interval
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one decision to read first, and how it was reached."""
+
+    law: str
+    method: str  # "held-out favoured (pseudo-BMA)" | "only law" | "first law (no common held-out error)"
+    params: float
+    tokens: float
+    epochs: float
+    loss: float
+    loss_interval: list[float] | None  # 95% prediction interval widened to the laws' disagreement
+    params_range: list[float]
+    epochs_range: list[float]
+    weights: dict[str, float] | None
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Every law's allocation (or frontier), the headline, the comparison, recipes and the caveats."""
+
+    laws: dict[str, dict]
+    warnings: list[str]
+    decision: list[str]
+    headline: Headline | None = None
+    comparison: dict | None = None
+    frontier: list[dict] | None = None
+    recipes: dict | None = None
+    measured_k_star: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        if self.headline is not None:
+            h = self.headline
+            out["allocation"] = {"params": h.params, "tokens": h.tokens, "epochs": h.epochs, "loss": h.loss,
+                                 "law": h.law, "method": h.method} | (
+                {"intervals": self.laws[h.law]["intervals"]} if "intervals" in self.laws[h.law] else {})
+        return out | self.extra
+
+
+def draws(est, n: int = 200):
+    """Parameter draws for intervals, or (None, why not)."""
+    from repetita.laws.uncertainty import theta_draws
+
+    try:
+        return theta_draws(est, n), None
+    except UserError as exc:
+        return None, str(exc)
+
+
+def pseudo_bma(laws: dict[str, dict]) -> tuple[dict[str, float] | None, str | None]:
+    """Weights from held-out errors when every law carries one of the same holdout; (None, spec or None)."""
+    held = {k: r["holdout"] for k, r in laws.items() if r.get("holdout")}
+    specs = {h.get("spec") for h in held.values()}
+    if len(laws) < 2 or len(held) != len(laws) or len(specs) != 1:
+        return None, None
+    elpd = {k: -0.5 * h["n"] * (np.log(2 * np.pi * max(h["rmse_log"], 1e-12) ** 2) + 1) for k, h in held.items()}
+    top = max(elpd.values())
+    w = {k: float(np.exp(v - top)) for k, v in elpd.items()}
+    total = sum(w.values())
+    return {k: v / total for k, v in w.items()}, next(iter(specs))
+
+
+def headline(laws: dict[str, dict]) -> Headline:
+    """The decision to read first (module docstring)."""
+    weights, _ = pseudo_bma(laws)
+    if weights:
+        lead, method = max(weights, key=weights.get), "held-out favoured (pseudo-BMA)"
+        counted = [k for k, w in weights.items() if w >= MIN_WEIGHT]
+    else:
+        lead = next(iter(laws))
+        method = "only law" if len(laws) == 1 else "first law (no common held-out error to weigh the laws)"
+        counted = list(laws)
+    r = laws[lead]
+    bands = []
+    for k in counted:
+        x = laws[k]
+        pi = (x.get("intervals") or {}).get("loss_prediction") or x.get("loss_prediction")
+        bands.append(pi if pi else [x["loss"], x["loss"]])
+    n = [laws[k]["params"] for k in counted]
+    e = [laws[k]["epochs"] for k in counted]
+    return Headline(lead, method, r["params"], r["tokens"], r["epochs"], r["loss"],
+                    [float(min(b[0] for b in bands)), float(max(b[1] for b in bands))] if bands else None,
+                    [float(min(n)), float(max(n))], [float(min(e)), float(max(e))], weights)
+
+
+def compare_laws(laws: dict) -> dict:
+    """Which law the held-out errors favour (same holdout only) and whether the decision depends on the law."""
+    weights, spec = pseudo_bma(laws)
+    n = np.array([r["params"] for r in laws.values()])
+    k = np.array([r["epochs"] for r in laws.values()])
+    changes = bool(n.max() / n.min() > 1.1 or k.max() / k.min() > 1.1)
+    return {"favoured_by_holdout": max(weights, key=weights.get) if weights else None, "holdout": spec,
+            "weights": weights, "decision_changes": changes,
+            "spread": {"params": [float(n.min()), float(n.max())], "epochs": [float(k.min()), float(k.max())]}}
+
+
+def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
+              max_params: float | None = None, wall_gain: float = 0.01) -> tuple[dict, list, list[str]]:
+    """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, warnings)."""
+    from repetita.laws.allocate import allocate, allocation_intervals, estimator, frontier
+    from repetita.laws.record import same_data
+
+    kw = {"flops_per_token": flops_per_token, "max_params": max_params}
+    laws, warnings, ests = {}, same_data(dict(records)), []
+    for path, record in records:
+        est = estimator(record)
+        name = f"{path} ({est.law})"
+        thetas, why = draws(est)
+        ests.append((name, est, thetas))
+        if len(budgets) > 1:
+            res = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, **kw)
+            edge = any(r["at_search_edge"] for r in res["rows"])
+        else:
+            res = allocate(est, float(budgets[0]), u, **kw)
+            if thetas is not None:
+                res["intervals"] = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
+            edge = res["at_search_edge"]
+        res["warnings"] = [why] if why else []
+        beyond = sorted({w for r in res.get("rows", [res]) for w in r.get("outside_evidence", [])})
+        if beyond:
+            res["warnings"].append("the decision lies outside the runs the fit rests on: " + "; ".join(beyond)
+                                   + "; read its intervals as too narrow there (the law benchmark's coverage "
+                                   "falls from 0.93-1.00 inside the fitted range to 0.3-0.8 past it)")
+        if edge:
+            res["warnings"].append("the optimum lies at the edge of the model sizes searched (or at --max-params)")
+        flat = [r["compute"] for r in res["rows"] if r["size_undetermined"]] if "rows" in res else (
+            [res["compute"]] if res["size_undetermined"] else [])
+        if flat:
+            res["warnings"].append(
+                f"from C = {min(flat):.3g} the predicted loss is flat in N along the compute line (10% either way "
+                "changes it by < 1e-12): the loss is decided, the model size and epochs are not")
+        law_obj = est.spec.law_obj
+        if law_obj.monotone and not np.isfinite(law_obj.repetition(est.params_, u)):
+            res["warnings"].append("this law has no repetition penalty: the allocation is the naive Chinchilla "
+                                   "one, as if every token were fresh")
+        res["fit_warnings"] = list(getattr(est, "warnings_", []))
+        if est.holdout_ and "rmse_log" in est.holdout_:
+            rows = est.holdout_.get("rows")
+            res["holdout"] = {"spec": est.holdout_.get("spec"), "rmse_log": est.holdout_["rmse_log"],
+                              "n": len(rows) if isinstance(rows, list) else int(rows or 0)}
+        laws[name] = res
+        warnings += [f"{path}: {w}" for w in res["warnings"] + res["fit_warnings"]]
+    return laws, ests, warnings
+
+
+def measured_k_star_line(path: str, u: float, ests: dict) -> dict:
+    """A measured K*(U) law (``repetita reuse --out``) beside each law's own K* at this U."""
+    from repetita.io import read_json
+    from repetita.laws.reuse import law_k_star, measured_k_star
+
+    m = measured_k_star(read_json(path, "reuse file"), u)
+    laws = {}
+    for name, est in ests.items():
+        rd = est.spec.law_obj.repetition(est.params_, u) if est.spec.law_obj.rd_star else np.inf
+        laws[name] = float(law_k_star(rd, m["lambda"])[0]) if np.isfinite(rd) else None
+    said = ", ".join(f"{n.split(' ')[0]}: {k:.3g}" for n, k in laws.items() if k is not None)
+    line = (f"measured K*(U = {u:.4g}; lambda {m['lambda']:g}) = {m['k_star']:.3g} [{m['interval'][0]:.3g}, "
+            f"{m['interval'][1]:.3g}]" + (" (extrapolated in U)" if m["extrapolated"] else "")
+            + (f"; the laws' own K*: {said}" if said else ""))
+    return m | {"laws": laws, "line": line}
+
+
+
+def decision_lines(budgets, u, first: dict, recipes: dict | None, cap) -> list[str]:
+    """The answer first: what to train (and with which recipe), the loss and how sure it is."""
+    lines = []
+    if len(budgets) == 1:
+        iv = first.get("intervals")
+        pi = (iv or {}).get("loss_prediction") or first.get("loss_prediction")
+        sure = (f" [95% prediction interval {pi[0]:.4f}-{pi[1]:.4f}]" if pi else "") + ((
+            f" [{100 * iv['level']:g}% of the law's mean: {iv['loss'][0]:.4f}-{iv['loss'][1]:.4f}; "
+            f"N* {iv['params'][0]:.3g}-{iv['params'][1]:.3g}, K* {iv['epochs'][0]:.3g}-{iv['epochs'][1]:.3g}]")
+            if iv else " (no parameter interval)")
+        lines.append(f"decision: train N* = {first['params']:.4g} params on D* = {first['tokens']:.4g} tokens "
+                     f"({first['epochs']:.3g} epochs of U = {u:.4g}); predicted loss {first['loss']:.4f}{sure}")
+    else:
+        wall = first["data_wall"]
+        limit = (f"lowest {first['loss_limit']:.4f} on this frontier; this law overfits as C grows"
+                 if first.get("loss_limit_is") else f"limit {first['loss_limit']:.4f} as C -> infinity")
+        lines.append(f"decision: on U = {u:.4g} the loss reaches {first['rows'][-1]['loss']:.4f} at C = "
+                     f"{budgets[-1]:.3g} ({limit}); "
+                     + (f"beyond C = {wall:.3g} another 10x of compute buys < {first['wall_gain']:g} nats: "
+                        "more data, not compute, is what helps" if wall else "no data wall in this range"))
+        if first.get("spend_at_most"):
+            lines.append(f"  the loss is lowest at C = {first['spend_at_most']:.3g}: larger budgets overfit this corpus "
+                         "under this law (more epochs past its turn, or a larger model it cannot feed); spend at "
+                         "most that, or add data")
+    if recipes:
+        for key, label in (("best", "recipe"), ("best_within_cap", f"within the serving cap ({cap:.3g} params)" if cap else "")):
+            if key not in recipes:
+                continue
+            best, per = recipes[key], recipes["recipes" if key == "best" else "recipes_within_cap"]
+            names = [b["recipe"] for b in best]
+            b = best[-1]
+            row = next(x for x in per[b["recipe"]]["rows"] if x["compute"] == b["compute"])
+            share = b.get("share_best", {}).get(b["recipe"])
+            where = "" if len(budgets) == 1 else f" at C = {b['compute']:.3g}"
+            lines.append(f"{label}: {b['recipe']}{where}: {row['served_params']:.3g} params served "
+                         f"({row['member_params']:.3g} per model), {row['epochs']:.3g} epochs, loss {b['loss']:.4f} "
+                         f"(standard {b['loss_standard']:.4f})"
+                         + (f"; best in {100 * share:.0f}% of the fit's draws" if share is not None else ""))
+            if len(set(names)) > 1:
+                changes = [f"{names[i]} from C = {best[i]['compute']:.3g}" for i in range(1, len(names)) if names[i] != names[i - 1]]
+                lines.append(f"  the best recipe changes with the budget: {names[0]} first, then " + ", ".join(changes))
+    return lines
+
+
+def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
+                 max_params: float | None = None, wall_gain: float = 0.01, effects=(), effect_warnings=(),
+                 reuse_file: str | None = None) -> tuple[PlanResult, list]:
+    """The whole ``plan --compute`` answer; also returns the (name, estimator, draws) of each law."""
+    from repetita.laws.efficiency import plan_recipes
+
+    laws, ests, warnings = plan_laws(records, budgets, u, flops_per_token=flops_per_token,
+                                     max_params=max_params, wall_gain=wall_gain)
+    said = [w for r in laws.values() for w in r["fit_warnings"]]
+    warnings += [w for w in effect_warnings if not any(w.endswith(x) for x in said)]  # the study's law, once
+    single = len(budgets) == 1
+    head = headline(laws) if single else None
+    first = laws[head.law] if head else next(iter(laws.values()))
+    recipes = None
+    if effects:
+        name, est, thetas = ests[0]
+        recipes = plan_recipes(est, list(effects), budgets, u, thetas=thetas, flops_per_token=flops_per_token,
+                               max_params=max_params) | {"law": name}
+    lines = decision_lines(budgets, u, first, recipes, max_params)
+    if head and len(laws) > 1:
+        lines[0] += f" -- {head.method}: {head.law}"
+        lines.append(f"  across the laws{' weighed' if head.weights else ''}: loss {head.loss_interval[0]:.4f}-"
+                     f"{head.loss_interval[1]:.4f}, N* {head.params_range[0]:.3g}-{head.params_range[1]:.3g}, "
+                     f"K* {head.epochs_range[0]:.3g}-{head.epochs_range[1]:.3g}")
+    measured = None
+    if reuse_file:
+        measured = measured_k_star_line(reuse_file, u, {n: e for n, e, _ in ests})
+        lines.append(measured["line"])
+    return PlanResult(laws, warnings, lines, head, compare_laws(laws) if len(laws) > 1 and single else None,
+                      None if single else first["rows"], recipes, measured), ests
