@@ -134,3 +134,77 @@ def test_plan_states_its_evidence_and_flags_a_decision_outside_it(tmp_path, caps
     for r in rows:
         assert (r["epochs"] > 1.05 * r["turn_epochs"]) == any("past the law's turn" in w for w in r["outside_evidence"])
     assert any("outside the runs the fit rests on" in w for w in res["warnings"])
+
+
+def test_frontier_never_passes_the_turn_and_names_the_budget_worth_spending():
+    from repetita.laws.allocate import frontier
+
+    fit = LawFit("overfit-1", freeze=PUBLISHED).fit(load_example("datablations"))
+    f = frontier(fit, np.geomspace(1e20, 1e25, 11), 25e9)
+    for r in f["rows"]:
+        assert r["epochs"] <= 1.05 * r["turn_epochs"], r
+    losses = [r["loss"] for r in f["rows"]]
+    assert f["spend_at_most"] == f["rows"][int(np.argmin(losses))]["compute"] < 1e25
+    assert f["loss_limit"] == pytest.approx(min(losses))  # no limit as C -> infinity for a law that overfits
+
+
+def _allocation(loss, pi, params=1e9, epochs=4.0, holdout=None):
+    return {"params": params, "tokens": params * 20, "epochs": epochs, "loss": loss, "loss_prediction": pi,
+            "holdout": holdout}
+
+
+def test_headline_is_the_held_out_favourite_and_its_interval_spans_the_weighed_laws():
+    from repetita.laws.decide import headline, pseudo_bma
+
+    laws = {"a": _allocation(2.20, [2.0, 2.4], 1e9, 4.0, {"spec": "kfold:5", "rmse_log": 0.050, "n": 20}),
+            "b": _allocation(2.30, [2.1, 2.6], 3e9, 1.0, {"spec": "kfold:5", "rmse_log": 0.052, "n": 20}),
+            "c": _allocation(2.10, [1.5, 2.9], 9e9, 9.0, {"spec": "kfold:5", "rmse_log": 0.200, "n": 20})}
+    w, spec = pseudo_bma(laws)
+    # ELPD = -n/2 (ln(2 pi s^2) + 1): the weight ratio of a to b is (0.052 / 0.050)^20
+    assert spec == "kfold:5" and w["a"] / w["b"] == pytest.approx((0.052 / 0.050) ** 20)
+    assert w["c"] < 1e-10
+    h = headline(laws)
+    assert h.law == "a" and h.method.startswith("held-out favoured")
+    assert h.loss_interval == [2.0, 2.6] and h.params_range == [1e9, 3e9]  # c weighs nothing: left out
+    # without a common holdout the first law leads and every law's interval counts
+    for r in laws.values():
+        r["holdout"] = None
+    h = headline(laws)
+    assert h.law == "a" and h.method.startswith("first law") and h.loss_interval == [1.5, 2.9]
+
+
+def test_fit_files_from_different_tables_are_flagged():
+    from repetita.laws.record import same_data
+
+    db = load_example("datablations")
+    a = LawFit("chinchilla").fit(db).result()
+    b = LawFit("chinchilla").fit(db.head(100)).result()
+    assert same_data({"a": a, "a2": dict(a)}) == []
+    assert "fitted on different data" in same_data({"a": a, "b": b})[0]
+
+
+def test_positive_parameter_intervals_never_run_negative():
+    from repetita.laws.uncertainty import laplace
+
+    db = load_example("datablations")
+    fit = LawFit("data-constrained", freeze=PUBLISHED).fit(db)
+    u = laplace(fit, db)
+    for name in ("rd_star", "rn_star"):
+        iv = u["params"][name]
+        assert 0 < iv["lo"] < fit.params_[name] < iv["hi"]
+        # on the log scale: symmetric in ln, so the centre is the geometric mean of the ends
+        assert np.sqrt(iv["lo"] * iv["hi"]) == pytest.approx(fit.params_[name], rel=1e-9)
+
+
+def test_prediction_interval_holds_the_readme_run_where_the_mean_interval_misses_it(tmp_path, capsys):
+    fit = tmp_path / "dc.json"
+    freeze = [x for k, v in PUBLISHED.items() for x in ("--freeze", f"{k}={v}")]
+    assert main(["fit", "--example", "datablations", "--law", "data-constrained", *freeze, "--out", str(fit),
+                 "--json"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--law-file", str(fit), "--params", "8.67e9", "--unique-tokens", "25e9", "--epochs",
+                 "7.12", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["intervals"]["table"][0]
+    reached = 2.3765  # the datablations README run, row 8b7178b25b
+    assert not row["loss"][0] <= reached <= row["loss"][1]
+    assert row["loss_prediction"][0] <= reached <= row["loss_prediction"][1]
