@@ -208,3 +208,11 @@ def test_prediction_interval_holds_the_readme_run_where_the_mean_interval_misses
     reached = 2.3765  # the datablations README run, row 8b7178b25b
     assert not row["loss"][0] <= reached <= row["loss"][1]
     assert row["loss_prediction"][0] <= reached <= row["loss_prediction"][1]
+
+
+def test_a_penalty_fitted_without_any_run_past_its_turn_says_it_is_extrapolated():
+    db = load_example("datablations")
+    short = LawFit("overfit-1").fit(db[db["epochs"] <= 16])
+    assert any("no run in the table went past this law's turn" in w for w in short.warnings_)
+    full = LawFit("overfit-1").fit(db)  # the 146M runs go to 1,740 epochs, past any turn
+    assert not any("went past this law's turn" in w for w in full.warnings_)

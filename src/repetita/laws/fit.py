@@ -375,6 +375,10 @@ class LawFit:
             from repetita.laws.diagnostics import diagnose
 
             self.warnings_ = diagnose(self, df)
+            if not spec.law_obj.monotone:
+                from repetita.laws.overfit import penalty_evidence
+
+                self.warnings_ += penalty_evidence(spec.law_obj, self.params_, X)
         return self
 
     def _nested_starts(self, df, X, problem, weights) -> np.ndarray | None:

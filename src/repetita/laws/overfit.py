@@ -149,6 +149,23 @@ def turn(law: Law, params: dict, n, u) -> Array:
     return out.reshape(shape)
 
 
+def penalty_evidence(law: Law, params: dict, X: dict) -> list[str]:
+    """A law that can turn, fitted on a table where no run went past its turn, has extrapolated the turn
+    rather than measured it: say so (the datablations runs with <= 16 epochs are such a table)."""
+    pairs = np.unique(np.stack([X["params"], X["unique_tokens"]], axis=1), axis=0)
+    turns = turn(law, params, pairs[:, 0], pairs[:, 1])
+    k = X["tokens"] / X["unique_tokens"]
+    past = [bool(np.any(k[(X["params"] == n) & (X["unique_tokens"] == u)] > t)) for (n, u), t in zip(pairs, turns,
+                                                                                                   strict=True)]
+    if any(past):
+        return []
+    finite = turns[np.isfinite(turns)]
+    where = f" (it puts the turn at {np.min(finite):.3g}-{np.max(finite):.3g} epochs)" if finite.size else \
+        " (its fitted penalty never turns the loss within 1e6 epochs)"
+    return ["no run in the table went past this law's turn" + where + ": the overfitting penalty is "
+            "extrapolated, not measured; plan with its interval and test the turn with a longer run"]
+
+
 _PEN_BOUNDS = {"c": (-60.0, 20.0), "sigma": (0.05, 5.0), "rho": (-3.0, 4.0), "tau": (-3.0, 4.0)}
 _PEN_GRID = {"c": (-10.0,), "sigma": (1.0,), "rho": (1.0,), "tau": (1.0,)}
 
