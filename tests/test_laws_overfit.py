@@ -216,3 +216,19 @@ def test_a_penalty_fitted_without_any_run_past_its_turn_says_it_is_extrapolated(
     assert any("no run in the table went past this law's turn" in w for w in short.warnings_)
     full = LawFit("overfit-1").fit(db)  # the 146M runs go to 1,740 epochs, past any turn
     assert not any("went past this law's turn" in w for w in full.warnings_)
+
+
+def test_plan_draws_of_positive_parameters_stay_positive():
+    from repetita.laws.record import uncertainty_block
+    from repetita.laws.uncertainty import laplace, theta_draws
+
+    db = load_example("datablations")
+    fit = LawFit("data-constrained", freeze=PUBLISHED).fit(db)
+    fit.uncertainty_ = uncertainty_block(laplace(fit, db))
+    theta = theta_draws(fit, 2000)
+    law = fit.spec.law_obj
+    for name in ("rd_star", "rn_star"):
+        col = theta[:, law.params.index(name)]
+        assert col.min() > 0
+        # centred on the fit on the log scale
+        assert np.median(np.log(col)) == pytest.approx(np.log(fit.params_[name]), abs=0.1)

@@ -236,7 +236,14 @@ def draw(intervals: dict, n: int, seed: int = 0) -> np.ndarray:
         s = np.asarray(intervals["samples"], dtype=float)
         return s if len(s) <= n else s[np.random.default_rng(seed).choice(len(s), n, replace=False)]
     mean = np.array([intervals["params"][p]["median"] for p in intervals["free"]])
-    return np.random.default_rng(seed).multivariate_normal(mean, np.asarray(intervals["cov"]), size=n)
+    cov = np.asarray(intervals["cov"], dtype=float)
+    # parameters that must stay positive (``positive``: R_D*, R_N*, exponents) are drawn on the log scale
+    # with the delta-method covariance, as their printed intervals are, so no draw goes negative
+    pos = np.array([bool(x) for x in intervals.get("positive", [False] * len(mean))]) & (mean > 0)
+    scale = np.where(pos, 1.0 / np.where(pos, mean, 1.0), 1.0)
+    centre = np.where(pos, np.log(np.where(pos, mean, 1.0)), mean)
+    z = np.random.default_rng(seed).multivariate_normal(centre, cov * np.outer(scale, scale), size=n)
+    return np.where(pos, np.exp(z), z)
 
 
 def theta_draws(est, n: int, seed: int = 0) -> np.ndarray | None:
@@ -254,7 +261,9 @@ def theta_draws(est, n: int, seed: int = 0) -> np.ndarray | None:
         if bad:
             raise UserError(f"the fit's parameters {', '.join(bad)} are not identified (no finite interval); "
                             "the plan has no interval")
-        u = u | {"cov": cov, "params": {p: {"median": est.params_[p]} for p in u["free"]}}
+        law = est.spec.law_obj
+        u = u | {"cov": cov, "params": {p: {"median": est.params_[p]} for p in u["free"]},
+                 "positive": [law.bounds[p][0] >= 0 for p in u["free"]]}
     Z = draw(u, n, seed=seed)
     law = est.spec.law_obj
     theta = np.tile([est.params_[p] for p in law.params], (len(Z), 1))
