@@ -20,22 +20,22 @@ def test_datablations_readme_case():
     spent on 6.8B params for 227B tokens, 9.1 epochs."""
     c = 6 * 8.67e9 * 178e9
     r = allocate(PUBLISHED, c, 25e9)
-    assert r["params"] == pytest.approx(6.8e9, rel=0.01) and r["tokens"] == pytest.approx(227e9, rel=0.01)
-    assert r["epochs"] == pytest.approx(9.1, abs=0.05) and not r["at_search_edge"]
+    assert r.params == pytest.approx(6.8e9, rel=0.01) and r.tokens == pytest.approx(227e9, rel=0.01)
+    assert r.epochs == pytest.approx(9.1, abs=0.05) and not r.at_search_edge
     # solved, not gridded: N* is the minimum to 1e-6 relative along the compute line
-    n = r["params"] * np.array([1 - 1e-4, 1.0, 1 + 1e-4])
+    n = r.params * np.array([1 - 1e-4, 1.0, 1 + 1e-4])
     losses = predicted_loss(PUBLISHED, n, c / (6 * n), 25e9)
     assert losses[1] <= losses[0] and losses[1] <= losses[2]
     # the naive Chinchilla allocation needs more unique data than U and loses to the optimum with only U
-    assert r["naive"]["unique_tokens_needed"] > 25e9 * 5 and r["naive"]["penalty_vs_optimum"] > 0
+    assert r.naive.unique_tokens_needed > 25e9 * 5 and r.naive.penalty_vs_optimum > 0
 
 
 def test_below_one_epoch_counts_only_the_tokens_seen():
     """With a huge corpus the optimum is a single partial pass, D* < U, and its loss uses D' = D."""
     r = allocate(PUBLISHED, 1e21, 1e15)
-    assert r["epochs"] < 1
+    assert r.epochs < 1
     fresh = allocate(PUBLISHED | {"params": PUBLISHED["params"] | {"rd_star": 1e6}}, 1e21, 1e15)
-    assert r["params"] == pytest.approx(fresh["params"], rel=1e-5)  # no repetition: R_D* cannot matter
+    assert r.params == pytest.approx(fresh.params, rel=1e-5)  # no repetition: R_D* cannot matter
 
 
 def test_cli_side_by_side_with_intervals(bootstrap_fit, capsys):
@@ -73,13 +73,13 @@ def test_properties_over_random_laws_and_budgets(seed):
     c = 10 ** rng.uniform(19, 24)
     u = 10 ** rng.uniform(9, 12)
     base = allocate(rec, c, u)
-    assert allocate(rec, c, 2 * u)["loss"] <= base["loss"] + 1e-12
-    assert allocate(rec, 2 * c, u)["loss"] <= base["loss"] + 1e-12
+    assert allocate(rec, c, 2 * u).loss <= base.loss + 1e-12
+    assert allocate(rec, 2 * c, u).loss <= base.loss + 1e-12
     near = allocate(rec, c * (1 + 1e-3), u)
-    assert abs(np.log(near["params"] / base["params"])) < 0.01 and abs(near["loss"] - base["loss"]) < 1e-3
+    assert abs(np.log(near.params / base.params)) < 0.01 and abs(near.loss - base.loss) < 1e-3
     # the optimum beats every other point of the compute line
-    n = base["params"] * np.geomspace(0.25, 4, 9)
-    assert np.all(predicted_loss(rec, n, c / (6 * n), u) >= base["loss"] - 1e-12)
+    n = base.params * np.geomspace(0.25, 4, 9)
+    assert np.all(predicted_loss(rec, n, c / (6 * n), u) >= base.loss - 1e-12)
 
 
 def test_huge_corpus_equals_the_chinchilla_part_optimum():
@@ -88,7 +88,7 @@ def test_huge_corpus_equals_the_chinchilla_part_optimum():
     chin = {"law": "chinchilla", "spec": {"law": "chinchilla"},
             "params": {k: PUBLISHED["params"][k] for k in ("a", "b", "e", "alpha", "beta")}}
     big = allocate(PUBLISHED, c, 1e15)
-    assert big["params"] == pytest.approx(allocate(chin, c, 1e15)["params"], rel=1e-5)
+    assert big.params == pytest.approx(allocate(chin, c, 1e15).params, rel=1e-5)
 
 
 def test_frontier_data_wall_and_limit(capsys):
@@ -153,15 +153,15 @@ def test_optimum_matches_a_brute_force_scan_of_the_compute_line(seed):
     rec = _random_law(rng)
     c, u = 10 ** rng.uniform(19, 24), 10 ** rng.uniform(9, 12)
     r = allocate(rec, c, u)
-    k = np.geomspace(r["epochs"] / 50, r["epochs"] * 50, 20001)
+    k = np.geomspace(r.epochs / 50, r.epochs * 50, 20001)
     n = c / (6 * k * u)
     loss = predicted_loss(rec, n, k * u, u)
     stop = int(np.argmax(np.diff(loss) > 0))  # the first scanned epoch count after which the loss rises
-    assert k[stop - 1] <= r["epochs"] <= k[stop + 1]
+    assert k[stop - 1] <= r.epochs <= k[stop + 1]
     ref = minimize_scalar(lambda x: float(predicted_loss(rec, np.exp(x), c / (6 * np.exp(x)), u)),
-                          bounds=(np.log(r["params"]) - 1, np.log(r["params"]) + 1), method="bounded",
+                          bounds=(np.log(r.params) - 1, np.log(r.params) + 1), method="bounded",
                           options={"xatol": 1e-10})
-    assert r["params"] == pytest.approx(np.exp(ref.x), rel=1e-6)
+    assert r.params == pytest.approx(np.exp(ref.x), rel=1e-6)
 
 
 def test_vectorized_draws_equal_one_solve_per_draw():

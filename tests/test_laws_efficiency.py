@@ -54,7 +54,7 @@ def test_a_recipe_is_the_law_with_m_times_the_data():
     assert same["rows"][0]["loss"] == pytest.approx(std["rows"][0]["loss"], rel=1e-12)
     assert reg["rows"][0]["loss"] < std["rows"][0]["loss"] and res["best"][0]["recipe"] == "regularized"
     assert reg["asymptote"] == pytest.approx(loss_limit(PUBLISHED, 2.3 * u), rel=1e-12)
-    assert std["rows"][0]["loss"] == pytest.approx(allocate(PUBLISHED, c, u)["loss"], rel=1e-9)
+    assert std["rows"][0]["loss"] == pytest.approx(allocate(PUBLISHED, c, u).loss, rel=1e-9)
 
 
 def test_ensemble_pays_only_with_compute_and_the_cap_binds():

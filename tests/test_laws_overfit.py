@@ -141,16 +141,20 @@ def test_frontier_never_passes_the_turn_and_names_the_budget_worth_spending():
 
     fit = LawFit("overfit-1", freeze=PUBLISHED).fit(load_example("datablations"))
     f = frontier(fit, np.geomspace(1e20, 1e25, 11), 25e9)
-    for r in f["rows"]:
-        assert r["epochs"] <= 1.05 * r["turn_epochs"], r
-    losses = [r["loss"] for r in f["rows"]]
-    assert f["spend_at_most"] == f["rows"][int(np.argmin(losses))]["compute"] < 1e25
-    assert f["loss_limit"] == pytest.approx(min(losses))  # no limit as C -> infinity for a law that overfits
+    for r in f.rows:
+        assert r.epochs <= 1.05 * r.turn_epochs, r
+    losses = [r.loss for r in f.rows]
+    assert f.spend_at_most == f.rows[int(np.argmin(losses))].compute < 1e25
+    assert f.loss_limit == pytest.approx(min(losses))  # no limit as C -> infinity for a law that overfits
 
 
 def _allocation(loss, pi, params=1e9, epochs=4.0, holdout=None):
-    return {"params": params, "tokens": params * 20, "epochs": epochs, "loss": loss, "loss_prediction": pi,
-            "holdout": holdout}
+    from repetita.laws.allocate import Allocation, Naive
+    from repetita.laws.decide import LawPlan
+
+    naive = Naive(params, params * 20, params * 20, loss, loss, 0.0)
+    a = Allocation(1e20, 1e9, 6.0, params, params * 20, epochs, loss, False, False, float("inf"), None, [], pi, naive)
+    return LawPlan(a, None, None, [], [], holdout)
 
 
 def test_headline_is_the_held_out_favourite_and_its_interval_spans_the_weighed_laws():
@@ -167,8 +171,9 @@ def test_headline_is_the_held_out_favourite_and_its_interval_spans_the_weighed_l
     assert h.law == "a" and h.method.startswith("held-out favoured")
     assert h.loss_interval == [2.0, 2.6] and h.params_range == [1e9, 3e9]  # c weighs nothing: left out
     # without a common holdout the first law leads and every law's interval counts
-    for r in laws.values():
-        r["holdout"] = None
+    import dataclasses
+
+    laws = {k: dataclasses.replace(r, holdout=None) for k, r in laws.items()}
     h = headline(laws)
     assert h.law == "a" and h.method.startswith("first law") and h.loss_interval == [1.5, 2.9]
 

@@ -15,6 +15,8 @@ efficiency m (the baseline needs m times the data for the same loss): the law ev
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from repetita.blas import single_threaded
@@ -149,8 +151,75 @@ def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops
             "flat": flat}
 
 
+@dataclass(frozen=True)
+class Naive:
+    """The same law's allocation as if every token were fresh, and what it costs on this corpus."""
+
+    params: float
+    tokens: float
+    unique_tokens_needed: float
+    loss_with_fresh_data: float
+    loss_with_U: float
+    penalty_vs_optimum: float
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What to train for compute C on U unique tokens under one fitted law (``allocate``)."""
+
+    compute: float
+    unique_tokens: float
+    flops_per_token: float
+    params: float
+    tokens: float
+    epochs: float
+    loss: float
+    at_search_edge: bool
+    size_undetermined: bool
+    turn_epochs: float
+    evidence: dict | None
+    outside_evidence: list[str]
+    loss_prediction: list[float] | None  # the fit's scatter only; with parameter draws see allocation_intervals
+    naive: Naive
+    rd_star: float | None = None
+    last_epoch_worth: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("evidence", "loss_prediction")}
+
+
+@dataclass(frozen=True)
+class FrontierRow:
+    compute: float
+    params: float
+    tokens: float
+    epochs: float
+    loss: float
+    gain_from_10x: float
+    at_search_edge: bool
+    size_undetermined: bool
+    turn_epochs: float
+    outside_evidence: list[str]
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """N*(C), K*(C), L*(C) over budgets on one corpus under one law (``frontier``)."""
+
+    rows: list[FrontierRow]
+    data_wall: float | None
+    wall_gain: float
+    loss_limit: float
+    loss_limit_is: str | None = None  # set when the law overfits: the lowest loss on the frontier, not a limit
+    spend_at_most: float | None = None  # the budget past which the loss only rises (an overfitting law)
+    bands: dict | None = None  # percentile bands under parameter draws
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "data_wall"}
+
+
 def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
-             max_params: float | None = None, efficiency: float = 1.0) -> dict:
+             max_params: float | None = None, efficiency: float = 1.0) -> Allocation:
     """N*, D*, K* = D*/U and the predicted loss for compute C on U unique tokens, and the naive allocation."""
     est = estimator(fit)
     law = check_allocatable(est)
@@ -159,26 +228,24 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
     r = solve(law, theta, [compute], unique_tokens, **kw)
     n, d, loss = float(r["params"][0, 0]), float(r["tokens"][0, 0]), float(r["loss"][0, 0])
     U = float(unique_tokens)
-    out = {"params": n, "tokens": d, "epochs": d / U, "loss": loss, "at_search_edge": bool(r["at_edge"][0, 0]),
-           "size_undetermined": bool(r["flat"][0, 0]),
-           "compute": float(compute), "unique_tokens": U, "flops_per_token": float(flops_per_token)}
-    out |= turn_and_evidence(est, law, n, d, U, float(compute))
     from repetita.laws.uncertainty import prediction_interval
 
-    out["loss_prediction"] = prediction_interval([loss], est)  # the fit's scatter only; with draws, see intervals
+    rd = worth = None
     if law.rd_star is not None and law.monotone and np.isfinite(law.repetition(est.params_, U)) and d > U:
         from repetita.laws.plan import next_epoch_worth
 
         rd = float(law.repetition(est.params_, efficiency * U))
-        out["rd_star"] = rd
-        out["last_epoch_worth"] = float(next_epoch_worth(d / U - 1.0, rd)) if d / U >= 2 else 1.0
+        worth = float(next_epoch_worth(d / U - 1.0, rd)) if d / U >= 2 else 1.0
     # the naive allocation: the same law as if every token were fresh (unique tokens = tokens)
     nv = solve(law, theta, [compute], U, fresh=True, **kw)
     nn, nd = float(nv["params"][0, 0]), float(nv["tokens"][0, 0])
     with_u = float(law_loss(law, theta, nn, efficiency * nd, efficiency * U)[0, 0])
-    out["naive"] = {"params": nn, "tokens": nd, "unique_tokens_needed": nd, "loss_with_fresh_data": float(nv["loss"][0, 0]),
-                    "loss_with_U": with_u, "penalty_vs_optimum": with_u - loss}
-    return out
+    naive = Naive(nn, nd, nd, float(nv["loss"][0, 0]), with_u, with_u - loss)
+    t = float(law.turn(est.params_, n, U))
+    return Allocation(float(compute), U, float(flops_per_token), n, d, d / U, loss, bool(r["at_edge"][0, 0]),
+                      bool(r["flat"][0, 0]), t, getattr(est, "region_", None),
+                      outside_evidence(getattr(est, "region_", None), n, d, U, float(compute)) + past_turn(d / U, t),
+                      prediction_interval([loss], est), naive, rd, worth)
 
 
 def outside_evidence(region: dict | None, params: float, tokens: float, unique: float, compute: float) -> list[str]:
@@ -200,14 +267,6 @@ def outside_evidence(region: dict | None, params: float, tokens: float, unique: 
             out.append(f"{here['epochs']:.3g} epochs is {here['epochs'] / seen:.3g}x the most any fitted run of "
                        f">= {params / 10:.3g} params repeated ({seen:.3g})")
     return out
-
-
-def turn_and_evidence(est, law: Law, params: float, tokens: float, unique: float, compute: float) -> dict:
-    """The law's turn at the chosen size, and the decision's place relative to the fit's evidence."""
-    t = float(law.turn(est.params_, params, unique))
-    return {"turn_epochs": t, "evidence": getattr(est, "region_", None),
-            "outside_evidence": outside_evidence(getattr(est, "region_", None), params, tokens, unique, compute)
-            + past_turn(tokens / unique, t)}
 
 
 def past_turn(epochs: float, turn: float) -> list[str]:
@@ -262,7 +321,7 @@ def _wall(computes: np.ndarray, gains: np.ndarray, wall_gain: float) -> np.ndarr
 
 def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
              max_params: float | None = None, efficiency: float = 1.0, thetas: np.ndarray | None = None,
-             level: float = 0.95) -> dict:
+             level: float = 0.95) -> Frontier:
     """N*(C), K*(C), L*(C) over ``computes``, the data wall and the C -> infinity limit; with ``thetas``
     (parameter draws), percentile bands of each.
 
@@ -279,13 +338,12 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     B = len(C)
     gain = point["loss"][0, :B] - point["loss"][0, B:]
     turns = law.turn(est.params_, point["params"][0, :B], unique_tokens)
-    rows = [{"compute": float(c), "params": float(point["params"][0, j]), "tokens": float(point["tokens"][0, j]),
-             "epochs": float(point["epochs"][0, j]), "loss": float(point["loss"][0, j]), "gain_from_10x": float(gain[j]),
-             "at_search_edge": bool(point["at_edge"][0, j]), "size_undetermined": bool(point["flat"][0, j]),
-             "turn_epochs": float(turns[j]),
-             "outside_evidence": outside_evidence(getattr(est, "region_", None), float(point["params"][0, j]),
-                                                  float(point["tokens"][0, j]), float(unique_tokens), float(c))
-             + past_turn(float(point["epochs"][0, j]), float(turns[j]))}
+    rows = [FrontierRow(float(c), float(point["params"][0, j]), float(point["tokens"][0, j]),
+                        float(point["epochs"][0, j]), float(point["loss"][0, j]), float(gain[j]),
+                        bool(point["at_edge"][0, j]), bool(point["flat"][0, j]), float(turns[j]),
+                        outside_evidence(getattr(est, "region_", None), float(point["params"][0, j]),
+                                         float(point["tokens"][0, j]), float(unique_tokens), float(c))
+                        + past_turn(float(point["epochs"][0, j]), float(turns[j])))
             for j, c in enumerate(C)]
     wall = _wall(C, gain[None, :], wall_gain)[0]
     out = {"rows": rows, "data_wall": None if np.isnan(wall) else float(wall), "wall_gain": wall_gain,
@@ -293,10 +351,10 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     # an overfitting law can make the best loss of a larger budget worse than a smaller one's: past the
     # turn the corpus cannot use more compute, so the frontier names the budget worth spending
     if not law.monotone:  # an overfitting law has no limit as C -> infinity: its loss rises again
-        out["loss_limit"] = float(min(r["loss"] for r in rows))
+        out["loss_limit"] = float(min(r.loss for r in rows))
         out["loss_limit_is"] = "the lowest loss on this frontier (the law overfits as C grows)"
-    best = int(np.argmin([r["loss"] for r in rows]))
-    if best < len(rows) - 1 and rows[-1]["loss"] > rows[best]["loss"] + 1e-9:
+    best = int(np.argmin([r.loss for r in rows]))
+    if best < len(rows) - 1 and rows[-1].loss > rows[best].loss + 1e-9:
         out["spend_at_most"] = float(C[best])
     if thetas is not None:
         r = solve(law, thetas, both, unique_tokens, **kw)
@@ -311,7 +369,7 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
         out["bands"]["data_wall_reached"] = float(np.isfinite(walls).mean())
         limits = loss_limit(est, unique_tokens, thetas, efficiency) if law.monotone else r["loss"][:, :B].min(axis=1)
         out["bands"]["loss_limit"] = _quantiles(limits, level).tolist()
-    return out
+    return Frontier(**out)
 
 
 def parse_budgets(text: str) -> np.ndarray:

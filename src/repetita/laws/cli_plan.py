@@ -77,9 +77,11 @@ def cmd_allocate(args) -> dict:
 
         est = ests[0][1]
         first = next(iter(result.laws.values()))
-        single = first if len(budgets) == 1 else allocate(est, float(budgets[-1]), u, flops_per_token=args.flops_per_token,
-                                                          max_params=cap)
-        out["plot"] = str(plot_allocation(est, single, args.plot, frontier=first if len(budgets) > 1 else None,
+        # the figure's compute line: the decision's own allocation, or the largest budget of a frontier
+        single = first.allocation or allocate(est, float(budgets[-1]), u, flops_per_token=args.flops_per_token,
+                                              max_params=cap)
+        out["plot"] = str(plot_allocation(est, single.to_dict(), args.plot,
+                                          frontier=first.frontier.to_dict() if first.frontier else None,
                                           recipes=result.recipes))
     for w in result.warnings:
         sys.stderr.write(f"repetita plan: warning: {w}\n")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from repetita.errors import UserError
+from repetita.laws.allocate import Allocation, Frontier, FrontierRow
 
 MIN_WEIGHT = 0.05  # laws below this pseudo-BMA weight leave the headline interval
 
@@ -38,26 +39,51 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class LawPlan:
+    """One law's answer: its allocation (one budget) or frontier (several), intervals, warnings, holdout."""
+
+    allocation: Allocation | None
+    frontier: Frontier | None
+    intervals: dict | None
+    warnings: list[str]
+    fit_warnings: list[str]
+    holdout: dict | None
+
+    def to_dict(self) -> dict:
+        base = self.allocation.to_dict() if self.allocation is not None else self.frontier.to_dict()
+        extra = {"intervals": self.intervals, "holdout": self.holdout}
+        return base | {k: v for k, v in extra.items() if v is not None} | {
+            "warnings": self.warnings, "fit_warnings": self.fit_warnings}
+
+
+@dataclass(frozen=True)
 class PlanResult:
     """Every law's allocation (or frontier), the headline, the comparison, recipes and the caveats."""
 
-    laws: dict[str, dict]
+    laws: dict[str, LawPlan]
     warnings: list[str]
     decision: list[str]
     headline: Headline | None = None
     comparison: dict | None = None
-    frontier: list[dict] | None = None
+    frontier: list[FrontierRow] | None = None
     recipes: dict | None = None
     measured_k_star: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        out = {"laws": {k: v.to_dict() for k, v in self.laws.items()}, "warnings": self.warnings,
+               "decision": self.decision}
+        for key in ("comparison", "recipes", "measured_k_star"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.frontier is not None:
+            out["frontier"] = [asdict(r) for r in self.frontier]
         if self.headline is not None:
             h = self.headline
+            out["headline"] = asdict(h)
             out["allocation"] = {"params": h.params, "tokens": h.tokens, "epochs": h.epochs, "loss": h.loss,
                                  "law": h.law, "method": h.method} | (
-                {"intervals": self.laws[h.law]["intervals"]} if "intervals" in self.laws[h.law] else {})
+                {"intervals": self.laws[h.law].intervals} if self.laws[h.law].intervals else {})
         return out | self.extra
 
 
@@ -71,9 +97,9 @@ def draws(est, n: int = 200):
         return None, str(exc)
 
 
-def pseudo_bma(laws: dict[str, dict]) -> tuple[dict[str, float] | None, str | None]:
+def pseudo_bma(laws: dict[str, LawPlan]) -> tuple[dict[str, float] | None, str | None]:
     """Weights from held-out errors when every law carries one of the same holdout; (None, spec or None)."""
-    held = {k: r["holdout"] for k, r in laws.items() if r.get("holdout")}
+    held = {k: r.holdout for k, r in laws.items() if r.holdout}
     specs = {h.get("spec") for h in held.values()}
     if len(laws) < 2 or len(held) != len(laws) or len(specs) != 1:
         return None, None
@@ -84,8 +110,8 @@ def pseudo_bma(laws: dict[str, dict]) -> tuple[dict[str, float] | None, str | No
     return {k: v / total for k, v in w.items()}, next(iter(specs))
 
 
-def headline(laws: dict[str, dict]) -> Headline:
-    """The decision to read first (module docstring)."""
+def headline(laws: dict[str, LawPlan]) -> Headline:
+    """The decision to read first (module docstring); every law must hold an allocation (one budget)."""
     weights, _ = pseudo_bma(laws)
     if weights:
         lead, method = max(weights, key=weights.get), "held-out favoured (pseudo-BMA)"
@@ -94,15 +120,15 @@ def headline(laws: dict[str, dict]) -> Headline:
         lead = next(iter(laws))
         method = "only law" if len(laws) == 1 else "first law (no common held-out error to weigh the laws)"
         counted = list(laws)
-    r = laws[lead]
     bands = []
     for k in counted:
-        x = laws[k]
-        pi = (x.get("intervals") or {}).get("loss_prediction") or x.get("loss_prediction")
-        bands.append(pi if pi else [x["loss"], x["loss"]])
-    n = [laws[k]["params"] for k in counted]
-    e = [laws[k]["epochs"] for k in counted]
-    return Headline(lead, method, r["params"], r["tokens"], r["epochs"], r["loss"],
+        a = laws[k].allocation
+        pi = (laws[k].intervals or {}).get("loss_prediction") or a.loss_prediction
+        bands.append(pi if pi else [a.loss, a.loss])
+    n = [laws[k].allocation.params for k in counted]
+    e = [laws[k].allocation.epochs for k in counted]
+    r = laws[lead].allocation
+    return Headline(lead, method, r.params, r.tokens, r.epochs, r.loss,
                     [float(min(b[0] for b in bands)), float(max(b[1] for b in bands))] if bands else None,
                     [float(min(n)), float(max(n))], [float(min(e)), float(max(e))], weights)
 
@@ -110,8 +136,8 @@ def headline(laws: dict[str, dict]) -> Headline:
 def compare_laws(laws: dict) -> dict:
     """Which law the held-out errors favour (same holdout only) and whether the decision depends on the law."""
     weights, spec = pseudo_bma(laws)
-    n = np.array([r["params"] for r in laws.values()])
-    k = np.array([r["epochs"] for r in laws.values()])
+    n = np.array([r.allocation.params for r in laws.values()])
+    k = np.array([r.allocation.epochs for r in laws.values()])
     changes = bool(n.max() / n.min() > 1.1 or k.max() / k.min() > 1.1)
     return {"favoured_by_holdout": max(weights, key=weights.get) if weights else None, "holdout": spec,
             "weights": weights, "decision_changes": changes,
@@ -119,7 +145,7 @@ def compare_laws(laws: dict) -> dict:
 
 
 def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
-              max_params: float | None = None, wall_gain: float = 0.01) -> tuple[dict, list, list[str]]:
+              max_params: float | None = None, wall_gain: float = 0.01) -> tuple[dict[str, LawPlan], list, list[str]]:
     """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, warnings)."""
     from repetita.laws.allocate import allocate, allocation_intervals, estimator, frontier
     from repetita.laws.record import same_data
@@ -131,40 +157,40 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
         name = f"{path} ({est.law})"
         thetas, why = draws(est)
         ests.append((name, est, thetas))
+        allocation = front = intervals = None
         if len(budgets) > 1:
-            res = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, **kw)
-            edge = any(r["at_search_edge"] for r in res["rows"])
+            front = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, **kw)
+            points, edge = front.rows, any(r.at_search_edge for r in front.rows)
         else:
-            res = allocate(est, float(budgets[0]), u, **kw)
+            allocation = allocate(est, float(budgets[0]), u, **kw)
             if thetas is not None:
-                res["intervals"] = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
-            edge = res["at_search_edge"]
-        res["warnings"] = [why] if why else []
-        beyond = sorted({w for r in res.get("rows", [res]) for w in r.get("outside_evidence", [])})
+                intervals = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
+            points, edge = [allocation], allocation.at_search_edge
+        notes = [why] if why else []
+        beyond = sorted({w for r in points for w in r.outside_evidence})
         if beyond:
-            res["warnings"].append("the decision lies outside the runs the fit rests on: " + "; ".join(beyond)
-                                   + "; read its intervals as too narrow there (the law benchmark's coverage "
-                                   "is 0.90-1.00 for size, compute and budget extrapolation on the datablations tables, 0.3-0.9 past the "
-                                   "fitted epochs, down to 0.17 on the 48 curve finals)")
+            notes.append("the decision lies outside the runs the fit rests on: " + "; ".join(beyond)
+                         + "; read its intervals as too narrow there (the law benchmark's coverage "
+                         "is 0.90-1.00 for size, compute and budget extrapolation on the datablations tables, 0.3-0.9 "
+                         "past the fitted epochs, down to 0.17 on the 48 curve finals)")
         if edge:
-            res["warnings"].append("the optimum lies at the edge of the model sizes searched (or at --max-params)")
-        flat = [r["compute"] for r in res["rows"] if r["size_undetermined"]] if "rows" in res else (
-            [res["compute"]] if res["size_undetermined"] else [])
+            notes.append("the optimum lies at the edge of the model sizes searched (or at --max-params)")
+        flat = [r.compute for r in points if r.size_undetermined]
         if flat:
-            res["warnings"].append(
-                f"from C = {min(flat):.3g} the predicted loss is flat in N along the compute line (10% either way "
-                "changes it by < 1e-12): the loss is decided, the model size and epochs are not")
+            notes.append(f"from C = {min(flat):.3g} the predicted loss is flat in N along the compute line (10% either "
+                         "way changes it by < 1e-12): the loss is decided, the model size and epochs are not")
         law_obj = est.spec.law_obj
         if law_obj.monotone and not np.isfinite(law_obj.repetition(est.params_, u)):
-            res["warnings"].append("this law has no repetition penalty: the allocation is the naive Chinchilla "
-                                   "one, as if every token were fresh")
-        res["fit_warnings"] = list(getattr(est, "warnings_", []))
+            notes.append("this law has no repetition penalty: the allocation is the naive Chinchilla one, as if "
+                         "every token were fresh")
+        holdout = None
         if est.holdout_ and "rmse_log" in est.holdout_:
             rows = est.holdout_.get("rows")
-            res["holdout"] = {"spec": est.holdout_.get("spec"), "rmse_log": est.holdout_["rmse_log"],
-                              "n": len(rows) if isinstance(rows, list) else int(rows or 0)}
-        laws[name] = res
-        warnings += [f"{path}: {w}" for w in res["warnings"] + res["fit_warnings"]]
+            holdout = {"spec": est.holdout_.get("spec"), "rmse_log": est.holdout_["rmse_log"],
+                       "n": len(rows) if isinstance(rows, list) else int(rows or 0)}
+        plan = LawPlan(allocation, front, intervals, notes, list(getattr(est, "warnings_", [])), holdout)
+        laws[name] = plan
+        warnings += [f"{path}: {w}" for w in plan.warnings + plan.fit_warnings]
     return laws, ests, warnings
 
 
@@ -186,28 +212,28 @@ def measured_k_star_line(path: str, u: float, ests: dict) -> dict:
 
 
 
-def decision_lines(budgets, u, first: dict, recipes: dict | None, cap) -> list[str]:
+def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> list[str]:
     """The answer first: what to train (and with which recipe), the loss and how sure it is."""
     lines = []
-    if len(budgets) == 1:
-        iv = first.get("intervals")
-        pi = (iv or {}).get("loss_prediction") or first.get("loss_prediction")
+    if first.allocation is not None:
+        a, iv = first.allocation, first.intervals
+        pi = (iv or {}).get("loss_prediction") or a.loss_prediction
         sure = (f" [95% prediction interval {pi[0]:.4f}-{pi[1]:.4f}]" if pi else "") + ((
             f" [{100 * iv['level']:g}% of the law's mean: {iv['loss'][0]:.4f}-{iv['loss'][1]:.4f}; "
             f"N* {iv['params'][0]:.3g}-{iv['params'][1]:.3g}, K* {iv['epochs'][0]:.3g}-{iv['epochs'][1]:.3g}]")
             if iv else " (no parameter interval)")
-        lines.append(f"decision: train N* = {first['params']:.4g} params on D* = {first['tokens']:.4g} tokens "
-                     f"({first['epochs']:.3g} epochs of U = {u:.4g}); predicted loss {first['loss']:.4f}{sure}")
+        lines.append(f"decision: train N* = {a.params:.4g} params on D* = {a.tokens:.4g} tokens "
+                     f"({a.epochs:.3g} epochs of U = {u:.4g}); predicted loss {a.loss:.4f}{sure}")
     else:
-        wall = first["data_wall"]
-        limit = (f"lowest {first['loss_limit']:.4f} on this frontier; this law overfits as C grows"
-                 if first.get("loss_limit_is") else f"limit {first['loss_limit']:.4f} as C -> infinity")
-        lines.append(f"decision: on U = {u:.4g} the loss reaches {first['rows'][-1]['loss']:.4f} at C = "
+        f = first.frontier
+        limit = (f"lowest {f.loss_limit:.4f} on this frontier; this law overfits as C grows"
+                 if f.loss_limit_is else f"limit {f.loss_limit:.4f} as C -> infinity")
+        lines.append(f"decision: on U = {u:.4g} the loss reaches {f.rows[-1].loss:.4f} at C = "
                      f"{budgets[-1]:.3g} ({limit}); "
-                     + (f"beyond C = {wall:.3g} another 10x of compute buys < {first['wall_gain']:g} nats: "
-                        "more data, not compute, is what helps" if wall else "no data wall in this range"))
-        if first.get("spend_at_most"):
-            lines.append(f"  the loss is lowest at C = {first['spend_at_most']:.3g}: larger budgets overfit this corpus "
+                     + (f"beyond C = {f.data_wall:.3g} another 10x of compute buys < {f.wall_gain:g} nats: "
+                        "more data, not compute, is what helps" if f.data_wall else "no data wall in this range"))
+        if f.spend_at_most:
+            lines.append(f"  the loss is lowest at C = {f.spend_at_most:.3g}: larger budgets overfit this corpus "
                          "under this law (more epochs past its turn, or a larger model it cannot feed); spend at "
                          "most that, or add data")
     if recipes:
@@ -238,14 +264,14 @@ def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_pe
 
     laws, ests, warnings = plan_laws(records, budgets, u, flops_per_token=flops_per_token,
                                      max_params=max_params, wall_gain=wall_gain)
-    said = [w for r in laws.values() for w in r["fit_warnings"]]
+    said = [w for r in laws.values() for w in r.fit_warnings]
     warnings += [w for w in effect_warnings if not any(w.endswith(x) for x in said)]  # the study's law, once
     single = len(budgets) == 1
     head = headline(laws) if single else None
     first = laws[head.law] if head else next(iter(laws.values()))
     recipes = None
-    if effects:
-        name, est, thetas = ests[0]
+    if effects:  # recipes on the law that leads the decision
+        name, est, thetas = next((e for e in ests if head and e[0] == head.law), ests[0])
         recipes = plan_recipes(est, list(effects), budgets, u, thetas=thetas, flops_per_token=flops_per_token,
                                max_params=max_params) | {"law": name}
     lines = decision_lines(budgets, u, first, recipes, max_params)
@@ -259,4 +285,4 @@ def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_pe
         measured = measured_k_star_line(reuse_file, u, {n: e for n, e, _ in ests})
         lines.append(measured["line"])
     return PlanResult(laws, warnings, lines, head, compare_laws(laws) if len(laws) > 1 and single else None,
-                      None if single else first["rows"], recipes, measured), ests
+                      None if single else first.frontier.rows, recipes, measured), ests

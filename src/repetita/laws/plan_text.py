@@ -6,35 +6,38 @@ import numpy as np
 
 
 def print_allocation(flops_per_token: float, budgets, u: float, laws: dict, comparison: dict | None) -> None:
+    """Each law's allocation (one budget) or frontier (several), from ``decide.LawPlan`` objects."""
     print(f"unique tokens U = {u:.4g}; C = {flops_per_token:g} N D")
     if len(budgets) > 1:
-        for name, r in laws.items():
-            bands = r.get("bands")
+        for name, plan in laws.items():
+            f = plan.frontier
+            bands = f.bands
             print(f"{name}")
             print(f"{'C':>10} {'N*':>10} {'D*':>10} {'K*':>8} {'L*':>8} {'10x C buys':>11}"
                   + (f"   {100 * bands['level']:g}%: K*, L*" if bands else ""))
-            for j, row in enumerate(r["rows"]):
+            for j, row in enumerate(f.rows):
                 extra = (f"   [{bands['epochs'][j][0]:.3g}, {bands['epochs'][j][1]:.3g}], "
                          f"[{bands['loss'][j][0]:.4f}, {bands['loss'][j][1]:.4f}]") if bands else ""
-                print(f"{row['compute']:>10.3g} {row['params']:>10.4g} {row['tokens']:>10.4g} {row['epochs']:>8.3g} "
-                      f"{row['loss']:>8.4f} {row['gain_from_10x']:>11.4f}{extra}")
-            wall = f"{r['data_wall']:.3g} FLOPs" if r["data_wall"] else "not reached in this range"
-            print(f"data wall (10x compute buys < {r['wall_gain']:g} nats): {wall}; loss as C -> infinity "
-                  f"{r['loss_limit']:.4f}" + (f" [{bands['loss_limit'][0]:.4f}, {bands['loss_limit'][1]:.4f}]" if bands else ""))
+                print(f"{row.compute:>10.3g} {row.params:>10.4g} {row.tokens:>10.4g} {row.epochs:>8.3g} "
+                      f"{row.loss:>8.4f} {row.gain_from_10x:>11.4f}{extra}")
+            wall = f"{f.data_wall:.3g} FLOPs" if f.data_wall else "not reached in this range"
+            limit = "lowest loss on the frontier" if f.loss_limit_is else "loss as C -> infinity"
+            print(f"data wall (10x compute buys < {f.wall_gain:g} nats): {wall}; {limit} {f.loss_limit:.4f}"
+                  + (f" [{bands['loss_limit'][0]:.4f}, {bands['loss_limit'][1]:.4f}]" if bands else ""))
         return
     print(f"compute C = {budgets[0]:.4g} FLOPs")
     print(f"{'law':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
-    for name, r in laws.items():
-        nv = r["naive"]
-        print(f"{name[:40]:<40} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['epochs']:>7.3g} {r['loss']:>8.4f} "
-              f"{r.get('last_epoch_worth', float('nan')):>10.3f}   {nv['params']:.3g}, {nv['tokens']:.3g}: "
-              f"{nv['loss_with_U']:.4f} (+{nv['penalty_vs_optimum']:.4f})")
-        if "intervals" in r:
-            iv = r["intervals"]
+    for name, plan in laws.items():
+        r, nv = plan.allocation, plan.allocation.naive
+        worth = r.last_epoch_worth if r.last_epoch_worth is not None else float("nan")
+        print(f"{name[:40]:<40} {r.params:>10.4g} {r.tokens:>10.4g} {r.epochs:>7.3g} {r.loss:>8.4f} "
+              f"{worth:>10.3f}   {nv.params:.3g}, {nv.tokens:.3g}: {nv.loss_with_U:.4f} (+{nv.penalty_vs_optimum:.4f})")
+        if plan.intervals:
+            iv = plan.intervals
             print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "
                   f"K* [{iv['epochs'][0]:.3g}, {iv['epochs'][1]:.3g}], loss [{iv['loss'][0]:.4f}, {iv['loss'][1]:.4f}]")
-        if "holdout" in r:
-            print(f"{'':<40} held-out RMSE(log) {r['holdout']['rmse_log']:.4f} ({r['holdout']['spec']})")
+        if plan.holdout:
+            print(f"{'':<40} held-out RMSE(log) {plan.holdout['rmse_log']:.4f} ({plan.holdout['spec']})")
     if len(laws) > 1 and comparison:
         c = comparison
         fav = f"the held-out errors ({c['holdout']}) favour {c['favoured_by_holdout']}" if c["favoured_by_holdout"] \
