@@ -22,6 +22,7 @@ import numpy as np
 from repetita.blas import single_threaded
 from repetita.errors import require
 from repetita.laws.forms import Law
+from repetita.laws.uncertainty import percentile_band
 
 FLOPS_PER_PARAM_TOKEN = 6.0
 N_RANGE = (1e3, 1e15)  # the bracket search spans these model sizes (clipped to the compute line and a cap)
@@ -278,13 +279,6 @@ def past_turn(epochs: float, turn: float) -> list[str]:
             "loss, and this budget is more than the corpus can use; spend less, or add data"]
 
 
-def _quantiles(values: np.ndarray, level: float) -> np.ndarray:
-    """(2, ...) lower and upper percentiles over the draws (axis 0), ignoring draws without a value."""
-    q = ((1 - level) / 2, (1 + level) / 2)
-    with np.errstate(all="ignore"):
-        return np.nanquantile(values, q, axis=0)
-
-
 def allocation_intervals(fit, compute: float, unique_tokens: float, level: float = 0.95, n: int = 200,
                          thetas: np.ndarray | None = None, **kw) -> dict | None:
     """Percentile intervals of N*, D*, K* and the loss under the fit's saved parameter uncertainty
@@ -298,7 +292,7 @@ def allocation_intervals(fit, compute: float, unique_tokens: float, level: float
     r = solve(check_allocatable(est), thetas, [compute], unique_tokens, **kw)
     from repetita.laws.uncertainty import prediction_interval
 
-    return {k: _quantiles(r[k][:, 0], level).tolist() for k in ("params", "tokens", "epochs", "loss")} | {
+    return {k: percentile_band(r[k][:, 0], level).tolist() for k in ("params", "tokens", "epochs", "loss")} | {
         "level": level, "samples": len(thetas), "loss_prediction": prediction_interval(r["loss"][:, 0], est, level)}
 
 
@@ -361,14 +355,14 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
         g = r["loss"][:, :B] - r["loss"][:, B:]
         from repetita.laws.uncertainty import prediction_interval
 
-        out["bands"] = {k: _quantiles(r[k][:, :B], level).T.tolist() for k in ("params", "epochs", "loss")} | {
+        out["bands"] = {k: percentile_band(r[k][:, :B], level).T.tolist() for k in ("params", "epochs", "loss")} | {
             "level": level, "samples": len(thetas),
             "loss_prediction": [prediction_interval(r["loss"][:, j], est, level) for j in range(B)]}
         walls = _wall(C, g, wall_gain)
-        out["bands"]["data_wall"] = _quantiles(walls, level).tolist() if np.isfinite(walls).mean() >= 0.5 else None
+        out["bands"]["data_wall"] = percentile_band(walls, level).tolist() if np.isfinite(walls).mean() >= 0.5 else None
         out["bands"]["data_wall_reached"] = float(np.isfinite(walls).mean())
         limits = loss_limit(est, unique_tokens, thetas, efficiency) if law.monotone else r["loss"][:, :B].min(axis=1)
-        out["bands"]["loss_limit"] = _quantiles(limits, level).tolist()
+        out["bands"]["loss_limit"] = percentile_band(limits, level).tolist()
     return Frontier(**out)
 
 

@@ -12,7 +12,7 @@ own decision is kept beside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -68,7 +68,6 @@ class PlanResult:
     frontier: list[FrontierRow] | None = None
     recipes: dict | None = None
     measured_k_star: dict | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = {"laws": {k: v.to_dict() for k, v in self.laws.items()}, "warnings": self.warnings,
@@ -84,7 +83,7 @@ class PlanResult:
             out["allocation"] = {"params": h.params, "tokens": h.tokens, "epochs": h.epochs, "loss": h.loss,
                                  "law": h.law, "method": h.method} | (
                 {"intervals": self.laws[h.law].intervals} if self.laws[h.law].intervals else {})
-        return out | self.extra
+        return out
 
 
 def draws(est, n: int = 200):

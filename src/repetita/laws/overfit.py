@@ -30,7 +30,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from repetita.laws.forms import _CHIN_BOUNDS, _CHIN_GRID, _DC_COLUMNS, Law, _chinchilla_data_term, _col, _lse, _p
+from repetita.laws.forms import (
+    _CHIN_BOUNDS,
+    _CHIN_GRID,
+    _DC_COLUMNS,
+    Law,
+    _chinchilla_data_term,
+    _col,
+    _lse,
+    _p,
+    effective_data,
+    effective_params,
+)
 from repetita.laws.forms import data_constrained as _data_constrained
 
 Array = np.ndarray
@@ -92,8 +103,6 @@ def data_decay(theta: Array, X: dict) -> Array:
     decay = _repeats(X) * np.exp(-log_ro)  # R / R_o
     # the data term of the data-constrained law, with log D' shifted by -R/R_o; rebuilt through the same
     # pieces so that the one effective-data implementation (forms.effective_data) is used
-    from repetita.laws.forms import effective_data, effective_params
-
     a, b, e, alpha, beta = (_p(base_theta, i) for i in range(5))
     n_eff = effective_params(_col(X, "params"), _col(X, "unique_tokens"), a, b, alpha, beta, base_theta[:, 6:7])
     log_d = np.log(effective_data(_col(X, "unique_tokens"), _col(X, "tokens"), base_theta[:, 5:6])) - decay
@@ -123,16 +132,14 @@ def turn(law: Law, params: dict, n, u) -> Array:
     shape = n.shape
     if law.monotone:
         return np.full(shape, np.inf)
+    from repetita.laws.allocate import law_loss  # below forms in the import order: imported at call time
+
     n, u = n.ravel(), u.ravel()
     k = TURN_GRID
-    rows = {"params": np.repeat(n, k.size), "unique_tokens": np.repeat(u, k.size),
-            "tokens": np.repeat(u, k.size) * np.tile(k, n.size)}
-    X = {name: v for name, v in rows.items()}
-    for name in list(X):
-        X[f"log_{'unique' if name == 'unique_tokens' else name}"] = np.log(X[name])
     theta = np.array([[params[p] for p in law.params]])
-    with np.errstate(all="ignore"):
-        loss = law.func(theta, X)[0].reshape(n.size, k.size)
+    with np.errstate(all="ignore"):  # the parabola below is fitted to the log loss, as the laws' forms return it
+        loss = np.log(law_loss(law, theta, np.repeat(n, k.size), np.repeat(u, k.size) * np.tile(k, n.size),
+                               np.repeat(u, k.size))[0]).reshape(n.size, k.size)
     loss = np.where(np.isfinite(loss), loss, np.inf)
     i = np.argmin(loss, axis=1)
     out = np.full(n.size, np.inf)

@@ -175,17 +175,14 @@ def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fr
             t, s = plan_table(rec, params, unique_tokens, epochs, fraction)
         tables.append(t)
         sums.append(s)
-    import warnings
-
-    q = ((1 - level) / 2, (1 + level) / 2)
-    cols = ("effective_tokens", "reuse_rate", "next_epoch_worth", "loss")
-    # an overfitting law has no E(K) columns: their quantiles are NaN by design, not a warning to show
-    warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
-    stack = {c: np.stack([t[c].to_numpy() for t in tables]) for c in cols}
-    rows = [{c: [float(np.nanquantile(stack[c][:, i], q[0])), float(np.nanquantile(stack[c][:, i], q[1]))]
-             for c in cols} for i in range(len(tables[0]))]
     from repetita.laws.fit import LawFit
-    from repetita.laws.uncertainty import prediction_interval
+    from repetita.laws.uncertainty import percentile_band, prediction_interval
+
+    cols = ("effective_tokens", "reuse_rate", "next_epoch_worth", "loss")
+    # an overfitting law has no E(K) columns: their bands are NaN by design
+    stack = {c: np.stack([t[c].to_numpy() for t in tables]) for c in cols}
+    bands = {c: percentile_band(stack[c], level).T.tolist() for c in cols}
+    rows = [{c: bands[c][i] for c in cols} for i in range(len(tables[0]))]
 
     est = LawFit.from_result(record)
     for i, row in enumerate(rows):
@@ -193,7 +190,7 @@ def plan_intervals(record: dict, params: float, unique_tokens: float, epochs, fr
     summary = {}
     for k in ("rd_star", "saturation_epochs", "epochs_until_worth_below", "best_epochs", "best_loss"):
         vals = np.array([np.nan if s.get(k) is None else s[k] for s in sums], dtype=float)
-        summary[k] = [float(np.nanquantile(vals, q[0])), float(np.nanquantile(vals, q[1]))]
+        summary[k] = percentile_band(vals, level).tolist()
     return {"level": level, "samples": len(samples), "method": record["uncertainty"]["method"],
             "table": rows, "summary": summary}
 

@@ -298,3 +298,14 @@ def prediction_interval(losses, est, level: float = 0.95, seed: int = 0) -> list
     reps = max(1, 4000 // losses.size)
     eps = s * rng.standard_t(dof, size=(reps, losses.size))
     return np.quantile((losses[None, :] * np.exp(eps)).ravel(), q).tolist()
+
+
+def percentile_band(values, level: float) -> np.ndarray:
+    """(2, ...) lower and upper percentiles over the draws (axis 0), ignoring draws without a value; a
+    quantity no draw has (an overfitting law's E(K)) is NaN without numpy's all-NaN warning."""
+    import warnings
+
+    q = ((1 - level) / 2, (1 + level) / 2)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(np.asarray(values, dtype=float), q, axis=0)
