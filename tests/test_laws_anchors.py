@@ -97,7 +97,7 @@ def test_multipower_predicts_held_out_schedules(model):
 HOLDOUT_RMSE = {
     ("largest:params:2", "data-constrained"): 0.0729, ("largest:params:2", "reuse"): 0.0330,
     ("largest:params:2", "reuse-power"): 0.0445, ("largest:epochs:3", "data-constrained"): 0.0113,
-    ("largest:epochs:3", "reuse"): 0.0050, ("largest:epochs:3", "reuse-power"): 0.0212,
+    ("largest:epochs:3", "reuse"): 0.0073, ("largest:epochs:3", "reuse-power"): 0.0212,
 }
 
 
@@ -114,13 +114,15 @@ def test_reuse_fit_on_datablations_quoted_in_docs():
     """docs/laws.md: the N-aware law's fit with the Chinchilla part frozen as published."""
     db = load_example("datablations")
     fit = LawFit("reuse", freeze=DATABLATIONS_FROZEN).fit(db)
-    # r0 and r1 slide along a flat valley (112.5 / -5.27 on one BLAS, 112.15 / -5.25 on another, with
-    # objectives 3e-7 apart): assert what the data identify, the objective, R_D* at the smallest budget
-    # (where the table repeats most) and the predictions, never the coefficients one by one.
-    assert fit.objective_ == pytest.approx(0.0121213, abs=2e-6)
-    assert fit.r2_ == pytest.approx(0.789, abs=1e-3)
+    # r0 and r1 slide along a flat valley with two basins (183.9 / -9.14 best, 112.5 / -5.27 within 0.7%;
+    # which one a fit seeded with rising slopes only reached depended on the CPU): assert what the data
+    # identify, the objective, R_D* at the smallest budget (where the table repeats most) and the
+    # predictions, never the coefficients one by one.
+    assert fit.objective_ == pytest.approx(0.0120357, abs=2e-6)
+    assert fit.r2_ == pytest.approx(0.783, abs=1e-3)
     p = fit.params_
-    assert p["r0"] + p["r1"] * np.log(1e8) == pytest.approx(15.4, abs=0.3)  # docs: 15.4 at U = 100M
+    assert p["r0"] + p["r1"] * np.log(1e8) == pytest.approx(15.6, abs=0.3)  # docs: 15.6 at U = 100M
     assert p["r1"] < -4  # R_D* falls with U (docs), a sign the valley never crosses
-    assert fit.predict(db.iloc[[0]])[0] == pytest.approx(2.8040, rel=1e-3)  # 2.8B on 4B x 8 epochs
-    assert any("R^2 = 0.789 is below 0.9" in w for w in fit.warnings_)
+    assert fit.predict(db.iloc[[0]])[0] == pytest.approx(2.7889, rel=1e-3)  # 2.8B on 4B x 8 epochs
+    assert any("R^2 = 0.783 is below 0.9" in w for w in fit.warnings_)
+    assert any("another optimum" in w for w in fit.warnings_)  # the second basin is reported

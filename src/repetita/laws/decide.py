@@ -171,7 +171,7 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
             notes.append("the decision lies outside the runs the fit rests on: " + "; ".join(beyond)
                          + "; read its intervals as too narrow there (the law benchmark's coverage "
                          "is 0.90-1.00 for size, compute and budget extrapolation on the datablations tables, 0.3-0.9 "
-                         "past the fitted epochs, down to 0.17 on the 48 curve finals)")
+                         "past the fitted epochs, down to 0.17-0.33 on the 48 curve finals)")
         if edge:
             notes.append("the optimum lies at the edge of the model sizes searched (or at --max-params)")
         flat = [r.compute for r in points if r.size_undetermined]

@@ -323,10 +323,14 @@ def _dc_seeds(parent: dict, X: dict) -> list[dict]:
 
 def _reuse_seeds(form: str):
     def seeds(parent: dict, X: dict) -> list[dict]:
-        """R_D*(U) through the constant law's R_D* at the median U, with slopes from flat to steep."""
+        """R_D*(U) through the constant law's R_D* at the median U, with slopes from steeply falling to
+        steeply rising. Falling slopes matter: on datablations R_D* falls with U (docs/laws.md), and with
+        rising slopes only, which of two optima (objectives 0.01212 and 0.01246) the fit reached depended
+        on the CPU the grid was ranked on."""
         log_u = float(np.median(X["log_unique"]))
         out = []
-        for r1 in ((0.0, 0.5, 1.0, 2.0, 4.0) if form == "log" else (0.0, 0.05, 0.1, 0.2, 0.4)):
+        slopes = (0.5, 1.0, 2.0, 4.0, 8.0) if form == "log" else (0.05, 0.1, 0.2, 0.4, 0.8)
+        for r1 in (0.0, *slopes, *(-r for r in slopes)):
             r0 = parent["rd_star"] - r1 * log_u if form == "log" else parent["rd_star"] * np.exp(-r1 * log_u)
             out.append({k: v for k, v in parent.items() if k != "rd_star"} | {"r0": r0, "r1": r1})
         return out
