@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,lm,hf,ray,parquet,trl,curves
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
-.PHONY: demo test test-one-thread test-slow lint bench clean venv base-check
+.PHONY: demo test test-one-thread test-slow lint bench clean venv base-check browser test-browser report-screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,26 @@ base-check:
 	.venv-base/bin/repetita mix optimize --weights 0.9,0.1 --json > /dev/null
 	@.venv-base/bin/repetita train --epochs 1 --out /tmp/repetita-base-check 2>&1 | grep -q "pip install 'repetita\[lm\]'"
 	@echo "base install: laws, fit, theory, mix optimize run without torch; train names its extra"
+
+# Debian's Chromium, for the report's browser test. Installing needs apt-get as root; where that is not
+# possible this says so and the browser test skips with the same advice.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "Chromium could not be installed here (needs apt-get as root): the browser test will be skipped"
+
+# The study report rendered in headless Chromium: it loads, every figure loads, the decision comes first.
+test-browser: $(STAMP) browser
+	$(BIN)/python -m pytest -q -m slow tests/test_study_report_browser.py
+
+# The first screen (1400 x 900) of the demo's study report, as docs/figures/demo_report.png (after make demo).
+report-screenshot: browser
+	@test -f out/demo/study/report/report.html || { echo "no out/demo/study/report/report.html: run make demo first"; exit 2; }
+	profile=$$(mktemp -d); chromium --headless --no-sandbox --disable-gpu --no-first-run \
+	  --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
+	  --window-size=1400,900 --user-data-dir=$$profile --screenshot=docs/figures/demo_report.png \
+	  out/demo/study/report/report.html; rc=$$?; rm -rf $$profile; exit $$rc
 
 clean:
 	rm -rf $(VENV) .venv-base build *.egg-info src/*.egg-info

@@ -10,6 +10,12 @@ the parameter counts differ by a few percent (printed; the comparison is refused
 timed alternately within each repeat (load changes on a shared machine hit both) and the best repeat of each
 is kept. With CUDA: bf16 autocast for both, and the model FLOP utilisation of repetita's runs, 6 N + 12 L d T
 FLOPs per token (Kaplan et al. 2020: parameters plus attention) against ``--peak-tflops``.
+
+``--loop``: the same shapes through repetita's training loop (``repetita.lm.trainer.Trainer``), with the
+loop reading the loss on the host and handing the logits to a callback at every step (what the loop did
+before: ``float(loss.mean())`` and the [M, B, T, V] logits to every callback) against the loop as it is
+(the loss read only at callback steps, here every 100, and no logits kept). Same model, data and
+optimizer; the two alternate within each repeat, best of each kept.
 """
 
 from __future__ import annotations
@@ -80,6 +86,58 @@ def time_steps(model, kind: str, steps: int, batch: int, context: int, device: s
     return time.perf_counter() - t
 
 
+def time_loop(n_layer: int, d: int, n_head: int, context: int, batch: int, steps: int, sync_every_step: bool,
+              device: str) -> float:
+    """Wall seconds of ``steps`` steps of the training loop (after two warm-up steps)."""
+    from repetita.lm.trainer import Callback, Trainer
+
+    class EveryStep(Callback):  # the former behaviour: a host read and the logits at every step
+        wants_logits = True
+
+        def on_step(self, trainer, step):
+            step.loss  # noqa: B018 - the read is what is timed
+            return step.logits is None  # (never None here; keeps the logits live as a consumer would)
+
+    class Rare(Callback):
+        every = 100
+
+        def on_step(self, trainer, step):
+            step.loss  # noqa: B018
+
+    torch.manual_seed(0)
+    model = repetita_model(n_layer, d, n_head, context).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 512, (1, batch, context + 1), generator=g).to(device)
+    callbacks = [EveryStep()] if sync_every_step else [Rare()]
+    trainer = Trainer(model, opt, lambda step: (x[..., :-1], x[..., 1:]), total_steps=steps + 2, lr=1e-3,
+                      callbacks=callbacks)
+    trainer.total = 2
+    trainer.run()  # warm-up
+    trainer.total = steps + 2
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    trainer.run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def loop_table(args) -> None:
+    print(f"{'shape':>8} {'sync every step tok/s':>22} {'sync at callbacks tok/s':>24} {'speed-up':>9}")
+    tokens = args.steps * args.batch * args.context
+    for shape in args.shapes.split(","):
+        n_layer, d = (int(v) for v in shape.split("x"))
+        best = {True: float("inf"), False: float("inf")}
+        for _ in range(args.repeats):
+            for sync in (True, False):
+                t = time_loop(n_layer, d, max(1, d // 32), args.context, args.batch, args.steps, sync, args.device)
+                best[sync] = min(best[sync], t)
+        old, new = tokens / best[True], tokens / best[False]
+        print(f"{shape:>8} {old:>22,.0f} {new:>24,.0f} {new / old:>9.3f}", flush=True)
+
+
 def matmul_rate(device: str, n: int = 2048, reps: int = 10) -> float:
     """FLOP/s of a large fp32 matrix product on this device: the ceiling a matmul-bound model can approach."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -105,6 +163,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100 SXM: 989)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--compile", action="store_true", help="torch.compile both models' forward (warm-up compiles)")
+    ap.add_argument("--loop", action="store_true", help="time the training loop: loss read every step vs at "
+                    "callback steps only")
     ap.add_argument("--adamw", default="auto", help="AdamW implementation(s) for both models, comma-separated: "
                     "auto (the trainer's default on the device), for-loop, foreach, fused")
     args = ap.parse_args()
@@ -113,6 +173,8 @@ def main() -> None:
         raise SystemExit("lm_throughput: --device cuda but CUDA is not available")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, device {args.device}")
+    if args.loop:
+        return loop_table(args)
     rate = matmul_rate(args.device)
     print(f"fp32 matmul rate of this machine (2048 x 2048 x 2048, same threads): {rate / 1e9:.1f} GFLOP/s")
     from repetita.lm.train import ADAMW_AUTO, ADAMW_IMPLS

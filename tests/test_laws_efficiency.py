@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from repetita import recipe_registry
 from repetita.cli import main
 from repetita.errors import UserError
 from repetita.laws.allocate import allocate, loss_limit
@@ -26,10 +27,10 @@ PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
 
 
 def test_cost_model_of_recipe_names():
-    assert (effect("ensemble:4", 3.1).train_cost, effect("ensemble:4", 3.1).serve_factor) == (4.0, 4.0)
-    assert (effect("distill:4", 2.0).train_cost, effect("distill:4", 2.0).serve_factor) == (5.0, 1.0)
-    assert effect("self-distill", 1.2).train_cost == 2.0 and effect("distill", 1.2).train_cost == 2.0
-    assert (effect("regularized", 2.3).train_cost, effect("regularized", 2.3).serve_factor) == (1.0, 1.0)
+    assert (effect("ensemble:4", 3.1, recipe_registry).train_cost, effect("ensemble:4", 3.1, recipe_registry).serve_factor) == (4.0, 4.0)
+    assert (effect("distill:4", 2.0, recipe_registry).train_cost, effect("distill:4", 2.0, recipe_registry).serve_factor) == (5.0, 1.0)
+    assert effect("self-distill", 1.2, recipe_registry).train_cost == 2.0 and effect("distill", 1.2, recipe_registry).train_cost == 2.0
+    assert (effect("regularized", 2.3, recipe_registry).train_cost, effect("regularized", 2.3, recipe_registry).serve_factor) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("items, message", [
@@ -39,17 +40,27 @@ def test_cost_model_of_recipe_names():
     (["ensemble=3"], "name the members"),
     (["regularized=2", "regularized=3"], "given twice"),
     (["regularized=nan"], "must be a positive number"),
+    (["mystery=2"], "unknown recipe .mystery.; registered recipes: standard, regularized, ensemble"),
+    (["regularized:4=2"], "takes no member count"),
 ])
 def test_bad_multipliers_are_refused(items, message):
     with pytest.raises(UserError, match=message):
-        parse_efficiency(items)
+        parse_efficiency(items, recipe_registry)
 
 
-def test_a_recipe_is_the_law_with_m_times_the_data():
+@pytest.fixture
+def same_recipe():
+    """A recipe that changes nothing and costs nothing extra, registered for one test."""
+    recipe_registry.register(recipe_registry.Recipe("same", run=None, cells=None, keys=(), summary="the standard runs"))
+    yield
+    recipe_registry.unregister("same")
+
+
+def test_a_recipe_is_the_law_with_m_times_the_data(same_recipe):
     """Efficiency m at (N, D, U) is the standard law at (N, m D, m U): a free recipe with m = 1 is the standard
     recipe, its asymptote is the limit on m U, and a larger m never loses at the same cost."""
     c, u = 1e22, 25e9
-    res = plan_recipes(PUBLISHED, parse_efficiency(["same=1", "regularized=2.3"]), [c], u)
+    res = plan_recipes(PUBLISHED, parse_efficiency(["same=1", "regularized=2.3"], recipe_registry), [c], u)
     std, same, reg = (res["recipes"][n] for n in ("standard", "same", "regularized"))
     assert same["rows"][0]["loss"] == pytest.approx(std["rows"][0]["loss"], rel=1e-12)
     assert reg["rows"][0]["loss"] < std["rows"][0]["loss"] and res["best"][0]["recipe"] == "regularized"
@@ -60,11 +71,11 @@ def test_a_recipe_is_the_law_with_m_times_the_data():
 def test_ensemble_pays_only_with_compute_and_the_cap_binds():
     """An ensemble of 4 costs 4x: at a small budget the single model wins, near the data wall the ensemble
     (lower asymptote) does; a serving cap divides among its members and can take the win away."""
-    eff = parse_efficiency(["ensemble:4=3.1"])
+    eff = parse_efficiency(["ensemble:4=3.1"], recipe_registry)
     res = plan_recipes(PUBLISHED, eff, [1e20, 1e25], 25e9)
     assert [b["recipe"] for b in res["best"]] == ["standard", "ensemble:4"]
     # docs/plan.md: beside a 2.3x regularized recipe the ensemble takes over from 1e24, past the data wall
-    both = plan_recipes(PUBLISHED, parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"]),
+    both = plan_recipes(PUBLISHED, parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"], recipe_registry),
                         np.geomspace(1e20, 1e26, 7), 25e9)
     assert [b["recipe"] for b in both["best"]] == ["regularized"] * 4 + ["ensemble:4"] * 3
     ens = res["recipes"]["ensemble:4"]
@@ -84,14 +95,14 @@ def test_multipliers_from_a_study_report():
                  {"recipe": "regularized", "params": n, "unique_tokens": u, "effective_tokens": reg},
                  {"recipe": "ensemble x4", "params": n, "unique_tokens": u, "effective_tokens": ens},
                  {"recipe": "ensemble member", "params": n, "unique_tokens": u, "effective_tokens": std}]
-    effects, warnings = from_report({"efficiency": rows, "fits": {"data-constrained": {"warnings": ["asymptote E not identified"]}}})
+    effects, warnings = from_report({"efficiency": rows, "fits": {"data-constrained": {"warnings": ["asymptote E not identified"]}}}, recipe_registry)
     got = {e.name: e for e in effects}
     assert set(got) == {"regularized", "ensemble:4"}
     assert got["regularized"].efficiency == pytest.approx(1.2)  # median of 1.2, 1.1, 1.3
     assert got["ensemble:4"].efficiency == pytest.approx(1.5) and got["ensemble:4"].train_cost == 4
     assert any("asymptote E not identified" in w for w in warnings)
     with pytest.raises(UserError, match="no standard runs"):
-        from_report({"efficiency": [r for r in rows if r["recipe"] != "standard"]})
+        from_report({"efficiency": [r for r in rows if r["recipe"] != "standard"]}, recipe_registry)
 
 
 def test_kim_headline_arithmetic():
@@ -152,7 +163,7 @@ def test_cli_asymptotes(capsys):
 
 def test_docs_recipe_table_at_the_datablations_budget():
     """docs/plan.md's table: the four recipes at 9.26e21 FLOPs on 25B tokens, without and with a 5B cap."""
-    eff = parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"])
+    eff = parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"], recipe_registry)
     res = plan_recipes(PUBLISHED, eff, [9.26e21], 25e9, max_params=5e9)
     free = {n: r["rows"][0]["loss"] for n, r in res["recipes"].items()}
     capped = {n: r["rows"][0]["loss"] for n, r in res["recipes_within_cap"].items()}
@@ -183,7 +194,7 @@ def test_a_null_multiplier_counts_as_beyond_the_law():
             {"recipe": "regularized", "params": 1.0, "unique_tokens": 2.0, "data_multiplier": None},
             {"recipe": "standard", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.0},
             {"recipe": "regularized", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.4}]
-    effects, warnings = from_report({"efficiency": rows})
+    effects, warnings = from_report({"efficiency": rows}, recipe_registry)
     assert [e.efficiency for e in effects] == [pytest.approx(1.4)]
     assert any("below the fitted law's reach" in w for w in warnings)
 
@@ -191,4 +202,4 @@ def test_a_null_multiplier_counts_as_beyond_the_law():
 def test_non_finite_asymptote_is_refused(capsys):
     assert main(["plan", "--asymptote", "a=3.4", "--asymptote", "b=nan", "--irreducible", "1.9", "--data-exponent",
                  "0.1", "--unique-tokens", "2e8"]) == 2
-    assert "--asymptote b: the loss must be a finite number" in capsys.readouterr().err
+    assert "asymptote b: the loss must be a finite number" in capsys.readouterr().err

@@ -11,9 +11,9 @@ from repetita.errors import UserError
 from repetita.lm.config import TrainConfig
 from repetita.lm.distill import kd_loss
 from repetita.lm.recipes import RecipeConfig, run_recipe
-from repetita.lm.schedules import lr_multiplier
 from repetita.lm.train import train
 from repetita.lm.trainer import Every, StopTraining
+from repetita.schedules import lr_multiplier
 
 # A tiny run on a synthetic source: ~0.1 s per step on one CPU thread.
 TINY = TrainConfig(corpus="markov:V=24,order=1,n=30000,seed=2", context=16, unique_tokens=16 * 48, epochs=2.0,
@@ -99,16 +99,6 @@ def test_tiny_run_learns_below_chance(tmp_path):
     # the source's entropy rate is the floor; a few hundred steps get well below chance and toward it
     assert res["irreducible_loss"] < last < first < chance
     assert last < chance - 1.0 and last < first - 0.5
-
-
-def test_batched_ensemble_training_matches_separate_runs(tmp_path):
-    ens = train(TINY.replace(members=3, seed=5), tmp_path / "ens")
-    for m in range(3):
-        lone = train(TINY.replace(seed=5 + m), tmp_path / f"m{m}")
-        assert abs(lone["val_loss"] - ens["history"][-1]["val_member_losses"][m]) < 1e-4
-    rows = ens["rows"]
-    assert [r["members"] for r in rows] == [1, 1, 1, 3, 3]
-    assert rows[3]["loss"] == ens["history"][-1]["ensemble_logits_loss"] == ens["val_loss"]
 
 
 def test_kd_loss_zero_for_identical_and_positive_otherwise():

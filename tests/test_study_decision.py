@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from repetita.laws.allocate import predicted_loss
-from repetita.study.report import _decision, best_by_recipe, efficiency, fit_reuse_laws
+from repetita.study.analysis import best_by_recipe, decision, efficiency, fit_reuse_laws
 
 LAW = {"law": "data-constrained", "spec": {"law": "data-constrained"},
        "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
@@ -33,7 +33,7 @@ def test_decision_recovers_the_recipe_and_recommends_it():
     tidy = _tidy()
     fits, dc, std = fit_reuse_laws(tidy)
     eff = efficiency(best_by_recipe(tidy), fits)
-    d = _decision(tidy, dc, std, eff, fits)
+    d = decision(tidy, dc, std, eff, fits)
     assert "skipped" not in d
     assert d["recipes"]["regularized"]["efficiency"] == pytest.approx(M, rel=0.02)
     assert {p["recipe"] for p in d["plans"]} == {"regularized"} and len(d["plans"]) == 9

@@ -44,7 +44,9 @@ alpha = [0.5]
 unique_tokens = [256]
 epochs = [2]
 """
-N_RUNS = 4 + 1 + 1  # standard grid; one ensemble; the self-distill student (its teacher is a standard grid run)
+# standard grid; one ensemble of 2 (its two member runs and their evaluation); the self-distill student
+# (its teacher is a standard grid run)
+N_RUNS = 4 + (2 + 1) + 1
 
 
 def _spec(tmp_path: Path, ckpt: int = 50, extra: str = "") -> Path:

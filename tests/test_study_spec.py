@@ -91,15 +91,24 @@ def test_expansion_counts_ids_and_dependencies(tmp_path):
     grid = expand(load_spec(_spec(tmp_path, GOOD.replace("epochs = [2]\n[recipes.ensemble]",
                                                          "epochs = [2]\nsearch = \"grid\"\n[recipes.ensemble]"))))
     assert sum(r.recipe == "regularized" for r in grid.runs) == 16
-    # the distill teachers (2 members) coincide with the ensemble runs of 2 members: shared, not duplicated
-    assert len(by_recipe["ensemble"]) == 8
+    # the distill teachers (2 members) coincide with the ensemble runs of 2 members: shared, not duplicated.
+    # Ensembles are member runs: 2 models x 2 sizes x 2 seeds evaluations; their members (seeds s..s+K-1)
+    # are shared across K and seeds: seeds 0..3 and 1..4, so 5 member runs per model
+    ensembles = [r for r in by_recipe["ensemble"] if r.config.members > 1]
+    members = [r for r in by_recipe["ensemble"] if r.config.members == 1]
+    assert len(ensembles) == 8 and len(members) == 2 * 5
+    assert sorted({r.config.seed for r in members}) == [0, 1, 2, 3, 4]
     assert len(by_recipe["distill"]) == 2 * 2 * 2
     ids = {r.id for r in study.runs}
     assert len(ids) == len(study.runs)
     position = {r.id: i for i, r in enumerate(study.runs)}
     for r in by_recipe["distill"]:
-        assert r.depends_on in ids and position[r.depends_on] < position[r.id]
-        assert r.config.teacher.endswith(r.depends_on)
+        (teacher,) = r.depends_on
+        assert teacher in ids and position[teacher] < position[r.id]
+        assert r.config.teacher.endswith(teacher)
+    for r in ensembles:  # an ensemble waits for exactly its K members
+        assert set(r.depends_on) == {m.hash for m in r.config.member_configs()} <= ids
+        assert len(r.depends_on) == r.config.members
     # the id is the config hash: expanding again gives the same ids
     again = expand(load_spec(_spec(tmp_path, GOOD)))
     assert [r.id for r in again.runs] == [r.id for r in study.runs]
@@ -167,3 +176,15 @@ def test_cli_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
         assert "not a study directory" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "absent")]) == 2
     assert "no such study directory" in capsys.readouterr().err
+
+
+def test_run_counts_in_the_study_doc_are_the_expanded_counts():
+    # docs/study.md's table of shipped specs gives each spec's run count ("44 + search" where a coordinate
+    # search adds runs later): every count there is what expand() queues now
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "study.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9-]+)\.toml` \| (\d+)( \+ search)? \|", doc, flags=re.M)
+    assert {"tiny", "demo", "gpu"} <= {name for name, _, _ in rows}
+    for name, count, _ in rows:
+        assert len(expand(load_spec(f"example:{name}")).runs) == int(count), name

@@ -11,7 +11,7 @@ escape first, and once learned they amplify the gradient of the rare skills they
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -185,15 +185,6 @@ def compare(cfg: CompositionConfig, level: float = 0.05) -> dict:
         "uniform_reaches_level_at": first_below(n_u, l_u, level),
         "power_reaches_level_at": first_below(n_p, l_p, level),
     }
-
-
-def sweep(cfg: CompositionConfig, exponents: list[float]) -> dict:
-    """One curve per exponent (0 = uniform) on the same seed."""
-    curves = {}
-    for a in exponents:
-        n, loss = train(replace(cfg, exponent=a), a)
-        curves[str(a)] = loss.tolist()
-    return {"config": asdict(cfg), "samples": n.tolist(), "curves": curves}
 
 
 def save(result: dict, out_dir: str) -> None:

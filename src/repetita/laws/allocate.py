@@ -80,13 +80,13 @@ def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops
     thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
     C = np.atleast_1d(np.asarray(computes, dtype=float))
     k, U, m = float(flops_per_token), float(unique_tokens), float(efficiency)
-    require(np.all(C > 0) and np.all(np.isfinite(C)), f"--compute must be positive, got {C.min():g}")
-    require(U > 0 and np.isfinite(U), f"--unique-tokens must be positive, got {unique_tokens}")
-    require(k > 0 and np.isfinite(k), f"--flops-per-token must be positive, got {flops_per_token}")
+    require(np.all(C > 0) and np.all(np.isfinite(C)), f"compute must be positive, got {C.min():g}")
+    require(U > 0 and np.isfinite(U), f"unique tokens must be positive, got {unique_tokens}")
+    require(k > 0 and np.isfinite(k), f"flops per token must be positive, got {flops_per_token}")
     require(m > 0 and np.isfinite(m), f"a data-efficiency multiplier must be positive, got {efficiency}")
     lo = np.log(N_RANGE[0])
     hi = np.log(np.minimum(np.minimum(N_RANGE[1], C / k), max_params if max_params else np.inf))
-    require(np.all(hi > lo + 1e-9), f"--compute {C.min():g} is too small for any model of >= {N_RANGE[0]:g} "
+    require(np.all(hi > lo + 1e-9), f"compute {C.min():g} is too small for any model of >= {N_RANGE[0]:g} "
             "params (or --max-params is below that)")
 
     def loss(logn, rows):  # logn (1 or S', B') -> loss (S', B')
@@ -322,7 +322,7 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     The data wall is the smallest budget in the range from which another 10x of compute improves the
     optimal loss by less than ``wall_gain`` nats: beyond it, this corpus, not compute, limits the loss.
     """
-    require(wall_gain > 0, f"--wall-gain must be positive, got {wall_gain}")
+    require(wall_gain > 0, f"wall gain must be positive, got {wall_gain}")
     est = estimator(fit)
     law = check_allocatable(est)
     C = np.asarray(computes, dtype=float)

@@ -11,7 +11,7 @@ from repetita.errors import UserError, require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 
 
-def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for item in items or []:
         require("=" in item, f"{what} {item!r}: expected NAME=VALUE")
@@ -47,12 +47,12 @@ def _load_table(args):
 
 
 def spec_kwargs(args) -> dict:
-    freeze = {k: parse_number(v, f"--freeze {k}") for k, v in _pairs(args.freeze, "--freeze").items()}
+    freeze = {k: parse_number(v, f"--freeze {k}") for k, v in parse_pairs(args.freeze, "--freeze").items()}
     tie = {}
-    for leader, follower in _pairs(args.tie, "--tie").items():
+    for leader, follower in parse_pairs(args.tie, "--tie").items():
         tie[follower] = leader  # --tie alpha=beta: beta follows alpha
     grid = {}
-    for k, v in _pairs(args.grid, "--grid").items():
+    for k, v in parse_pairs(args.grid, "--grid").items():
         grid[k] = tuple(number_list(v, f"--grid {k}"))
     return {
         "freeze": freeze,
@@ -64,7 +64,7 @@ def spec_kwargs(args) -> dict:
     }
 
 
-def _check_outputs(args, inputs=()) -> None:
+def check_outputs(args, inputs=()) -> None:
     """Output paths are checked before any fitting: a bad one costs a second, not the whole fit."""
     if getattr(args, "plot", None):
         check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
@@ -94,7 +94,7 @@ def cmd_fit(args) -> dict:
     from repetita.laws import record
     from repetita.laws.fit import LawFit
 
-    _check_outputs(args, inputs=[args.csv] if args.csv else [])
+    check_outputs(args, inputs=[args.csv] if args.csv else [])
     df, source = _load_table(args)
     kwargs = spec_kwargs(args)
     if args.by:

@@ -17,7 +17,7 @@ from repetita.cliargs import number_list, parse_number
 from repetita.errors import require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 from repetita.laws import plan_text
-from repetita.laws.cli import _check_outputs, _pairs
+from repetita.laws.cli import check_outputs, parse_pairs
 from repetita.laws.record import load as load_fit
 
 
@@ -27,7 +27,7 @@ def _law_records(args) -> list[tuple[str, dict]]:
     if args.law:
         from repetita.laws.fit import LawFit
 
-        params = {k: parse_number(v, f"--param {k}") for k, v in _pairs(args.param, "--param").items()}
+        params = {k: parse_number(v, f"--param {k}") for k, v in parse_pairs(args.param, "--param").items()}
         record = {"law": args.law, "spec": {"law": args.law}, "params": params,
                   "warnings": ["parameters given on the command line: no intervals"]}
         LawFit.from_result(record)  # an unknown law or a missing parameter is one line here
@@ -38,16 +38,17 @@ def _law_records(args) -> list[tuple[str, dict]]:
 
 def _recipe_effects(args) -> tuple[list, list[str]]:
     """``--efficiency NAME=M`` (repeatable) and/or ``--efficiency-from`` a study's report.json (or its folder)."""
+    from repetita import recipe_registry  # the recipes' cost models (torch-free)
     from repetita.io import read_json
     from repetita.laws.efficiency import from_report, parse_efficiency
 
-    effects, warnings = parse_efficiency(args.efficiency), []
+    effects, warnings = parse_efficiency(args.efficiency, recipe_registry), []
     if args.efficiency_from:
         path = Path(args.efficiency_from)
         if path.is_dir():
             path = path / "report" / "report.json" if (path / "report").is_dir() else path / "report.json"
         require(path.is_file(), f"--efficiency-from {args.efficiency_from}: no report.json there (run repetita report DIR)")
-        measured, warnings = from_report(read_json(path, "report"), str(path))
+        measured, warnings = from_report(read_json(path, "report"), recipe_registry, str(path))
         given = {e.name for e in effects}
         effects += [e for e in measured if e.name not in given]  # a value given on the command line wins
     return effects, warnings
@@ -97,7 +98,7 @@ def cmd_asymptotes(args) -> dict:
     """``plan --asymptote NAME=L ...``: recipe asymptotes at U as data efficiency (Kim et al.'s arithmetic)."""
     from repetita.laws.efficiency import efficiency_from_asymptotes
 
-    losses = {k: parse_number(v, f"--asymptote {k}") for k, v in _pairs(args.asymptote, "--asymptote").items()}
+    losses = {k: parse_number(v, f"--asymptote {k}") for k, v in parse_pairs(args.asymptote, "--asymptote").items()}
     require(args.irreducible is not None and args.data_exponent is not None,
             "--asymptote needs the baseline's data-scaling law: --irreducible E --data-exponent ALPHA")
     u = parse_number(args.unique_tokens, "--unique-tokens")
@@ -127,7 +128,7 @@ def cmd_plan(args) -> dict:
     require(args.law_file and len(args.law_file) == 1,
             "the fixed-size plan reads one --law-file (compare laws, or give --law, with --compute)")
     args.law_file = args.law_file[0]
-    _check_outputs(args, inputs=[args.law_file])
+    check_outputs(args, inputs=[args.law_file])
     record = load_fit(args.law_file)
     n = parse_number(args.params, "--params")
     u = parse_number(args.unique_tokens, "--unique-tokens")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repetita.errors import require
+from repetita.errors import UserError, require
 
 LOSS_TAGS = ("eval/loss", "eval_loss", "val_loss", "validation/loss", "val/loss", "loss", "train/loss")
 
@@ -60,7 +60,7 @@ def _tensorboard(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
     try:
         from tbparse import SummaryReader
     except ImportError:
-        require(False, "reading TensorBoard event files needs the curves extra: pip install 'repetita[curves]'")
+        raise UserError("reading TensorBoard event files needs the curves extra: pip install 'repetita[curves]'") from None
     import warnings
 
     try:
@@ -68,7 +68,7 @@ def _tensorboard(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
             warnings.simplefilter("ignore")
             df = SummaryReader(str(path), extra_columns={"dir_name"}).scalars
     except Exception as exc:  # tbparse raises assorted errors on damaged files
-        require(False, f"{path}: not readable as TensorBoard event files ({type(exc).__name__}: {exc})")
+        raise UserError(f"{path}: not readable as TensorBoard event files ({type(exc).__name__}: {exc})") from None
     require(len(df) > 0, f"{path}: no scalars in these event files")
     tags = list(dict.fromkeys(df["tag"]))
     chosen = tag or next((t for t in LOSS_TAGS if t in tags), None)
@@ -160,7 +160,7 @@ def validate(df: pd.DataFrame, name: str = "curves") -> pd.DataFrame:
     dup = df.duplicated(["run", axis])
     if dup.any():
         r = df[dup].iloc[0]
-        require(False, f"{name}: run {r['run']!r} has {axis} {r[axis]:g} twice (merge or drop duplicate logs)")
+        raise UserError(f"{name}: run {r['run']!r} has {axis} {r[axis]:g} twice (merge or drop duplicate logs)")
     df = df.assign(run=df["run"].astype(str), loss=loss.astype(float))
     return df.sort_values(["run", axis], kind="stable").reset_index(drop=True)
 

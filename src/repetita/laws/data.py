@@ -133,7 +133,7 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns=renames)
 
 
-def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+def numeric_column(df: pd.DataFrame, col: str) -> np.ndarray:
     values = pd.to_numeric(df[col], errors="coerce")
     bad = values.isna() & df[col].notna()
     if bad.any():
@@ -164,9 +164,9 @@ def runs_frame(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """
     df = canonical(df)
     if "tokens" in columns and "tokens" not in df.columns and {"epochs", "unique_tokens"} <= set(df.columns):
-        df = df.assign(tokens=_numeric(df, "epochs") * _numeric(df, "unique_tokens"))
+        df = df.assign(tokens=numeric_column(df, "epochs") * numeric_column(df, "unique_tokens"))
     require_columns(df, (*columns, "loss"), "this law")
-    out = pd.DataFrame({c: _numeric(df, c) for c in (*columns, "loss")}, index=df.index)
+    out = pd.DataFrame({c: numeric_column(df, c) for c in (*columns, "loss")}, index=df.index)
     if {"tokens", "unique_tokens"} <= set(out.columns):
         over = out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9)
         if over.any():
@@ -176,7 +176,7 @@ def runs_frame(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
                 f"{out['tokens'].iloc[i]:g} (a run cannot see more unique tokens than it trains on)"
             )
         if "epochs" in df.columns:
-            epochs = _numeric(df, "epochs")
+            epochs = numeric_column(df, "epochs")
             implied = out["tokens"].to_numpy() / out["unique_tokens"].to_numpy()
             off = np.abs(epochs - implied) > EPOCH_RTOL * implied
             if off.any():

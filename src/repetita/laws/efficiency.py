@@ -12,7 +12,11 @@ costs (the cost model behind the "best recipe" of a budget):
   compute, K x N served params.
 - ``distill:K=m``: a K-member ensemble teacher and one student of the same size: (K + 1) x the compute,
   N served; ``self-distill=m`` (or ``distill=m``): a one-model teacher, 2 x the compute.
-- any other name: cost 1, serves N (say what it is in its name).
+
+Each recipe declares its cost model once, in the recipe registry (``repetita.recipe_registry``); the
+callers resolve names there and hand this module ``registry`` (anything with ``cost(label, where)`` and
+``canonical(label)``), so the law engine itself knows no recipe by name. An unknown name is one line
+listing the registered recipes.
 
 The multiplier comes from the user (``--efficiency``) or from a study's report.json, where it is the
 median, over the (N, U) cells the recipe shares with the standard recipe, of m_recipe / m_standard, each
@@ -22,12 +26,11 @@ standard recipe's m cancels the law's misfit at that cell.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from repetita.errors import require
+from repetita.errors import UserError, require
 
 
 @dataclass(frozen=True)
@@ -48,21 +51,12 @@ class RecipeEffect:
 
 
 STANDARD = RecipeEffect("standard", 1.0, source="the fitted law")
-_KIND = re.compile(r"^(ensemble|distill|self-distill)(?::(\d+))?$")
 
 
-def effect(name: str, efficiency: float, source: str = "given") -> RecipeEffect:
-    """The cost model of a recipe name (module docstring): ``ensemble:4``, ``distill:4``, ``self-distill``..."""
-    m = _KIND.match(name)
-    if not m:
-        return RecipeEffect(name, efficiency, source=source)
-    kind, k = m.group(1), m.group(2)
-    if kind == "ensemble":
-        require(k is not None and int(k) >= 2, f"--efficiency {name}: name the members, e.g. ensemble:4=3.1")
-        return RecipeEffect(name, efficiency, float(k), float(k), source)
-    members = 1 if kind == "self-distill" or k is None else int(k)
-    require(members >= 1, f"--efficiency {name}: the teacher needs at least one member")
-    return RecipeEffect(name, efficiency, float(members + 1), 1.0, source)
+def effect(name: str, efficiency: float, registry, source: str = "given") -> RecipeEffect:
+    """A recipe's effect with the cost model its registry entry declares (``ensemble:4``: 4 x, 4 x)."""
+    train_cost, serve_factor = registry.cost(name, "--efficiency")
+    return RecipeEffect(registry.canonical(name), efficiency, train_cost, serve_factor, source)
 
 
 def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, hi: float = 1e6) -> np.ndarray:
@@ -92,7 +86,7 @@ def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, 
     return m.reshape(shape)
 
 
-def parse_efficiency(items) -> list[RecipeEffect]:
+def parse_efficiency(items, registry) -> list[RecipeEffect]:
     """``["regularized=2.3", "ensemble:4=3.1"]`` -> effects; one line for a malformed or non-positive one."""
     from repetita.cliargs import parse_number
 
@@ -102,18 +96,13 @@ def parse_efficiency(items) -> list[RecipeEffect]:
         require(sep and name.strip(), f"--efficiency {item!r}: give NAME=MULTIPLIER (regularized=2.3, ensemble:4=3.1)")
         m = parse_number(value, f"--efficiency {name}")
         require(np.isfinite(m) and m > 0, f"--efficiency {name}: the multiplier must be a positive number, got {value}")
-        out.append(effect(name.strip(), m))
+        out.append(effect(name.strip(), m, registry))
     names = [e.name for e in out]
     require(len(set(names)) == len(names), f"--efficiency: a recipe is given twice ({', '.join(names)})")
     return out
 
 
-def _report_name(recipe: str) -> str:
-    m = re.match(r"^ensemble x(\d+)$", recipe)
-    return f"ensemble:{m.group(1)}" if m else recipe
-
-
-def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEffect], list[str]]:
+def from_report(summary: dict, registry, path: str = "report.json") -> tuple[list[RecipeEffect], list[str]]:
     """Multipliers measured by a study (its report.json ``efficiency`` rows), and warnings about them."""
     rows = summary.get("efficiency") if isinstance(summary, dict) else None
     require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
@@ -139,7 +128,7 @@ def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEf
             continue
         base = std.get((r["params"], r["unique_tokens"]))
         if base:
-            ratios.setdefault(_report_name(r["recipe"]), []).append(r[key] / base)
+            ratios.setdefault(registry.canonical(r["recipe"]), []).append(r[key] / base)
     effects, warnings = [], []
     for name, vals in sorted(ratios.items()):
         v = np.asarray(vals, dtype=float)
@@ -151,7 +140,7 @@ def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEf
             warnings.append(f"{name}: no usable cell; left out")
             continue
         spread = f"{v.min():.3g}-{v.max():.3g}" if v.size > 1 else "one cell"
-        effects.append(effect(name, float(np.median(v)), source=f"{path}: median of {v.size} cell(s), {spread}"))
+        effects.append(effect(name, float(np.median(v)), registry, f"{path}: median of {v.size} cell(s), {spread}"))
         if v.size > 1 and v.max() / v.min() > 2:
             warnings.append(f"{name}: the measured multiplier varies {v.max() / v.min():.1f}x across the study's "
                             "cells; the median hides it")
@@ -244,7 +233,7 @@ def _best(per: dict, draws: dict, C: np.ndarray) -> list[dict]:
 def tokens_for_loss(loss, base_loss: float, unique_tokens: float, irreducible: float, exponent: float) -> np.ndarray:
     """Tokens a baseline needs for ``loss`` when its asymptote follows L(D) = E + B D^-alpha through
     (U, base_loss): D = U ((base_loss - E) / (loss - E))^(1/alpha); inf at or below E."""
-    require(exponent > 0 and np.isfinite(exponent), f"--data-exponent must be positive, got {exponent}")
+    require(exponent > 0 and np.isfinite(exponent), f"the data exponent must be positive, got {exponent}")
     require(base_loss > irreducible, f"the baseline asymptote {base_loss} must lie above the irreducible loss {irreducible}")
     gap = np.asarray(loss, dtype=float) - irreducible
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -259,10 +248,10 @@ def efficiency_from_asymptotes(asymptotes: dict[str, float], baseline: str, irre
     regularized recipe's asymptote is 3.43 and the joint (regularized + ensemble) recipe's 3.17, and
     the regularized recipe's data-scaling law puts 3.17 at 5.17x the data.
     """
-    require(baseline in asymptotes, f"--baseline {baseline!r} is not among the asymptotes given ({', '.join(asymptotes)})")
+    require(baseline in asymptotes, f"baseline {baseline!r} is not among the asymptotes given ({', '.join(asymptotes)})")
     bad = [n for n, v in asymptotes.items() if not np.isfinite(v)]
     if bad:
-        require(False, f"--asymptote {bad[0]}: the loss must be a finite number")
+        raise UserError(f"asymptote {bad[0]}: the loss must be a finite number")
     require(np.isfinite(irreducible), f"--irreducible must be a finite number, got {irreducible}")
     base = asymptotes[baseline]
     out = {}

@@ -285,22 +285,12 @@ class LawFit:
             setattr(self, k, v)
         return self
 
-    def clone(self) -> LawFit:
-        """An unfitted estimator with the same parameters."""
-        return LawFit(**self.get_params())
-
     @property
     def spec(self) -> FitSpec:
         return FitSpec(law=self.law, freeze=dict(self.freeze or {}), tie=dict(self.tie or {}),
                        grid={k: tuple(v) for k, v in (self.grid or {}).items()}, delta=self.delta,
                        n_refine=self.n_refine, axis=self.axis, warmup_steps=self.warmup_steps,
                        bin_width=self.bin_width)
-
-    def score(self, df: pd.DataFrame) -> float:
-        """R^2 of the predicted loss on ``df`` (higher is better, as scikit-learn's ``score``)."""
-        obs = tables.canonical(df)["loss"].to_numpy(dtype=float)
-        pred = self.predict(df)
-        return float(1.0 - np.sum((pred - obs) ** 2) / np.sum((obs - obs.mean()) ** 2))
 
     @single_threaded
     def fit(self, df: pd.DataFrame, *, starts: np.ndarray | None = None, weights=None) -> LawFit:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from repetita.errors import UserError, require
-from repetita.laws.data import _numeric, canonical, require_columns
+from repetita.laws.data import canonical, numeric_column, require_columns
 
 
 def _rebuild_schedule(steps: np.ndarray, lrs: np.ndarray, warmup: int) -> np.ndarray:
@@ -65,9 +65,9 @@ def prepare(df: pd.DataFrame, *, warmup_steps: int | None = None, bin_width: int
     frame = pd.DataFrame(
         {
             "curve": df["curve"].astype(str) if "curve" in df.columns else "curve",
-            "step": _numeric(df, "step"),
-            "lr": _numeric(df, "lr"),
-            "loss": _numeric(df, "loss"),
+            "step": numeric_column(df, "step"),
+            "lr": numeric_column(df, "lr"),
+            "loss": numeric_column(df, "loss"),
         }
     )
     if (frame["step"] <= 0).any():

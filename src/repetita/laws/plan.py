@@ -102,10 +102,10 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
 
     from repetita.laws.fit import LawFit
 
-    require(params > 0 and np.isfinite(params), f"--params must be a positive number, got {params}")
-    require(unique_tokens > 0 and np.isfinite(unique_tokens), f"--unique-tokens must be positive, got {unique_tokens}")
+    require(params > 0 and np.isfinite(params), f"params must be a positive number, got {params}")
+    require(unique_tokens > 0 and np.isfinite(unique_tokens), f"unique tokens must be positive, got {unique_tokens}")
     k = np.asarray(epochs, dtype=float)
-    require(k.size > 0 and np.all(k >= 1) and np.all(np.isfinite(k)), "--epochs must be numbers >= 1")
+    require(k.size > 0 and np.all(k >= 1) and np.all(np.isfinite(k)), "epochs must be numbers >= 1")
     est = LawFit.from_result(record)  # validates the record (law, spec, every parameter) first
     law = get_law(record["law"])
     # a penalty law has no R_D*: its E(K) columns are left empty and its turn says where repetition hurts

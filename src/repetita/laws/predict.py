@@ -1,7 +1,7 @@
 """``repetita predict``: the loss curve a fitted multi-power law expects for a new learning-rate schedule.
 
 A schedule is a CSV of ``step, lr`` (a logged or planned schedule) or a named one built by the one
-schedule module of the LM lab (``repetita.lm.schedules``): ``cosine:STEPS``, ``wsd:STEPS:DECAY`` (flat,
+schedule module of the LM lab (``repetita.schedules``): ``cosine:STEPS``, ``wsd:STEPS:DECAY`` (flat,
 then a linear cool-down over the last DECAY steps), ``constant:STEPS``, each after a linear warm-up
 (``--warmup``, default 2,160 steps as in Luo et al. 2025's runs) to ``--peak-lr`` (default 3e-4, theirs).
 Named schedules are evaluated every ``--every`` steps plus at each kink (end of warm-up, start of the
@@ -23,7 +23,7 @@ NAMED = ("cosine", "wsd", "constant")
 def named_schedule(text: str, *, warmup: int = 2160, peak_lr: float = 3e-4, final_frac: float | None = None,
                    every: int | None = None) -> pd.DataFrame:
     """``cosine:STEPS`` | ``wsd:STEPS:DECAY`` | ``constant:STEPS`` -> a (step, lr) table."""
-    from repetita.lm.schedules import lr_multiplier
+    from repetita.schedules import lr_multiplier
 
     kind, *rest = text.split(":")
     require(kind in NAMED, f"schedule {text!r}: use a CSV of step,lr or one of cosine:STEPS, wsd:STEPS:DECAY, "
@@ -50,7 +50,7 @@ def named_schedule(text: str, *, warmup: int = 2160, peak_lr: float = 3e-4, fina
     def lr_at(step: int) -> float:
         # the schedule module counts 0-based steps about to be taken; the law's step t has taken t steps
         if kind == "wsd":
-            from repetita.lm.schedules import wsd
+            from repetita.schedules import wsd
 
             return peak_lr * wsd(step - 1, total, warmup, final, decay_frac=decay / total)
         return peak_lr * lr_multiplier(kind, step - 1, total, warmup, final)
@@ -60,21 +60,19 @@ def named_schedule(text: str, *, warmup: int = 2160, peak_lr: float = 3e-4, fina
 
 
 def read_schedule(path: str | Path) -> pd.DataFrame:
-    from repetita.laws.data import _numeric, read_table, require_columns
+    from repetita.laws.data import numeric_column, read_table, require_columns
 
     df = read_table(path)
     require_columns(df, ("step", "lr"), "a schedule")
-    return pd.DataFrame({"step": _numeric(df, "step"), "lr": _numeric(df, "lr")})
+    return pd.DataFrame({"step": numeric_column(df, "step"), "lr": numeric_column(df, "lr")})
 
 
-def predict_curve(record: dict, schedule: pd.DataFrame, warmup_steps: int | None = None) -> pd.DataFrame:
+def predict_curve(record: dict, schedule: pd.DataFrame) -> pd.DataFrame:
     """Loss the fitted law predicts at every step of ``schedule`` (step, lr) -> (step, lr, loss)."""
     from repetita.laws.fit import LawFit
 
     require(record.get("law") == "multipower", f"predict needs a multi-power fit, this file holds a "
             f"{record.get('law')!r} fit (repetita fit ... --law multipower --out FIT.json)")
     est = LawFit.from_result(record)
-    if warmup_steps is not None:
-        est.set_params(warmup_steps=warmup_steps)
     table = schedule.assign(loss=1.0, curve="predicted")
     return schedule.assign(loss=est.predict(table))

@@ -18,7 +18,7 @@ import pandas as pd
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 
-LAMBDA = 0.75
+LAMBDA = 0.75  # E(K*) = LAMBDA * K*: where repeating stops paying (Yan et al.'s phase transition)
 MONOTONE_RTOL = 0.005  # a reference may wiggle by this much (evaluation noise) before it counts as rising
 
 
@@ -142,7 +142,7 @@ def effective_reuse(runs: pd.DataFrame, reference, extrapolate: bool = False, an
         shift = g.transform("mean").to_numpy()
         if np.isnan(shift).any():
             row = df.loc[np.flatnonzero(np.isnan(shift))[0]]
-            require(False, "anchoring needs a one-epoch run for " + ", ".join(f"{k} = {row[k]}" for k in keys)
+            raise UserError("anchoring needs a one-epoch run for " + ", ".join(f"{k} = {row[k]}" for k in keys)
                     + "; there is none")
     d_eff = np.empty(len(df))
     flag = np.zeros(len(df), dtype=bool)
@@ -295,7 +295,7 @@ def measured_k_star(reuse_record: dict, unique_tokens: float) -> dict:
             "the reuse file has no K*(U) fit (it needs K* at 3 or more U of one model: repetita reuse ... --out)")
     bad = [k for k in keys if not (isinstance(fit[k], int | float) and not isinstance(fit[k], bool) and np.isfinite(fit[k]))]
     if bad:
-        require(False, f"the reuse file's K*(U) fit has a non-numeric {bad[0]!r}")
+        raise UserError(f"the reuse file's K*(U) fit has a non-numeric {bad[0]!r}")
     lu = float(np.log(unique_tokens))
     k = fit["A"] * lu + fit["B"]
     half = fit["t"] * fit["residual_sd"] * np.sqrt(1 / fit["points"] + (lu - fit["mean_log_u"]) ** 2 / fit["sxx"])

@@ -140,7 +140,7 @@ def bootstrap(est, df, n_boot: int, *, seed: int = 0, level: float = 0.95, start
     Returns ``{"params": {name: {lo, hi, median, std}}, "samples": (n_boot, free), ...}``. ``starts``
     (extra free vectors, e.g. other optima of the full fit) are tried for every resample as well.
     """
-    require(n_boot >= 2, f"--bootstrap needs at least 2 resamples, got {n_boot}")
+    require(n_boot >= 2, f"a bootstrap needs at least 2 resamples, got {n_boot}")
     require(0 < level < 1, f"level must lie in (0, 1), got {level}")
     est._check_fitted()
     problem = est.problem_for(df)

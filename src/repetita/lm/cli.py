@@ -12,15 +12,12 @@ from pathlib import Path
 
 from repetita.errors import UserError
 
-RECIPE_CHOICES = ("run", "standard", "regularized", "ensemble", "distill", "self-distill")
 _SKIP = {"recipe"}  # the label is set from --recipe
 
 
 # Speed options (not part of the run id) say what they choose between; the other fields are in docs/lm.md.
 _HELP = {
-    "members": "ensemble members (seeds seed..seed+K-1)",
-    "ensemble": "members' layout: auto (in turn below 1,000 steps, else the fastest of a short timing), "
-                "batched, separate (side by side) or sequential (in turn)",
+    "members": "ensemble members: K one-model runs (seeds seed..seed+K-1) under --out/runs, then their ensemble",
     "adamw": "AdamW implementation: auto (foreach on CPU, fused on CUDA), for-loop, foreach or fused",
     "compile": "torch.compile the model's forward",
     "device": "auto, cpu or cuda",
@@ -65,13 +62,14 @@ def _grid(s: str) -> tuple[float, ...]:
 
 
 def register(subparsers) -> None:
+    from repetita import recipe_registry
     from repetita.lm.config import TrainConfig
 
     p = subparsers.add_parser(
         "train", help="train a small GPT on a fixed token budget (one run or one recipe)",
         description="Train a compact GPT on a unique-token budget for some epochs; CPU by default, CUDA when "
                     "available. Results (config.json, metrics.json, result.json with tidy rows) go to --out.")
-    p.add_argument("--recipe", choices=RECIPE_CHOICES, default="run",
+    p.add_argument("--recipe", choices=("run", *recipe_registry.names()), default="run",
                    help="'run' = one run of the config; otherwise a recipe over it (default: run)")
     p.add_argument("--config", help="JSON file with TrainConfig fields (flags override it)")
     p.add_argument("--out", help="output directory (default: runs/train/<config hash>)")
@@ -81,6 +79,7 @@ def register(subparsers) -> None:
     p.add_argument("--search", choices=("coordinate", "grid"), default="coordinate",
                    help="regularized: certified coordinate search (default) or every grid point")
     p.add_argument("--ensemble-members", type=int, default=4, help="ensemble/distill: K (default 4)")
+    p.add_argument("--reference-tokens", type=int, help="reuse: fresh tokens of the one-pass reference run")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     hints = typing.get_type_hints(TrainConfig)
@@ -132,7 +131,8 @@ def run_train(args) -> dict:
         if not args.json:
             _print_run(res, out)
         return {"out_dir": str(out)} | {k: v for k, v in res.items() if k != "config"}
-    kw = {"recipe": args.recipe, "base": cfg, "members": args.ensemble_members, "search": args.search}
+    kw = {"recipe": args.recipe, "base": cfg, "members": args.ensemble_members, "search": args.search,
+          "reference_tokens": args.reference_tokens}
     for name in ("epoch_grid", "lr_grid", "wd_grid"):
         if getattr(args, name):
             kw[name] = getattr(args, name)

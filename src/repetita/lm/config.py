@@ -13,13 +13,16 @@ from dataclasses import asdict, dataclass, fields
 
 from repetita.errors import UserError, require
 from repetita.lm.data import parse_tokenizer
-from repetita.lm.schedules import SCHEDULES
+from repetita.schedules import SCHEDULES
 
 COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combined (ensemble.py)
 # Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
 # evaluating more often or moving to another device finds the same finished run.
 # Fields that do not change what a run computes (up to floating-point rounding): not part of the run id.
-BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "ensemble", "adamw", "threads")
+BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "adamw", "threads")
+# Bookkeeping fields older configs carry and this version ignores: the members' layout of an ensemble
+# trained as one run (an ensemble is now K member runs, recipes.py).
+RETIRED = ("ensemble",)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class TrainConfig:
     mlp_ratio: int = 4
     pos: str = "rope"
     tie_embeddings: bool = True
-    members: int = 1  # >1: an ensemble (laid out as ``ensemble`` says); member m uses seed + m
+    members: int = 1  # >1: an ensemble of the one-model runs ``member_configs()`` (seeds seed..seed+K-1)
     seed: int = 0
     # optimisation
     batch_size: int = 32
@@ -111,7 +114,6 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model's forward (a speed option; probed before training starts)
-    ensemble: str = "auto"  # members > 1: auto | batched | separate | sequential (members.py)
     adamw: str = "auto"  # AdamW implementation: auto | for-loop | foreach | fused (train.py: ADAMW_AUTO)
     # torch intra-op CPU threads. One by default: with more, float reductions run in a thread-dependent
     # order and two runs of one seed drift apart (measured: from step 32 at 2 threads), so only one
@@ -132,8 +134,6 @@ class TrainConfig:
         require(math.isfinite(self.epochs) and self.epochs > 0, f"epochs={self.epochs} must be > 0")
         require(0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
         require(self.members >= 1, f"members={self.members} must be >= 1")
-        require(self.ensemble in ("auto", "batched", "separate", "sequential"),
-                f"ensemble={self.ensemble!r} must be 'auto', 'batched', 'separate' or 'sequential'")
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
         require(self.lr > 0, f"lr={self.lr} must be > 0")
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
@@ -169,6 +169,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k not in RETIRED}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UserError(f"unknown TrainConfig key(s): {', '.join(unknown)}")
@@ -186,3 +187,10 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict(self.to_dict() | changes)
+
+    def member_configs(self) -> tuple[TrainConfig, ...]:
+        """The one-model runs an ensemble is made of: this config with members=1 and seeds seed..seed+K-1.
+        They do not depend on K, so ensembles of 4 and 8 of one cell share their first 4 members."""
+        if self.members == 1:
+            return ()
+        return tuple(self.replace(members=1, seed=self.seed + m) for m in range(self.members))

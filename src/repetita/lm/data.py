@@ -13,7 +13,6 @@ data is thus a pure function of the step, which makes resuming exact and fractio
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +186,3 @@ def load_data(
     return TokenData(train=pool[:n], val=val, vocab_size=vocab, context=context, pool_windows=pool.shape[0],
                      entropy_rate_nats=h)
 
-
-def corpus_fingerprint(corpus: str, tokenizer: str) -> str:
-    return hashlib.sha256(f"{corpus}|{tokenizer}".encode()).hexdigest()[:12]

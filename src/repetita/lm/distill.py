@@ -10,14 +10,15 @@ has the student's size.
 
 from __future__ import annotations
 
-import json
+import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repetita.errors import require
+from repetita.errors import UserError, require
+from repetita.io import read_json
 from repetita.lm.ensemble import combine_logprobs
 from repetita.lm.model import GPT, ModelConfig
 
@@ -27,10 +28,14 @@ def load_run_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, dict]
     run_dir = Path(run_dir)
     require((run_dir / "result.json").exists() and (run_dir / "model.pt").exists(),
             f"teacher {run_dir} is not a finished run (no result.json / model.pt)")
-    result = json.loads((run_dir / "result.json").read_text())
-    blob = torch.load(run_dir / "model.pt", map_location=device, weights_only=True)
-    model = GPT(ModelConfig(**blob["model_config"]), members=blob["members"]).to(device)
-    model.load_state_dict(blob["state"])
+    result = read_json(run_dir / "result.json", "run result")
+    try:
+        blob = torch.load(run_dir / "model.pt", map_location=device, weights_only=True)
+        model = GPT(ModelConfig(**blob["model_config"]), members=blob["members"]).to(device)
+        model.load_state_dict(blob["state"])
+    except (RuntimeError, EOFError, OSError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+        raise UserError(f"{run_dir / 'model.pt'}: cannot read this run's model ({type(exc).__name__}); train the "
+                        "run again (delete its folder)") from None
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

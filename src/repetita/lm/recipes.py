@@ -6,8 +6,10 @@
   axis at a time and stops at a point whose every neighbour (one step along each axis) was measured
   and is worse: a certified local optimum. ``search="grid"`` measures every grid point instead.
   Kim et al. find the tuned weight decay ~30x larger than the usual 0.1 when parameters outnumber tokens.
-- ``ensemble``: K members with seeds seed..seed+K-1 (laid out as ``ensemble`` says, members.py), evaluated by averaging
-  logits (probability averaging is reported too).
+- ``ensemble``: K ordinary one-model runs with seeds seed..seed+K-1 (recipe label ``ensemble``), then an
+  ensemble evaluation over their final weights, averaging logits (probability averaging is reported too).
+  A member's config does not depend on K, so the ensemble of 4 reuses the first 4 members of the
+  ensemble of 8: a study trains 8 members for K = 1, 2, 4, 8, as Kim et al. 2025 evaluate K = 1..8.
 - ``distill``: a K-member ensemble teaches a single student (token-level KL mixed with the data loss, and/or
   sequence-level distillation on teacher samples mixed with real data).
 - ``self-distill``: the teacher is one standard model of the student's size.
@@ -23,6 +25,10 @@ trains the configs (``run_recipe``); in a study, it looks results up in the stor
 :class:`Pending` with the configs still to train, which the study queues (``proposals``). The same code
 thus decides what to run in both, and tidy rows carry the same labels whichever entry point ran them.
 Every run lives in ``<root>/runs/<config hash>``; a student names its teacher as ``runs/<id>``.
+
+Each recipe is registered once, at the bottom of this file, as a ``recipe_registry.Recipe``: its spec
+keys, its cells, its run function, its cost model and its label. Adding a recipe means adding one
+function pair (cells, run) and one ``register`` call, here or in the user's own file.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from repetita import recipe_registry
 from repetita.errors import UserError, require
 from repetita.lm.config import TrainConfig
+from repetita.recipe_registry import Recipe, register
 
-RECIPES = ("standard", "regularized", "ensemble", "distill", "self-distill", "reuse")
 SEARCHES = ("coordinate", "grid")
 STUDENT_SEED_OFFSET = 1000  # a student must not start from its teacher's initialisation
 
@@ -81,7 +88,7 @@ class RecipeConfig:
     reference_evals: int = 48  # reuse: evaluations along the reference run
 
     def __post_init__(self):
-        require(self.recipe in RECIPES, f"recipe={self.recipe!r} must be one of {RECIPES}")
+        recipe = recipe_registry.get(self.recipe, "recipe config")
         require(self.search in SEARCHES, f"search={self.search!r} must be one of {SEARCHES}")
         for name in ("epoch_grid", "lr_grid", "wd_grid"):
             grid = getattr(self, name)
@@ -89,15 +96,13 @@ class RecipeConfig:
             require(all(v > 0 or (name == "wd_grid" and v == 0) for v in grid),
                     f"{name} values must be > 0" + (" (weight decay >= 0)" if name == "wd_grid" else ""))
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
-        require(self.members >= 2 or self.recipe not in ("ensemble", "distill"),
-                f"members={self.members} must be >= 2 for an ensemble")
+        require(self.members >= recipe.min_members,
+                f"members={self.members} must be >= {recipe.min_members} for the {self.recipe} recipe")
         require(self.start is None or len(self.start) == 3, "start must be (lr_index, wd_index, epochs_index)")
         require(0 <= self.distill_alpha <= 1, f"distill_alpha={self.distill_alpha} must be in [0, 1]")
         require(self.max_runs >= 1, f"max_runs={self.max_runs} must be >= 1")
-        if self.recipe == "reuse":
-            require(self.reference_tokens is not None and self.reference_tokens >= self.base.context,
-                    "the reuse recipe needs reference_tokens (fresh tokens of its one-pass reference run)")
-            require(self.reference_evals >= 4, f"reference_evals={self.reference_evals} must be >= 4")
+        if recipe.check is not None:
+            recipe.check(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -196,18 +201,24 @@ def regularized(rc: RecipeConfig, measure: Measure) -> dict:
             "neighbours": {str(list(n)): v for n, v in zip(nb, nb_loss, strict=True)}}
 
 
+def ensemble_configs(rc: RecipeConfig) -> tuple[list[TrainConfig], TrainConfig]:
+    """The K member runs of an ensemble cell and its ensemble evaluation (which depends on them)."""
+    ens = rc.base.replace(members=rc.members, recipe="ensemble")
+    return list(ens.member_configs()), ens
+
+
 def ensemble(rc: RecipeConfig, measure: Measure) -> dict:
-    (res,) = measure([rc.base.replace(members=rc.members, recipe="ensemble")])
+    members, ens = ensemble_configs(rc)
+    *done, res = measure([*members, ens])
     last = (res.get("history") or [{}])[-1]
-    return {"best": summary(res), "member_losses": last.get("val_member_losses"),
+    return {"best": summary(res), "member_losses": [r.get("val_loss") for r in done],
             "ensemble_logits_loss": last.get("ensemble_logits_loss", res.get("val_loss")),
             "ensemble_probs_loss": last.get("ensemble_probs_loss"), "run": res}
 
 
 def distill_configs(rc: RecipeConfig) -> tuple[TrainConfig, TrainConfig]:
     """The teacher and the student of a (self-)distillation recipe."""
-    self_distill = rc.recipe == "self-distill"
-    t_members = 1 if self_distill else rc.members
+    t_members = 1 if rc.recipe == "self-distill" else rc.members
     teacher = rc.base.replace(members=t_members, recipe="ensemble" if t_members > 1 else "standard")
     student = rc.base.replace(members=1, teacher=teacher_ref(teacher.hash), distill_alpha=rc.distill_alpha,
                               distill_temperature=rc.distill_temperature, seq_distill_frac=rc.seq_distill_frac,
@@ -216,7 +227,8 @@ def distill_configs(rc: RecipeConfig) -> tuple[TrainConfig, TrainConfig]:
 
 
 def distill(rc: RecipeConfig, measure: Measure) -> dict:
-    teacher, student = measure(list(distill_configs(rc)))
+    teacher_cfg, student_cfg = distill_configs(rc)
+    *_, teacher, student = measure([*teacher_cfg.member_configs(), teacher_cfg, student_cfg])
     return {"best": summary(student), "teacher": summary(teacher), "student_run": student, "teacher_run": teacher}
 
 
@@ -258,13 +270,19 @@ def reuse(rc: RecipeConfig, measure: Measure) -> dict:
     return out | {"table": table.to_dict(orient="records")}
 
 
-FUNCTIONS = {"standard": standard, "regularized": regularized, "ensemble": ensemble, "distill": distill,
-             "self-distill": distill, "reuse": reuse}
-
-
 def apply(rc: RecipeConfig, measure: Measure) -> dict:
     """Run recipe ``rc`` against ``measure``; returns its result dict (``best``, ``runs``/``trace``, ...)."""
-    return {"recipe": rc.recipe} | FUNCTIONS[rc.recipe](rc, measure)
+    return {"recipe": rc.recipe} | recipe_registry.get(rc.recipe).run(rc, measure)
+
+
+def dependencies(config: TrainConfig) -> tuple[str, ...]:
+    """The runs that must finish before ``config`` can: an ensemble's members, else a student's teacher
+    (an ensemble of students depends on its members, and they on the teacher)."""
+    members = config.member_configs()
+    if members:
+        return tuple(c.hash for c in members)
+    teacher = teacher_id(config.teacher)
+    return (teacher,) if teacher else ()
 
 
 def proposals(rc: RecipeConfig, results: dict[str, dict]) -> list[TrainConfig]:
@@ -324,3 +342,87 @@ def summary(r: dict) -> dict:
             "gap": r.get("gap"), "epochs": r.get("epochs", c.get("epochs")), "lr": c.get("lr"),
             "weight_decay": c.get("weight_decay"), "members": c.get("members"), "params": r.get("params"),
             "unique_tokens": r.get("unique_tokens"), "tokens": r.get("tokens"), "failed": r.get("failed")}
+
+
+# --- the registry entries: spec keys, cells, cost model and label of each recipe ------------------------
+# ``grid`` is the spec's models, U budgets, seeds and defaults (repetita.study.spec.Grid): ``grid.where``
+# iterates (model, U, seed), ``grid.values`` reads a key as a list, ``grid.config`` builds a TrainConfig.
+
+
+def _standard_cells(table: dict, grid) -> list[RecipeConfig]:
+    epochs = grid.epochs(table)
+    lrs = grid.values(table, "lr", grid.default_lr)
+    wd = grid.values(table, "weight_decay", 0.1)
+    require(len(wd) == 1, f"recipes.{grid.recipe}.weight_decay: the standard recipe has one weight decay "
+            "(tune it with [recipes.regularized])")
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=epochs[0], lr=lr, seed=seed),
+                      epoch_grid=epochs, weight_decay=wd[0])
+            for (model, u, seed), lr in itertools.product(grid.where(table), lrs)]
+
+
+def _regularized_cells(table: dict, grid) -> list[RecipeConfig]:
+    epochs = grid.epochs(table)
+    lrs = tuple(sorted(set(grid.values(table, "lr", grid.default_lr))))
+    wds = tuple(sorted(set(grid.values(table, "weight_decay", grid.default_wd))))
+    max_runs = table.get("max_runs", 60)
+    require(isinstance(max_runs, int), f"recipes.{grid.recipe}.max_runs: {max_runs!r} must be an integer")
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=epochs[len(epochs) // 2], lr=lrs[len(lrs) // 2],
+                                       weight_decay=wds[0], seed=seed),
+                      epoch_grid=epochs, lr_grid=lrs, wd_grid=wds, search=table.get("search", "coordinate"),
+                      max_runs=max_runs)
+            for model, u, seed in grid.where(table)]
+
+
+def _ensemble_cells(table: dict, grid) -> list[RecipeConfig]:
+    members = grid.values(table, "members", [4], (int,))
+    wd = table.get("weight_decay", grid.default_wd)
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=k, weight_decay=wd, seed=seed), members=m)
+            for (model, u, seed), k, m in itertools.product(grid.where(table), grid.epochs(table), members)]
+
+
+def _distill_cells(table: dict, grid) -> list[RecipeConfig]:
+    alphas = grid.values(table, "alpha", [0.5])
+    kw = {"seq_distill_frac": table.get("seq_frac", 0.0), "distill_temperature": table.get("temperature", 1.0),
+          "members": table.get("teacher_members", 4) if grid.recipe == "distill" else 4}
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=k, seed=seed), distill_alpha=a, **kw)
+            for (model, u, seed), k, a in itertools.product(grid.where(table), grid.epochs(table), alphas)]
+
+
+def _reuse_cells(table: dict, grid) -> list[RecipeConfig]:
+    # Yan et al.'s protocol: constant LR, K-epoch runs per U, one shared reference
+    require("reference_tokens" in table, f"[recipes.{grid.recipe}] needs reference_tokens (the fresh tokens of the "
+            "one-pass reference run; at least the largest U x the epochs whose worth you want to read)")
+    epochs = grid.epochs(table)
+    lr = table.get("lr", grid.default_lr)
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=epochs[0], lr=lr, seed=seed),
+                      epoch_grid=epochs, weight_decay=table.get("weight_decay", grid.default_wd),
+                      reference_tokens=int(table["reference_tokens"]),
+                      reference_evals=int(table.get("reference_evals", 48)))
+            for model, u, seed in grid.where(table)]
+
+
+def _check_reuse(rc: RecipeConfig) -> None:
+    require(rc.reference_tokens is not None and rc.reference_tokens >= rc.base.context,
+            "the reuse recipe needs reference_tokens (fresh tokens of its one-pass reference run)")
+    require(rc.reference_evals >= 4, f"reference_evals={rc.reference_evals} must be >= 4")
+
+
+_DATA = {"epochs", "unique_tokens"}  # every recipe may narrow the spec's epoch and U grids
+register(Recipe("standard", standard, _standard_cells, _DATA | {"weight_decay", "lr"},
+                "weight decay fixed (0.1), epochs tuned over a grid"))
+register(Recipe("regularized", regularized, _regularized_cells,
+                _DATA | {"weight_decay", "lr", "search", "max_runs"},
+                # the weight-decay search is paid once, on small models: not counted in a plan's compute
+                "LR x weight decay x epochs tuned (certified coordinate search or the full grid)"))
+register(Recipe("ensemble", ensemble, _ensemble_cells, _DATA | {"members", "weight_decay"},
+                "K member runs (seeds s..s+K-1) evaluated by averaging logits", sized=True, min_members=2,
+                train_cost=float, serve_factor=float, member_label="ensemble member"))
+register(Recipe("distill", distill, _distill_cells, _DATA | {"teacher_members", "alpha", "seq_frac", "temperature"},
+                "one student taught by a K-member ensemble of its size", sized=True,
+                train_cost=lambda k: k + 1.0))  # the teacher's K members and the student
+register(Recipe("self-distill", distill, _distill_cells, _DATA | {"alpha", "seq_frac", "temperature"},
+                "one student taught by one standard model of its size", train_cost=lambda k: 2.0))
+register(Recipe("reuse", reuse, _reuse_cells,
+                _DATA | {"weight_decay", "lr", "reference_tokens", "reference_evals"},
+                "Yan et al.'s E(K, U) protocol: constant-LR K-epoch runs beside a one-pass reference",
+                check=_check_reuse))

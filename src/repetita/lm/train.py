@@ -6,13 +6,18 @@ stored result if finished and otherwise resumes from the checkpoint; because the
 function of the step (data.py) and the checkpoint holds model, optimizer, RNG and loss history, the resumed
 run produces the same losses as an uninterrupted one. A distillation teacher named by a relative path
 (``runs/<id>``) is resolved against ``root`` (a study directory or a recipe's output folder).
+
+An ensemble config (``members = K``) is not trained as one model: it is the evaluation of its K member
+runs (``TrainConfig.member_configs``), which live beside it in ``<root>/runs/<id>`` (in ``out_dir/runs``
+without a root). ``train`` trains any member not yet finished, in turn; a study queues them as ordinary
+runs first, in parallel. The ensemble's folder then holds the members stacked into one batched model
+(model.pt, the format a distillation teacher is read from), its evaluation and its tidy rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +28,11 @@ import torch
 from repetita.errors import UserError, require
 from repetita.io import check_dir, read_json, save_npy, save_torch, write_json
 from repetita.laws.data import RunRow
-from repetita.lm import members, sequential
 from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
 from repetita.lm.ensemble import history_row
 from repetita.lm.model import GPT
+from repetita.lm.recipes import teacher_ref
 from repetita.lm.trainer import Callback, Checkpoint, StopAt, Trainer, model_loss
 
 LN2 = math.log(2.0)
@@ -105,26 +110,20 @@ def eval_steps(data: TokenData, config: TrainConfig, total: int) -> list[int]:
 
 
 class _Batches:
-    """Real windows per member (order seed = seed + m) plus optional teacher-sample rows -> (idx, targets).
-    ``only``: the batches of that one member (members trained one after the other, sequential.py)."""
+    """Real windows (order seed = the run's seed) plus optional teacher-sample rows -> (idx, targets)."""
 
-    def __init__(self, data: TokenData, config: TrainConfig, synthetic: np.ndarray | None, device: str,
-                 only: int | None = None):
+    def __init__(self, data: TokenData, config: TrainConfig, synthetic: np.ndarray | None, device: str):
         self.data, self.config, self.synthetic, self.device = data, config, synthetic, device
         f = config.seq_distill_frac
         self.n_syn = int(round(config.batch_size * f / (1 - f))) if synthetic is not None else 0
-        self.members = range(config.members) if only is None else (only,)
 
     def __call__(self, step: int):
         c = self.config
-        rows = []
-        for m in self.members:
-            b = self.data.batch(step, c.batch_size, c.seed + m)
-            if self.n_syn:
-                pool = TokenData(self.synthetic, self.synthetic[:1], 0, c.context, len(self.synthetic))
-                b = np.concatenate([b, pool.batch(step, self.n_syn, 10_000 + c.seed + m)])
-            rows.append(b)
-        w = torch.as_tensor(np.stack(rows), device=self.device)  # [M, B', T + 1]
+        b = self.data.batch(step, c.batch_size, c.seed)
+        if self.n_syn:
+            pool = TokenData(self.synthetic, self.synthetic[:1], 0, c.context, len(self.synthetic))
+            b = np.concatenate([b, pool.batch(step, self.n_syn, 10_000 + c.seed)])
+        w = torch.as_tensor(b[None], device=self.device)  # [1, B', T + 1]
         return w[..., :-1], w[..., 1:]
 
 
@@ -171,6 +170,15 @@ def _distill_loss(config: TrainConfig, teacher):
     return loss_fn
 
 
+def _as_float(loss) -> float:
+    return loss if isinstance(loss, float) else float(loss.mean())
+
+
+def _mean_loss(recent: list) -> float:
+    """Mean of the training-batch losses since the last evaluation (floats after a resume, tensors else)."""
+    return float(np.mean([_as_float(v) for v in recent]))
+
+
 class Evaluation(Callback):
     """Validation (every member and the ensemble) and a fixed train probe at the evaluation steps;
     the history is written to metrics.json and kept in the checkpoint."""
@@ -184,17 +192,18 @@ class Evaluation(Callback):
         self.recent: list[float] = []
 
     def on_step(self, trainer, step):
-        self.recent.append(step.loss)
+        self.recent.append(step.losses)  # a device tensor: read (synced) at the evaluation steps only
         if step.step not in self.steps:
             return None
+        step.loss  # noqa: B018 - raises Diverged before a NaN reaches the history
         self.history.append(history_row(trainer.model, self.data, self.config.batch_size, step.step, step.lr,
-                                        float(np.mean(self.recent)), self.device, self.autocast))
+                                        _mean_loss(self.recent), self.device, self.autocast))
         self.recent = []
         write_json(self.out / "metrics.json", self.history)
         return None
 
     def state_dict(self):
-        return {"history": self.history, "recent": self.recent}
+        return {"history": self.history, "recent": [_as_float(v) for v in self.recent]}
 
     def load_state_dict(self, state):
         self.history, self.recent = list(state["history"]), list(state["recent"])
@@ -264,6 +273,8 @@ def _train(config: TrainConfig, out_dir, callbacks, stop_at_step, progress, root
     done = _claim_dir(out, config)
     if done is not None:
         return done
+    if config.members > 1:
+        return _ensemble(config, out, progress, root)
     t0 = time.time()
     device = resolve_device(config.device)
     autocast = _autocast(config, device)
@@ -274,93 +285,82 @@ def _train(config: TrainConfig, out_dir, callbacks, stop_at_step, progress, root
     mc = config.model_config(data.vocab_size)
     total = data.steps_for(config.epochs, config.batch_size)
     steps = eval_steps(data, config, total)
-    ensemble = _ensemble_mode(config, mc, device, autocast, state, total, len(steps))
-    in_turn = ensemble["mode"] == "sequential"  # members one after the other: one lone model in memory
     torch.manual_seed(config.seed)
-    model = members.build(mc, config.members, config.seed, ensemble["mode"]).to(device)
+    model = GPT(mc, members=1, seed=config.seed).to(device)
     if config.compile:
         compile_forward(model, device, config.context)
-
     if device == "cuda":
         probe_memory(model, config, device, autocast)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config.to_dict(), indent=1)  # only once the setup has succeeded
     teacher, synthetic = _teacher_setup(config, data, out, device, root)
-    bar = _Progress(progress, total * (config.members if in_turn else 1))
+    bar = _Progress(progress, total)
     kd = teacher is not None and config.distill_alpha > 0
-    stored = _Stored("ensemble_mode", ensemble["mode"])
-
-    def trainer(batches, n_members: int, cbs: list) -> Trainer:
-        """A trainer with a fresh optimizer (one per member when members are trained in turn)."""
-        opt = adamw(model.param_groups(config.weight_decay), config, device)
-        return Trainer(model, opt, batches, total_steps=total, lr=config.lr, schedule=config.schedule,
-                       warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip, members=n_members,
-                       autocast=autocast, callbacks=[*cbs, bar, stored, ckpt],
-                       loss_fn=_distill_loss(config, teacher) if kd else model_loss)
-
-    if in_turn:
-        status, done_steps, history, final = sequential.train_members(
-            model, config, data, out, state=state, total=total, eval_at=steps, callbacks=list(callbacks),
-            stop_at_step=stop_at_step, device=device, autocast=autocast, progress=bar,
-            new_trainer=lambda m, cbs: trainer(_Batches(data, config, synthetic, device, only=m), 1, cbs))
-        if status == "stopped":
-            bar.close()
-            return {"finished": False, "step": done_steps, "history": [], "config_hash": config.hash}
-        model = final
-    else:
-        evaluation = Evaluation(config, data, steps, out, device, autocast)
-        cbs = [evaluation, *callbacks] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
-        run = trainer(_Batches(data, config, synthetic, device), config.members, cbs)
-        if state is not None:
-            run.load_state_dict(state)
-        status = run.run()
-        history = evaluation.history
-        if status == "stopped":
-            ckpt.save(run)
-            bar.close()
-            return {"finished": False, "step": run.step, "history": history, "config_hash": config.hash}
+    evaluation = Evaluation(config, data, steps, out, device, autocast)
+    cbs = [evaluation, *callbacks] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
+    run = Trainer(model, adamw(model.param_groups(config.weight_decay), config, device),
+                  _Batches(data, config, synthetic, device), total_steps=total, lr=config.lr,
+                  schedule=config.schedule, warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip,
+                  autocast=autocast, callbacks=[*cbs, bar, ckpt],
+                  loss_fn=_distill_loss(config, teacher) if kd else model_loss)
+    if state is not None:
+        run.load_state_dict(state)
+    status = run.run()
     bar.close()
-    if isinstance(model, members.Members):
-        model = model.to_batched()  # model.pt has one format whichever way the members were trained
-    save_torch({"model_config": model.config.to_dict(), "members": config.members, "state": model.state_dict()},
-               out / "model.pt")
-    result = _result(config, data, model, history, total, time.time() - t0) | {"ensemble": ensemble}
+    if status == "stopped":
+        ckpt.save(run)
+        return {"finished": False, "step": run.step, "history": evaluation.history, "config_hash": config.hash}
+    save_torch({"model_config": mc.to_dict(), "members": 1, "state": model.state_dict()}, out / "model.pt")
+    result = _result(config, data, model, evaluation.history, total, time.time() - t0)
     write_json(out / "result.json", result, indent=1)
     with contextlib.suppress(FileNotFoundError):
         ckpt.path.unlink()  # the finished model lives in model.pt; optimizer state is no longer needed
-    shutil.rmtree(out / "snapshots", ignore_errors=True)  # sequential members' weights, evaluated above
     return result
 
 
-def _ensemble_mode(config: TrainConfig, mc, device: str, autocast, state: dict | None, total: int,
-                   evaluations: int) -> dict:
-    """How the members are laid out: a resumed run keeps its checkpoint's mode (its optimizer state
-    has that layout), a forced mode is used as is, ``auto`` decides on this shape (members.py)."""
-    if config.members == 1:
-        return {"mode": "batched"}
-    if state is not None:
-        return {"mode": state.get("ensemble_mode", "batched"), "resumed": True}
-    if config.ensemble != "auto":
-        return {"mode": config.ensemble}
-    return members.choose(mc, config.members, config.batch_size, device, autocast, total_steps=total,
-                          evaluations=evaluations)
+def member_dir(member: TrainConfig, out: Path, root) -> Path:
+    """Where an ensemble's member run lives: beside the ensemble under the root, or under its own folder."""
+    return (Path(root) if root is not None else out) / teacher_ref(member.hash)
 
 
-class _Stored(Callback):
-    """A value kept in the checkpoint (read back before the model is built)."""
+def _ensemble(config: TrainConfig, out: Path, progress: bool, root) -> dict:
+    """Train the members not yet finished (in turn), then evaluate the ensemble from their final weights."""
+    from repetita.lm.distill import load_run_model
 
-    def __init__(self, name: str, value):
-        self.name, self.value = name, value
-
-    def state_dict(self):
-        return {self.name: self.value}
+    t0 = time.time()
+    device = resolve_device(config.device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict(), indent=1)
+    results, models = [], []
+    for member in config.member_configs():
+        where = member_dir(member, out, root)
+        res = train(member, where, progress=progress, root=root)
+        require(res.get("finished"), f"{where}: member run did not finish")
+        results.append(res)
+        models.append(load_run_model(where, "cpu")[0])
+    data = load_data(config.corpus, config.tokenizer, config.context, config.unique_tokens,
+                     config.val_fraction, config.val_tokens, config.split_seed)
+    model = GPT.stack(models).to(device)
+    last = [r["history"] if "history" in r else read_json(member_dir(m, out, root) / "metrics.json", "run metrics")
+            for m, r in zip(config.member_configs(), results, strict=True)]
+    total = int(results[0]["steps"])
+    # The members' own last training-batch losses, averaged: what one batched run reported at its last step.
+    row = history_row(model, data, config.batch_size, total, float(last[0][-1]["lr"]),
+                      float(np.mean([h[-1]["train_batch_loss"] for h in last])), device, _autocast(config, device))
+    write_json(out / "metrics.json", [row])
+    save_torch({"model_config": model.config.to_dict(), "members": config.members, "state": model.state_dict()},
+               out / "model.pt")
+    result = _result(config, data, model, [row], total, time.time() - t0) | {
+        "member_runs": [r["config_hash"] for r in results]}
+    write_json(out / "result.json", result, indent=1)
+    return result
 
 
 class _Progress(Callback):
     """A tqdm bar when asked for (and tqdm is installed)."""
 
     def __init__(self, enabled: bool, total: int):
-        self.bar, self.offset = None, 0  # offset: steps of the members trained before this one (sequential)
+        self.bar = None
         if enabled:
             with contextlib.suppress(ImportError):
                 from tqdm.auto import tqdm
@@ -369,7 +369,7 @@ class _Progress(Callback):
 
     def on_step(self, trainer, step):
         if self.bar is not None:
-            self.bar.n = self.offset + step.step
+            self.bar.n = step.step
             self.bar.refresh()
 
     def close(self):
@@ -385,8 +385,9 @@ def _result(config: TrainConfig, data: TokenData, model: GPT, history: list, tot
     base = {"params": N, "tokens": tokens, "unique_tokens": data.unique_tokens, "epochs": epochs,
             "recipe": config.recipe, "run_id": config.hash, "weight_decay": config.weight_decay, "lr": config.lr,
             "corpus": config.corpus, "context": config.context, "step": total}
-    rows = [RunRow(**base, loss=loss, seed=config.seed + m, members=1, member=m)
-            for m, loss in enumerate(last["val_member_losses"])]
+    # An ensemble's rows are its own (its members are runs with rows of their own).
+    rows = [] if config.members > 1 else [RunRow(**base, loss=last["val_member_losses"][0], seed=config.seed,
+                                                 members=1, member=0)]
     if config.members > 1:
         rows += [RunRow(**base, loss=last[f"ensemble_{how}_loss"], seed=config.seed, members=config.members,
                         member=-1, combiner=how, total_params=N * config.members) for how in ("logits", "probs")]

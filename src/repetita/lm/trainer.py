@@ -4,9 +4,14 @@
 own loss (``loss_fn(model, batch) -> (per-member loss [M], logits)``, by default ``model(idx, targets)``).
 After every step a typed :class:`Step` record goes to the callbacks, each called every ``every``
 steps; a callback stops training by returning True or raising :class:`StopTraining`. Evaluation,
-checkpointing, metrics files, heartbeats and early stopping (the token-accuracy rule of
-``repetita.sft``) are callbacks, so the LM lab (``train.py``), the skill-composition testbed and the
-SFT demonstration share this loop instead of owning copies of it.
+checkpointing, metrics files, heartbeats and early stopping (the token-accuracy rule,
+``repetita.sft.loop``) are callbacks, so the LM lab (``train.py``), the skill-composition testbed and
+the SFT demonstration share this loop instead of owning copies of it. The loop knows no callback by name.
+
+No host sync per step: the step's loss stays a device tensor until someone reads ``Step.loss`` (a
+callback that needs it, or the loop's own divergence check every ``DIVERGENCE_EVERY`` steps and at the
+last step), as nanoGPT syncs only at its log interval; the logits are handed only to callbacks that
+set ``wants_logits``.
 
 Members: a batched ensemble (``GPT(members=K)``) returns one loss per member; the loop backpropagates
 their sum (each member's gradient is that of its own mean loss) and clips each member's gradient
@@ -19,12 +24,13 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
 
 from repetita.errors import UserError
-from repetita.lm.schedules import lr_multiplier
+from repetita.schedules import lr_multiplier
 
 
 class StopTraining(Exception):
@@ -35,17 +41,33 @@ class Diverged(UserError):
     """The training loss became NaN or infinite."""
 
 
+DIVERGENCE_EVERY = 100  # steps between the loop's own reads of the loss (a NaN is caught within this many)
+
+
 @dataclass(frozen=True)
 class Step:
-    """What one optimizer step produced; ``logits``/``batch`` are live tensors, valid during callbacks only."""
+    """What one optimizer step produced; ``losses``/``logits``/``batch`` are live tensors, valid during
+    callbacks only. ``logits`` is None unless a callback due at this step set ``wants_logits``."""
 
     step: int  # optimizer steps done, 1-based after the first
     total: int
     lr: float
-    loss: float  # mean over members of the data loss of this batch
-    member_losses: tuple[float, ...]
+    losses: Any = field(repr=False)  # [M] per-member data loss of this batch (detached, float32, on device)
     logits: Any = field(default=None, repr=False)
     batch: Any = field(default=None, repr=False)
+
+    @cached_property
+    def loss(self) -> float:
+        """Mean over members of this batch's loss (reading it syncs with the device); a NaN or infinite
+        loss raises :class:`Diverged`."""
+        loss = float(self.losses.mean())
+        if not math.isfinite(loss):
+            raise Diverged(f"training diverged at step {self.step} (loss {loss}); lower the learning rate")
+        return loss
+
+    @property
+    def member_losses(self) -> tuple[float, ...]:
+        return tuple(self.losses.tolist())
 
 
 class Callback:
@@ -54,6 +76,7 @@ class Callback:
 
     every: int = 1
     name: str | None = None
+    wants_logits: bool = False  # hand this callback the step's logits (kept alive for it)
 
     def on_step(self, trainer: Trainer, step: Step) -> bool | None:
         return None
@@ -116,8 +139,6 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.step = 0
         self._params = [p for p in model.parameters() if p.requires_grad]
-        # Separately stored members (repetita.lm.members.Members) are clipped one by one.
-        self._member_params = model.member_parameters() if hasattr(model, "member_parameters") else None
 
     def lr_at(self, step: int) -> float:
         return self.base_lr * lr_multiplier(self.schedule, step, self.total, self.warmup, self.final_lr_frac)
@@ -125,7 +146,7 @@ class Trainer:
     def _context(self):
         return self.autocast() if self.autocast else contextlib.nullcontext()
 
-    def train_step(self) -> Step:
+    def train_step(self, keep_logits: bool = False) -> Step:
         lr = self.lr_at(self.step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
@@ -134,31 +155,26 @@ class Trainer:
             loss_m, logits = self.loss_fn(self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss_m.sum().backward()  # sum: each member's gradient is that of its own mean loss
-        if self._member_params is None:
-            clip_per_member(self._params, self.grad_clip, self.members)
-        else:
-            for ps in self._member_params:
-                clip_per_member(ps, self.grad_clip, 1)
+        clip_per_member(self._params, self.grad_clip, self.members)
         self.optimizer.step()
         self.step += 1
-        detached = loss_m.detach().float()
-        loss = float(detached.mean())
-        if not math.isfinite(loss):
-            raise Diverged(f"training diverged at step {self.step} (loss {loss}); lower the learning rate")
-        return Step(self.step, self.total, lr, loss, tuple(detached.tolist()), logits.detach(), batch)
+        return Step(self.step, self.total, lr, loss_m.detach().float(), logits.detach() if keep_logits else None, batch)
 
     def run(self) -> str:
         """Train until ``total_steps`` ('finished') or a callback stops it ('stopped')."""
         self.model.train()
         while self.step < self.total:
-            rec = self.train_step()
+            n = self.step + 1
+            due = [cb for cb in self.callbacks if n % cb.every == 0 or n == self.total]
+            rec = self.train_step(keep_logits=any(cb.wants_logits for cb in due))
             stop = False
             try:
-                for cb in self.callbacks:
-                    if rec.step % cb.every == 0 or rec.step == self.total:
-                        stop = bool(cb.on_step(self, rec)) or stop
+                for cb in due:
+                    stop = bool(cb.on_step(self, rec)) or stop
             except StopTraining:
                 stop = True
+            if n % DIVERGENCE_EVERY == 0 or n == self.total:
+                rec.loss  # noqa: B018 - reading it is the check (raises Diverged)
             if stop:
                 return "stopped"
         for cb in self.callbacks:
@@ -209,34 +225,3 @@ class StopAt(Callback):
 
     def on_step(self, trainer, step):
         return step.step >= self.at
-
-
-class TokenAccuracyStop(Callback):
-    """The SFT stop rule (``repetita.sft.stopping``) on the training batch's token accuracy.
-
-    ``labels_of(batch)`` gives the labels to score the step's logits against (default: the batch's
-    second element, the targets). Training stops when the rule fires, unless ``stop=False`` (then it
-    only records where it would have stopped).
-    """
-
-    def __init__(self, config=None, *, stop: bool = True, labels_of=None, shift: bool = False, epoch_of=None):
-        from repetita.sft.stopping import TokenAccuracyHook
-
-        self.hook = TokenAccuracyHook(config, shift=shift)
-        self.stop, self.labels_of, self.epoch_of = stop, labels_of, epoch_of
-
-    def on_step(self, trainer, step):
-        labels = self.labels_of(step.batch) if self.labels_of else step.batch[1]
-        logits = step.logits[0] if step.logits.dim() == 4 else step.logits
-        labels = labels[0] if labels.dim() == 3 else labels
-        epoch = self.epoch_of(step.step) if self.epoch_of else None
-        fired = self.hook(step.step, logits, labels, epoch=epoch)
-        return fired and self.stop
-
-    @property
-    def decision(self):
-        return self.hook.decision
-
-    @property
-    def history(self):
-        return self.hook.history

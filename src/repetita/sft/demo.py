@@ -140,7 +140,8 @@ def run_cell(cfg: DemoConfig, engine, train, held_out, n_samples: int, epochs: i
     would stop (``stop=False``: every cell spends the whole budget, so cells stay comparable)."""
     import torch
 
-    from repetita.lm.trainer import Callback, TokenAccuracyStop, Trainer
+    from repetita.lm.trainer import Callback, Trainer
+    from repetita.sft.loop import TokenAccuracyStop
 
     torch.manual_seed(cfg.seed)
     model = engine.fresh()

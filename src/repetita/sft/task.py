@@ -64,7 +64,7 @@ def decode(ids) -> str:
     return "".join(ITOS.get(int(i), "") for i in ids)
 
 
-def make_batch(examples, torch_module=None):
+def make_batch(examples):
     """input_ids and labels ([B, T] long tensors); prompt and padding labels are -100."""
     import torch
 

@@ -46,6 +46,7 @@ def _rd_interval(est, data: pd.DataFrame) -> tuple[dict, dict | None]:
 
 def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[dict], fit_record: dict) -> dict:
     """The study's decision (module docstring). ``est`` is the fitted data-constrained ``LawFit`` on ``data``."""
+    from repetita import recipe_registry
     from repetita.laws.efficiency import from_report, plan_recipes
     from repetita.laws.uncertainty import theta_draws
 
@@ -64,7 +65,7 @@ def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[
         caveats.append(f"recipe losses without intervals: {exc}")
     out = {"best_epochs": epochs, "rd_star": rd, "caveats": caveats, "uncertainty": unc}
     try:
-        effects, warnings = from_report({"efficiency": efficiency_rows, "fits": {}})
+        effects, warnings = from_report({"efficiency": efficiency_rows, "fits": {}}, recipe_registry)
     except UserError as exc:
         effects, warnings = [], [str(exc)]
     caveats += warnings

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from repetita.errors import UserError
-
-LAMBDA = 0.75
+from repetita.laws.reuse import LAMBDA  # the one definition of the phase-transition threshold
 
 
 def reuse_runs(results: dict[str, dict], history=None) -> tuple[pd.DataFrame, dict]:

@@ -25,7 +25,7 @@ lr = [1e-3, 3e-3]      # of repetita.lm.recipes; search = "grid" measures every 
 weight_decay = [0.1, 0.4, 1.6]
 search = "coordinate"
 
-[recipes.ensemble]     # K-member ensembles trained as one batched model
+[recipes.ensemble]     # K member runs (seeds s..s+K-1), shared across K, evaluated by averaging logits
 members = [2, 4]
 epochs = [4]           # optional: overrides grid.epochs for this recipe
 unique_tokens = [16384]  # optional: overrides grid.unique_tokens for this recipe
@@ -41,12 +41,14 @@ alpha = [0.5]
 epochs = [4]
 ```
 
-A spec expands to *cells*: one ``repetita.lm.recipes.RecipeConfig`` per (recipe, model, U, seed, and
-the recipe's own lists), and each cell decides which runs it needs through the same recipe code as
+Each ``[recipes.NAME]`` table is read by the registered recipe NAME (``repetita.recipe_registry``):
+its keys, and how it expands. A spec expands to *cells*: one ``repetita.lm.recipes.RecipeConfig`` per
+(recipe, model, U, seed, and the recipe's own lists), and each cell decides which runs it needs through the same recipe code as
 ``repetita train --recipe`` (``proposals``): a static recipe asks for all its runs at once, the
 coordinate search asks for the next points once the previous ones are measured. Every run's id is the
 content hash of its ``TrainConfig`` (``TrainConfig.hash``), so re-running a study finds finished runs by
-id. Distillation students name their teacher as ``runs/<id>`` and depend on it.
+id. Distillation students name their teacher as ``runs/<id>`` and depend on it; an ensemble depends on
+its member runs.
 """
 
 from __future__ import annotations
@@ -54,20 +56,13 @@ from __future__ import annotations
 import itertools
 import tomllib
 from dataclasses import dataclass, fields
+from dataclasses import replace as _replace
 from pathlib import Path
 
 from repetita.errors import UserError, require
 
 TOP_KEYS = {"name", "seeds", "base", "models", "grid", "recipes", "description"}
 GRID_KEYS = {"unique_tokens", "epochs"}
-RECIPE_KEYS = {
-    "standard": {"weight_decay", "lr", "epochs", "unique_tokens"},
-    "regularized": {"weight_decay", "lr", "epochs", "unique_tokens", "search", "max_runs"},
-    "ensemble": {"members", "epochs", "weight_decay", "unique_tokens"},
-    "distill": {"teacher_members", "alpha", "seq_frac", "temperature", "epochs", "unique_tokens"},
-    "self-distill": {"alpha", "seq_frac", "temperature", "epochs", "unique_tokens"},
-    "reuse": {"epochs", "unique_tokens", "weight_decay", "lr", "reference_tokens", "reference_evals"},
-}
 # Fields the study sets itself; a spec must not fix them in [base] or [[models]].
 MANAGED = {"unique_tokens", "epochs", "members", "teacher", "distill_alpha", "seq_distill_frac", "recipe", "seed"}
 
@@ -84,10 +79,11 @@ class RunSpec:
         return self.config.hash
 
     @property
-    def depends_on(self) -> str | None:
-        from repetita.lm.recipes import teacher_id
+    def depends_on(self) -> tuple[str, ...]:
+        """Runs that must finish first: a student's teacher, an ensemble's members."""
+        from repetita.lm.recipes import dependencies
 
-        return teacher_id(self.config.teacher)
+        return dependencies(self.config)
 
 
 @dataclass(frozen=True)
@@ -105,13 +101,67 @@ class Study:
                 if cfg.hash not in seen:
                     seen.add(cfg.hash)
                     runs.append(RunSpec(cfg, cfg.recipe))
-        runs.sort(key=lambda r: r.depends_on is not None)  # stable: the queue order stays deterministic
+        runs.sort(key=lambda r: bool(r.depends_on))  # stable: the queue order stays deterministic
         return runs
 
     @property
     def runs(self) -> tuple[RunSpec, ...]:
         """The runs known before anything is measured (a coordinate search adds more as it goes)."""
         return tuple(self.proposals({}))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a recipe's ``cells`` function reads besides its own table: the spec's models, U budgets,
+    epochs, seeds and defaults. ``recipe`` is the table being expanded (for messages)."""
+
+    recipe: str
+    base: dict
+    models: tuple
+    budgets: tuple
+    epoch_grid: tuple
+    seeds: tuple
+
+    @property
+    def default_lr(self) -> float:
+        from repetita.lm.config import TrainConfig
+
+        return self.base.get("lr", TrainConfig().lr)
+
+    @property
+    def default_wd(self) -> float:
+        from repetita.lm.config import TrainConfig
+
+        return self.base.get("weight_decay", TrainConfig().weight_decay)
+
+    def values(self, table: dict, key: str, default, kind=(int, float)) -> list:
+        """``table[key]`` (or ``default``) as a non-empty list of numbers."""
+        return _list(table.get(key, default), f"recipes.{self.recipe}.{key}", kind)
+
+    def epochs(self, table: dict) -> tuple:
+        """The recipe's epoch counts, sorted (its own ``epochs`` or the grid's)."""
+        return tuple(sorted(set(self.values(table, "epochs", list(self.epoch_grid)))))
+
+    def where(self, table: dict):
+        """(model, U, seed) for every model, U budget (the recipe may narrow them) and seed."""
+        budgets = self.values(table, "unique_tokens", list(self.budgets), (int,))
+        return itertools.product(self.models, budgets, self.seeds)
+
+    def config(self, model: dict, **kw):
+        from repetita.lm.config import TrainConfig
+
+        try:
+            return TrainConfig.from_dict(self.base | model | kw)
+        except TypeError as exc:
+            raise UserError(f"bad value in [base] or [[models]]: {exc}") from None
+
+    def cell(self, **kw):
+        from repetita.lm.recipes import RecipeConfig
+
+        try:
+            return RecipeConfig(recipe=self.recipe, **kw)
+        except TypeError as exc:
+            raise UserError(f"[recipes.{self.recipe}]: {exc}") from None
 
 
 def _list(value, where: str, kind=(int, float)) -> list:
@@ -156,8 +206,8 @@ def load_spec(path: str | Path) -> dict:
 
 def expand(raw: dict, check_corpus: bool = True) -> Study:
     """Validate a parsed spec and expand it into recipe cells (nothing is written)."""
+    from repetita import recipe_registry
     from repetita.lm.config import TrainConfig
-    from repetita.lm.recipes import RecipeConfig
 
     _check_keys(raw, TOP_KEYS, "study spec")
     train_fields = {f.name for f in fields(TrainConfig)}
@@ -173,76 +223,14 @@ def expand(raw: dict, check_corpus: bool = True) -> Study:
     require(grid is not None, "missing [grid] with unique_tokens and epochs")
     _check_keys(grid, GRID_KEYS, "[grid]")
     require("unique_tokens" in grid and "epochs" in grid, "[grid] needs unique_tokens and epochs")
-    us = _list(grid["unique_tokens"], "grid.unique_tokens", (int,))
-    ks = _list(grid["epochs"], "grid.epochs")
-    seeds = _list(raw.get("seeds", [0]), "seeds", (int,))
+    spec = Grid("", base, tuple(models), tuple(_list(grid["unique_tokens"], "grid.unique_tokens", (int,))),
+                tuple(_list(grid["epochs"], "grid.epochs")), tuple(_list(raw.get("seeds", [0]), "seeds", (int,))))
     recipes = raw.get("recipes")
     require(isinstance(recipes, dict) and recipes, "missing [recipes.<name>]: enable at least one recipe")
+    found = {name: recipe_registry.get(name, "study spec") for name in recipes}
     for name, table in recipes.items():
-        require(name in RECIPE_KEYS, f"unknown recipe {name!r}; choose from {', '.join(RECIPE_KEYS)}")
-        _check_keys(table, RECIPE_KEYS[name], f"[recipes.{name}]")
-
-    def config(model: dict, **kw) -> TrainConfig:
-        try:
-            return TrainConfig.from_dict(base | model | kw)
-        except TypeError as exc:
-            raise UserError(f"bad value in [base] or [[models]]: {exc}") from None
-
-    def recipe(name: str, **kw) -> RecipeConfig:
-        try:
-            return RecipeConfig(recipe=name, **kw)
-        except TypeError as exc:
-            raise UserError(f"[recipes.{name}]: {exc}") from None
-
-    default_lr = base.get("lr", TrainConfig().lr)
-    default_wd = base.get("weight_decay", TrainConfig().weight_decay)
-    cells = []
-    for name, table in recipes.items():
-        epochs = tuple(sorted(set(_list(table.get("epochs", ks), f"recipes.{name}.epochs"))))
-        # a recipe may narrow the U budgets (e.g. ensembles only where they are affordable)
-        budgets = _list(table.get("unique_tokens", us), f"recipes.{name}.unique_tokens", (int,))
-        where = itertools.product(models, budgets, seeds)
-        if name == "standard":
-            lrs = _list(table.get("lr", default_lr), "recipes.standard.lr")
-            wd = _list(table.get("weight_decay", 0.1), "recipes.standard.weight_decay")
-            require(len(wd) == 1, "recipes.standard.weight_decay: the standard recipe has one weight decay "
-                    "(tune it with [recipes.regularized])")
-            for (model, u, seed), lr in itertools.product(where, lrs):
-                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=epochs[0], lr=lr, seed=seed),
-                                    epoch_grid=epochs, weight_decay=wd[0]))
-        elif name == "regularized":
-            lrs = tuple(sorted(set(_list(table.get("lr", default_lr), "recipes.regularized.lr"))))
-            wds = tuple(sorted(set(_list(table.get("weight_decay", default_wd), "recipes.regularized.weight_decay"))))
-            search = table.get("search", "coordinate")
-            max_runs = table.get("max_runs", 60)
-            require(isinstance(max_runs, int), f"recipes.regularized.max_runs: {max_runs!r} must be an integer")
-            for model, u, seed in where:
-                start = config(model, unique_tokens=u, epochs=epochs[len(epochs) // 2], lr=lrs[len(lrs) // 2],
-                               weight_decay=wds[0], seed=seed)
-                cells.append(recipe(name, base=start, epoch_grid=epochs, lr_grid=lrs, wd_grid=wds, search=search,
-                                    max_runs=max_runs))
-        elif name == "reuse":  # Yan et al.'s protocol: constant LR, K-epoch runs per U, one shared reference
-            require("reference_tokens" in table, "[recipes.reuse] needs reference_tokens (the fresh tokens of the "
-                    "one-pass reference run; at least the largest U x the epochs whose worth you want to read)")
-            lr = table.get("lr", default_lr)
-            for model, u, seed in where:
-                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=epochs[0], lr=lr, seed=seed),
-                                    epoch_grid=epochs, weight_decay=table.get("weight_decay", default_wd),
-                                    reference_tokens=int(table["reference_tokens"]),
-                                    reference_evals=int(table.get("reference_evals", 48))))
-        elif name == "ensemble":
-            members = _list(table.get("members", [4]), "recipes.ensemble.members", (int,))
-            wd = table.get("weight_decay", default_wd)
-            for (model, u, seed), k, m in itertools.product(where, epochs, members):
-                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=k, weight_decay=wd, seed=seed),
-                                    members=m))
-        else:
-            alphas = _list(table.get("alpha", [0.5]), f"recipes.{name}.alpha")
-            kw = {"seq_distill_frac": table.get("seq_frac", 0.0), "distill_temperature": table.get("temperature", 1.0),
-                  "members": table.get("teacher_members", 4) if name == "distill" else 4}
-            for (model, u, seed), k, a in itertools.product(where, epochs, alphas):
-                cells.append(recipe(name, base=config(model, unique_tokens=u, epochs=k, seed=seed),
-                                    distill_alpha=a, **kw))
+        _check_keys(table, set(found[name].keys), f"[recipes.{name}]")
+    cells = [cell for name, table in recipes.items() for cell in found[name].cells(table, _replace(spec, recipe=name))]
     return Study(name=str(raw.get("name", "study")), cells=tuple(cells))
 
 

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     recipe TEXT NOT NULL,
     config TEXT NOT NULL,
-    depends_on TEXT,
+    depends_on TEXT,  -- the ids of the runs it waits for, comma-separated (a teacher, an ensemble's members)
     status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'diverged')),
     metrics TEXT,
     error TEXT,
@@ -93,6 +93,13 @@ def run_dir(study_dir: str | Path, run_id: str) -> Path:
     from repetita.lm.recipes import teacher_ref  # the layout is the recipes' own: runs/<id>
 
     return Path(study_dir) / teacher_ref(run_id)
+
+
+def _deps_text(deps) -> str | None:
+    """The stored form of a run's dependencies: ids joined by commas (one id in older studies), or NULL."""
+    if deps is None or isinstance(deps, str):
+        return deps or None
+    return ",".join(deps) or None
 
 
 def _database_error(path: Path, exc: sqlite3.Error) -> UserError:
@@ -260,7 +267,7 @@ class Store:
             before = c.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
             c.executemany(
                 "INSERT OR IGNORE INTO runs (id, recipe, config, depends_on, status, created) VALUES (?, ?, ?, ?, 'queued', ?)",
-                [(r.id, r.recipe, r.config.to_json(), r.depends_on, now) for r in runs],
+                [(r.id, r.recipe, r.config.to_json(), _deps_text(r.depends_on), now) for r in runs],
             )
             return c.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - before
 
@@ -323,21 +330,19 @@ class Store:
         with self.transaction() as c:
             c.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
 
+    def _queued(self) -> list[tuple[str, list[str]]]:
+        """Queued runs in creation order with the statuses of the runs they wait for."""
+        status = dict(self._conn.execute("SELECT id, status FROM runs").fetchall())
+        q = "SELECT id, depends_on FROM runs WHERE status='queued' ORDER BY created, rowid"
+        return [(rid, [status.get(d) for d in (deps or "").split(",") if d]) for rid, deps in self._conn.execute(q)]
+
     def ready(self) -> list[str]:
-        """Queued runs whose dependency (if any) is done, in creation order."""
-        q = (
-            "SELECT r.id FROM runs r LEFT JOIN runs d ON r.depends_on = d.id "
-            "WHERE r.status='queued' AND (r.depends_on IS NULL OR d.status='done') ORDER BY r.created, r.rowid"
-        )
-        return [r[0] for r in self._conn.execute(q)]
+        """Queued runs whose dependencies (if any) are all done, in creation order."""
+        return [rid for rid, deps in self._queued() if all(d == "done" for d in deps)]
 
     def blocked(self) -> list[str]:
-        """Queued runs whose dependency failed or diverged: they cannot run."""
-        q = (
-            "SELECT r.id FROM runs r JOIN runs d ON r.depends_on = d.id "
-            "WHERE r.status='queued' AND d.status IN ('failed', 'diverged')"
-        )
-        return [r[0] for r in self._conn.execute(q)]
+        """Queued runs a dependency of which failed or diverged: they cannot run."""
+        return [rid for rid, deps in self._queued() if any(d in ("failed", "diverged") for d in deps)]
 
     # --- results -----------------------------------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""A law and a recipe added from this file alone reach every part of the package that uses them.
+
+Neither plug-in is known to the package: each is registered here, in the one registry of its kind
+(``repetita.laws.forms.LAWS``, ``repetita.recipe_registry``), and the CLI, the study spec, the study
+runner and the planner find it there.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_study_run import SPEC as UNIT_SPEC  # tests/ is on sys.path (rootdir-relative import)
+
+from repetita import recipe_registry
+from repetita.cli import main
+from repetita.laws.forms import LAWS, Law, _col, _lse, _p
+
+# --- a toy law: L = E + B / D^beta (a data-only Chinchilla), fitted in logs like the built-in laws --
+
+
+def _data_only(theta, X):
+    b, e, beta = (_p(theta, i) for i in range(3))
+    return _lse(b - beta * _col(X, "log_tokens"), e)
+
+
+TOY_LAW = Law("toy-data-only", _data_only, ("b", "e", "beta"),
+              {"b": (0.0, 20.0), "e": (-2.0, 2.0), "beta": (0.05, 2.0)},
+              {"b": (3.0, 6.0, 9.0), "e": (0.0, 0.5), "beta": (0.2, 0.4, 0.6)},
+              ("params", "tokens"), log_params=("b", "e"), doc="L = E + B/D^beta (a test's toy law)")
+TRUTH = {"b": np.log(400.0), "e": np.log(1.8), "beta": 0.3}
+
+
+@pytest.fixture
+def toy_law(monkeypatch):
+    monkeypatch.setitem(LAWS, TOY_LAW.name, TOY_LAW)
+    return TOY_LAW
+
+
+def _toy_table(path):
+    tokens = np.geomspace(1e8, 1e11, 12)
+    loss = np.exp(TRUTH["e"]) + np.exp(TRUTH["b"]) / tokens ** TRUTH["beta"]
+    pd.DataFrame({"params": 1e8, "tokens": tokens, "loss": loss}).to_csv(path, index=False)
+    return tokens, loss
+
+
+def test_toy_law_is_listed_fitted_and_saved_through_the_cli(toy_law, tmp_path, capsys):
+    assert main(["laws"]) == 0
+    assert "toy-data-only" in capsys.readouterr().out
+    tokens, loss = _toy_table(tmp_path / "runs.csv")
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "toy-data-only", "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    # the data identify the whole curve (noise-free, three parameters, twelve points): the fit lands on it
+    assert res["law"] == "toy-data-only"
+    assert res["params"]["beta"] == pytest.approx(TRUTH["beta"], rel=1e-3)
+    assert res["params"]["e"] == pytest.approx(TRUTH["e"], abs=1e-3)
+    assert json.loads(out.read_text())["law"] == "toy-data-only"
+
+
+def test_toy_law_through_the_estimator(toy_law, tmp_path):
+    from repetita.laws.fit import LawFit
+
+    tokens, loss = _toy_table(tmp_path / "runs.csv")
+    fit = LawFit("toy-data-only").fit(pd.read_csv(tmp_path / "runs.csv"))
+    far = pd.DataFrame({"params": [1e8], "tokens": [1e12]})
+    want = np.exp(TRUTH["e"]) + np.exp(TRUTH["b"]) / 1e12 ** TRUTH["beta"]
+    assert fit.predict(far)[0] == pytest.approx(want, rel=1e-4)  # an extrapolation, identified by the form
+
+
+def test_unknown_law_lists_the_registry(toy_law, tmp_path, capsys):
+    _toy_table(tmp_path / "runs.csv")
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "toy-nonesuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "toy-data-only" in err[0] and "data-constrained" in err[0]
+
+
+# --- a toy recipe: one run per cell at the largest epoch count, costing 3 standard runs to the planner --
+
+
+def _longest_cells(table, grid):
+    epochs = grid.epochs(table)
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=epochs[-1], seed=seed), epoch_grid=epochs)
+            for model, u, seed in grid.where(table)]
+
+
+def _longest(rc, measure):
+    from repetita.lm.recipes import summary
+
+    (run,) = measure([rc.base.replace(epochs=rc.epoch_grid[-1], members=1, recipe="toy-longest")])
+    return {"best": summary(run)}
+
+
+TOY_RECIPE = recipe_registry.Recipe("toy-longest", _longest, _longest_cells, {"epochs", "unique_tokens"},
+                                    "one run at the largest epoch count (a test's toy recipe)",
+                                    train_cost=lambda k: 3.0)
+
+
+@pytest.fixture
+def toy_recipe():
+    recipe_registry.register(TOY_RECIPE, replace=True)
+    yield TOY_RECIPE
+    recipe_registry.unregister(TOY_RECIPE.name)
+
+
+# the unit study's corpus, model and optimisation (tests/test_study_run.py), with this file's grid and recipe
+SPEC = UNIT_SPEC.split("[grid]")[0].format(ckpt=50).replace('name = "unit"', 'name = "toy"') + """[grid]
+unique_tokens = [256, 512]
+epochs = [1, 2]
+[recipes.toy-longest]
+{extra}
+"""
+
+
+def test_toy_recipe_expands_from_a_spec(toy_recipe, tmp_path):
+    from repetita.study.spec import expand, load_spec
+
+    (tmp_path / "s.toml").write_text(SPEC.format(extra="unique_tokens = [512]"))
+    study = expand(load_spec(str(tmp_path / "s.toml")))
+    assert [(r.recipe, r.config.unique_tokens, r.config.epochs) for r in study.runs] == [("toy-longest", 512, 2)]
+
+
+def test_toy_recipe_key_it_does_not_take_is_one_line(toy_recipe, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SPEC.format(extra="weight_decay = [0.3]"))
+    assert main(["run", str(tmp_path / "s.toml"), "--dir", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weight_decay" in err[0] and "toy-longest" in err[0]
+    assert not (tmp_path / "study").exists() or not any((tmp_path / "study").rglob("result.json"))
+
+
+def test_toy_recipe_runs_in_a_study(toy_recipe, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SPEC.format(extra=""))
+    assert main(["run", str(tmp_path / "s.toml"), "--dir", str(tmp_path / "study"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["done"] == 2 and res["counts"]["failed"] == 0
+    tidy = pd.read_csv(res["tidy"])
+    assert set(tidy["recipe"]) == {"toy-longest"} and set(tidy["epochs"]) == {2}
+    assert np.isfinite(tidy["loss"]).all()
+
+
+def test_toy_recipe_cost_model_reaches_the_planner(toy_recipe, capsys):
+    args = ["plan", "--law-file", "example:datablations-published", "--compute", "1e21", "--unique-tokens", "2e10",
+            "--json"]
+    assert main([*args, "--efficiency", "toy-longest=1.5"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    text = json.dumps(res)
+    assert "toy-longest" in text
+    # a count on a recipe that takes none is refused in one line naming the recipe
+    assert main([*args, "--efficiency", "toy-longest:4=1.5"]) == 2
+    assert "toy-longest" in capsys.readouterr().err
