@@ -37,7 +37,9 @@ def report(tmp_path_factory):
         pytest.skip("no Chromium on PATH: run `make browser` (Debian's chromium package; needs apt-get as root)")
     tmp = tmp_path_factory.mktemp("browser")
     study = tmp / "study"
-    assert main(["run", str(_spec(tmp)), "--dir", str(study), "--workers", "2", "--json"]) == 0
+    # a second model size, so that the study can recommend one and the first screen holds its table
+    spec = _spec(tmp, extra="\n[[models]]\nn_layer = 1\nd_model = 24\n")
+    assert main(["run", str(spec), "--dir", str(study), "--workers", "2", "--json"]) == 0
     assert main(["report", str(study), "--json"]) == 0
     return browser, study / "report" / "report.html", tmp
 
@@ -61,6 +63,8 @@ def test_report_renders_with_every_figure_loaded_and_the_decision_first(report, 
     assert attr("images-loaded") == attr("images")  # every figure loaded
     assert attr("first") == "decision"  # the decision is the first thing on the page
     assert 0 <= int(attr("decision-top")) < 100  # and it starts at the top of the first screen (1400 x 900)
+    assert 0 < int(attr("sentence-bottom")) <= 900  # the decision sentence and its table fit on that screen
+    assert 0 < int(attr("table-bottom")) <= 900
     assert attr("overflow") == "0"  # nothing wider than the window
 
 

@@ -23,6 +23,8 @@ import numpy as np
 DATABLATIONS_FROZEN = {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596}
 WIDE_GRID = {"rd_star": tuple(np.geomspace(0.5, 1e4, 15)), "rn_star": tuple(np.geomspace(0.5, 1e4, 15))}
 MPL_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
+# Muennighoff et al.'s README run: 8.67B params x 178B tokens of compute on 25B unique tokens
+README_CASE = {"compute": 6 * 8.67e9 * 178e9, "unique_tokens": 25e9}
 
 
 def _say(quiet: bool, msg: str) -> None:
@@ -87,6 +89,13 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
         f"epoch worth < 0.5 after K={plan_summary['epochs_until_worth_below']:.0f}",
     )
 
+    # the decision block report.md opens with: Muennighoff et al.'s README case under the refit law
+    from repetita.laws.decide import plan_compute
+
+    res, _ = plan_compute([("data-constrained, refit", rec)], np.array([README_CASE["compute"]]),
+                          README_CASE["unique_tokens"])
+    summary["decision"] = {"lines": res.decision, "warnings": res.warnings}
+
     mpl = {}
     for model in ("25M", "100M", "400M"):
         curves = load_example(f"multipowerlaw:{model}")
@@ -143,11 +152,21 @@ def study_demo(out: Path, *, workers: int, quiet: bool = False) -> dict:
     headline = ", ".join(f"{k} {v}" for k, v in run["counts"].items() if v)
     _say(quiet, f"[6] study: {headline}; report {report['report']}")
     return {"counts": run["counts"], "report": report["report"], "tidy": run["tidy"],
+            "headline_markdown": report["headline_markdown"],
             "fits": report["fits"], "two_step": report["two_step"], "seconds": time.perf_counter() - t0}
 
 
 def write_report(out: Path, summary: dict) -> Path:
-    lines = ["# repetita demo", ""]
+    lines = ["# repetita demo", "", "## What to train", "",
+             f"**The published runs** (datablations, Muennighoff et al.'s README case: C = "
+             f"{README_CASE['compute']:.3g} FLOPs on U = {README_CASE['unique_tokens']:.3g} unique tokens; the "
+             "data-constrained law refit with its Chinchilla part frozen as published):", ""]
+    lines += [f"    {line}" for line in summary["laws"]["decision"]["lines"]]
+    lines += [f"- caveat: {w}" for w in summary["laws"]["decision"]["warnings"][:3]]
+    if summary.get("study"):
+        lines += ["", "**The study on the default corpus** (its report: study/report/report.html):", "",
+                  summary["study"]["headline_markdown"]]
+    lines.append("")
     d = summary["laws"]["datablations"]
     lines += [
         "## Data-constrained law on the datablations runs",

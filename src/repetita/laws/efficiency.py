@@ -181,6 +181,7 @@ def plan_recipes(fit, effects, computes, unique_tokens: float, *, flops_per_toke
 
 def _evaluate(est, effects, C, unique_tokens, flops_per_token, thetas, level, max_params):
     from repetita.laws.allocate import N_RANGE, loss_limit, point_theta, solve
+    from repetita.laws.uncertainty import prediction_interval
 
     law = est.spec.law_obj
     per, draws = {}, {}
@@ -206,6 +207,10 @@ def _evaluate(est, effects, C, unique_tokens, flops_per_token, thetas, level, ma
             for j, row in enumerate(rows):
                 row["loss_interval"] = [float(q[0, j]), float(q[1, j])]
             draws[e.name] = rs["loss"]
+        for j, row in enumerate(rows):
+            # the loss a run will reach: the law's draws (or its point) times the fit's own scatter
+            point = draws[e.name][:, j] if e.name in draws else [row["loss"]]
+            row["prediction_interval"] = prediction_interval(point, est, level)
     require(any("error" not in r for r in per.values()), "no recipe fits this budget and serving cap")
     return per, draws
 
@@ -223,6 +228,12 @@ def _best(per: dict, draws: dict, C: np.ndarray) -> list[dict]:
             stack = np.stack([draws[n][:, j] for n in names])  # (recipes, draws)
             wins = np.argmin(np.where(np.isfinite(stack), stack, np.inf), axis=0)
             entry["share_best"] = {n: float(np.mean(wins == i)) for i, n in enumerate(names)}
+            if "standard" in draws and name in draws:
+                # the gain over standard under the same parameter draw (the recipes share the law)
+                gain = draws["standard"][:, j] - draws[name][:, j]
+                gain = gain[np.isfinite(gain)]
+                if gain.size:
+                    entry["gain_interval"] = np.quantile(gain, (0.025, 0.975)).tolist()
         best.append(entry)
     return best
 

@@ -33,6 +33,7 @@ class StudyAnalysis:
     efficiency: pd.DataFrame
     decision: dict
     reuse: dict | None
+    headline: object  # study.headline.Headline: the report's first screen
 
 
 def singles(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -199,12 +200,17 @@ def measured_reuse(results: dict[str, dict], history: Callable[[str], list]) -> 
         return {"skipped": str(exc), "table": [], "k_star": []}
 
 
-def analyse(tidy: pd.DataFrame, results: dict[str, dict], history: Callable[[str], list]) -> StudyAnalysis:
+def analyse(tidy: pd.DataFrame, results: dict[str, dict], history: Callable[[str], list],
+            name: str = "study") -> StudyAnalysis:
     """Everything the report shows, from the store's tidy rows, run results and ``history(run_id)``."""
+    from repetita.study.headline import headline
+
     fits, dc, std = fit_reuse_laws(tidy)
     best = best_by_recipe(tidy)
     ens = ensemble_table(tidy)
     eff = efficiency(best, fits)
+    d = decision(tidy, dc, std, eff, fits)
     return StudyAnalysis(tidy=tidy, fits=fits, law=dc, standard=std, best=best, ensembles=ens,
                          ensemble_fits=ensemble_fits(ens), two_step=two_step(ens), efficiency=eff,
-                         decision=decision(tidy, dc, std, eff, fits), reuse=measured_reuse(results, history))
+                         decision=d, reuse=measured_reuse(results, history),
+                         headline=headline(d, singles(tidy), fits, name))

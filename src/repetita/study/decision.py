@@ -90,6 +90,8 @@ def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[
             plans.append({"unique_tokens": float(u), "compute": b["compute"], "recipe": b["recipe"], "loss": b["loss"],
                           "loss_interval": row.get("loss_interval"), "member_params": row["member_params"],
                           "epochs": row["epochs"], "loss_standard": b["loss_standard"],
+                          "prediction_interval": row.get("prediction_interval"),
+                          "gain_interval": b.get("gain_interval"),
                           "share_best": (b.get("share_best") or {}).get(b["recipe"])})
     out["recipes"] = {e.name: {"efficiency": e.efficiency, "source": e.source} for e in effects}
     out["plans"] = plans

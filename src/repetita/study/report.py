@@ -1,8 +1,9 @@
 """``repetita report DIR``: a study's analysis (``study/analysis.py``) rendered as one HTML page, its
 figures, its fitted laws as fit files and a JSON summary. This module only draws and renders.
 
-Sections (each skipped with a stated reason when the study lacks the runs it needs): the decision for
-the corpus, first; loss vs epochs per U; E(K, N) from the constant-R* and the N-aware law side by side;
+Sections (each skipped with a stated reason when the study lacks the runs it needs): the first screen
+(``study/headline.py``: one sentence, one row per unique-token budget, the caveats that may change it,
+the runs that would firm it up); then the evidence, tables folded and written beside the page as CSV; loss vs epochs per U; E(K, N) from the constant-R* and the N-aware law side by side;
 regularized vs standard; ensemble scaling in K with its fitted asymptote; the two-step asymptote; data
 efficiency of every recipe against the standard law's data term. The page comes from
 ``templates/report.html`` (``string.Template``).
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repetita.errors import require
 from repetita.io import make_dir, save_figure, write_json, write_text
 from repetita.io import plt as _pyplot
 from repetita.study.driver import check_study_dir
@@ -56,9 +56,10 @@ def fig_loss_vs_epochs(single: pd.DataFrame, out: Path) -> str | None:
 
 def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
     from repetita.laws.plan import rd_star_for, reuse_rate
+    from repetita.study.headline import finding_problem
 
-    ok = {k: v for k, v in fits.items() if "error" not in v}
-    if not ok:
+    ok = {k: v for k, v in fits.items() if finding_problem(v) is None}
+    if not ok:  # a fit its own diagnostics reject is no curve to draw (the fits list says why)
         return None
     plt = _plt()
     us = sorted(tidy["unique_tokens"].unique())
@@ -103,7 +104,9 @@ def fig_ensembles(table: pd.DataFrame, fits: list[dict], out: Path) -> str | Non
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    fitted = {(f["params"], f["unique_tokens"], f["epochs"]): f for f in fits}
+    # a K-fit worse than its mean, or whose asymptote vanished, is not drawn as a finding
+    fitted = {(f["params"], f["unique_tokens"], f["epochs"]): f for f in fits
+              if f["r2"] >= 0 and f["asymptote"] > 1e-3 * f["A"]}
     for i, ((n, u, k), g) in enumerate(table.groupby(["params", "unique_tokens", "epochs"])):
         g = g.sort_values("members")
         ax.plot(g["members"], g["loss"], "o", color=f"C{i}", label=f"N={n:,.0f} U={u:,.0f} K={k:g}")
@@ -161,15 +164,30 @@ def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None)
     return files
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p><em>none</em></p>"
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+def _study_name(study_dir: Path) -> str:
+    """The spec's name (the folder's name when the spec cannot be read)."""
+    import tomllib
+
+    try:
+        return str(tomllib.loads((study_dir / "spec.toml").read_text()).get("name") or study_dir.name)
+    except (OSError, tomllib.TOMLDecodeError):
+        return study_dir.name
+
+
+def _write_csvs(out: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Each non-empty table as CSV beside the page (linked from it), sorted as shown."""
+    links = {}
+    for name, df in tables.items():
+        if not df.empty:
+            write_text(out / f"{name}.csv", df.to_csv(index=False))
+            links[name] = f"{name}.csv"
+    return links
 
 
 def build_report(study_dir: str | Path) -> dict:
     from repetita.io import read_json
     from repetita.study.analysis import analyse, singles
+    from repetita.study.headline import Headline
     from repetita.study.store import run_dir
 
     study_dir = Path(study_dir)
@@ -179,9 +197,18 @@ def build_report(study_dir: str | Path) -> dict:
         tidy, counts, results = store.tidy(), store.counts(), store.results()
     finally:
         store.close()
-    require(len(tidy) > 0, f"{study_dir}: no finished runs to report yet (run the study first)")
     out = make_dir(study_dir / "report", "report folder")
-    a = analyse(tidy, results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"))
+    name = _study_name(study_dir)
+    if tidy.empty:  # a page that says what it cannot decide, never an empty figure
+        h = Headline(f"Study {name} has no finished runs yet: nothing to decide. Run it first "
+                     f"(repetita run SPEC --dir {study_dir}).", decided=False)
+        summary = {"headline": h.to_dict(), "headline_markdown": h.markdown(), "decision": {"skipped": "no finished runs"}, "counts": counts, "rows": 0,
+                   "fits": {}, "best": [], "efficiency": [], "law_files": {}, "figures": {}}
+        write_json(out / SUMMARY, summary)
+        write_text(out / REPORT, render_html(name, summary, {}, h, {}, {}))
+        return summary | {"report": str((out / REPORT).resolve())}
+    a = analyse(tidy, results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"),
+                name=name)
     _reuse_figure(a.reuse, out)
     decision = dict(a.decision)
     figures = {
@@ -191,7 +218,13 @@ def build_report(study_dir: str | Path) -> dict:
         "ensembles": fig_ensembles(a.ensembles, a.ensemble_fits, out),
     }
     laws = _write_law_files(out, study_dir.name, a.fits, decision.pop("uncertainty", None))
+    tables = {"best": _sorted(a.best, ["unique_tokens", "params", "loss"]),
+              "efficiency": _sorted(a.efficiency, ["unique_tokens", "params", "recipe"]),
+              "plans": _sorted(pd.DataFrame(decision.get("plans") or []), ["unique_tokens", "compute"])}
+    csvs = _write_csvs(out, tables)
     summary = {
+        "headline": a.headline.to_dict(),
+        "headline_markdown": a.headline.markdown(),
         "decision": decision,
         "law_files": laws,
         "reuse": a.reuse,
@@ -204,36 +237,102 @@ def build_report(study_dir: str | Path) -> dict:
         "two_step": a.two_step,
         "efficiency": a.efficiency.to_dict(orient="records"),
         "figures": {k: v for k, v in figures.items() if v},
+        "tables": csvs,
     }
     write_json(out / SUMMARY, summary)
-    write_text(out / REPORT, render_html(study_dir.name, summary, figures, a.best, a.efficiency))
+    write_text(out / REPORT, render_html(name, summary, figures, a.headline, tables, csvs))
     summary["report"] = str((out / REPORT).resolve())
     return summary
 
 
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    keys = [k for k in keys if k in df.columns]
+    return df.sort_values(keys).reset_index(drop=True) if keys and not df.empty else df
+
+
+def _table_html(df: pd.DataFrame, table_id: str = "") -> str:
+    if df.empty:
+        return "<p><em>none</em></p>"
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t",
+                      table_id=table_id or None)
+
+
+def _collapsed(title: str, body: str) -> str:
+    return f"<details><summary>{title}</summary>{body}</details>"
+
+
 def _fits_html(fits: dict) -> str:
-    return "".join(
-        f"<li><b>{k}</b>: "
-        + (html.escape(v["error"]) if v.get("error") else f"R^2 {v['r2']:.4f}, objective {v['objective']:.4g}, {v['n_rows']} runs "
-           f"({v.get('excluded_past_turn') or 0} past their turning point left out); "
-           + ", ".join(f"{p} = {x:.4g}" for p, x in v["params"].items()))
-        + "".join(f'<br><span class="warn">warning: {html.escape(w)}</span>' for w in v.get("warnings") or [])
-        + "</li>"
-        for k, v in fits.items()
-    )
+    """Fits that pass their diagnostics as findings; the others folded under the reason."""
+    from repetita.study.headline import finding_problem
+
+    items = []
+    for k, v in fits.items():
+        warn = "".join(f'<br><span class="warn">warning: {html.escape(w)}</span>' for w in v.get("warnings") or [])
+        if v.get("error"):
+            items.append(f"<li><b>{k}</b>: not fitted ({html.escape(v['error'])})</li>")
+            continue
+        body = (f"R^2 {v['r2']:.4f}, objective {v['objective']:.4g}, {v['n_rows']} runs "
+                f"({v.get('excluded_past_turn') or 0} past their turning point left out); "
+                + ", ".join(f"{p} = {x:.4g}" for p, x in v["params"].items()) + warn)
+        problem = finding_problem(v)
+        items.append(f"<li><b>{k}</b>: {body}</li>" if problem is None else
+                     "<li>" + _collapsed(f"<b>{k}</b>: not a finding ({html.escape(problem)})", body) + "</li>")
+    return f"<ul>{''.join(items)}</ul>"
 
 
 def _two_step_html(ts: dict) -> str:
+    from repetita.study.headline import two_step_problem
+
     if "asymptote" not in ts:
         return f"<p><em>Two-step asymptote: {html.escape(ts['skipped'])}</em></p>"
-    return (f"<p>Two-step asymptote (U = {ts['unique_tokens']:,.0f}, {ts['epochs']:g} epochs): K-asymptotes "
+    body = (f"<p>U = {ts['unique_tokens']:,.0f}, {ts['epochs']:g} epochs: K-asymptotes "
             + ", ".join(f"{g['E']:.4f} (N = {g['params']:,.0f}, R^2 {g['r2']:.2f})" for g in ts["groups"])
-            + f"; along N: E_inf = {ts['asymptote']:.4f} (alpha {ts['outer_fit']['alpha']:.3g}, R^2 {ts['outer_fit']['r2']:.2f})"
-            + (" &mdash; <b>exactly determined</b> by three sizes, so not an estimate: add model sizes."
-               if ts.get("exactly_determined") else "") + "</p>")
+            + f"; along N: E_inf = {ts['asymptote']:.4g} (alpha {ts['outer_fit']['alpha']:.3g}, "
+            f"R^2 {ts['outer_fit']['r2']:.2f})</p>")
+    problem = two_step_problem(ts)
+    return body if problem is None else _collapsed(f"Two-step asymptote: not a finding ({html.escape(problem)})", body)
 
 
-def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff: pd.DataFrame) -> str:
+def _interval(iv, fmt: str = ".3f") -> str:
+    return f"{iv[0]:{fmt}}-{iv[1]:{fmt}}" if iv else "no interval"
+
+
+def _headline_html(h) -> tuple[str, str, str]:
+    """(decision table, caveats, next runs) of the first screen."""
+    from repetita.study.headline import human_params
+
+    if not h.rows:
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in h.notes)
+        return (f"<ul>{notes}</ul>" if notes else "", "", "<p><em>Nothing to suggest before the study has a decision.</em></p>")
+    head = ("<tr><th>unique tokens U</th><th>compute C</th><th>recommendation</th><th>loss (95% prediction interval)</th>"
+            "<th>gain vs standard (95% interval)</th><th>measured at this U, up to (N, K, C)</th><th>outside the runs</th></tr>")
+    body = "".join(
+        f"<tr><td>{r.unique_tokens:,.0f}</td><td>{r.compute:.2g}</td><td>{html.escape(r.recipe)}, {human_params(r.params)} params, "
+        f"{r.epochs:.3g} epochs</td><td>{r.loss:.4f} ({_interval(r.prediction_interval)})</td>"
+        f"<td>{r.gain:.4f} ({_interval(r.gain_interval, '.4f')})</td>"
+        f"<td>{human_params(r.evidence.params)}, {r.evidence.epochs:g}, {r.evidence.compute:.2g}</td>"
+        + (f'<td class="out">{html.escape("; ".join(r.outside))}</td>' if r.outside else "<td>no</td>") + "</tr>"
+        for r in h.rows)
+    table = f'<table class="t" id="decision-table">{head}{body}</table>'
+    caveats = ""
+    if h.caveats:
+        caveats = ("<p><b>Caveats that may change it</b> (most important first):</p><ol class=\"caveats\">"
+                   + "".join(f'<li class="warn">{html.escape(c)}</li>' for c in h.caveats) + "</ol>")
+    if h.more_caveats:
+        caveats += _collapsed(f"{len(h.more_caveats)} more caveat(s)",
+                              "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in h.more_caveats) + "</ul>")
+    if h.next_runs:
+        runs = "".join(f"<li>N = {human_params(r.params)}, U = {r.unique_tokens:,.0f}, K = {r.epochs:.3g} "
+                       f"(C = {r.compute:.2g} FLOPs): {html.escape(r.why)}</li>" for r in h.next_runs)
+        nxt = (f"<ol>{runs}</ol><p>Chosen by rule (where the decision rests on extrapolation, and where the loss "
+               "was still falling at the largest epoch count tried), cheapest first; repetita does not yet rank runs "
+               "by the information they would add.</p>")
+    else:
+        nxt = "<p>The decision lies inside the measured runs: no run is needed to check it.</p>"
+    return table, caveats, nxt
+
+
+def render_html(name: str, summary: dict, figures: dict, headline, tables: dict, csvs: dict) -> str:
     """The page, from the template beside this module (templates/report.html): the decision first."""
     from importlib import resources
     from string import Template
@@ -243,23 +342,27 @@ def render_html(name: str, summary: dict, figures: dict, best: pd.DataFrame, eff
             return f"<p><em>{html.escape(caption)}: not enough runs for this figure.</em></p>"
         return f'<figure><img src="{figures[key]}" alt="{key}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
+    def folded(key: str, what: str) -> str:
+        df = tables.get(key, pd.DataFrame())
+        if df.empty:
+            return f"<p><em>{what}: none.</em></p>"
+        return _collapsed(f"{what}: {len(df)} rows (<a href=\"{csvs[key]}\">{csvs[key]}</a>)", _table_html(df))
+
+    table, caveats, nxt = _headline_html(headline)
+    eff = tables.get("efficiency", pd.DataFrame())
     cols = [c for c in ("recipe", "params", "unique_tokens", "loss", "effective_tokens", "tokens_per_unique_token")
             if c in eff]
+    tables = dict(tables, efficiency=eff[cols] if not eff.empty else eff)
     page = Template((resources.files("repetita.study") / "templates" / "report.html").read_text())
     return page.substitute(
-        name=html.escape(name), decision=_decision_html(summary["decision"]),
-        counts=", ".join(f"{k} {v}" for k, v in summary["counts"].items()), rows=summary["rows"],
+        title=html.escape(f"study {name!r}"), sentence=html.escape(headline.sentence), rows=table, caveats=caveats,
+        next_runs=nxt, counts=", ".join(f"{k} {v}" for k, v in summary["counts"].items()), rows_count=summary["rows"],
+        csv_links=", ".join(f'<a href="{f}">{f}</a>' for f in csvs.values()) or "none",
+        other_budgets=folded("plans", "The recommendation at every budget the study spans"),
         fig_loss_vs_epochs=img("loss_vs_epochs", "standard recipe; star = best epoch count"),
-        fig_reuse_rate=img("reuse_rate", "fitted to the standard runs"), fits=_fits_html(summary["fits"]),
-        fig_recipes=img("recipes", "regularized and ensembles vs standard"), best=_table_html(best),
-        fig_ensembles=img("ensembles", "loss vs members with fitted power law and asymptote (dotted)"),
-        two_step=_two_step_html(summary["two_step"]), reuse=_reuse_html(summary.get("reuse")),
-        efficiency=_table_html(eff[cols] if not eff.empty else eff))
-
-
-def _decision_html(d: dict) -> str:
-    if d.get("skipped"):
-        return f"<p><em>No decision: {html.escape(d['skipped'])}</em></p>"
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in d["lines"])
-    caveats = "".join(f'<li class="warn">{html.escape(c)}</li>' for c in d["caveats"])
-    return f"<ul>{items}</ul><p>Caveats:</p><ul>{caveats or '<li>none</li>'}</ul>"
+        fig_reuse_rate=img("reuse_rate", "fitted to the standard runs; only fits that pass their diagnostics are drawn"),
+        fits=_fits_html(summary["fits"]),
+        fig_recipes=img("recipes", "regularized and ensembles vs standard"), best=folded("best", "Best loss per recipe"),
+        fig_ensembles=img("ensembles", "loss vs members with fitted power law and asymptote (dotted) where the fit holds"),
+        two_step=_two_step_html(summary.get("two_step") or {"skipped": "no ensemble runs"}),
+        reuse=_reuse_html(summary.get("reuse")), efficiency=folded("efficiency", "Data efficiency"))
