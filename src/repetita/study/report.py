@@ -54,6 +54,38 @@ def fig_loss_vs_epochs(single: pd.DataFrame, out: Path) -> str | None:
     return _save(fig, out / "loss_vs_epochs.png")
 
 
+def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
+    """The decision at every budget the study spans: N* and the predicted loss (with its 95% prediction
+    band) against compute, one line per U, over the shaded region the runs measured."""
+    if not plans or single.empty:
+        return None
+    from repetita.study.headline import evidence_region
+
+    plt = _plt()
+    df = pd.DataFrame(plans).sort_values(["unique_tokens", "compute"])
+    ev = evidence_region(single)
+    fig, (ax_n, ax_l) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for i, (u, g) in enumerate(df.groupby("unique_tokens")):
+        ax_n.plot(g["compute"], g["member_params"], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
+        ax_l.plot(g["compute"], g["loss"], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
+        band = [iv for iv in g["prediction_interval"] if iv] if "prediction_interval" in g else []
+        if len(band) == len(g):
+            ax_l.fill_between(g["compute"], [b[0] for b in band], [b[1] for b in band], color=f"C{i}", alpha=0.15)
+    measured = single.assign(compute=6.0 * single["params"] * single["unique_tokens"] * single["epochs"])
+    ax_n.scatter(measured["compute"], measured["params"], s=8, color="0.5", label="runs measured")
+    lo = min(df["compute"].min(), measured["compute"].min()) / 2
+    ax_n.fill_between([lo, ev.compute], measured["params"].min(), ev.params, color="0.9", zorder=0, label="measured region")
+    ax_n.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="recommended params per model",
+             title="N*: outside the shaded region it is extrapolated",
+             ylim=(min(df["member_params"].min(), measured["params"].min()) / 2, None))
+    ax_l.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="predicted loss (95% prediction band)",
+             title="loss of the recommendation")
+    for ax in (ax_n, ax_l):
+        ax.set_xlim(lo, max(df["compute"].max(), ev.compute) * 2)
+        ax.legend(fontsize=7)
+    return _save(fig, out / "plan.png")
+
+
 def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
     from repetita.laws.plan import rd_star_for, reuse_rate
     from repetita.study.headline import finding_problem
@@ -212,6 +244,7 @@ def build_report(study_dir: str | Path) -> dict:
     _reuse_figure(a.reuse, out)
     decision = dict(a.decision)
     figures = {
+        "plan": fig_plan(decision.get("plans") or [], singles(tidy), out) if a.headline.decided else None,
         "loss_vs_epochs": fig_loss_vs_epochs(singles(tidy), out),
         "reuse_rate": fig_reuse(tidy, a.fits, out),
         "recipes": fig_recipes(a.best, out),
@@ -358,7 +391,8 @@ def render_html(name: str, summary: dict, figures: dict, headline, tables: dict,
         title=html.escape(f"study {name!r}"), sentence=html.escape(headline.sentence), rows=table, caveats=caveats,
         next_runs=nxt, counts=", ".join(f"{k} {v}" for k, v in summary["counts"].items()), rows_count=summary["rows"],
         csv_links=", ".join(f'<a href="{f}">{f}</a>' for f in csvs.values()) or "none",
-        other_budgets=folded("plans", "The recommendation at every budget the study spans"),
+        other_budgets=img("plan", "the recommendation at every budget the study spans") if figures.get("plan") else "",
+        plans_table=folded("plans", "The recommendation at every budget the study spans"),
         fig_loss_vs_epochs=img("loss_vs_epochs", "standard recipe; star = best epoch count"),
         fig_reuse_rate=img("reuse_rate", "fitted to the standard runs; only fits that pass their diagnostics are drawn"),
         fits=_fits_html(summary["fits"]),
