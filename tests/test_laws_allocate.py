@@ -104,7 +104,7 @@ def test_frontier_data_wall_and_limit(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--compute", "-5", "--unique-tokens", "1e9"], "compute must be positive"),
+    (["--compute", "-5", "--unique-tokens", "1e9"], "compute -5 is outside what a plan can speak for"),
     (["--compute", "1e21", "--unique-tokens", "0"], "--unique-tokens must be positive"),
     (["--compute", "1e24:1e20:5", "--unique-tokens", "1e9"], "need 0 < FROM < TO"),
     (["--compute", "1", "--unique-tokens", "1e9"], "too small for any model"),

@@ -194,11 +194,11 @@ def test_plan_rejects_malformed_fit_file_and_bad_numbers(tmp_path, capsys):
     assert main(["fit", "--example", "datablations", "--law", "data-constrained", *FROZEN, "--out", str(good)]) == 0
     capsys.readouterr()
     code, _, err = run(capsys, "plan", "--law-file", str(good), "--params", "-5", "--unique-tokens", "1e9")
-    assert code == 2 and "params must be a positive number" in err
+    assert code == 2 and "params -5 is outside what a plan can speak for" in err
     code, _, err = run(
         capsys, "plan", "--law-file", str(good), "--params", "1e9", "--unique-tokens", "1e9", "--epochs", "0"
     )
-    assert code == 2 and "epochs must be numbers >= 1" in err
+    assert code == 2 and "epochs 0 is outside what a plan can speak for (1 to 1e+06)" in err
 
 
 def test_failed_fit_leaves_existing_result_untouched(tmp_path, capsys):

@@ -45,5 +45,6 @@ def test_reuse_json_and_files(capsys, tmp_path):
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, msg):
     code, out, err = run(capsys, *argv, "--json")
-    assert code == 2 and out == ""
+    # with --json the error is also one JSON object on stdout, the same message as the stderr line
+    assert code == 2 and json.loads(out)["exit"] == 2 and json.loads(out)["error"] in err
     assert msg in err and err.count("\n") == 1

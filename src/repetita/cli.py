@@ -41,8 +41,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse prints usage plus a message; the contract is one line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        sys.stderr.write(f"repetita {self.prog.split(' ', 1)[-1]}: error: {message}\n")
+        name = self.prog.split(" ", 1)[1] if " " in self.prog else None
+        _fail(name, message, "--json" in sys.argv[1:])
         sys.exit(2)
+
+
+def _fail(command: str | None, message: str, as_json: bool) -> int:
+    """The one error contract: one line on stderr, and with --json also one JSON object on stdout."""
+    sys.stderr.write(f"repetita{' ' + command if command else ''}: error: {message}\n")
+    if as_json:
+        sys.stdout.write(dumps({"error": message, "exit": 2, "command": command}) + "\n")
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,17 +79,28 @@ def _numeric_warnings(command: str):
     that has no value for this law) never reach the user raw: each distinct one becomes one line of ours."""
     import warnings
 
+    from repetita.errors import Note
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
+        warnings.simplefilter("always", Note)
         try:
             yield
         finally:
             seen: dict[str, int] = {}
+            from repetita.errors import Note
+
+            notes: list[str] = []
             for w in caught:
                 if issubclass(w.category, RuntimeWarning):
                     seen[str(w.message)] = seen.get(str(w.message), 0) + 1
+                elif issubclass(w.category, Note):
+                    if str(w.message) not in notes:
+                        notes.append(str(w.message))
                 else:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            for msg in notes:
+                sys.stderr.write(f"repetita {command}: note: {msg}\n")
             for msg, n in list(seen.items())[:3]:
                 sys.stderr.write(f"repetita {command}: note: numerical: {msg} ({n}x) inside the computation; "
                                  "such values are dropped or flagged, and every number reported is finite or "
@@ -89,7 +109,11 @@ def _numeric_warnings(command: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = parser.parse_known_args(argv)
+    as_json = bool(getattr(args, "json", False))
+    if extra:  # argparse would blame the top-level parser ("repetita repetita"): name the command
+        return _fail(args.command, f"unrecognized arguments: {' '.join(extra)}", as_json)
     try:
         with _numeric_warnings(args.command):
             if args.command in ONE_BLAS_THREAD:
@@ -100,15 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 result = args.func(args)
     except UserError as exc:
-        sys.stderr.write(f"repetita {args.command}: error: {exc}\n")
-        return 2
+        return _fail(args.command, str(exc), as_json)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top not in EXTRAS:
             raise
-        sys.stderr.write(f"repetita {args.command}: error: this command needs {top}, which is not installed: "
-                         f"pip install 'repetita[{EXTRAS[top]}]'\n")
-        return 2
+        return _fail(args.command, f"this command needs {top}, which is not installed: "
+                     f"pip install 'repetita[{EXTRAS[top]}]'", as_json)
     except KeyboardInterrupt:
         sys.stderr.write(f"repetita {args.command}: interrupted\n")
         return 130

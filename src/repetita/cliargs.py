@@ -13,16 +13,23 @@ from repetita.errors import UserError, require
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
-def parse_number(text: str, what: str) -> float:
-    """Parse 3e9, 3B, 400M, 1.5T (case-insensitive suffixes K, M, B/G, T)."""
-    s = str(text).strip()
+def quantity(text) -> float | None:
+    """3e9, 3B, 400M, 1.5T, 5k as a float (case-insensitive suffixes K, M, B/G, T); None if not a number."""
+    s = str(text).strip().replace(",", "").replace("_", "")
     mult = 1.0
     if s and s[-1].lower() in _SUFFIX:
         mult, s = _SUFFIX[s[-1].lower()], s[:-1]
     try:
-        value = float(s) * mult
+        return float(s) * mult
     except ValueError:
-        raise UserError(f"{what}: {text!r} is not a number") from None
+        return None
+
+
+def parse_number(text: str, what: str) -> float:
+    """Parse 3e9, 3B, 400M, 1.5T (case-insensitive suffixes K, M, B/G, T)."""
+    value = quantity(text)
+    if value is None:
+        raise UserError(f"{what}: {text!r} is not a number")
     return value
 
 
@@ -54,3 +61,28 @@ def add_curve_arguments(parser) -> None:
     parser.add_argument("--tokens-per-step", type=lambda v: parse_number(v, "--tokens-per-step"),
                         help="curves logged by step: tokens per step")
     parser.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
+    parser.add_argument("--columns", type=column_map, metavar="NEW=OLD,...",
+                        help="read the table's own column names: --columns tokens=token_num,loss=openLM_loss")
+    parser.add_argument("--run-column", metavar="COLUMN[,COLUMN]",
+                        help="curves: the column (or columns, together) that name each run")
+
+
+def column_map(text: str) -> dict[str, str]:
+    """``tokens=token_num,loss=openLM_loss`` -> {"tokens": "token_num", "loss": "openLM_loss"}."""
+    out: dict[str, str] = {}
+    for item in str(text).split(","):
+        new, sep, old = item.partition("=")
+        require(sep and new.strip() and old.strip(), f"--columns {item!r}: give NEW=OLD (e.g. tokens=token_num)")
+        require(new.strip() not in out, f"--columns: {new.strip()} is mapped twice")
+        out[new.strip()] = old.strip()
+    return out
+
+
+def table_columns(args) -> dict[str, str] | None:
+    """The column mapping of ``--columns`` and ``--run-column`` together."""
+    columns = dict(getattr(args, "columns", None) or {})
+    if getattr(args, "run_column", None):
+        run = "+".join(c.strip() for c in args.run_column.split(","))
+        require(columns.get("run", run) == run, "--run-column and --columns run=... disagree")
+        columns["run"] = run
+    return columns or None

@@ -21,3 +21,15 @@ def require(condition: bool, message: str) -> None:
     """Raise ``UserError(message)`` unless ``condition`` holds."""
     if not condition:
         raise UserError(message)
+
+
+class Note(UserWarning):
+    """Something the user should know that does not stop the work (a derived column, a dropped row).
+
+    The CLI prints each as one line, ``repetita COMMAND: note: ...``; library callers see a warning."""
+
+
+def note(message: str) -> None:
+    import warnings
+
+    warnings.warn(" ".join(str(message).split()), Note, stacklevel=2)

@@ -20,12 +20,29 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from repetita.blas import single_threaded
-from repetita.errors import require
+from repetita.errors import UserError, require
 from repetita.laws.forms import Law
 from repetita.laws.uncertainty import percentile_band
 
 FLOPS_PER_PARAM_TOKEN = 6.0
 N_RANGE = (1e3, 1e15)  # the bracket search spans these model sizes (clipped to the compute line and a cap)
+# What a plan can be asked about. Beyond these a number is a typo or a unit slip, not a plan: 1e30 FLOPs is
+# ~1e5 times the largest training run to date, 1e16 unique tokens ~10x all text ever written (estimates of
+# the indexed web are ~5e14 tokens), 1e6 epochs ~1,000x the most-repeated published run (datablations: 9,000
+# epochs is their 146M corner; 1e6 leaves room). Below 1e3 unique tokens there is no corpus to plan for.
+LIMITS = {"compute": (1.0, 1e30), "unique tokens": (1e3, 1e16), "params": (1.0, N_RANGE[1]),
+          "epochs": (1.0, 1e6)}
+
+
+def check_limits(what: str, values) -> None:
+    """One line naming the value when it is not a positive finite number inside ``LIMITS[what]``."""
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    lo, hi = LIMITS[what]
+    bad = ~np.isfinite(v) | (v < lo) | (v > hi)
+    if bad.any():
+        x = v[np.flatnonzero(bad)[0]]
+        raise UserError(f"{what} {x:g} is outside what a plan can speak for ({lo:g} to {hi:g})"
+                        + ("" if np.isfinite(x) and x > 0 else ": give a positive finite number"))
 GRID = 97
 GOLDEN_ITERS = 44  # 0.618^44 of a two-cell bracket (0.58 in ln N at the widest) is 3e-10
 CHUNK = 400_000  # law evaluations per vectorized call (bounds the memory of the temporaries)
@@ -80,8 +97,8 @@ def solve(law: Law, thetas: np.ndarray, computes, unique_tokens: float, *, flops
     thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
     C = np.atleast_1d(np.asarray(computes, dtype=float))
     k, U, m = float(flops_per_token), float(unique_tokens), float(efficiency)
-    require(np.all(C > 0) and np.all(np.isfinite(C)), f"compute must be positive, got {C.min():g}")
-    require(U > 0 and np.isfinite(U), f"unique tokens must be positive, got {unique_tokens}")
+    check_limits("compute", C)
+    check_limits("unique tokens", U)
     require(k > 0 and np.isfinite(k), f"flops per token must be positive, got {flops_per_token}")
     require(m > 0 and np.isfinite(m), f"a data-efficiency multiplier must be positive, got {efficiency}")
     lo = np.log(N_RANGE[0])

@@ -29,11 +29,13 @@ def _load_table(args):
         df, source = load_example(args.example), f"example:{args.example}"
         curves = "run" in df.columns and df["run"].duplicated().any()
     else:
+        from repetita.cliargs import table_columns
         from repetita.laws.curves import load
 
         # a run table, or curves from any logger (laws.curves): every evaluation is a row, or with --final
         # only each run's last one
-        df, curves = load(args.csv, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta)
+        df, curves = load(args.csv, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta,
+                          columns=table_columns(args))
         source = str(args.csv)
     require(curves or not args.final, f"{source}: --final needs curves (several evaluations per run)")
     if curves:

@@ -15,12 +15,12 @@ from repetita.laws.record import load as load_fit
 
 
 def _reference(args, reuse):
-    from repetita.laws.data import read_table
+    from repetita.laws.data import numeric_column, read_table
 
     if args.fresh:
         ref_df = read_table(args.fresh)
         require("tokens" in ref_df and "loss" in ref_df, f"{args.fresh}: the reference needs tokens and loss columns")
-        return reuse.Reference(ref_df["tokens"], ref_df["loss"], name=str(args.fresh))
+        return reuse.Reference(numeric_column(ref_df, "tokens"), numeric_column(ref_df, "loss"), name=str(args.fresh))
     record = load_fit(args.law_file)
     if args.chinchilla_part:
         from repetita.laws.forms import get_law
@@ -32,6 +32,7 @@ def _reference(args, reuse):
 
 
 def cmd_reuse(args) -> dict:
+    from repetita.cliargs import table_columns
     from repetita.laws import reuse
     from repetita.laws.curves import final_losses, load
 
@@ -48,7 +49,8 @@ def cmd_reuse(args) -> dict:
         require(args.example.startswith("datablations-curves"), f"--example {args.example}: reuse reads datablations-curves")
         runs, curves = load_example(args.example), True
     else:
-        runs, curves = load(args.runs, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta)
+        runs, curves = load(args.runs, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta,
+                           columns=table_columns(args))
     reference = _reference(args, reuse)
     if curves:
         require("tokens" in runs.columns, "curves need token counts: give --tokens-per-step or a tokens column")
@@ -59,15 +61,19 @@ def cmd_reuse(args) -> dict:
             table = reuse.effective_reuse(final_losses(runs), reference, args.extrapolate, anchor=args.anchor)
     else:
         table = reuse.effective_reuse(runs, reference, args.extrapolate, anchor=args.anchor)
+    checks = reuse.check_reuse(table, anchored=args.anchor)
     default_by = ("params", "corpus", "unique_tokens")
     by = tuple(c for c in (args.by.split(",") if args.by else default_by) if c in table.columns)
     kstar = reuse.phase_transition(table, args.lam, by=by)
     out = {"lambda": args.lam, "table": table.to_dict(orient="records"), "k_star": kstar.to_dict(orient="records"),
            "rd_star_implied": reuse.fit_rd_star(table, tuple(c for c in by if c != "unique_tokens")).to_dict(orient="records"),
-           "warnings": []}
+           "warnings": checks}
     if table["extrapolated"].any():
         out["warnings"].append(f"{int(table['extrapolated'].sum())} run(s) needed the reference extrapolated "
                                "(flagged in the table)")
+    if kstar["k_star"].isna().any():
+        out["warnings"].append(f"K* could not be read for {int(kstar['k_star'].isna().sum())} group(s): E never "
+                               f"reaches lambda x K there (lambda = {args.lam:g}); those groups show K* as 'none'")
     if (kstar["k_star_at_grid_edge"]).any():
         out["warnings"].append("K* is the largest K measured for some group: the transition lies beyond the grid")
     if "unique_tokens" in by and table.groupby(list(by))["epochs"].nunique().max() == 1:
@@ -97,9 +103,10 @@ def _print(args, table, kstar, out, by) -> None:
         cells = " ".join(f"{r[c]:>10}" if isinstance(r[c], str) else f"{r[c]:>10.3g}" for c in extra)
         print(f"{cells} {r['unique_tokens']:>12.4g} {r['epochs']:>7.3g} {r['loss']:>8.4f} {r['effective_tokens']:>11.4g} "
               f"{r['reuse_rate']:>8.3f}" + (f"   [{r['reuse_rate_lo']:.3f}, {r['reuse_rate_hi']:.3f}]" if iv else "")
-              + ("  (extrapolated)" if r["extrapolated"] else ""))
+              + ("  (extrapolated)" if r["extrapolated"] else "") + (f"  ({r['flag']})" if r.get("flag") else ""))
     for r in kstar.to_dict(orient="records"):
-        print(f"{_label(r, by)}: K*(lambda={args.lam:g}) = {r['k_star']:g}, plateau E = {r['plateau']:.3g}")
+        ks = "none (E never reaches lambda x K)" if r["k_star"] != r["k_star"] else f"{r['k_star']:g}"
+        print(f"{_label(r, by)}: K*(lambda={args.lam:g}) = {ks}, plateau E = {r['plateau']:.3g}")
     for r in out["rd_star_implied"]:
         label = _label(r, [k for k in r if not k.startswith(("rd_star", "rms_E", "epochs"))])
         print(f"constant-R_D* reading{' (' + label + ')' if label else ''}: R_D* = {r['rd_star']:.3g} over all "

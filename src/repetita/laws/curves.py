@@ -116,10 +116,10 @@ def _wandb_chart(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _tidy(path: Path) -> pd.DataFrame:
+def _tidy(path: Path, columns: dict[str, str] | None = None) -> pd.DataFrame:
     from repetita.laws.data import read_table
 
-    df = read_table(path)
+    df = read_table(path, columns)
     require("loss" in df.columns, f"{path}: a curve table needs a loss column")
     require("tokens" in df.columns or "step" in df.columns, f"{path}: a curve table needs tokens or step")
     if "run" not in df.columns:
@@ -132,11 +132,13 @@ READERS = {"tensorboard": _tensorboard, "trainer_state": _trainer_state, "wandb-
 
 
 def read_curves(path: str | Path, *, tag: str | None = None, run: str | None = None,
-                tokens_per_step: float | None = None, meta: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Any supported source -> the tidy curve table (module docstring), validated."""
+                tokens_per_step: float | None = None, meta: pd.DataFrame | None = None,
+                columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Any supported source -> the tidy curve table (module docstring), validated. ``columns`` renames a
+    table's own column names (NEW=OLD) before it is read."""
     p = Path(path)
     kind = detect(p)
-    df = _tidy(p) if kind == "tidy" else READERS[kind](p, tag, run)
+    df = _tidy(p, columns) if kind == "tidy" else READERS[kind](p, tag, run)
     df = df.reset_index(drop=True)
     if tokens_per_step is not None:
         require(tokens_per_step > 0 and np.isfinite(tokens_per_step), f"tokens per step must be positive, got {tokens_per_step}")
@@ -156,6 +158,9 @@ def validate(df: pd.DataFrame, name: str = "curves") -> pd.DataFrame:
     """Finite losses, one evaluation per (run, step or tokens), rows sorted within each run."""
     loss = pd.to_numeric(df["loss"], errors="coerce")
     require(loss.notna().all() and np.isfinite(loss).all(), f"{name}: non-finite or non-numeric loss values")
+    if (loss <= 0).any():  # a loss is a mean negative log-likelihood: never zero or below
+        r = df[loss <= 0].iloc[0]
+        raise UserError(f"{name}: run {r['run']!r} has loss {float(loss[loss <= 0].iloc[0]):g}; losses must be positive")
     axis = "step" if "step" in df.columns else "tokens"
     dup = df.duplicated(["run", axis])
     if dup.any():
@@ -186,17 +191,19 @@ def as_runs(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(path: str | Path, *, tag: str | None = None, tokens_per_step: float | None = None,
-         meta: str | Path | None = None) -> tuple[pd.DataFrame, bool]:
-    """A run table (one row per run) or curves from any source; True when it holds curves."""
+         meta: str | Path | None = None, columns: dict[str, str] | None = None) -> tuple[pd.DataFrame, bool]:
+    """A run table (one row per run) or curves from any source; True when it holds curves. ``columns``
+    maps the table's own names to repetita's (NEW=OLD: ``--columns tokens=token_num,loss=openLM_loss``)."""
     from repetita.laws.data import read_table
 
     kind = detect(path)
     meta_df = read_table(meta) if meta else None
     if kind == "tidy":
-        df = read_table(path)
+        df = read_table(path, columns)
         if "run" not in df.columns or not df["run"].duplicated().any():
             require(tag is None and tokens_per_step is None and meta_df is None,
                     f"{path}: a run table (one row per run) takes no --tag, --tokens-per-step or --meta")
             return df, False
-    return read_curves(path, tag=tag, tokens_per_step=tokens_per_step, meta=meta_df), True
+    require(not columns or kind == "tidy", f"{path}: --columns renames the columns of a table, not of {kind} logs")
+    return read_curves(path, tag=tag, tokens_per_step=tokens_per_step, meta=meta_df, columns=columns), True
 

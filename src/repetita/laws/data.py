@@ -92,8 +92,9 @@ def rows_frame(rows) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(COLUMNS))
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (or Parquet) run table; errors name the file and the problem."""
+def read_table(path: str | Path, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read a CSV (or Parquet) run table; errors name the file and the problem. ``columns`` maps the
+    table's own names to repetita's (``{"tokens": "token_num"}``: NEW=OLD, as ``--columns`` gives them)."""
     path = Path(path)
     require(path.exists(), f"{path}: no such file")
     require(path.is_file(), f"{path}: not a file")
@@ -115,26 +116,75 @@ def read_table(path: str | Path) -> pd.DataFrame:
             header = [h.strip() for h in next(csv.reader(f), [])]
         repeated = sorted({h for h in header if header.count(h) > 1})
         require(not repeated, f"{path}: column name(s) {', '.join(repeated)} appear more than once")
-    return canonical(df)
+    return canonical(df, columns)
 
 
-def canonical(df: pd.DataFrame) -> pd.DataFrame:
-    """Rename known aliases to canonical column names (case-insensitive), without copying data twice."""
+def map_columns(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Rename the table's columns as the user maps them (NEW=OLD); an unknown OLD is one line. OLD may join
+    several columns with ``+`` (``run=model_args+Seed``: a run named by two columns together)."""
+    columns = dict(columns)
+    for new, old in list(columns.items()):
+        parts = old.split("+")
+        for part in parts:
+            require(part in df.columns, f"column mapping {new}={old}: the table has no column {part!r}; it has: "
+                    f"{', '.join(map(str, df.columns))}")
+        if len(parts) > 1:
+            df = df.assign(**{new: df[parts].astype(str).agg("/".join, axis=1)})
+            del columns[new]
+    clash = [new for new, old in columns.items() if new in df.columns and new != old and new not in columns.values()]
+    if clash:
+        raise UserError(f"column mapping {clash[0]}={columns[clash[0]]}: the table already has a column "
+                        f"{clash[0]!r}; map that one too, or drop it")
+    return df.rename(columns={old: new for new, old in columns.items()})
+
+
+def _same_values(a: pd.Series, b: pd.Series) -> bool:
+    x, y = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
+    if x.notna().all() and y.notna().all():
+        return bool(np.allclose(x.to_numpy(float), y.to_numpy(float), rtol=1e-9, atol=0))
+    return bool((a.astype(str) == b.astype(str)).all())
+
+
+def canonical(df: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rename known aliases to canonical column names (case-insensitive), after the user's own mapping.
+
+    Two columns that both name one quantity (``params`` and ``num_params``) are refused when their values
+    differ, naming both; when they agree the alias is dropped."""
+    if columns:
+        df = map_columns(df, columns)
     names = [str(c).strip().lower() for c in df.columns]
     repeated = sorted({n for n in names if names.count(n) > 1})
     require(not repeated, f"column name(s) {', '.join(repeated)} appear more than once")
-    renames = {}
-    have = set(names)
+    renames, drops = {}, []
+    claimed: dict[str, str] = {}
     for col in df.columns:
         key = str(col).strip().lower()
         target = ALIASES.get(key, key)
-        if target != col and (target == key or target not in have):
+        if target in claimed:
+            other = claimed[target]
+            if not _same_values(df[col], df[other]):
+                raise UserError(f"columns {other!r} and {col!r} both give {target} and their values differ: keep one, "
+                                f"or say which with --columns {target}=COLUMN")
+            drops.append(col if key != target else other)
+            if key == target:
+                renames.pop(other, None)
+                claimed[target] = col
+            continue
+        claimed[target] = col
+        if target != col:
             renames[col] = target
-    return df.rename(columns=renames)
+    return df.drop(columns=drops).rename(columns=renames)
 
 
 def numeric_column(df: pd.DataFrame, col: str) -> np.ndarray:
+    """A column as positive-checked floats; text cells may carry a size suffix (4.2B, 85B, 100M, 5k)."""
     values = pd.to_numeric(df[col], errors="coerce")
+    text = values.isna() & df[col].notna()
+    if text.any():
+        from repetita.cliargs import quantity
+
+        parsed = df[col][text].map(quantity)
+        values = values.astype(float).where(~text, pd.to_numeric(parsed, errors="coerce"))
     bad = values.isna() & df[col].notna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
@@ -162,9 +212,7 @@ def runs_frame(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
     ``tokens`` may be given as ``epochs * unique_tokens``; when both are present they must agree.
     """
-    df = canonical(df)
-    if "tokens" in columns and "tokens" not in df.columns and {"epochs", "unique_tokens"} <= set(df.columns):
-        df = df.assign(tokens=numeric_column(df, "epochs") * numeric_column(df, "unique_tokens"))
+    df = derive_columns(canonical(df), columns)
     require_columns(df, (*columns, "loss"), "this law")
     out = pd.DataFrame({c: numeric_column(df, c) for c in (*columns, "loss")}, index=df.index)
     if {"tokens", "unique_tokens"} <= set(out.columns):
@@ -185,6 +233,26 @@ def runs_frame(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
                     f"row {i + 1}: epochs {epochs[i]:g} inconsistent with tokens/unique_tokens = {implied[i]:g}"
                 )
     return out
+
+
+def derive_columns(df: pd.DataFrame, wanted=("tokens", "unique_tokens", "epochs")) -> pd.DataFrame:
+    """Any one of tokens, unique_tokens and epochs that is missing, from the other two (D = K U), said as
+    a note: a table that gives tokens and epochs needs no hand-computed unique_tokens."""
+    from repetita.errors import note
+
+    trio = ("tokens", "unique_tokens", "epochs")
+    missing = [c for c in trio if c not in df.columns]
+    if len(missing) != 1 or missing[0] not in wanted:
+        return df
+    col = missing[0]
+    d = {c: numeric_column(df, c) for c in trio if c != col}
+    if col == "tokens":  # tokens as K x U is the usual way to give them: no news
+        return df.assign(tokens=d["epochs"] * d["unique_tokens"])
+    if col == "unique_tokens":
+        note("column unique_tokens derived as tokens / epochs")
+        return df.assign(unique_tokens=d["tokens"] / d["epochs"])
+    note("column epochs derived as tokens / unique_tokens")
+    return df.assign(epochs=d["tokens"] / d["unique_tokens"])
 
 
 def design(runs: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -100,12 +100,14 @@ def plan_table(record: dict, params: float, unique_tokens: float, epochs, fracti
     """Per-epoch-count predictions and the repetition summary for one (N, U)."""
     import pandas as pd
 
+    from repetita.laws.allocate import check_limits
     from repetita.laws.fit import LawFit
 
-    require(params > 0 and np.isfinite(params), f"params must be a positive number, got {params}")
-    require(unique_tokens > 0 and np.isfinite(unique_tokens), f"unique tokens must be positive, got {unique_tokens}")
+    check_limits("params", params)
+    check_limits("unique tokens", unique_tokens)
     k = np.asarray(epochs, dtype=float)
-    require(k.size > 0 and np.all(k >= 1) and np.all(np.isfinite(k)), "epochs must be numbers >= 1")
+    require(k.size > 0, "epochs: no values given")
+    check_limits("epochs", k)
     est = LawFit.from_result(record)  # validates the record (law, spec, every parameter) first
     law = get_law(record["law"])
     # a penalty law has no R_D*: its E(K) columns are left empty and its turn says where repetition hurts

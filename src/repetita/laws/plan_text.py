@@ -29,9 +29,11 @@ def print_allocation(flops_per_token: float, budgets, u: float, laws: dict, comp
     print(f"{'law':<40} {'N*':>10} {'D*':>10} {'K*':>7} {'loss':>8} {'last epoch':>10}   naive N, D: loss with U")
     for name, plan in laws.items():
         r, nv = plan.allocation, plan.allocation.naive
-        worth = r.last_epoch_worth if r.last_epoch_worth is not None else float("nan")
+        worth = r.last_epoch_worth
+        # under one epoch, or a law without a repetition term (a penalty law): no "last epoch" to price
+        worth = f"{worth:>10.3f}" if worth is not None and worth == worth else f"{'-':>10}"
         print(f"{name[:40]:<40} {r.params:>10.4g} {r.tokens:>10.4g} {r.epochs:>7.3g} {r.loss:>8.4f} "
-              f"{worth:>10.3f}   {nv.params:.3g}, {nv.tokens:.3g}: {nv.loss_with_U:.4f} (+{nv.penalty_vs_optimum:.4f})")
+              f"{worth}   {nv.params:.3g}, {nv.tokens:.3g}: {nv.loss_with_U:.4f} (+{nv.penalty_vs_optimum:.4f})")
         if plan.intervals:
             iv = plan.intervals
             print(f"{'':<40} {100 * iv['level']:g}%: N* [{iv['params'][0]:.3g}, {iv['params'][1]:.3g}], "

@@ -22,6 +22,19 @@ LAMBDA = 0.75  # E(K*) = LAMBDA * K*: where repeating stops paying (Yan et al.'s
 MONOTONE_RTOL = 0.005  # a reference may wiggle by this much (evaluation noise) before it counts as rising
 
 
+def data_laws() -> tuple[str, ...]:
+    """The laws whose loss is a function of model size and tokens: those a reference can be made of."""
+    from repetita.laws.forms import LAWS
+
+    return tuple(n for n, law in LAWS.items() if {"params", "tokens"} <= set(law.columns) and law.data_term)
+
+
+def check_data_law(record: dict) -> None:
+    law = record.get("law")
+    require(law in data_laws(), f"a {law!r} fit gives no loss for a model size and a token count, so it cannot "
+            f"be the fresh-data reference; give a fit of one of: {', '.join(data_laws())}")
+
+
 class Reference:
     """L_fresh(D) and its inverse, from (tokens, loss) points or from a fitted law at model size N."""
 
@@ -48,6 +61,8 @@ class Reference:
     def from_law(cls, record: dict, params: float, d_min: float = 1e3, d_max: float = 1e16) -> Reference:
         from repetita.laws.allocate import predicted_loss
 
+        check_data_law(record)
+
         d = np.geomspace(d_min, d_max, 4000)  # log-log interpolation error ~1e-6 relative
         return cls(d, predicted_loss(record, params, d, d), name=f"{record['law']} law at N = {params:.3g}")
 
@@ -72,7 +87,8 @@ class Reference:
         hi_slope = (y[-1] - y[-2]) / (x[-1] - x[-2])
         out = np.where(ll < x[0], y[0] + lo_slope * (ll - x[0]), out)
         out = np.where(ll > x[-1], y[-1] + hi_slope * (ll - x[-1]), out)
-        return np.exp(out), outside
+        with np.errstate(over="ignore"):  # an extrapolation past float range is inf, refused by check_reuse
+            return np.exp(out), outside
 
 
 def monotone_fit(tokens, loss) -> tuple[np.ndarray, np.ndarray, float]:
@@ -108,23 +124,21 @@ def effective_reuse(runs: pd.DataFrame, reference, extrapolate: bool = False, an
     law fitted elsewhere (another corpus, other runs) can be trusted for; the measured one-epoch run
     supplies its level.
     """
-    from repetita.laws.data import canonical
+    from repetita.laws.data import canonical, derive_columns, numeric_column
 
-    df = canonical(runs).reset_index(drop=True)
-    if "epochs" not in df and {"tokens", "unique_tokens"} <= set(df.columns):
-        df = df.assign(epochs=df["tokens"] / df["unique_tokens"])
-    for col in ("unique_tokens", "epochs", "loss"):
+    df = derive_columns(canonical(runs).reset_index(drop=True), ("unique_tokens", "epochs"))
+    law_reference = not isinstance(reference, Reference)
+    for col in ("unique_tokens", "epochs", "loss", *(("params",) if law_reference else ())):
         require(col in df.columns, f"runs need column {col!r}; the table has: {', '.join(map(str, df.columns))}")
-        v = pd.to_numeric(df[col], errors="coerce")
-        require(v.notna().all() and np.all(np.isfinite(v)) and (v > 0).all(), f"column {col!r}: values must be positive numbers")
+    for col in ("params", "tokens", "unique_tokens", "epochs", "loss"):
+        if col in df.columns:  # numbers (size suffixes read: 4.2B), finite and positive, else one line
+            df[col] = numeric_column(df, col)
     if "tokens" in df.columns:
         ratio = df["tokens"] / (df["epochs"] * df["unique_tokens"])
         bad = (ratio - 1).abs() > 0.02  # logs may end a little early; more than 2% is an inconsistent row
         require(not bad.any(), f"runs: tokens != epochs x unique_tokens in {int(bad.sum())} row(s) "
                 f"(first: {df.loc[bad.idxmax(), 'tokens']:.4g} vs {df.loc[bad.idxmax(), 'epochs']:g} x "
                 f"{df.loc[bad.idxmax(), 'unique_tokens']:.4g})")
-    if not isinstance(reference, Reference):
-        require("params" in df.columns, "a law reference needs the runs' params column")
     keys = [c for c in ANCHOR_KEYS if c in df.columns] if anchor else []
     # one reference per model size (a law) or one for all (a measured curve); anchoring is per group of keys,
     # done as a column of shifts so that thousands of bootstrap groups cost one pass, not one loop each
@@ -223,6 +237,49 @@ def fit_rd_star(table: pd.DataFrame, by: tuple[str, ...] = ("params",)) -> pd.Da
                     f"rms_E{suffix}": float(np.sqrt(res.fun / m.sum())), f"epochs{suffix}": int(m.sum())}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+E_ONE_TOL = 0.25  # one-epoch runs must read E within 25% of 1: a reference whose level misses them is refused
+E_OVER_K_TOL = 0.10  # E above K (1 + this) means a repeated token counted more than a fresh one: flagged
+E_ABSURD = 1e3  # E above this many K is an overflow of the inversion, not a measurement: refused
+
+
+def check_reuse(table: pd.DataFrame, anchored: bool) -> list[str]:
+    """The E table's own sanity, as warnings; what makes it meaningless is refused in one line.
+
+    By definition a one-epoch run is worth its own tokens (E = 1), and E(K) lies in [0, K]. A one-epoch
+    run far from E = 1 means the reference's level is not these runs' (another corpus, tokenizer or
+    evaluation set): every other E of its group is then wrong by the same token ratio. ``table`` gains a
+    ``flag`` column naming the rows outside [0, K (1 + E_OVER_K_TOL)].
+    """
+    e, k = table["reuse_rate"].to_numpy(float), table["epochs"].to_numpy(float)
+    bad = ~np.isfinite(e) | (e > E_ABSURD * k)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"E at K = {k[i]:g} (row {i + 1}) overflows: more than {E_ABSURD:g} K is an artefact of "
+                        "extrapolating the reference, not a measurement; the loss lies far outside the reference, "
+                        "so give a reference that covers it")
+    warnings = []
+    one = np.abs(k - 1) < 0.01
+    if one.any():
+        far = one & ((e < 1 / (1 + E_ONE_TOL)) | (e > 1 + E_ONE_TOL))
+        if far.any():
+            i = int(np.flatnonzero(far)[0])
+            where = ", ".join(f"{c} = {table[c].iloc[i]:.4g}" for c in ("params", "unique_tokens") if c in table)
+            hint = ("the anchoring does not hold: check the one-epoch runs" if anchored else
+                    "its level is not these runs' (another corpus, tokenizer or evaluation set); use --anchor to "
+                    "take the reference's shape with each model's one-epoch run as its level, or a reference "
+                    "measured in the same setup")
+            raise UserError(f"the one-epoch run at {where} reads E = {e[i]:.3g}, where a one-epoch run is worth its "
+                            f"own tokens (E = 1): the reference does not describe these runs; {hint}")
+    else:
+        warnings.append("no one-epoch run: E = 1 at K = 1 cannot be checked, so the reference's level is unverified")
+    over = (e > k * (1 + E_OVER_K_TOL)) | (e < 0)
+    table["flag"] = np.where(over, "E outside [0, K]: a repeated token worth more than a fresh one", "")
+    if over.any():
+        warnings.append(f"{int(over.sum())} row(s) read E outside [0, K] (flagged in the table): the reference "
+                        "and these runs disagree there")
+    return warnings
 
 
 def phase_transition(table: pd.DataFrame, lam: float = LAMBDA, by: tuple[str, ...] = ("unique_tokens",)) -> pd.DataFrame:
