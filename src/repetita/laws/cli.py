@@ -128,7 +128,9 @@ def cmd_fit(args) -> dict:
             draws = sampled_records(result, n=100) if result.get("uncertainty") else None
         except UserError:
             draws = None  # unidentified parameters: curves without a band (the warnings say why)
-        title = f"{args.law} on {source}: R^2 = {est.r2_:.4f}"
+        what = f"the {args.example} runs" if args.example else f"{est.n_rows_} runs"
+        title = (f"{args.law} law fitted to {what}" + (f", {args.holdout} held out" if args.holdout else "")
+                 + f": R^2 = {est.r2_:.4f}")
         if args.example and args.example.startswith("multipowerlaw:"):
             title = f"multi-power law, {args.example.split(':', 1)[1]} model, fitted on {est.n_rows_} points"
         result["plot"] = str(plot_fit(est, full if held is not None else df, args.plot, title=title,

@@ -76,12 +76,15 @@ def cmd_allocate(args) -> dict:
     if args.plot:
         from repetita.laws.plots import plot_allocation
 
-        est = ests[0][1]
+        # one contour panel per law; the compute line: each law's own allocation, or the largest budget
+        # of a frontier
+        panels = []
+        for (name, est, _), plan in zip(ests, result.laws.values(), strict=True):
+            single = plan.allocation or allocate(est, float(budgets[-1]), u, flops_per_token=args.flops_per_token,
+                                                 max_params=cap)
+            panels.append((name, est, single.to_dict()))
         first = next(iter(result.laws.values()))
-        # the figure's compute line: the decision's own allocation, or the largest budget of a frontier
-        single = first.allocation or allocate(est, float(budgets[-1]), u, flops_per_token=args.flops_per_token,
-                                              max_params=cap)
-        out["plot"] = str(plot_allocation(est, single.to_dict(), args.plot,
+        out["plot"] = str(plot_allocation(panels, args.plot,
                                           frontier=first.frontier.to_dict() if first.frontier else None,
                                           recipes=result.recipes))
     for w in result.warnings:
