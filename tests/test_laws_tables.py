@@ -229,3 +229,23 @@ def test_the_colpret_curves_are_read_as_they_are(anchors, capsys):
     assert len(table) == 48 and set(table["params"]) == {2.8e9, 4.2e9, 8.7e9} and set(table["corpus"]) == {"c4", "oscar"}
     assert np.allclose(table[table["epochs"] == 1]["reuse_rate"], 1.0, atol=0.01)  # anchored one-epoch runs
     assert any("--by params,corpus" in w for w in res["warnings"])
+
+
+def test_a_string_cell_and_a_schedule_with_its_own_names(tmp_path, capsys):
+    df = _runs(params=("1B",)).astype(object)
+    df.loc[2, "loss"] = "abc"
+    df.to_csv(tmp_path / "string.csv", index=False)
+    code, _, err = run(capsys, "reuse", str(tmp_path / "string.csv"), "--law-file", DC)
+    assert code == 2 and err.strip() == "repetita reuse: error: column 'loss', row 3: 'abc' is not a number"
+    from repetita.examples import load_example
+    from repetita.laws.fit import LawFit
+
+    curves = load_example("multipowerlaw:25M")
+    fit = LawFit("multipower").fit(curves[curves["curve"] == "cosine_24000"])
+    (tmp_path / "mpl.json").write_text(json.dumps(fit.result()))
+    pd.DataFrame({"iteration": [1, 1000, 2000, 3000], "learning_rate": [3e-4, 3e-4, 2e-4, 1e-4]}).to_csv(
+        tmp_path / "sched.csv", index=False)
+    code, out, err = run(capsys, "predict", "--law-file", str(tmp_path / "mpl.json"), "--schedule",
+                         str(tmp_path / "sched.csv"), "--columns", "step=iteration,lr=learning_rate", "--json")
+    assert code == 0, err
+    assert json.loads(out)["points"] == 4

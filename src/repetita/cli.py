@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "repetita.laws.cli_reuse",
     "repetita.theory.cli",
     "repetita.lm.cli",
+    "repetita.lm.cli_corpus",
     "repetita.sft.cli",
     "repetita.data_mix.cli",
     "repetita.data_mix.cli_inject",

@@ -166,7 +166,7 @@ def cmd_predict(args) -> dict:
         check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES, inputs=inputs)
     record = load_fit(args.law_file)
     if Path(args.schedule).exists():
-        schedule = read_schedule(args.schedule)
+        schedule = read_schedule(args.schedule, args.columns)
     else:
         schedule = named_schedule(args.schedule, warmup=args.warmup, peak_lr=args.peak_lr,
                                   final_frac=args.final_frac, every=args.every)
@@ -246,6 +246,10 @@ def register(sub) -> None:
     w.add_argument("--final-frac", type=float, default=None,
                    help="named schedules: final LR as a fraction of the peak (cosine 0.1, wsd 0 by default)")
     w.add_argument("--every", type=int, default=None, help="named schedules: steps between points (STEPS/500)")
+    from repetita.cliargs import column_map
+
+    w.add_argument("--columns", type=column_map, metavar="NEW=OLD,...",
+                   help="a schedule CSV's own column names: --columns step=iteration,lr=learning_rate")
     w.add_argument("--out", metavar="CSV|JSON", help="write the predicted curve")
     w.add_argument("--plot", metavar="PNG", help="write the schedule and the predicted loss")
     w.add_argument("--json", action="store_true", help="print one JSON object on stdout")

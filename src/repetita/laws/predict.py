@@ -59,10 +59,10 @@ def named_schedule(text: str, *, warmup: int = 2160, peak_lr: float = 3e-4, fina
     return pd.DataFrame({"step": steps, "lr": [lr_at(int(s)) for s in steps]})
 
 
-def read_schedule(path: str | Path) -> pd.DataFrame:
+def read_schedule(path: str | Path, columns: dict[str, str] | None = None) -> pd.DataFrame:
     from repetita.laws.data import numeric_column, read_table, require_columns
 
-    df = read_table(path)
+    df = read_table(path, columns)
     require_columns(df, ("step", "lr"), "a schedule")
     return pd.DataFrame({"step": numeric_column(df, "step"), "lr": numeric_column(df, "lr")})
 

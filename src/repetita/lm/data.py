@@ -128,7 +128,8 @@ class TokenData:
         return out
 
     def batch(self, step: int, batch_size: int, seed: int) -> np.ndarray:
-        return self.train[self.batch_indices(step, batch_size, seed)]
+        # int64 ids whatever the storage (a prepared corpus is a uint16/uint32 memory map)
+        return np.asarray(self.train[self.batch_indices(step, batch_size, seed)], dtype=np.int64)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -165,6 +166,8 @@ def load_data(
     ``val_tokens`` caps the evaluation set (taken as a prefix of the validation split, so it is the same
     set for every U); it keeps evaluation cheap on CPU.
     """
+    if corpus.startswith("prepared:"):
+        return prepared_data(corpus.split(":", 1)[1], context, unique_tokens, val_tokens)
     key = (corpus, tokenizer, context, val_fraction, split_seed)
     if key not in _CACHE:
         c = load_corpus(corpus)
@@ -186,3 +189,27 @@ def load_data(
     return TokenData(train=pool[:n], val=val, vocab_size=vocab, context=context, pool_windows=pool.shape[0],
                      entropy_rate_nats=h)
 
+
+
+def prepared_data(folder: str, context: int, unique_tokens: int | None, val_tokens: int | None) -> TokenData:
+    """A corpus from ``repetita corpus prepare`` (``lm/prepare.py``), read through its memory map: the
+    windows are views of ``train.bin`` (no copy, no tokenizing), the budget is its first windows, the
+    validation windows come from the documents held out as ``val.bin``."""
+    from repetita.lm.prepare import open_prepared
+
+    train, val, manifest = open_prepared(folder)
+    w = context + 1
+    n_pool, n_val = len(train) // w, len(val) // w
+    require(n_pool >= 1 and n_val >= 1, f"{folder}: fewer tokens than one context window ({w})")
+    pool = train[: n_pool * w].reshape(n_pool, w)
+    val_w = val[: n_val * w].reshape(n_val, w)
+    n = n_pool
+    if unique_tokens is not None:
+        n = unique_tokens // context
+        require(n >= 1, f"unique_tokens={unique_tokens} is smaller than one context window ({context})")
+        require(n <= n_pool, f"unique_tokens={unique_tokens} exceeds the prepared corpus {folder} "
+                f"({n_pool * context:,} tokens in windows of {context})")
+    if val_tokens is not None:
+        val_w = val_w[: max(1, val_tokens // context)]
+    return TokenData(train=pool[:n], val=val_w, vocab_size=int(manifest["vocab_size"]), context=context,
+                     pool_windows=n_pool)

@@ -46,7 +46,7 @@ def evaluate(model, windows: np.ndarray, batch_size: int = 64, device: str = "cp
                                                               for c in combiners}
     count = 0
     for i in range(0, windows.shape[0], batch_size):
-        w = torch.as_tensor(windows[i : i + batch_size], device=device)
+        w = torch.as_tensor(np.asarray(windows[i : i + batch_size], dtype=np.int64), device=device)
         x, y = w[:, :-1], w[:, 1:]
         idx = x.unsqueeze(0).expand(M, *x.shape)
         if autocast is not None:

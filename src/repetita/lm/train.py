@@ -149,7 +149,8 @@ def _teacher_setup(config: TrainConfig, data: TokenData, out: Path, device: str,
             synthetic = np.load(path)
         else:
             S = config.teacher_samples or data.train.shape[0]
-            firsts = data.train[np.random.default_rng([config.seed, 77]).integers(0, len(data.train), S), 0]
+            firsts = np.asarray(data.train[np.random.default_rng([config.seed, 77]).integers(0, len(data.train), S), 0],
+                                dtype=np.int64)
             synthetic = sample_windows(teacher, firsts, config.context, seed=config.seed,
                                        combiner=config.teacher_combiner, device=device)
             save_npy(path, synthetic)

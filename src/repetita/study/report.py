@@ -35,7 +35,9 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def fig_loss_vs_epochs(single: pd.DataFrame, out: Path) -> str | None:
+def fig_loss_vs_epochs(single: pd.DataFrame, out: Path, law=None) -> str | None:
+    """Measured losses per (N, U) against epochs, the best starred; with ``law`` (a fitted LawFit that
+    passes its own diagnostics), its curve for each (N, U) dashed over the same epochs."""
     std = single[single["recipe"] == "standard"]
     if std.empty:
         return None
@@ -49,6 +51,10 @@ def fig_loss_vs_epochs(single: pd.DataFrame, out: Path) -> str | None:
             ax.plot(g["epochs"], g["loss"], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
             best = g.loc[g["loss"].idxmin()]
             ax.plot(best["epochs"], best["loss"], "*", ms=14, color=f"C{i}")
+            if law is not None:
+                k = np.geomspace(g["epochs"].min(), g["epochs"].max(), 40)
+                grid = pd.DataFrame({"params": n, "unique_tokens": u, "tokens": k * u, "epochs": k})
+                ax.plot(k, law.predict(grid), "--", lw=1, color=f"C{i}")
         ax.set(xscale="log", xlabel="epochs", ylabel="validation loss (nats/token)", title=f"N = {n:,.0f} params")
         ax.legend(fontsize=8)
     return _save(fig, out / "loss_vs_epochs.png")
@@ -196,6 +202,13 @@ def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None)
     return files
 
 
+def _is_finding(fits: dict) -> bool:
+    from repetita.study.headline import finding_problem
+
+    law = fits.get("data-constrained")
+    return bool(law) and finding_problem(law) is None
+
+
 def _study_name(study_dir: Path) -> str:
     """The spec's name (the folder's name when the spec cannot be read)."""
     import tomllib
@@ -245,7 +258,7 @@ def build_report(study_dir: str | Path) -> dict:
     decision = dict(a.decision)
     figures = {
         "plan": fig_plan(decision.get("plans") or [], singles(tidy), out) if a.headline.decided else None,
-        "loss_vs_epochs": fig_loss_vs_epochs(singles(tidy), out),
+        "loss_vs_epochs": fig_loss_vs_epochs(singles(tidy), out, a.law if _is_finding(a.fits) else None),
         "reuse_rate": fig_reuse(tidy, a.fits, out),
         "recipes": fig_recipes(a.best, out),
         "ensembles": fig_ensembles(a.ensembles, a.ensemble_fits, out),
@@ -393,7 +406,8 @@ def render_html(name: str, summary: dict, figures: dict, headline, tables: dict,
         csv_links=", ".join(f'<a href="{f}">{f}</a>' for f in csvs.values()) or "none",
         other_budgets=img("plan", "the recommendation at every budget the study spans") if figures.get("plan") else "",
         plans_table=folded("plans", "The recommendation at every budget the study spans"),
-        fig_loss_vs_epochs=img("loss_vs_epochs", "standard recipe; star = best epoch count"),
+        fig_loss_vs_epochs=img("loss_vs_epochs", "standard recipe; star = best epoch count; dashed: the fitted "
+                               "data-constrained law, drawn only where it passes its own diagnostics"),
         fig_reuse_rate=img("reuse_rate", "fitted to the standard runs; only fits that pass their diagnostics are drawn"),
         fits=_fits_html(summary["fits"]),
         fig_recipes=img("recipes", "regularized and ensembles vs standard"), best=folded("best", "Best loss per recipe"),

@@ -1,0 +1,239 @@
+"""``repetita corpus prepare``: a real corpus as nested unique-token budgets, tokenized once, on disk.
+
+Documents are read from JSON lines (``text`` field), text files (one document per file), Parquet (a
+``text`` column) or a ``datasets`` folder saved with ``save_to_disk``; a user-given Hugging Face
+tokenizer (a local ``tokenizer.json`` or a folder holding one; nothing is downloaded) turns them into
+ids in batches. Documents are shuffled once with a seed; the first ``val_docs`` of that order are the
+validation split (held out by document), the rest are written in order to ``train.bin``, each followed by
+the end-of-text id when the tokenizer has one.
+
+Every unique-token budget U is the first U tokens of ``train.bin``: budgets nest by construction, and one
+file serves them all (nanoGPT style: ``np.memmap(path, dtype, mode="r")[:U]``; a training script takes
+``--data train.bin --unique-tokens U``). ``manifest.json`` records the input digests, the tokenizer and
+its digest, the dtype (uint16 when the vocabulary fits, else uint32), the token counts and, for each
+requested budget, where it ends (token and document). The LM lab reads the folder as corpus
+``prepared:DIR`` through a memory map, so a 1e9-token corpus never sits in RAM and is never tokenized
+twice.
+
+Memory: tokens are written in input order to a temporary file, with one int64 offset per document, then
+copied into shuffled order through a memory map; the resident set is a batch of documents plus the
+offsets (8 bytes per document), not the corpus. Everything is written beside the output and renamed into
+place, so an interrupted run leaves no partial folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from repetita.errors import UserError, require
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+BATCH_DOCS = 1024  # documents tokenized per batch (the tokenizer's Rust side parallelises within one)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_tokenizer(path: str | Path):
+    """A Hugging Face fast tokenizer from a local ``tokenizer.json`` (or a folder holding one)."""
+    from tokenizers import Tokenizer
+
+    p = Path(path).expanduser()
+    file = p / "tokenizer.json" if p.is_dir() else p
+    require(file.is_file(), f"tokenizer {path}: no tokenizer.json there (give a local file or folder; nothing is "
+            "downloaded)")
+    try:
+        return Tokenizer.from_file(str(file)), file
+    except Exception as exc:  # tokenizers raises its own exception types on malformed files
+        raise UserError(f"tokenizer {file}: not a tokenizer ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'})") from None
+
+
+def _end_of_text(tok) -> int | None:
+    for name in ("<|endoftext|>", "</s>", "<eos>", "[SEP]", "<|end_of_text|>"):
+        i = tok.token_to_id(name)
+        if i is not None:
+            return int(i)
+    return None
+
+
+def iter_documents(inputs: list[str]) -> Iterator[str]:
+    """Documents, in input order, from every input (format by suffix; a folder of .txt files, or a
+    ``datasets`` folder when it holds ``dataset_info.json``)."""
+    for spec in inputs:
+        p = Path(spec).expanduser()
+        require(p.exists(), f"{spec}: no such file or folder")
+        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "state.json").exists()):
+            from datasets import load_from_disk
+
+            ds = load_from_disk(str(p))
+            require("text" in ds.column_names, f"{spec}: the dataset has no 'text' column ({ds.column_names})")
+            yield from (str(t) for t in ds["text"])
+        elif p.is_dir():
+            files = sorted(p.rglob("*.txt"))
+            require(files, f"{spec}: no .txt files in this folder")
+            for f in files:
+                yield f.read_text(encoding="utf-8", errors="replace")
+        elif p.suffix in (".jsonl", ".json"):
+            with open(p, encoding="utf-8") as fh:
+                for i, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise UserError(f"{spec}, line {i}: not a JSON object") from None
+                    require(isinstance(row, dict) and isinstance(row.get("text"), str),
+                            f"{spec}, line {i}: no 'text' string")
+                    yield row["text"]
+        elif p.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.ParquetFile(p)
+            require("text" in table.schema.names, f"{spec}: no 'text' column ({', '.join(table.schema.names)})")
+            for batch in table.iter_batches(columns=["text"]):
+                yield from (str(t) for t in batch.column(0).to_pylist())
+        else:
+            yield p.read_text(encoding="utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    inputs: tuple[str, ...]
+    tokenizer: str
+    out: str
+    budgets: tuple[int, ...] = ()
+    val_docs: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        require(len(self.inputs) >= 1, "give at least one input")
+        require(self.val_docs >= 1, f"val_docs={self.val_docs} must be >= 1")
+        require(all(b >= 1 for b in self.budgets), "budgets must be positive token counts")
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Tokenize, shuffle by document, write ``train.bin``, ``val.bin`` and the manifest (module docstring)."""
+    from repetita.io import check_dir
+
+    out = Path(cfg.out)
+    check_dir(out, "--out", inputs=cfg.inputs)  # before any tokenizing: an unwritable target fails at once
+    require(not (out / MANIFEST).exists(), f"{out}: already holds a prepared corpus (remove it or choose another --out)")
+    require(not out.exists() or not any(out.iterdir()), f"{out}: exists and is not empty")
+    tok, tok_file = load_tokenizer(cfg.tokenizer)
+    vocab = tok.get_vocab_size()
+    dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max + 1 else np.uint32
+    eot = _end_of_text(tok)
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        raw_path, offsets = _tokenize_in_order(cfg.inputs, tok, eot, dtype, work / "raw.bin")
+        n_docs = len(offsets) - 1
+        require(n_docs > cfg.val_docs, f"{n_docs} document(s) cannot hold out {cfg.val_docs} for validation "
+                "and still leave training data (lower --val-docs)")
+        order = np.random.default_rng([int(cfg.seed), 0xC0]).permutation(n_docs)
+        val_docs, train_docs = order[: cfg.val_docs], order[cfg.val_docs :]
+        raw = np.memmap(raw_path, dtype=dtype, mode="r")
+        n_val = _gather(raw, offsets, val_docs, work / "val.bin", dtype)
+        ends = _gather(raw, offsets, train_docs, work / "train.bin", dtype, cumulative=True)
+        n_train = int(ends[-1])
+        del raw
+        (work / "raw.bin").unlink()
+        too_big = [b for b in cfg.budgets if b > n_train]
+        if too_big:
+            raise UserError(f"the corpus has {n_train:,} training tokens, fewer than the budget {max(too_big):,}")
+        budgets = {str(b): {"tokens": int(b), "documents": int(np.searchsorted(ends, b) + 1)} for b in cfg.budgets}
+        manifest = {
+            "format": FORMAT, "dtype": np.dtype(dtype).name, "vocab_size": int(vocab), "end_of_text": eot,
+            "tokenizer": {"path": str(tok_file.resolve()), "sha256": _digest(tok_file)},
+            "inputs": [{"path": str(Path(i).resolve()), "sha256": _digest(Path(i).expanduser())} for i in cfg.inputs],
+            "seed": cfg.seed, "documents": {"train": int(len(train_docs)), "val": int(len(val_docs))},
+            "tokens": {"train": n_train, "val": int(n_val)}, "budgets": budgets,
+            "files": {"train": "train.bin", "val": "val.bin"},
+            "reading": "budget U is the first U tokens of train.bin: np.memmap(train.bin, dtype, mode='r')[:U]",
+        }
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            out.rmdir()
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest | {"out": str(out)}
+
+
+def _tokenize_in_order(inputs, tok, eot, dtype, path: Path) -> tuple[Path, np.ndarray]:
+    """Every document's ids, in input order, appended to ``path``; returns the per-document offsets."""
+    offsets = [0]
+    batch: list[str] = []
+    with open(path, "wb") as fh:
+        def flush():
+            for enc in tok.encode_batch(batch):
+                ids = np.asarray(enc.ids + ([eot] if eot is not None else []), dtype=dtype)
+                fh.write(ids.tobytes())
+                offsets.append(offsets[-1] + len(ids))
+            batch.clear()
+
+        for doc in iter_documents(list(inputs)):
+            if doc:
+                batch.append(doc)
+            if len(batch) >= BATCH_DOCS:
+                flush()
+        if batch:
+            flush()
+    require(len(offsets) > 1, "the inputs hold no documents")
+    return path, np.asarray(offsets, dtype=np.int64)
+
+
+def _gather(raw, offsets, docs, path: Path, dtype, cumulative: bool = False):
+    """Copy documents ``docs`` (in that order) from ``raw`` into ``path``; the total, or each end."""
+    ends = np.empty(len(docs), dtype=np.int64)
+    total = 0
+    with open(path, "wb") as fh:
+        for j, d in enumerate(docs):
+            piece = raw[offsets[d] : offsets[d + 1]]
+            fh.write(np.asarray(piece, dtype=dtype).tobytes())
+            total += len(piece)
+            ends[j] = total
+    return ends if cumulative else total
+
+
+def read_manifest(folder: str | Path) -> dict:
+    p = Path(folder).expanduser()
+    require((p / MANIFEST).is_file(), f"{folder}: not a prepared corpus (no {MANIFEST}; run repetita corpus prepare)")
+    try:
+        m = json.loads((p / MANIFEST).read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{p / MANIFEST}: not valid JSON") from None
+    require(isinstance(m, dict) and m.get("format") == FORMAT, f"{p / MANIFEST}: not a repetita corpus manifest")
+    return m
+
+
+def open_prepared(folder: str | Path) -> tuple[np.memmap, np.memmap, dict]:
+    """The training and validation ids as read-only memory maps, and the manifest (sizes checked)."""
+    p = Path(folder).expanduser()
+    m = read_manifest(p)
+    arrays = []
+    for split in ("train", "val"):
+        f = p / m["files"][split]
+        size = np.dtype(m["dtype"]).itemsize * m["tokens"][split]
+        require(f.is_file() and f.stat().st_size == size,
+                f"{f}: damaged or truncated ({f.stat().st_size if f.is_file() else 0} bytes, manifest says {size})")
+        arrays.append(np.memmap(f, dtype=m["dtype"], mode="r"))
+    return arrays[0], arrays[1], m

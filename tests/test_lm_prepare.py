@@ -1,0 +1,145 @@
+"""``repetita corpus prepare``: documents tokenized once into nested budgets, held out by document, read by
+the lab through a memory map with the same losses as from memory; bad input is one line, nothing written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from repetita.cli import main
+
+pytest.importorskip("tokenizers")
+
+
+def _docs(n: int = 60) -> list[str]:
+    rng = np.random.default_rng(0)
+    words = ["the", "king", "queen", "sword", "crown", "night", "day", "love", "war", "peace", "ship", "sea"]
+    return [f"doc{i:03d} " + " ".join(rng.choice(words, size=int(rng.integers(20, 60)))) + "." for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_docs(), trainer=trainer)
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path) -> list[str]:
+    docs = _docs()
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs[:40]))
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    for i, d in enumerate(docs[40:]):
+        (folder / f"{i:02d}.txt").write_text(d)
+    return [str(jsonl), str(folder)]
+
+
+def _prepare(capsys, inputs, tokenizer, out, *extra) -> tuple[int, dict | None, str]:
+    code = main(["corpus", "prepare", *inputs, "--tokenizer", str(tokenizer), "--out", str(out),
+                 "--val-docs", "6", "--json", *extra])
+    o, err = capsys.readouterr()
+    return code, (json.loads(o) if code == 0 else None), err
+
+
+def test_prepare_writes_nested_budgets_held_out_by_document(tmp_path, capsys, inputs, tokenizer):
+    from tokenizers import Tokenizer
+
+    code, m, err = _prepare(capsys, inputs, tokenizer, tmp_path / "c", "--budgets", "500,1500")
+    assert code == 0, err
+    assert m["documents"] == {"train": 54, "val": 6} and m["dtype"] == "uint16" and m["end_of_text"] is not None
+    train = np.fromfile(tmp_path / "c" / "train.bin", dtype=np.uint16)
+    val = np.fromfile(tmp_path / "c" / "val.bin", dtype=np.uint16)
+    assert len(train) == m["tokens"]["train"] and len(val) == m["tokens"]["val"]
+    tok = Tokenizer.from_file(str(tokenizer))
+    # every document lands once, whole, in exactly one split: the held-out ones never in training
+    text = {s: tok.decode(ids.tolist(), skip_special_tokens=False) for s, ids in (("train", train), ("val", val))}
+    markers = {s: set(re.findall(r"doc\d{3}", t)) for s, t in text.items()}
+    assert len(markers["val"]) == 6 and len(markers["train"]) == 54 and not markers["val"] & markers["train"]
+    # budgets are prefixes of one file: the lab's windows for U = 500 are the first windows for U = 1500
+    from repetita.lm.data import load_data
+
+    small = load_data(f"prepared:{tmp_path / 'c'}", "bpe:512", 16, 500, val_tokens=None)
+    large = load_data(f"prepared:{tmp_path / 'c'}", "bpe:512", 16, 1500, val_tokens=None)
+    assert np.array_equal(small.train, large.train[: len(small.train)]) and len(large.train) > len(small.train)
+    assert isinstance(small.train.base, np.memmap) or isinstance(small.train, np.memmap)  # a view, not a copy
+    assert m["budgets"]["500"]["tokens"] == 500 and m["budgets"]["500"]["documents"] <= m["budgets"]["1500"]["documents"]
+    # the same inputs and seed give the same bytes; another seed another order
+    code, m2, _ = _prepare(capsys, inputs, tokenizer, tmp_path / "again")
+    assert code == 0 and (tmp_path / "again" / "train.bin").read_bytes() == (tmp_path / "c" / "train.bin").read_bytes()
+    code, _, _ = _prepare(capsys, inputs, tokenizer, tmp_path / "other", "--seed", "1")
+    assert (tmp_path / "other" / "train.bin").read_bytes() != (tmp_path / "c" / "train.bin").read_bytes()
+    assert m2["inputs"][0]["sha256"] == m["inputs"][0]["sha256"] and m["tokenizer"]["sha256"]
+
+
+def test_the_lab_trains_from_the_memmap_as_from_memory(tmp_path, capsys, inputs, tokenizer, monkeypatch):
+    from repetita.lm import prepare as prep
+    from repetita.lm.config import TrainConfig
+    from repetita.lm.train import train
+
+    assert _prepare(capsys, inputs, tokenizer, tmp_path / "c")[0] == 0
+    cfg = TrainConfig(corpus=f"prepared:{tmp_path / 'c'}", context=16, n_layer=1, d_model=16, n_head=2,
+                      batch_size=8, unique_tokens=1024, epochs=2, val_tokens=256)
+    mapped = train(cfg, tmp_path / "mapped")
+    opened = prep.open_prepared
+
+    def in_memory(folder):  # the same ids, read whole into RAM
+        tr, va, m = opened(folder)
+        return np.array(tr), np.array(va), m
+
+    monkeypatch.setattr(prep, "open_prepared", in_memory)
+    ram = train(cfg, tmp_path / "ram")
+    assert mapped["val_loss"] == ram["val_loss"]  # bit for bit: the storage is not part of the computation
+    assert [r["val_loss"] for r in mapped["history"]] == [r["val_loss"] for r in ram["history"]]
+
+
+@pytest.mark.parametrize("case", ["not-a-tokenizer", "budget-too-large", "out-not-empty", "no-documents"])
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys, inputs, tokenizer, case):
+    out = tmp_path / "c"
+    tok, extra = tokenizer, []
+    if case == "not-a-tokenizer":
+        tok = tmp_path / "tokenizer.json"
+        tok.write_text('{"hello": 1}')
+    elif case == "budget-too-large":
+        extra = ["--budgets", "1e9"]
+    elif case == "out-not-empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif case == "no-documents":
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text("\n")
+        inputs = [str(empty)]
+    code, _, err = _prepare(capsys, inputs, tok, out, *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    expected = {"not-a-tokenizer": "not a tokenizer", "budget-too-large": "training tokens, fewer than the budget",
+                "out-not-empty": "not empty", "no-documents": "no documents"}[case]
+    assert expected in err
+    if case == "out-not-empty":
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert not out.exists()
+    assert not list(tmp_path.glob("*.partial"))  # no temporary folder left behind
+
+
+def test_a_truncated_prepared_corpus_is_one_line(tmp_path, capsys, inputs, tokenizer):
+    from repetita.errors import UserError
+    from repetita.lm.data import load_data
+
+    assert _prepare(capsys, inputs, tokenizer, tmp_path / "c")[0] == 0
+    path = tmp_path / "c" / "train.bin"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(UserError, match="damaged or truncated"):
+        load_data(f"prepared:{tmp_path / 'c'}", "bpe:512", 16, None)
