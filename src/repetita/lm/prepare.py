@@ -16,7 +16,7 @@ requested budget, where it ends (token and document). The LM lab reads the folde
 twice.
 
 Memory: tokens are written in input order to a temporary file, with one int64 offset per document, then
-copied into shuffled order through a memory map; the resident set is a batch of documents plus the
+copied into shuffled order by positional reads; the resident set is a batch of documents plus the
 offsets (8 bytes per document), not the corpus. Everything is written beside the output and renamed into
 place, so an interrupted run leaves no partial folder.
 """
@@ -149,12 +149,10 @@ def prepare(cfg: PrepareConfig) -> dict:
                 "and still leave training data (lower --val-docs)")
         order = np.random.default_rng([int(cfg.seed), 0xC0]).permutation(n_docs)
         val_docs, train_docs = order[: cfg.val_docs], order[cfg.val_docs :]
-        raw = np.memmap(raw_path, dtype=dtype, mode="r")
-        n_val = _gather(raw, offsets, val_docs, work / "val.bin", dtype)
-        ends = _gather(raw, offsets, train_docs, work / "train.bin", dtype, cumulative=True)
+        n_val = _gather(raw_path, offsets, val_docs, work / "val.bin", dtype)
+        ends = _gather(raw_path, offsets, train_docs, work / "train.bin", dtype, cumulative=True)
         n_train = int(ends[-1])
-        del raw
-        (work / "raw.bin").unlink()
+        raw_path.unlink()
         too_big = [b for b in cfg.budgets if b > n_train]
         if too_big:
             raise UserError(f"the corpus has {n_train:,} training tokens, fewer than the budget {max(too_big):,}")
@@ -201,16 +199,26 @@ def _tokenize_in_order(inputs, tok, eot, dtype, path: Path) -> tuple[Path, np.nd
     return path, np.asarray(offsets, dtype=np.int64)
 
 
-def _gather(raw, offsets, docs, path: Path, dtype, cumulative: bool = False):
-    """Copy documents ``docs`` (in that order) from ``raw`` into ``path``; the total, or each end."""
+def _gather(raw: Path, offsets, docs, path: Path, dtype, cumulative: bool = False):
+    """Copy documents ``docs`` (in that order) from the file ``raw`` into ``path``; the total, or each end.
+
+    Positional reads, not a memory map: mapped pages count in the resident set (measured: 436 MB peak for a
+    199 MB corpus with a map), reads do not outlive their copy."""
+    import os
+
+    size = np.dtype(dtype).itemsize
     ends = np.empty(len(docs), dtype=np.int64)
     total = 0
-    with open(path, "wb") as fh:
-        for j, d in enumerate(docs):
-            piece = raw[offsets[d] : offsets[d + 1]]
-            fh.write(np.asarray(piece, dtype=dtype).tobytes())
-            total += len(piece)
-            ends[j] = total
+    fd = os.open(raw, os.O_RDONLY)
+    try:
+        with open(path, "wb") as fh:
+            for j, d in enumerate(docs):
+                start, stop = int(offsets[d]), int(offsets[d + 1])
+                fh.write(os.pread(fd, (stop - start) * size, start * size))
+                total += stop - start
+                ends[j] = total
+    finally:
+        os.close(fd)
     return ends if cumulative else total
 
 
