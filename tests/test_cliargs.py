@@ -44,3 +44,16 @@ def test_commands_reject_bad_lists_in_one_line(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_quantities_read_and_written_the_same_way():
+    from repetita.cliargs import format_quantity, quantity
+
+    cases = {5e8: "500M", 1e9: "1B", 2.5e12: "2.5T", 1e4: "10k", 0.5: "0.5", 1e22: "1e22", 3e21: "3x1e21",
+             14.1e6: "14.1M"}
+    for value, text in cases.items():
+        assert format_quantity(value) == text
+        if "x" not in text:
+            assert quantity(text) == pytest.approx(value, rel=1e-9)  # what a figure shows reads back
+    assert quantity("4.2B") == 4.2e9 and quantity(" 85B ") == 85e9 and quantity("1e9B") == 1e18
+    assert quantity("abc") is None and quantity("") is None

@@ -25,6 +25,18 @@ def quantity(text) -> float | None:
         return None
 
 
+def format_quantity(v: float) -> str:
+    """The inverse of :func:`quantity` for people: 500M, 1B, 2.5T, 10k, 0.5; FLOP-sized counts as 1e22."""
+    if abs(v) >= 1e15:
+        mantissa, exponent = f"{v:.2e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{'' if mantissa == '1' else mantissa + 'x'}1e{int(exponent)}"
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
 def parse_number(text: str, what: str) -> float:
     """Parse 3e9, 3B, 400M, 1.5T (case-insensitive suffixes K, M, B/G, T)."""
     value = quantity(text)

@@ -24,15 +24,9 @@ MAX_GROUPS = 10  # fitted curves drawn on one panel; more groups are shown as po
 
 
 def human(v: float) -> str:
-    """A count as people write it on a figure: 500M, 1B, 2.5T, 10k, 0.5; FLOP counts as 1e22."""
-    if abs(v) >= 1e15:
-        mantissa, exponent = f"{v:.2e}".split("e")
-        mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{'' if mantissa == '1' else mantissa + 'x'}1e{int(exponent)}"
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}"
+    from repetita.cliargs import format_quantity
+
+    return format_quantity(v)
 
 
 def _log_axis(ax, which: str = "x") -> None:

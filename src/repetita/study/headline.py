@@ -121,11 +121,10 @@ class Headline:
 
 
 def human_params(params: float) -> str:
-    """A parameter count as people say it: 126k, 8.8M, 6.1B."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if params >= scale:
-            return f"{params / scale:.3g}{unit}"
-    return f"{params:.0f}"
+    """A parameter count as people say it: 126k, 8.8M, 6.1B (``cliargs.format_quantity``)."""
+    from repetita.cliargs import format_quantity
+
+    return format_quantity(params)
 
 
 def evidence_region(single: pd.DataFrame) -> Evidence:
