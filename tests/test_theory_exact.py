@@ -87,3 +87,14 @@ def test_one_pass_curve_is_monotone_and_invertible():
     assert np.isnan(c.equivalent_n(1e-30))  # beyond the tabulated range: NaN, not a made-up number
     # tuned one-pass risk decays roughly like 1/n^a for a power-law spectrum: clearly falling
     assert c.risk(1e6) < 0.1 * c.risk(1e3)
+
+
+def test_the_onepass_figure_command_of_the_docs_runs(tmp_path):
+    # docs/theory.md renders docs/figures/theory_onepass.png with this call; small sizes here
+    from repetita.theory.plots import plot_onepass_check
+    from repetita.theory.spectra import Problem
+
+    out = plot_onepass_check(Problem.from_strings("power:1.5", d=20, sigma=0.5), n_max=100, replicates=40,
+                             path=tmp_path / "onepass.png")
+    assert (tmp_path / "onepass.png").stat().st_size > 1000
+    assert 0 <= out["max_abs_z"] < 5  # Monte Carlo within 5 standard errors of the exact risk (seeded)
