@@ -249,3 +249,12 @@ def test_a_string_cell_and_a_schedule_with_its_own_names(tmp_path, capsys):
                          str(tmp_path / "sched.csv"), "--columns", "step=iteration,lr=learning_rate", "--json")
     assert code == 0, err
     assert json.loads(out)["points"] == 4
+
+
+@pytest.mark.parametrize("mapping, message", [("tokens", "'tokens': give NEW=OLD"), ("tokens=a,tokens=b", "mapped twice")])
+def test_a_malformed_column_mapping_is_one_line(tmp_path, capsys, mapping, message):
+    _runs().to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(SystemExit) as exc:  # argparse rejects the value itself (the CLI exits 2 from the parser)
+        main(["fit", str(tmp_path / "runs.csv"), "--law", "chinchilla", "--columns", mapping])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1

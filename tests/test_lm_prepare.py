@@ -106,7 +106,8 @@ def test_the_lab_trains_from_the_memmap_as_from_memory(tmp_path, capsys, inputs,
     assert [r["val_loss"] for r in mapped["history"]] == [r["val_loss"] for r in ram["history"]]
 
 
-@pytest.mark.parametrize("case", ["not-a-tokenizer", "budget-too-large", "out-not-empty", "no-documents"])
+@pytest.mark.parametrize("case", ["not-a-tokenizer", "budget-too-large", "out-not-empty", "no-documents",
+                                  "damaged-parquet", "absurd-budget", "unwritable"])
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys, inputs, tokenizer, case):
     out = tmp_path / "c"
     tok, extra = tokenizer, []
@@ -122,10 +123,20 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys, inputs, 
         empty = tmp_path / "empty.jsonl"
         empty.write_text("\n")
         inputs = [str(empty)]
+    elif case == "damaged-parquet":
+        bad = tmp_path / "bad.parquet"
+        bad.write_bytes(bytes(range(200)))
+        inputs = [str(bad)]
+    elif case == "absurd-budget":
+        extra = ["--budgets", "1e300"]
+    elif case == "unwritable":
+        out = Path("/proc/x/y")
     code, _, err = _prepare(capsys, inputs, tok, out, *extra)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     expected = {"not-a-tokenizer": "not a tokenizer", "budget-too-large": "training tokens, fewer than the budget",
-                "out-not-empty": "not empty", "no-documents": "no documents"}[case]
+                "out-not-empty": "not empty", "no-documents": "no documents",
+                "damaged-parquet": "not readable as Parquet", "absurd-budget": "from 1 to 1e16",
+                "unwritable": "cannot write"}[case]
     assert expected in err
     if case == "out-not-empty":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -143,3 +154,19 @@ def test_a_truncated_prepared_corpus_is_one_line(tmp_path, capsys, inputs, token
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(UserError, match="damaged or truncated"):
         load_data(f"prepared:{tmp_path / 'c'}", "bpe:512", 16, None)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, inputs, tokenizer):
+    """A file-size limit (ulimit -f) stands in for a full disk: the write fails part-way through."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps({"text": d * 20}) + "\n" for d in _docs() * 20))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000)); "
+            "from repetita.cli import main; sys.exit(main(sys.argv[1:]))")
+    res = subprocess.run([sys.executable, "-c", code, "corpus", "prepare", str(big), "--tokenizer", str(tokenizer),
+                          "--out", str(tmp_path / "c"), "--val-docs", "2"], capture_output=True, text=True)
+    assert res.returncode == 2 and "cannot write the prepared corpus" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob("*.partial"))

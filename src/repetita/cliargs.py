@@ -81,11 +81,16 @@ def add_curve_arguments(parser) -> None:
 
 def column_map(text: str) -> dict[str, str]:
     """``tokens=token_num,loss=openLM_loss`` -> {"tokens": "token_num", "loss": "openLM_loss"}."""
+    import argparse
+
     out: dict[str, str] = {}
     for item in str(text).split(","):
         new, sep, old = item.partition("=")
-        require(sep and new.strip() and old.strip(), f"--columns {item!r}: give NEW=OLD (e.g. tokens=token_num)")
-        require(new.strip() not in out, f"--columns: {new.strip()} is mapped twice")
+        # argparse shows an ArgumentTypeError's own words (a ValueError would become "invalid value")
+        if not (sep and new.strip() and old.strip()):
+            raise argparse.ArgumentTypeError(f"{item!r}: give NEW=OLD (e.g. tokens=token_num)")
+        if new.strip() in out:
+            raise argparse.ArgumentTypeError(f"{new.strip()} is mapped twice")
         out[new.strip()] = old.strip()
     return out
 

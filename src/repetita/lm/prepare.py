@@ -81,7 +81,10 @@ def iter_documents(inputs: list[str]) -> Iterator[str]:
         if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "state.json").exists()):
             from datasets import load_from_disk
 
-            ds = load_from_disk(str(p))
+            try:
+                ds = load_from_disk(str(p))
+            except Exception as exc:  # datasets raises assorted errors on damaged folders
+                raise UserError(f"{spec}: not readable as a saved dataset ({type(exc).__name__})") from None
             require("text" in ds.column_names, f"{spec}: the dataset has no 'text' column ({ds.column_names})")
             yield from (str(t) for t in ds["text"])
         elif p.is_dir():
@@ -104,7 +107,10 @@ def iter_documents(inputs: list[str]) -> Iterator[str]:
         elif p.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.ParquetFile(p)
+            try:
+                table = pq.ParquetFile(p)
+            except Exception as exc:  # pyarrow raises ArrowInvalid and OSError variants on damaged files
+                raise UserError(f"{spec}: not readable as Parquet ({str(exc).splitlines()[0][:100]})") from None
             require("text" in table.schema.names, f"{spec}: no 'text' column ({', '.join(table.schema.names)})")
             for batch in table.iter_batches(columns=["text"]):
                 yield from (str(t) for t in batch.column(0).to_pylist())
@@ -124,7 +130,8 @@ class PrepareConfig:
     def __post_init__(self):
         require(len(self.inputs) >= 1, "give at least one input")
         require(self.val_docs >= 1, f"val_docs={self.val_docs} must be >= 1")
-        require(all(b >= 1 for b in self.budgets), "budgets must be positive token counts")
+        # 1e16 tokens is ~10x all text ever written (the planner's bound, laws/allocate.py LIMITS)
+        require(all(1 <= b <= 1e16 for b in self.budgets), "budgets must be token counts from 1 to 1e16")
 
 
 def prepare(cfg: PrepareConfig) -> dict:
@@ -170,6 +177,9 @@ def prepare(cfg: PrepareConfig) -> dict:
         if out.exists():
             out.rmdir()
         work.rename(out)
+    except OSError as exc:  # a full disk or a file-size limit: nothing half-written stays behind
+        shutil.rmtree(work, ignore_errors=True)
+        raise UserError(f"{out}: cannot write the prepared corpus ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
