@@ -14,8 +14,9 @@ from test_study_decision import _tidy  # tests/ is on sys.path (rootdir-relative
 from test_study_run import _spec
 
 from repetita.cli import main
+from repetita.cliargs import format_quantity
 from repetita.study.analysis import analyse
-from repetita.study.headline import finding_problem, human_params, rank_caveats, two_step_problem
+from repetita.study.headline import finding_problem, rank_caveats, two_step_problem
 from repetita.study.report import _fits_html, _two_step_html, fig_reuse
 
 
@@ -32,7 +33,7 @@ def test_sentence_states_the_planners_decision(synthetic):
     top = max((p for p in plans if p["unique_tokens"] == u), key=lambda p: p["compute"])
     s = h.sentence
     assert f"U = {u:,.0f}" in s and f"C = {top['compute']:.2g}" in s
-    assert f"train {top['recipe']}:" in s and f"{human_params(top['member_params'])}-parameter" in s
+    assert f"train {top['recipe']}:" in s and f"{format_quantity(top['member_params'])}-parameter" in s
     assert f"{top['epochs']:.3g} epochs" in s and f"Expected loss {top['loss']:.4f}" in s
     assert f"{top['loss_standard'] - top['loss']:.4f} below the standard recipe" in s
     lo, hi = top["prediction_interval"]

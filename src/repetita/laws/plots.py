@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from repetita.cliargs import format_quantity
+
 
 def _plt():
     from repetita.io import plt
@@ -23,12 +25,6 @@ def _save(fig, path: str | Path) -> Path:
 MAX_GROUPS = 10  # fitted curves drawn on one panel; more groups are shown as points only
 
 
-def human(v: float) -> str:
-    from repetita.cliargs import format_quantity
-
-    return format_quantity(v)
-
-
 def _log_axis(ax, which: str = "x") -> None:
     """Log scale with readable tick labels (5e+08 as 500M, 1e3 as 1k, 0.5 as 0.5)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -38,7 +34,7 @@ def _log_axis(ax, which: str = "x") -> None:
     lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
     wide = lo > 0 and hi / lo > 1e4  # over many decades 2 and 5 crowd the labels: decades only
     axis.set_major_locator(LogLocator(subs=(1,) if wide else (1, 2, 5)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: format_quantity(v)))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -75,7 +71,7 @@ def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "", held_out=
         color = f"C{gi % 10}" if gi < MAX_GROUPS else "0.7"
         label = None
         if gi < MAX_GROUPS:
-            label = ", ".join(f"{SHORT.get(k, k)} = {human(v)}"
+            label = ", ".join(f"{SHORT.get(k, k)} = {format_quantity(v)}"
                               for k, v in zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         elif gi == MAX_GROUPS:
             label = f"{len(groups) - MAX_GROUPS} more groups (points only)"
@@ -205,8 +201,8 @@ def _contours(ax, name: str, est, allocation: dict) -> None:
         _contour_labels(ax, ax.contour(nn, dd, loss, levels=levels, cmap="viridis", linewidths=0.9))
     k = allocation["flops_per_token"]
     ax.plot(n, allocation["compute"] / (k * n), "k-", lw=1.2, label=f"compute line C = {allocation['compute']:.3g}")
-    ax.axhline(u, color="C3", ls="--", lw=1, label=f"unique data D = U = {human(u)}")
-    ax.plot(n_opt, d_opt, "r*", ms=14, label=f"optimum: N = {human(n_opt)}, D = {human(d_opt)}, {d_opt / u:.3g} epochs")
+    ax.axhline(u, color="C3", ls="--", lw=1, label=f"unique data D = U = {format_quantity(u)}")
+    ax.plot(n_opt, d_opt, "r*", ms=14, label=f"optimum: N = {format_quantity(n_opt)}, D = {format_quantity(d_opt)}, {d_opt / u:.3g} epochs")
     nv = allocation["naive"]
     ax.plot(nv["params"], nv["tokens"], "kx", ms=9, label="naive Chinchilla allocation")
     ax.set(xlim=(n[0], n[-1]), ylim=(d[0], d[-1]))
@@ -249,7 +245,7 @@ def plot_allocation(laws, path: str | Path, frontier: dict | None = None, recipe
             ax2.axvline(frontier["data_wall"], color="C3", ls="--", lw=1, label="data wall")
         _log_axis(ax2, "x")
         ax2.set(xlabel="compute C (FLOPs)", ylabel="optimal predicted loss",
-                title=f"{laws[0][0]}: frontier on U = {human(u)}")
+                title=f"{laws[0][0]}: frontier on U = {format_quantity(u)}")
         _legend_outside(ax2)
     return _save(fig, path)
 
@@ -271,7 +267,7 @@ def plot_reuse(table: pd.DataFrame, kstar: pd.DataFrame, fit: dict | None, lam: 
     for i, (key, g) in enumerate(groups):
         g = g.groupby("epochs", as_index=False)["reuse_rate"].mean()
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{SHORT.get(c, c)} = {human(v) if not isinstance(v, str) else v}"
+        label = ", ".join(f"{SHORT.get(c, c)} = {format_quantity(v) if not isinstance(v, str) else v}"
                           for c, v in zip(keys, key, strict=True))
         color = plt.get_cmap("viridis")(i / max(len(groups) - 1, 1)) if many else f"C{i % 10}"
         a1.plot(g["epochs"], g["reuse_rate"], "o-", color=color, ms=4,

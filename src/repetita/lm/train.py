@@ -332,8 +332,9 @@ def _ensemble(config: TrainConfig, out: Path, progress: bool, root) -> dict:
     device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config.to_dict(), indent=1)
+    members = config.member_configs()
     results, models = [], []
-    for member in config.member_configs():
+    for member in members:
         where = member_dir(member, out, root)
         res = train(member, where, progress=progress, root=root)
         require(res.get("finished"), f"{where}: member run did not finish")
@@ -343,7 +344,7 @@ def _ensemble(config: TrainConfig, out: Path, progress: bool, root) -> dict:
                      config.val_fraction, config.val_tokens, config.split_seed)
     model = GPT.stack(models).to(device)
     last = [r["history"] if "history" in r else read_json(member_dir(m, out, root) / "metrics.json", "run metrics")
-            for m, r in zip(config.member_configs(), results, strict=True)]
+            for m, r in zip(members, results, strict=True)]
     total = int(results[0]["steps"])
     # The members' own last training-batch losses, averaged: what one batched run reported at its last step.
     row = history_row(model, data, config.batch_size, total, float(last[0][-1]["lr"]),

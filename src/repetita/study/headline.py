@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-FLOPS_PER_PARAM_TOKEN = 6.0
+from repetita.cliargs import format_quantity
+from repetita.study.decision import FLOPS_PER_PARAM_TOKEN
+
 TOP_CAVEATS = 5
 # A caveat's rank: the first pattern it contains decides (lower = more likely to change the decision).
 CAVEAT_RANK = (
@@ -44,7 +46,7 @@ class Evidence:
     def outside(self, params: float, epochs: float, compute: float) -> list[str]:
         out = []
         if params > self.params * 1.001:
-            out.append(f"N {human_params(params)} > {human_params(self.params)}")
+            out.append(f"N {format_quantity(params)} > {format_quantity(self.params)}")
         if epochs > self.epochs * 1.001:
             out.append(f"K {epochs:.3g} > {self.epochs:g}")
         if compute > self.compute * 1.001:
@@ -105,7 +107,7 @@ class Headline:
             for r in self.rows:
                 pi = f"{r.prediction_interval[0]:.3f}-{r.prediction_interval[1]:.3f}" if r.prediction_interval else "none"
                 gi = f" ({r.gain_interval[0]:.4f} to {r.gain_interval[1]:.4f})" if r.gain_interval else ""
-                lines.append(f"| {r.unique_tokens:,.0f} | {r.recipe}, {human_params(r.params)} params, {r.epochs:.3g} "
+                lines.append(f"| {r.unique_tokens:,.0f} | {r.recipe}, {format_quantity(r.params)} params, {r.epochs:.3g} "
                              f"epochs | {r.loss:.4f} ({pi}) | {r.gain:.4f}{gi} | {'; '.join(r.outside) or 'no'} |")
         if self.caveats:
             lines += ["", "Caveats that may change it:"] + [f"{i}. {c}" for i, c in enumerate(self.caveats, 1)]
@@ -120,17 +122,15 @@ class Headline:
         return out
 
 
-def human_params(params: float) -> str:
-    """A parameter count as people say it: 126k, 8.8M, 6.1B (``cliargs.format_quantity``)."""
-    from repetita.cliargs import format_quantity
 
-    return format_quantity(params)
+def run_compute(single: pd.DataFrame) -> pd.Series:
+    """Training compute 6 N D of each run (D = K U)."""
+    return FLOPS_PER_PARAM_TOKEN * single["params"] * single["unique_tokens"] * single["epochs"]
 
 
 def evidence_region(single: pd.DataFrame) -> Evidence:
     """The largest N, K and C among the study's finished single-model runs."""
-    compute = FLOPS_PER_PARAM_TOKEN * single["params"] * single["unique_tokens"] * single["epochs"]
-    return Evidence(float(single["params"].max()), float(single["epochs"].max()), float(compute.max()))
+    return Evidence(float(single["params"].max()), float(single["epochs"].max()), float(run_compute(single).max()))
 
 
 def finding_problem(fit: dict) -> str | None:
@@ -190,7 +190,7 @@ def _next_runs(rows: list[Row], best_epochs: list[dict]) -> list[NextRun]:
     if edge:
         b = max(edge, key=lambda b: (b["params"], b["unique_tokens"]))
         runs.append(NextRun(b["params"], b["unique_tokens"], 2 * b["best_epochs"],
-                            f"twice the largest epoch count tried at N = {human_params(b['params'])}, U = "
+                            f"twice the largest epoch count tried at N = {format_quantity(b['params'])}, U = "
                             f"{b['unique_tokens']:,.0f}: the loss was still falling there, the turn is unmeasured"))
     seen, out = set(), []
     for run in sorted(runs, key=lambda r: r.compute):
@@ -231,7 +231,7 @@ def headline(decision: dict, single: pd.DataFrame, fits: dict, name: str) -> Hea
     pi = top.prediction_interval
     gi = top.gain_interval
     sentence = (f"At U = {top.unique_tokens:,.0f} unique tokens and C = {top.compute:.2g} FLOPs (the largest the study "
-                f"spans), train {top.recipe}: {human_params(top.params)}-parameter model{'s' if ':' in top.recipe else ''}, "
+                f"spans), train {top.recipe}: {format_quantity(top.params)}-parameter model{'s' if ':' in top.recipe else ''}, "
                 f"{top.epochs:.3g} epochs. Expected loss {top.loss:.4f}"
                 + (f" (95% prediction interval {pi[0]:.3f}-{pi[1]:.3f})" if pi else " (no interval)")
                 + (f", {top.gain:.4f} below the standard recipe"

@@ -65,7 +65,7 @@ def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
     band) against compute, one line per U, over the shaded region the runs measured."""
     if not plans or single.empty:
         return None
-    from repetita.study.headline import evidence_region
+    from repetita.study.headline import evidence_region, run_compute
 
     plt = _plt()
     df = pd.DataFrame(plans).sort_values(["unique_tokens", "compute"])
@@ -77,7 +77,7 @@ def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
         band = [iv for iv in g["prediction_interval"] if iv] if "prediction_interval" in g else []
         if len(band) == len(g):
             ax_l.fill_between(g["compute"], [b[0] for b in band], [b[1] for b in band], color=f"C{i}", alpha=0.15)
-    measured = single.assign(compute=6.0 * single["params"] * single["unique_tokens"] * single["epochs"])
+    measured = single.assign(compute=run_compute(single))
     ax_n.scatter(measured["compute"], measured["params"], s=8, color="0.5", label="runs measured")
     lo = min(df["compute"].min(), measured["compute"].min()) / 2
     ax_n.fill_between([lo, ev.compute], measured["params"].min(), ev.params, color="0.9", zorder=0, label="measured region")
@@ -345,7 +345,7 @@ def _interval(iv, fmt: str = ".3f") -> str:
 
 def _headline_html(h) -> tuple[str, str, str]:
     """(decision table, caveats, next runs) of the first screen."""
-    from repetita.study.headline import human_params
+    from repetita.cliargs import format_quantity
 
     if not h.rows:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in h.notes)
@@ -353,10 +353,10 @@ def _headline_html(h) -> tuple[str, str, str]:
     head = ("<tr><th>unique tokens U</th><th>compute C</th><th>recommendation</th><th>loss (95% prediction interval)</th>"
             "<th>gain vs standard (95% interval)</th><th>measured at this U, up to (N, K, C)</th><th>outside the runs</th></tr>")
     body = "".join(
-        f"<tr><td>{r.unique_tokens:,.0f}</td><td>{r.compute:.2g}</td><td>{html.escape(r.recipe)}, {human_params(r.params)} params, "
+        f"<tr><td>{r.unique_tokens:,.0f}</td><td>{r.compute:.2g}</td><td>{html.escape(r.recipe)}, {format_quantity(r.params)} params, "
         f"{r.epochs:.3g} epochs</td><td>{r.loss:.4f} ({_interval(r.prediction_interval)})</td>"
         f"<td>{r.gain:.4f} ({_interval(r.gain_interval, '.4f')})</td>"
-        f"<td>{human_params(r.evidence.params)}, {r.evidence.epochs:g}, {r.evidence.compute:.2g}</td>"
+        f"<td>{format_quantity(r.evidence.params)}, {r.evidence.epochs:g}, {r.evidence.compute:.2g}</td>"
         + (f'<td class="out">{html.escape("; ".join(r.outside))}</td>' if r.outside else "<td>no</td>") + "</tr>"
         for r in h.rows)
     table = f'<table class="t" id="decision-table">{head}{body}</table>'
@@ -368,7 +368,7 @@ def _headline_html(h) -> tuple[str, str, str]:
         caveats += _collapsed(f"{len(h.more_caveats)} more caveat(s)",
                               "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in h.more_caveats) + "</ul>")
     if h.next_runs:
-        runs = "".join(f"<li>N = {human_params(r.params)}, U = {r.unique_tokens:,.0f}, K = {r.epochs:.3g} "
+        runs = "".join(f"<li>N = {format_quantity(r.params)}, U = {r.unique_tokens:,.0f}, K = {r.epochs:.3g} "
                        f"(C = {r.compute:.2g} FLOPs): {html.escape(r.why)}</li>" for r in h.next_runs)
         nxt = (f"<ol>{runs}</ol><p>Chosen by rule (where the decision rests on extrapolation, and where the loss "
                "was still falling at the largest epoch count tried), cheapest first; repetita does not yet rank runs "
