@@ -20,7 +20,6 @@ torch = pytest.importorskip("torch")
 
 from repetita.cli import main  # noqa: E402
 from repetita.errors import UserError  # noqa: E402
-from repetita.study.store import Store  # noqa: E402
 
 TRAIN = ["--corpus", "markov:V=24,order=1,n=30000,seed=2", "--context", "16", "--unique-tokens", "768",
          "--epochs", "2", "--n-layer", "1", "--n-head", "2", "--d-model", "32", "--batch-size", "8",
@@ -225,21 +224,20 @@ def test_status_tells_an_abandoned_run_from_a_running_one(tmp_path, capsys):
 def test_deleted_study_folder_stops_the_workers_with_one_line(tmp_path, capsys):
     import shutil
 
-    from repetita.study.runners import StudyGone, execute_run
+    from repetita.study.runners import StudyGone, check_study_alive, execute_run, work
 
     _, study, store = _queued(tmp_path)
     rid = store.ready()[0]
+    config = store.config(rid)
     store.close()
-    opened = Store.of_study(study)  # a worker's open store, then the folder goes
     shutil.rmtree(study)
     with pytest.raises(StudyGone, match="was deleted while it ran"):
-        from repetita.study.runners import _beat
-
-        _beat(opened, rid)
-    opened.close()
+        check_study_alive(study / "store.sqlite")
+    # a worker handed a run of a deleted study reports it and trains nothing
+    status, payload = work(str(study), rid, config)
+    assert status == "gone" and "was deleted while it ran" in payload["error"]
+    assert not study.exists()
     study.mkdir()
-    (study / "store.sqlite").write_bytes(b"")  # so that the worker can open something, then it vanishes
-    (study / "store.sqlite").unlink()
     with pytest.raises(UserError):
         execute_run(str(study), rid)
     assert not (study / "runs").exists()  # the worker did not recreate run folders

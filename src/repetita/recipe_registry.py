@@ -85,8 +85,9 @@ def unregister(name: str) -> None:
 
 
 def _builtins() -> None:
-    # The built-in recipes live beside their run functions; importing that module registers them.
+    # The built-in recipes live beside their run functions; importing those modules registers them.
     import repetita.lm.recipes  # noqa: F401
+    import repetita.study.command  # noqa: F401
 
 
 def names() -> tuple[str, ...]:

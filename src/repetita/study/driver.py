@@ -40,10 +40,13 @@ def check_study_dir(study_dir: Path, creating: bool) -> None:
 def check_budgets(configs) -> None:
     """Every unique-token budget fits its corpus's training pool, checked once per corpus before any run is
     queued (otherwise the runs that ask for too much fail one by one, minutes into the study)."""
+    from repetita.lm.config import TrainConfig
     from repetita.lm.data import load_data
 
     largest: dict[tuple, int] = {}
     for c in configs:
+        if not isinstance(c, TrainConfig):
+            continue  # a command run's budgets were checked against its prepared corpus (study/command.py)
         key = (c.corpus, c.tokenizer, c.context, c.val_fraction, c.split_seed)
         if c.unique_tokens is not None:
             largest[key] = max(largest.get(key, 0), int(c.unique_tokens))

@@ -1,31 +1,78 @@
 """Running a study: a local process pool (default) or a Ray cluster, same function per run.
 
-``execute_run(study_dir, run_id)`` is the unit of work: claim the run in the store, train it in
-``study_dir/runs/<id>`` (``repetita.lm.train.train`` resumes from the checkpoint there), record
-the result. Both runners call exactly this function and runs are deterministic from their config
-and seed, so the local pool and Ray give identical metrics.
+The driver owns the store: it claims a run, hands its config to a worker, and records what the worker
+returns (``record``). Workers never write the store, so a Ray worker on another machine needs no access
+to the SQLite file (only to the run folders, for checkpoints), and the store has one writer however many
+runs finish at once (measured in docs/study.md). ``work(study_dir, run_id, config_json)`` is the unit of
+work, for the LM lab's runs (``repetita.lm.train.train`` resumes from the checkpoint in ``runs/<id>``) and
+for a user's own command (``repetita.study.command``); both runners call exactly this function and runs
+are deterministic from their config and seed, so the local pool and Ray give identical metrics.
 
-The scheduler loop lives in the driver: it re-queues runs abandoned by killed workers, submits
-runs whose dependency (a distillation teacher) is done, and stops when nothing is runnable.
+The scheduler loop lives here too: it submits runs whose dependencies are done and whose resources are
+free (``resources``: a GPU run gets a device of its own), beats the heartbeat of every run in flight, and
+stops when nothing is runnable. A killed driver leaves its runs marked running under its own pid; the
+next driver re-queues them (``Store.requeue_abandoned``) and they resume from their checkpoints.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from repetita.errors import UserError
-from repetita.study.store import Store, run_dir
+from repetita.errors import UserError, require
+from repetita.study.store import Store, run_dir, store_path
 
-HEARTBEAT_EVERY = 20  # training steps between heartbeats
+HEARTBEAT_EVERY = 20  # training steps between checks that the study folder still exists
+BEAT_SECONDS = 30.0  # the driver beats the heartbeat of the runs in flight this often (Store.STALE_SECONDS: 600)
 
 
-def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dict]:
-    """Claim, train and record one run; returns its final status ('skipped' if already taken) and a
-    one-line summary (recipe, loss, seconds)."""
+def run_kind(config_json: str) -> str:
+    """'command' for a user's command run, 'lm' for the LM lab's TrainConfig."""
+    return "command" if json.loads(config_json).get("kind") == "command" else "lm"
+
+
+def run_resources(config_json: str) -> dict:
+    """What a run asks of the scheduler: {'cpus': 1, 'gpus': 0, 'custom': {...}} (LM lab runs: one CPU)."""
+    if run_kind(config_json) == "command":
+        from repetita.study.command import CommandRun
+
+        return CommandRun.from_json(config_json).resource_request()
+    return {"cpus": 1, "gpus": 0, "custom": {}}
+
+
+def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_ids=None) -> tuple[str, dict]:
+    """Train or execute one run; touches no store. Returns (status, payload): 'done' with ``result``, or
+    'failed' / 'diverged' with ``error``; ``info`` (recipe, loss, seconds) is always in the payload."""
+    t0 = time.time()
+    folder = run_dir(study_dir, run_id)
+    try:
+        check_study_alive(store_path(study_dir))
+        if run_kind(config_json) == "command":
+            from repetita.study.command import CommandRun, execute
+
+            run = CommandRun.from_json(config_json)
+            status, payload = execute(run, folder, gpu_ids=gpu_ids)
+            info = {"recipe": run.recipe}
+        else:
+            status, payload = _train(study_dir, run_id, config_json, folder, threads)
+            info = {"recipe": json.loads(config_json).get("recipe", "?")}
+    except StudyGone as exc:
+        return "gone", {"error": str(exc), "info": {}}
+    except UserError as exc:
+        status, payload, info = "failed", {"error": str(exc)}, {}
+    except Exception:  # a bug or an environment problem: keep the traceback in the store
+        status, payload, info = "failed", {"error": traceback.format_exc()}, {}
+    info["seconds"] = time.time() - t0
+    if status == "done":
+        info["loss"] = payload["result"]["val_loss"]
+    return status, payload | {"info": info}
+
+
+def _train(study_dir: str, run_id: str, config_json: str, folder: Path, threads: int) -> tuple[str, dict]:
     import torch
 
     from repetita.lm.config import TrainConfig
@@ -34,37 +81,52 @@ def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dic
 
     # One thread per worker: fair sharing of cores, and float reductions in a fixed order.
     torch.set_num_threads(threads)
-    store = Store.of_study(study_dir)
-    t0 = time.time()
+    config = TrainConfig.from_json(config_json)
+    alive = Every(lambda step: check_study_alive(store_path(study_dir)), every=HEARTBEAT_EVERY)
     try:
-        config = TrainConfig.from_json(store.config(run_id))
-        folder = run_dir(study_dir, run_id)
-        info = {"recipe": config.recipe}
-        check_study_alive(store.path)
-        if not store.claim(run_id, resumed=(folder / "ckpt.pt").exists()):
-            return "skipped", info
-        beat = Every(lambda step: _beat(store, run_id), every=HEARTBEAT_EVERY)
-        try:
-            # a distillation teacher is named relative to the study ("runs/<id>"): resolve it there
-            result = train(config, folder, callbacks=[beat], root=study_dir)
-        except UserError as exc:
-            status = "diverged" if isinstance(exc, Diverged) else "failed"
-            message = str(exc)
-            if isinstance(exc, DamagedCheckpoint):
-                # kept for inspection under another name; --retry-failed then starts the run from scratch
-                kept = exc.path.with_name(f"{exc.path.name}.damaged-{int(time.time())}")
-                exc.path.rename(kept)
-                message += f"; moved aside to {kept.name}, --retry-failed restarts the run from scratch"
-            store.fail(run_id, message, status=status)
-            return status, info | {"seconds": time.time() - t0, "error": str(exc)}
-        except Exception:  # a bug or an environment problem: keep the traceback in the store
-            store.fail(run_id, traceback.format_exc())
-            return "failed", info | {"seconds": time.time() - t0}
-        check_study_alive(store.path)
-        store.finish(run_id, result)
-        return "done", info | {"loss": result["val_loss"], "seconds": time.time() - t0}
+        # a distillation teacher is named relative to the study ("runs/<id>"): resolve it there
+        result = train(config, folder, callbacks=[alive], root=study_dir)
+    except StudyGone:
+        raise
+    except UserError as exc:
+        message = str(exc)
+        if isinstance(exc, DamagedCheckpoint):
+            # kept for inspection under another name; --retry-failed then starts the run from scratch
+            kept = exc.path.with_name(f"{exc.path.name}.damaged-{int(time.time())}")
+            exc.path.rename(kept)
+            message += f"; moved aside to {kept.name}, --retry-failed restarts the run from scratch"
+        return ("diverged" if isinstance(exc, Diverged) else "failed"), {"error": message}
+    check_study_alive(store_path(study_dir))
+    return "done", {"result": result}
+
+
+def record(store: Store, run_id: str, status: str, payload: dict) -> None:
+    """The driver's half: write a worker's outcome into the store."""
+    if status == "done":
+        store.finish(run_id, payload["result"])
+    elif status in ("failed", "diverged"):
+        store.fail(run_id, payload.get("error", "no error message"), status=status)
+
+
+def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dict]:
+    """Claim, run and record one run in this process (a driver of one); returns its status ('skipped' if
+    another worker has it) and a one-line summary (recipe, loss, seconds)."""
+    store = Store.of_study(study_dir)
+    try:
+        config_json = store.config(run_id)
+        if not store.claim(run_id, resumed=_resumable(study_dir, run_id)):
+            return "skipped", {}
+        status, payload = work(study_dir, run_id, config_json, threads)
+        if status == "gone":
+            raise StudyGone(payload["error"])
+        record(store, run_id, status, payload)
+        return status, payload["info"]
     finally:
         store.close()
+
+
+def _resumable(study_dir: str, run_id: str) -> bool:
+    return (run_dir(study_dir, run_id) / "ckpt.pt").exists()
 
 
 class StudyGone(UserError):
@@ -77,11 +139,6 @@ def check_study_alive(store_path: Path) -> None:
     if not Path(store_path).exists():
         raise StudyGone(f"the study folder {Path(store_path).parent} was deleted while it ran; stopped (results "
                         "finished after the deletion are lost)")
-
-
-def _beat(store: Store, run_id: str) -> None:
-    check_study_alive(store.path)
-    store.heartbeat(run_id)
 
 
 def _die_with_parent() -> None:
@@ -126,56 +183,164 @@ class _Progress:
             self.bar.stop()
 
 
-def _schedule(store: Store, submit, wait, capacity: int, progress: _Progress) -> dict[str, str]:
-    """Generic driver loop: ``submit(run_id)`` -> handle, ``wait(handles)`` -> (done pairs, pending)."""
+class Devices:
+    """The local pool's GPUs: one run per visible device (CUDA_VISIBLE_DEVICES, else nvidia-smi's list)."""
+
+    def __init__(self, ids: list[str] | None = None):
+        self.free = list(ids if ids is not None else visible_gpus())
+        self.total = len(self.free)
+
+    def take(self, n: int) -> list[str] | None:
+        if n > len(self.free):
+            return None
+        taken, self.free = self.free[:n], self.free[n:]
+        return taken
+
+    def give(self, ids) -> None:
+        self.free = sorted(self.free + list(ids or []))
+
+
+def visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d for d in (x.strip() for x in env.split(",")) if d and d != "-1"]
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def _schedule(store: Store, submit, wait, capacity: int, progress: _Progress, devices: Devices | None = None,
+              ) -> dict[str, str]:
+    """The driver loop. ``submit(run_id, config_json, gpu_ids)`` -> handle; ``wait(handles, timeout)`` -> the
+    finished (handle, (status, payload)) pairs. ``devices``: the local pool's GPUs (None on Ray, which
+    places GPU runs itself)."""
     inflight: dict = {}
+    gpus_of: dict[str, list[str] | None] = {}
     outcome: dict[str, str] = {}
+    last_beat = time.time()
     while True:
         for rid in store.ready():
             if len(inflight) >= capacity:
                 break
-            if rid not in inflight.values():
-                inflight[submit(rid)] = rid
+            if rid in inflight.values():
+                continue
+            config_json = store.config(rid)
+            ids = None
+            if devices is not None:
+                need = run_resources(config_json)["gpus"]
+                if need:
+                    ids = devices.take(int(need))
+                    if ids is None:
+                        continue  # every device busy: a CPU run may still go
+            if not store.claim(rid, resumed=_resumable(store.path.parent, rid)):
+                if devices is not None:
+                    devices.give(ids)
+                continue
+            gpus_of[rid] = ids
+            inflight[submit(rid, config_json, ids)] = rid
         if not inflight:
             break
-        finished, _ = wait(list(inflight))
-        for handle, (status, info) in finished:
-            rid = inflight.pop(handle)
-            outcome[rid] = status
-            progress.advance(rid, status, info)
+        finished = wait(list(inflight), BEAT_SECONDS)
         check_study_alive(store.path)
+        for handle, (status, payload) in finished:
+            rid = inflight.pop(handle)
+            if devices is not None:
+                devices.give(gpus_of.pop(rid, None))
+            if status == "gone":
+                raise StudyGone(payload["error"])
+            record(store, rid, status, payload)
+            outcome[rid] = status
+            progress.advance(rid, status, payload.get("info", {}))
+        if inflight and time.time() - last_beat >= BEAT_SECONDS:
+            for rid in inflight.values():
+                store.heartbeat(rid)
+            last_beat = time.time()
     return outcome
 
 
+def _crashed(exc: BaseException) -> tuple[str, dict]:
+    """A worker that died (killed, out of memory) or raised past ``work``: the run fails, the study goes on."""
+    return "failed", {"error": f"the worker running it died: {type(exc).__name__}: {exc}", "info": {}}
+
+
+def check_gpus(store: Store, devices: Devices) -> None:
+    """A queued run that needs more GPUs than this machine shows would wait forever: one line instead."""
+    for rid in store.ready():
+        need = run_resources(store.config(rid))
+        require(not need["custom"], f"run {rid} asks for custom resources {sorted(need['custom'])}: those are "
+                "Ray resources, run the study with --ray")
+        require(need["gpus"] <= devices.total, f"run {rid} needs {need['gpus']:g} GPU(s) and this machine shows "
+                f"{devices.total}; run on a machine or Ray cluster (--ray ADDRESS) with them")
+
+
 def run_local(study_dir: str | Path, workers: int = 1, progress: bool = True) -> dict[str, str]:
-    """Run every runnable queued run with a pool of ``workers`` processes."""
+    """Run every runnable queued run with a pool of ``workers`` processes (GPU runs: one per device)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
     study_dir = str(Path(study_dir).resolve())
     store = Store.of_study(study_dir)
-    store.requeue_abandoned()
+    try:
+        store.requeue_abandoned()
+        devices = Devices()
+        check_gpus(store, devices)
+    except BaseException:
+        store.close()
+        raise
     bar = _Progress(len(store.ready()), progress)
     # spawn: a fresh interpreter per worker, no forked torch/OpenMP state
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
     with pool:
 
-        def submit(rid):
-            return pool.submit(execute_run, study_dir, rid)
+        def submit(rid, config_json, gpu_ids):
+            return pool.submit(work, study_dir, rid, config_json, 1, gpu_ids)
 
-        def wait(handles):
-            done, pending = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
-            return [(h, h.result()) for h in done], pending
+        def wait(handles, timeout):
+            done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+            out = []
+            for h in done:
+                try:
+                    out.append((h, h.result()))
+                except Exception as exc:  # a broken pool: the worker process died
+                    out.append((h, _crashed(exc)))
+            return out
 
         try:
-            return _schedule(store, submit, wait, workers, bar)
+            return _schedule(store, submit, wait, workers, bar, devices)
         finally:
             bar.close()
             store.close()
 
 
+def ray_options(request: dict) -> dict:
+    """A run's resource request as Ray task options (num_cpus, num_gpus, resources)."""
+    opts = {"num_cpus": request["cpus"], "num_gpus": request["gpus"]}
+    if request["custom"]:
+        opts["resources"] = dict(request["custom"])
+    return opts
+
+
+def check_ray_resources(store: Store, cluster: dict) -> None:
+    """A run asking for a resource no node offers would wait forever: one line naming it instead."""
+    for rid in store.ready():
+        need = run_resources(store.config(rid))
+        wants = {"CPU": need["cpus"], "GPU": need["gpus"]} | need["custom"]
+        for name, amount in wants.items():
+            require(not amount or cluster.get(name, 0) >= amount,
+                    f"run {rid} asks for {amount:g} {name} and the Ray cluster offers {cluster.get(name, 0):g}")
+
+
 def run_ray(study_dir: str | Path, address: str | None = None, workers: int | None = None, progress: bool = True):
-    """Same schedule on Ray: ``address`` of a running cluster, or a local Ray started here."""
+    """Same schedule on Ray: ``address`` of a running cluster, or a local Ray started here. Each run asks Ray
+    for its resources (one CPU for the LM lab's runs; a command run's ``resources``), so a cluster with
+    GPUs places one GPU run per GPU and runs needing a resource wait for it."""
     try:
         import ray
     except ImportError:
@@ -187,18 +352,30 @@ def run_ray(study_dir: str | Path, address: str | None = None, workers: int | No
         kwargs = {"address": address} if address else {"num_cpus": workers or os.cpu_count(), "include_dashboard": False}
         ray.init(log_to_driver=False, **kwargs)
     try:
-        remote = ray.remote(num_cpus=1)(execute_run)
+        remote = ray.remote(work)
         store = Store.of_study(study_dir)
-        store.requeue_abandoned()
-        capacity = workers or int(ray.cluster_resources().get("CPU", 1))
+        try:
+            store.requeue_abandoned()
+            cluster = ray.cluster_resources()
+            check_ray_resources(store, cluster)
+        except BaseException:
+            store.close()
+            raise
+        capacity = workers or max(1, int(cluster.get("CPU", 1)))
         bar = _Progress(len(store.ready()), progress)
 
-        def submit(rid):
-            return remote.remote(study_dir, rid)
+        def submit(rid, config_json, _gpu_ids):
+            return remote.options(**ray_options(run_resources(config_json))).remote(study_dir, rid, config_json)
 
-        def wait(handles):
-            done, pending = ray.wait(handles, num_returns=1)
-            return [(h, ray.get(h)) for h in done], pending
+        def wait(handles, timeout):
+            done, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+            out = []
+            for h in done:
+                try:
+                    out.append((h, ray.get(h)))
+                except Exception as exc:  # the task's worker died (ray.exceptions.WorkerCrashedError, ...)
+                    out.append((h, _crashed(exc)))
+            return out
 
         try:
             return _schedule(store, submit, wait, capacity, bar)

@@ -179,6 +179,13 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
     require(not unknown, f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _check_free_keys(table: dict, where: str) -> None:
+    """A command study's field tables: any name, but not one the study sets for each run."""
+    require(isinstance(table, dict), f"{where} must be a table")
+    taken = sorted(set(table) & (MANAGED | {"tokens", "run_dir"}))
+    require(not taken, f"{where}: {', '.join(taken)} is set by the study for each run; give it in [grid] or seeds")
+
+
 def resolve_spec(path: str | Path) -> Path:
     """A file path, or ``example:NAME`` for a spec shipped with repetita (``examples/NAME.toml``)."""
     text = str(path)
@@ -210,23 +217,33 @@ def expand(raw: dict, check_corpus: bool = True) -> Study:
     from repetita.lm.config import TrainConfig
 
     _check_keys(raw, TOP_KEYS, "study spec")
-    train_fields = {f.name for f in fields(TrainConfig)}
+    recipes = raw.get("recipes")
+    require(isinstance(recipes, dict) and recipes, "missing [recipes.<name>]: enable at least one recipe")
+    # A command study runs the user's own trainer: [base] and [[models]] hold its template fields, not
+    # TrainConfig fields, so it cannot share a spec with the LM lab's recipes.
+    command = "command" in recipes
+    require(not command or len(recipes) == 1, "[recipes.command] runs your own trainer and takes the spec to itself; "
+            "put the LM lab's recipes in another spec")
     base = dict(raw.get("base", {}))
-    _check_keys(base, train_fields - MANAGED, "[base]")
-    if isinstance(base.get("corpus"), str):
-        base["corpus"] = _absolute_corpus(base["corpus"], check_corpus)
     models = raw.get("models", [{}])
     require(isinstance(models, list) and models, "[[models]]: give at least one model table")
-    for i, m in enumerate(models):
-        _check_keys(m, train_fields - MANAGED, f"[[models]] #{i + 1}")
+    if command:
+        _check_free_keys(base, "[base]")
+        for i, m in enumerate(models):
+            _check_free_keys(m, f"[[models]] #{i + 1}")
+    else:
+        train_fields = {f.name for f in fields(TrainConfig)}
+        _check_keys(base, train_fields - MANAGED, "[base]")
+        if isinstance(base.get("corpus"), str):
+            base["corpus"] = _absolute_corpus(base["corpus"], check_corpus)
+        for i, m in enumerate(models):
+            _check_keys(m, train_fields - MANAGED, f"[[models]] #{i + 1}")
     grid = raw.get("grid")
     require(grid is not None, "missing [grid] with unique_tokens and epochs")
     _check_keys(grid, GRID_KEYS, "[grid]")
     require("unique_tokens" in grid and "epochs" in grid, "[grid] needs unique_tokens and epochs")
     spec = Grid("", base, tuple(models), tuple(_list(grid["unique_tokens"], "grid.unique_tokens", (int,))),
                 tuple(_list(grid["epochs"], "grid.epochs")), tuple(_list(raw.get("seeds", [0]), "seeds", (int,))))
-    recipes = raw.get("recipes")
-    require(isinstance(recipes, dict) and recipes, "missing [recipes.<name>]: enable at least one recipe")
     found = {name: recipe_registry.get(name, "study spec") for name in recipes}
     for name, table in recipes.items():
         _check_keys(table, set(found[name].keys), f"[recipes.{name}]")
