@@ -128,12 +128,12 @@ def test_failures_are_marked_and_the_study_goes_on(tmp_path, capsys, mode, statu
         assert code == 3 and (runs[runs["status"] == "failed"]["attempts"] == 2).all()
 
 
-def _prepared(tmp_path: Path) -> Path:
+def _prepared(tmp_path: Path, docs: int = 200) -> Path:
     """A small prepared corpus (bytes of a text, uint16 ids) written the way `repetita corpus prepare` does."""
     pytest.importorskip("tokenizers")
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    docs = [f"document {i} " + "the king and the queen sail the sea " * (5 + i % 7) for i in range(200)]
+    docs = [f"document {i} " + "the king and the queen sail the sea " * (5 + i % 7) for i in range(docs)]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.train_from_iterator(docs, trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
@@ -279,3 +279,23 @@ def test_ray_runs_wait_for_their_resource(tmp_path, capsys):
         assert code == 2 and "asks for 1 tpu and the Ray cluster offers 0" in err
     finally:
         ray.shutdown()
+
+
+def test_the_shipped_hf_trainer_spec_expands_to_its_documented_runs(tmp_path, capsys, monkeypatch):
+    """examples/hf_trainer/study.toml (the walk-through of docs/study.md) on a prepared corpus: 36 runs, each
+    command naming the script, its budget and the corpus's train.bin."""
+    import re
+
+    from repetita.study.spec import expand, load_spec
+
+    corpus = _prepared(tmp_path, docs=600)
+    root = Path(__file__).resolve().parents[1]
+    raw = load_spec(root / "examples" / "hf_trainer" / "study.toml")
+    raw["base"]["corpus"] = f"prepared:{corpus}"
+    monkeypatch.chdir(root)  # the spec's paths are relative to the repository root
+    runs = expand(raw).runs
+    doc = (root / "docs" / "study.md").read_text()
+    assert len(runs) == int(re.search(r"^\| `hf_trainer/study\.toml` \| (\d+) \|", doc, flags=re.M).group(1)) == 36
+    argv = runs[0].config.argv("/tmp/run")
+    assert argv[1] == "examples/hf_trainer/train_gpt2.py" and str(corpus / "train.bin") in argv
+    assert {r.config.values["unique_tokens"] for r in runs} == {2048, 8192, 32768}

@@ -40,7 +40,7 @@ def singles(tidy: pd.DataFrame) -> pd.DataFrame:
     """Single-model rows (ensemble members included), averaged over seeds per configuration."""
     df = tidy[tidy["members"] == 1]
     keys = ["recipe", "params", "unique_tokens", "epochs", "lr", "weight_decay"]
-    return df.groupby(keys, as_index=False)["loss"].mean()
+    return df.groupby(keys, as_index=False, dropna=False)["loss"].mean()  # runs of your own trainer carry no lr or weight decay
 
 
 def before_turn(single: pd.DataFrame) -> pd.DataFrame:

@@ -47,6 +47,7 @@ import shutil
 import signal
 import string
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ from repetita.errors import UserError, require
 
 KINDS = ("json", "tensorboard", "trainer_state", "wandb-history")
 RESOURCES = ("cpus", "gpus", "custom")
-BUILTIN_FIELDS = ("params", "unique_tokens", "epochs", "tokens", "seed", "run_dir")
+BUILTIN_FIELDS = ("params", "unique_tokens", "epochs", "tokens", "seed", "run_dir", "python")
 CORPUS_FIELDS = ("corpus_path", "val_path", "dtype", "vocab_size")
 KEYS = frozenset({"command", "result", "timeout", "resources", "fields", "label", "epochs", "unique_tokens"})
 TAIL_LINES = 5  # lines of stderr kept in a failed run's message
@@ -256,7 +257,7 @@ def cells(table: dict, grid) -> list[CommandRun]:
             require(u <= available, f"unique_tokens={u:,} exceeds the prepared corpus: it has {available:,} "
                     "training tokens; prepare a larger one or lower the budget")
         for k, combo in itertools.product(grid.epochs(table), itertools.product(*choices)):
-            values = base | model | corpus | dict(zip(names, combo, strict=True)) | {
+            values = {"python": sys.executable} | base | model | corpus | dict(zip(names, combo, strict=True)) | {
                 "params": n, "unique_tokens": u, "epochs": k, "tokens": u * k, "seed": seed}
             missing = [f for f in used if f not in values and f != "run_dir"]
             if missing:
