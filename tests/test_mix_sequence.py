@@ -11,21 +11,29 @@ from repetita.errors import UserError
 
 
 def test_answers_equal_step_by_step_composition():
-    for scratchpad in (False, True):
-        cfg = sq.SequenceConfig(p=13, skills=6, k=3, scratchpad=scratchpad)
+    for scratchpad, sampling in ((False, "distinct"), (True, "distinct"), (False, "independent")):
+        cfg = sq.SequenceConfig(p=13, skills=6, k=3, scratchpad=scratchpad, sampling=sampling)
         a, b = sq.make_task(cfg)
         assert np.all((a >= 1) & (a < 13)) and np.all((b >= 0) & (b < 13))
         seqs, skills = sq.sample_examples(np.random.default_rng(0), cfg, cp.skill_probs(6, 1.0), 500, (a, b))
         assert seqs.shape == (500, cfg.length) and seqs.max() < cfg.vocab
         for row, sk in zip(seqs, skills, strict=True):
             x, steps = int(row[0]), []
-            assert list(row[1:4] - 13) == list(sk) and len(set(sk)) == 3 and row[4] == 13 + 6
+            assert list(row[1:4] - 13) == list(sk) and row[4] == 13 + 6
+            assert len(set(sk)) == 3 or sampling == "independent"
             for s in sk:
                 x = (int(a[s]) * x + int(b[s])) % 13
                 steps.append(x)
             assert row[-1] == x
             if scratchpad:
                 assert list(row[5:]) == steps
+
+
+def test_independent_positions_repeat_skills_as_often_as_pi_says():
+    cfg = sq.SequenceConfig(p=13, skills=6, k=2)
+    probs = cp.skill_probs(6, 1.0)
+    _, skills = sq.sample_examples(np.random.default_rng(0), cfg, probs, 50_000, sq.make_task(cfg))
+    assert (skills[:, 0] == skills[:, 1]).mean() == pytest.approx((probs ** 2).sum(), abs=0.01)
 
 
 def test_mask_covers_exactly_the_answer():
@@ -96,7 +104,8 @@ def test_bad_config_names_the_field(kw, field):
 
 
 @pytest.mark.parametrize("argv,msg", [(["--p", "9"], "p must be a prime"), (["--exponents", "0,-1"], "--exponents"),
-                                      (["--seeds", "x"], "--seeds"), (["--k", "9"], "k must be")])
+                                      (["--seeds", "x"], "--seeds"),
+                                      (["--k", "9", "--sampling", "distinct"], "k = 9 distinct skills need k <= skills")])
 def test_cli_bad_input_is_one_line_exit_2(capsys, argv, msg):
     code = main(["mix", "sequence", *argv, "--json"])
     out, err = capsys.readouterr()

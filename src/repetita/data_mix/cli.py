@@ -80,11 +80,16 @@ def cmd_optimize(args) -> dict:
     return out
 
 
+SAMPLING_HELP = ("independent: each of the k positions drawn on its own, a skill may repeat (the theorem's task; "
+                 "default); distinct: k distinct skills per example (the earlier variant)")
+
+
 def cmd_composition(args) -> dict:
     from repetita.data_mix.composition import CompositionConfig, compare
 
     cfg = CompositionConfig(dims=args.dims, k=args.k, exponent=args.exponent, samples=args.samples,
-                            lr=args.lr, init=args.init, batch=args.batch, seed=args.seed, evals=args.evals)
+                            lr=args.lr, init=args.init, batch=args.batch, seed=args.seed, evals=args.evals,
+                            sampling=args.sampling)
     if args.out:
         check_dir(args.out, "--out")
     out = compare(cfg)
@@ -124,7 +129,7 @@ def cmd_regime(args) -> dict:
     for d, k in sizes:
         for seed in seeds:
             results.append(regime(d, k, runs, args.samples, seed=int(seed), init=args.init, batch=args.batch,
-                                  evals=args.evals))
+                                  evals=args.evals, sampling=args.sampling))
     out = {"level": args.level, "results": results, "summary": regime_summary(results, args.level)}
     if args.out:
         from repetita.io import make_dir, write_json
@@ -146,7 +151,7 @@ def cmd_sequence(args) -> dict:
     cfg = SequenceConfig(p=args.p, skills=args.skills, k=args.k, samples=args.samples, batch=args.batch, lr=args.lr,
                          weight_decay=args.weight_decay, warmup=args.warmup, n_layer=args.n_layer,
                          n_head=args.n_head, d_model=args.d_model, evals=args.evals, test_size=args.test_size,
-                         scratchpad=args.scratchpad, threads=args.threads)
+                         scratchpad=args.scratchpad, threads=args.threads, sampling=args.sampling)
     exponents = _floats(args.exponents, "--exponents")
     seeds = number_list(args.seeds, "--seeds", whole=True)
     require(len(exponents) >= 1, "--exponents: give at least one exponent")
@@ -164,6 +169,79 @@ def cmd_sequence(args) -> dict:
         for e, s in out["summary"].items():
             med = "-" if s["median_reached_at"] is None else f"{s['median_reached_at']:,.0f}"
             print(f"{e:>8} {s['reached']:>4}/{s['seeds']:<3} {med:>15}  {s['reached_at']}")
+    return out
+
+
+def read_counts(spec: str) -> tuple[list[float], list[str] | None]:
+    """``--counts``: a comma list of numbers, or a CSV file with a count column (``count``, else the last
+    column) and optionally a name column (``skill`` or ``domain``, else the first)."""
+    import os
+
+    try:
+        is_file = os.path.exists(spec)
+    except (OSError, ValueError):  # a long list of numbers is not a path
+        is_file = False
+    if not is_file:
+        values = _floats(spec, "--counts")
+        require(values, "--counts: give counts, e.g. 500,200,80, or a CSV file with a count column")
+        return values, None
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(spec)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, IsADirectoryError) as exc:
+        raise UserError(f"{spec}: not a readable CSV table ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    require(len(df) > 0 and len(df.columns) >= 1, f"{spec}: no rows")
+    count_col = "count" if "count" in df.columns else df.columns[-1]
+    counts = pd.to_numeric(df[count_col], errors="coerce")
+    bad = counts.isna() | ~counts.map(lambda v: v == v and abs(v) != float("inf"))
+    require(not bad.any(), f"{spec}: column {count_col!r} row {int(bad.idxmax()) + 2}: not a finite number")
+    name_col = next((c for c in ("skill", "domain", "name") if c in df.columns), None)
+    if name_col is None and len(df.columns) >= 2:
+        name_col = df.columns[0]
+    return counts.astype(float).tolist(), (df[name_col].astype(str).tolist() if name_col else None)
+
+
+def cmd_advise(args) -> dict:
+    from repetita.data_mix.skill_mix import CAVEAT, advise
+    from repetita.io import check_file
+
+    counts, names = read_counts(args.counts)
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".csv", ".parquet"))
+    adv = advise(counts, names, k=args.k, budget=args.budget, target=args.target)
+    out = adv.to_dict()
+    if args.out:
+        import pandas as pd
+
+        from repetita.io import save_table
+
+        save_table(pd.DataFrame(out["table"]), args.out)
+        out["out"] = str(args.out)
+    if not args.json:
+        lo, hi = adv.exponent_interval
+        print(f"{adv.d} skills; fitted power law a = {adv.exponent:.3f} (95% [{lo:.3f}, {hi:.3f}]), "
+              f"R^2 {adv.fit_r2:.2f} in log share vs log rank")
+        print(("reweight: " if adv.reweight else "keep: ") + adv.reason)
+        b = out["bounds"]
+        line = f"samples the result names: power law d^(2a) = {b['power_law_target']:.3g}"
+        if "uniform" in b:
+            line += f", uniform d^(k/2) = {b['uniform']:.3g} (k = {adv.k})"
+        print(line)
+        if adv.reweight:
+            print(f"{'skill':>12} {'count':>12} {'observed':>9} {'target':>9} {'weight':>8}")
+            rows = out["table"]
+            for r in rows[:5] + ([None] if len(rows) > 10 else []) + rows[max(5, len(rows) - 5):]:
+                if r is None:
+                    print(f"{'...':>12}")
+                    continue
+                print(f"{r['skill'][:12]:>12} {r['count']:>12,.0f} {r['observed_share']:>9.4f} {r['target_share']:>9.4f} "
+                      f"{r['weight']:>8.3g}")
+        for w in out["warnings"]:
+            print(f"  warning: {w}")
+        print(f"  note: {CAVEAT}")
+        if args.out:
+            print(f"weights: {args.out}")
     return out
 
 
@@ -210,6 +288,7 @@ def register(subparsers) -> None:
     c.add_argument("--batch", type=int, default=64)
     c.add_argument("--evals", type=int, default=20)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--sampling", default="independent", choices=["independent", "distinct"], help=SAMPLING_HELP)
     c.add_argument("--out", help="write the curves (JSON + config) to this directory")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_composition)
@@ -223,7 +302,8 @@ def register(subparsers) -> None:
     g.add_argument("--init", type=float, default=0.5)
     g.add_argument("--batch", type=int, default=64)
     g.add_argument("--evals", type=int, default=12)
-    g.add_argument("--level", type=float, default=0.05, help="test loss counted as learned")
+    g.add_argument("--level", type=float, default=0.1, help="test loss counted as learned (default 0.1)")
+    g.add_argument("--sampling", default="independent", choices=["independent", "distinct"], help=SAMPLING_HELP)
     g.add_argument("--out", help="write mix_regime.json here")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_regime)
@@ -248,9 +328,23 @@ def register(subparsers) -> None:
     q.add_argument("--level", type=float, default=0.9, help="threshold on --metric")
     q.add_argument("--metric", default="acc", choices=["acc", "loss"], help="accuracy (>= level) or loss (<= level)")
     q.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
+    q.add_argument("--sampling", default="independent", choices=["independent", "distinct"], help=SAMPLING_HELP)
     q.add_argument("--out", help="write mix_sequence.json and mix_sequence.png to this directory")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_sequence)
+
+    v = mix_sub.add_parser(
+        "advise", help="advice for your own skill or domain mix from the power-law composition result",
+        description="Example: repetita mix advise --counts skills.csv --k 3 --budget 1e7 --out weights.csv. Fits the "
+        "power-law exponent of your skill counts; if the mix is near uniform, gives sampling weights toward a power "
+        "law. A hypothesis tested on synthetic tasks (docs/data_mix.md), not a measured result for LM data.")
+    v.add_argument("--counts", required=True, help="counts per skill: 500,200,80 or a CSV (skill,count columns)")
+    v.add_argument("--k", type=int, help="skills composed per example (for the uniform bound d^(k/2))")
+    v.add_argument("--budget", type=float, help="training examples you can afford")
+    v.add_argument("--target", type=float, default=1.0, help="exponent to skew a near-uniform mix to (default 1)")
+    v.add_argument("--out", help="write the per-skill weights (.csv or .parquet)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_advise)
 
     r = subparsers.add_parser("rephrase", help="rephrase a JSONL corpus with prompt templates (resumable)")
     r.add_argument("--docs", required=True, help="JSONL with 'id' and 'text' per line")

@@ -5,10 +5,10 @@ each map is a bijection and no step destroys information about the start value).
 
     x0  s_1 ... s_k  =  y        with  y = f_{s_k}( ... f_{s_1}(x0) ... )
 
-as tokens: ``p`` value tokens, ``d`` skill tokens and ``=``. The ``k`` skills are distinct (the
-k-sets of the multiplicative testbed in ``composition.py``, drawn by the same Gumbel-top-k sampler),
-placed in a uniformly random order, because affine maps do not commute and the order is part of the
-input. Training skills follow ``pi_s ∝ (s+1)^-a`` (``a = 0`` uniform); the test set is uniform over
+as tokens: ``p`` value tokens, ``d`` skill tokens and ``=``. The ``k`` positions are drawn by the
+sampler of the multiplicative testbed in ``composition.py``: independently by default (a skill may
+repeat, the theorem's setting), or ``k`` distinct skills (``sampling="distinct"``), then placed in a
+uniformly random order, because affine maps do not commute and the order is part of the input. Training skills follow ``pi_s ∝ (s+1)^-a`` (``a = 0`` uniform); the test set is uniform over
 ordered k-sets. Loss and accuracy count only the answer token (with ``scratchpad`` the intermediate
 values ``y_1..y_k`` are written after ``=`` and also trained on; at test time they are decoded
 greedily, so the answer is still the model's own k-step computation).
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from repetita.data_mix.composition import sample_sets, skill_probs
+from repetita.data_mix.composition import check_task, sample_sets, skill_probs
 from repetita.errors import require
 
 
@@ -54,11 +54,12 @@ class SequenceConfig:
     scratchpad: bool = False
     seed: int = 0
     threads: int = 1  # torch threads for training (0 = leave torch's setting)
+    sampling: str = "independent"  # each position on its own (a skill may repeat), or "distinct" skills
 
     def __post_init__(self):
         require(self.p >= 3 and is_prime(self.p), f"p must be a prime >= 3, got {self.p}")
         require(self.skills >= 2, f"skills must be >= 2, got {self.skills}")
-        require(1 <= self.k <= self.skills, f"k must be in 1..skills, got {self.k}")
+        check_task(self.skills, self.k, self.sampling, "skills")
         require(math.isfinite(self.exponent) and self.exponent >= 0, f"exponent must be >= 0, got {self.exponent}")
         require(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         require(self.samples >= self.batch, f"samples must be >= batch={self.batch}, got {self.samples}")
@@ -101,8 +102,9 @@ def apply_skills(x0: np.ndarray, skills: np.ndarray, a: np.ndarray, b: np.ndarra
 def sample_examples(rng: np.random.Generator, cfg: SequenceConfig, probs: np.ndarray, n: int,
                     task: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """``n`` token sequences ``[n, length]`` and the skills they use ``[n, k]`` (in order)."""
-    sets = sample_sets(rng, probs, n, cfg.k)
-    # Gumbel-top-k returns the set, not a random order; shuffle each row so order carries no bias.
+    sets = sample_sets(rng, probs, n, cfg.k, cfg.sampling)
+    # Gumbel-top-k returns the set, not a random order; shuffle each row so order carries no bias (a no-op in
+    # distribution for independent positions, kept so both variants consume the same random stream).
     order = np.argsort(rng.random((n, cfg.k)), axis=1)
     skills = np.take_along_axis(sets, order, axis=1)
     x0 = rng.integers(0, cfg.p, n)
