@@ -50,7 +50,9 @@ base-check:
 	.venv-base/bin/repetita theory onepass --n 100 --eta 0.05 --json > /dev/null
 	.venv-base/bin/repetita mix optimize --weights 0.9,0.1 --json > /dev/null
 	@.venv-base/bin/repetita train --epochs 1 --out /tmp/repetita-base-check 2>&1 | grep -q "pip install 'repetita\[lm\]'"
-	@echo "base install: laws, fit, theory, mix optimize run without torch; train names its extra"
+	@rm -rf /tmp/repetita-base-study && .venv-base/bin/repetita run tests/command_base.toml --dir /tmp/repetita-base-study --json > /dev/null
+	@rm -rf /tmp/repetita-base-study
+	@echo "base install: laws, fit, theory, mix optimize and a command study run without torch; train names its extra"
 
 # Debian's Chromium, for the report's browser test. Installing needs apt-get as root; where that is not
 # possible this says so and the browser test skips with the same advice.
