@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "repetita.laws.cli",
     "repetita.laws.cli_plan",
     "repetita.laws.cli_reuse",
+    "repetita.laws.cli_suggest",
     "repetita.theory.cli",
     "repetita.lm.cli",
     "repetita.lm.cli_corpus",

@@ -246,11 +246,13 @@ def draw(intervals: dict, n: int, seed: int = 0) -> np.ndarray:
     return np.where(pos, np.exp(z), z)
 
 
-def theta_draws(est, n: int, seed: int = 0) -> np.ndarray | None:
+def theta_draws(est, n: int, seed: int = 0, hold: list | None = None) -> np.ndarray | None:
     """Full parameter vectors (n, P) in the law's order, drawn from a fitted estimator's saved uncertainty
     (``est.uncertainty_``, read back from a fit file): the vectorized input of every planning function.
 
-    None when the fit saved none; one line (``UserError``) when a parameter has no finite interval.
+    None when the fit saved none; one line (``UserError``) when a parameter has no finite interval, unless
+    ``hold`` is a list: those parameters are then held at their fitted value in every draw (their names
+    are appended to ``hold``), so the draws carry the uncertainty of the identified ones only.
     """
     u = getattr(est, "uncertainty_", None)
     if not u or not u.get("free"):
@@ -258,6 +260,13 @@ def theta_draws(est, n: int, seed: int = 0) -> np.ndarray | None:
     if u.get("cov") is not None:
         cov = np.array([[np.inf if v is None else v for v in row] for row in u["cov"]], dtype=float)
         bad = [p for p, v in zip(u["free"], np.diag(cov), strict=True) if not np.isfinite(v)]
+        if bad and hold is not None and len(bad) < len(u["free"]):
+            held = [i for i, p in enumerate(u["free"]) if p in bad]
+            cov[held, :] = 0.0
+            cov[:, held] = 0.0
+            cov[~np.isfinite(cov)] = 0.0
+            hold.extend(bad)
+            bad = []
         if bad:
             raise UserError(f"the fit's parameters {', '.join(bad)} are not identified (no finite interval); "
                             "the plan has no interval")

@@ -1,0 +1,154 @@
+"""``repetita suggest``: the next runs that would settle a plan's decision at the least compute (laws/design.py)."""
+
+from __future__ import annotations
+
+import math
+
+from repetita.cliargs import number_list, parse_number
+from repetita.errors import require
+
+
+def _range(text: str, what: str) -> list[float]:
+    """``A,B,C`` or ``FROM:TO:COUNT`` (log-spaced) as a list of positive numbers."""
+    import numpy as np
+
+    if ":" in text:
+        parts = text.split(":")
+        require(len(parts) == 3, f"{what}: use FROM:TO:COUNT or a comma list, got {text!r}")
+        lo, hi = parse_number(parts[0], what), parse_number(parts[1], what)
+        n = parse_number(parts[2], what)
+        require(0 < lo <= hi and n >= 1 and n == int(n) and math.isfinite(hi), f"{what}: need 0 < FROM <= TO and a "
+                f"whole COUNT, got {text!r}")
+        return np.geomspace(lo, hi, int(n)).tolist()
+    return number_list(text, what, positive=True)
+
+
+def _exclude_done(cand, path: str):
+    """Candidates already in the run table ``path`` (same N, U and epochs within 1%) are not offered again."""
+    import numpy as np
+
+    from repetita.laws.data import read_table
+    from repetita.laws.design import Candidates
+
+    done = read_table(path)
+    require({"params", "unique_tokens", "epochs"} <= set(done.columns),
+            f"{path}: --done needs params, unique_tokens and epochs columns")
+    keep = np.ones(len(cand), dtype=bool)
+    for n, u, k in done[["params", "unique_tokens", "epochs"]].to_numpy(dtype=float):
+        keep &= ~((np.abs(cand.params / n - 1) < 0.01) & (np.abs(cand.unique_tokens / u - 1) < 0.01)
+                  & (np.abs(cand.epochs / k - 1) < 0.01))
+    require(keep.any(), "every candidate is already in --done: widen the feasible set")
+    return Candidates(cand.params[keep], cand.unique_tokens[keep], cand.epochs[keep], cand.cost[keep])
+
+
+def _check_same_data(records: dict[str, dict]) -> None:
+    """Fits pooled into one design must come from the same runs: same row count, and the same evidence
+    region wherever two records state the same quantity (laws read different columns, so a region key one
+    law lacks is not a difference)."""
+    from repetita.errors import UserError
+
+    items = list(records.items())
+    for path, r in items[1:]:
+        p0, r0 = items[0]
+        if r.get("n_rows") != r0.get("n_rows"):
+            raise UserError(f"{p0} and {path} were fitted on different data ({r0.get('n_rows')} and {r.get('n_rows')} "
+                            "rows); suggest pools their draws, so fit every law to the same runs")
+        a, b = r0.get("region") or {}, r.get("region") or {}
+        for key in sorted(set(a) & set(b)):
+            x, y = a[key], b[key]
+            if isinstance(x, int | float) and isinstance(y, int | float) and not math.isclose(x, y, rel_tol=1e-9):
+                raise UserError(f"{p0} and {path} were fitted on different data (their {key} differs: {x:.4g} vs "
+                                f"{y:.4g}); suggest pools their draws, so fit every law to the same runs")
+
+
+def cmd_suggest(args) -> dict:
+    from repetita.io import check_file
+    from repetita.laws.design import Target, candidate_grid, suggest
+    from repetita.laws.record import estimator, load
+
+    require(args.runs >= 1, f"--runs (k) must be >= 1, got {args.runs}")
+    target = Target(parse_number(args.unique_tokens, "--unique-tokens"),
+                    compute=parse_number(args.compute, "--compute") if args.compute else None,
+                    params=parse_number(args.params, "--params") if args.params else None)
+    budgets = _range(args.budgets, "--budgets")
+    require(max(budgets) <= target.unique_tokens * 1.0001, f"--budgets reach {max(budgets):.3g} unique tokens, beyond "
+            f"the target's corpus of {target.unique_tokens:.3g}: a run can only use a prefix of the corpus")
+    for path in (args.csv, args.json_out):
+        if path:
+            check_file(path, "output")
+    records = {path: load(path) for path in args.law_file}
+    _check_same_data(records)
+    fits = {r.get("law", path) if sum(x.get("law") == r.get("law") for x in records.values()) == 1 else path:
+            estimator(r) for path, r in records.items()}
+    cand = candidate_grid(_range(args.sizes, "--sizes"), budgets, _range(args.epochs, "--epochs"),
+                          flops_per_token=args.flops_per_token, max_run_flops=args.max_run_flops)
+    if args.done:
+        cand = _exclude_done(cand, args.done)
+    out = suggest(fits, target, cand, args.runs, n_draws=args.draws, seed=args.seed,
+                  flops_per_token=args.flops_per_token, budget=args.total_flops)
+    if args.csv:
+        import pandas as pd
+
+        from repetita.io import save_table
+
+        save_table(pd.DataFrame([{k: r[k] for k in ("params", "unique_tokens", "epochs", "tokens", "flops")}
+                                 for r in out["runs"]]), args.csv)
+        out["csv"] = args.csv
+    if args.json_out:
+        from repetita.io import write_json
+
+        write_json(args.json_out, out, indent=1)
+    if not args.json:
+        _print(out)
+    return out
+
+
+def _print(out: dict) -> None:
+    t = out["target"]
+    where = f"C = {t['compute']:.3g} FLOPs" if t["compute"] else f"N = {t['params']:.3g}"
+    print(f"decision at {where}, U = {t['unique_tokens']:.3g} ({len(out['laws'])} law(s), {out['draws']} draws each, "
+          f"{out['candidates']} candidates; noise {out['noise_log_sd']:.3f} in log loss)")
+    for law, d in out["decision_now"].items():
+        n, k, loss = d["log_params"], d["log_epochs"], d["loss"]
+        print(f"  {law}: N* {n['median']:.3g} [{n['interval'][0]:.3g}, {n['interval'][1]:.3g}], K* {k['median']:.3g} "
+              f"[{k['interval'][0]:.3g}, {k['interval'][1]:.3g}], loss {loss['median']:.4f} "
+              f"[{loss['interval'][0]:.4f}, {loss['interval'][1]:.4f}]")
+    # at a fixed compute ln K* = const - ln N* (one number); at a fixed size N is given and K* is the decision
+    key, label = ("log_params", "sd ln N*") if t["compute"] else ("log_epochs", "sd ln K*")
+    print(f"{'#':>2} {'N':>9} {'U':>9} {'K':>6} {'FLOPs':>9} {'value':>6} {label:>15} {'sd loss':>17} {'discr.':>8}")
+    for i, r in enumerate(out["runs"], 1):
+        b, a = r["sd_before"], r["sd_after"]
+        print(f"{i:>2} {r['params']:>9.3g} {r['unique_tokens']:>9.3g} {r['epochs']:>6.3g} {r['flops']:>9.3g} "
+              f"{r['value']:>6.3f} {b[key]:>6.3f} -> {a[key]:<6.3f} {b['loss']:>7.4f} -> {a['loss']:<7.4f} "
+              f"{r['discrimination']:>8.3g}")
+    print(f"total {out['total_flops']:.3g} FLOPs ({out['method']})")
+    for w in out["warnings"]:
+        print(f"  warning: {w}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "suggest", help="the next runs that would settle the plan's decision at the least compute",
+        description="Example: repetita suggest --law-file dc.json --law-file reuse.json --compute 9.26e21 "
+        "--unique-tokens 25e9 --sizes 1e7:9e9:12 --budgets 1e8:25e9:10 --epochs 1,2,4,8,16,32,64 --max-run-flops 1e21 "
+        "--runs 5. Value = expected share of the decision's variance a run removes (ensemble linearisation over "
+        "the fits' parameter draws, docs/plan.md), ranked per FLOP; a batch is chosen greedily, each run valued "
+        "given the ones before it.")
+    p.add_argument("--law-file", action="append", required=True, help="a fit with uncertainty (repeatable)")
+    p.add_argument("--compute", help="target compute C in FLOPs (the decision: N* and K*)")
+    p.add_argument("--params", help="target model size N (the decision: K*)")
+    p.add_argument("--unique-tokens", required=True, help="target unique tokens U")
+    p.add_argument("--sizes", required=True, help="model sizes offered: A,B,C or FROM:TO:COUNT (log-spaced)")
+    p.add_argument("--budgets", required=True, help="unique-token budgets offered (prefixes of U)")
+    p.add_argument("--epochs", default="1,2,4,8,16,32,64", help="epoch counts offered")
+    p.add_argument("--max-run-flops", type=lambda v: parse_number(v, "--max-run-flops"), help="per-run compute cap")
+    p.add_argument("--total-flops", type=lambda v: parse_number(v, "--total-flops"), help="budget for the whole batch")
+    p.add_argument("--runs", type=int, default=5, help="how many runs to suggest (k)")
+    p.add_argument("--done", help="a run table: its (N, U, K) are not suggested again")
+    p.add_argument("--draws", type=int, default=500, help="parameter draws per law")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--flops-per-token", type=float, default=6.0, help="FLOPs per parameter per token (6)")
+    p.add_argument("--csv", help="write the runs as a CSV for your own trainer")
+    p.add_argument("--json-out", help="write the full result as JSON")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_suggest)

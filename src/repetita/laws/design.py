@@ -1,0 +1,275 @@
+"""Experiment design: the next runs that would settle a data-constrained decision at the least compute.
+
+The decision is what ``repetita plan`` answers at a target: at compute C and U unique tokens, the model
+size N*, the epochs K* and the loss there (``target_compute``); or at a fixed size N, the epochs K* and
+the loss (``target_params``). Each fitted law carries parameter draws (its Laplace or bootstrap
+uncertainty, ``uncertainty.theta_draws``); a candidate run (N, U', K) is worth what observing its loss
+would remove from the decision's uncertainty, per FLOP (6 N U' K).
+
+Method: ensemble linearisation (the update of an ensemble Kalman filter). The draws of every law are
+pooled, each law's draws weighted by its weight, and give the joint mean and covariance of the
+decision ``g`` (log N*, log K*, loss) and of every candidate's predicted log loss ``f_m``. Observing
+``f_m`` with noise variance ``s^2`` (the fits' residual scatter in log loss) removes
+``Cov(g_j, f_m)^2 / (Var f_m + s^2)`` from ``Var g_j``: within a law this is parameter uncertainty, and
+between laws it is discrimination, because where the laws' predictions differ the pooled draws differ,
+and in proportion to how much their decisions differ. It is exact for a linear-Gaussian model and a
+first-order answer otherwise; the retrospective checks in docs/plan.md measure how well it ranks runs.
+
+A batch is chosen greedily with conditioning: after a run is picked, the joint covariance is updated as
+if it had been observed (a rank-one update), so the next pick is valued given the first, and a picked
+run is never offered again. All functions are pure and vectorised over draws and candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from repetita.errors import UserError, require
+from repetita.laws.allocate import FLOPS_PER_PARAM_TOKEN, law_loss, solve
+
+DECISION = ("log_params", "log_epochs", "loss")  # the components of g
+EPOCH_GRID = np.geomspace(1.0, 256.0, 97)  # K searched at a fixed size (target_params)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Feasible runs: model size, unique tokens (a prefix of the corpus), epochs, and their cost in FLOPs."""
+
+    params: np.ndarray
+    unique_tokens: np.ndarray
+    epochs: np.ndarray
+    cost: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self.unique_tokens * self.epochs
+
+
+def candidate_grid(sizes, budgets, epochs, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
+                   max_run_flops: float | None = None) -> Candidates:
+    """Every (N, U', K) of the three lists whose cost ``flops_per_token x N x U' x K`` fits the cap."""
+    n, u, k = (np.asarray(v, dtype=float).ravel() for v in np.meshgrid(sizes, budgets, epochs, indexing="ij"))
+    require(n.size > 0, "the feasible set is empty: give model sizes, unique-token budgets and epochs")
+    require(np.all(np.isfinite(n) & (n > 0) & np.isfinite(u) & (u > 0) & np.isfinite(k) & (k > 0)),
+            "model sizes, budgets and epochs must be positive numbers")
+    cost = flops_per_token * n * u * k
+    keep = np.ones(n.size, dtype=bool) if max_run_flops is None else cost <= max_run_flops
+    if not keep.any():
+        raise UserError(f"the feasible set is empty after the per-run compute cap of {max_run_flops:.3g} FLOPs "
+                        f"(the cheapest candidate costs {cost.min():.3g})")
+    return Candidates(n[keep], u[keep], k[keep], cost[keep])
+
+
+def decision_compute(law, thetas: np.ndarray, compute: float, unique_tokens: float,
+                     flops_per_token: float = FLOPS_PER_PARAM_TOKEN) -> np.ndarray:
+    """(S, 3): log N*, log K* and the loss at compute C on U unique tokens, per draw."""
+    plan = solve(law, thetas, [compute], unique_tokens, flops_per_token=flops_per_token)
+    return np.stack([np.log(plan["params"][:, 0]), np.log(plan["epochs"][:, 0]), plan["loss"][:, 0]], axis=1)
+
+
+def decision_params(law, thetas: np.ndarray, params: float, unique_tokens: float) -> np.ndarray:
+    """(S, 3): log N (fixed), log K* over ``EPOCH_GRID`` and the loss there, per draw."""
+    k = EPOCH_GRID[None, :]
+    loss = law_loss(law, thetas, params, unique_tokens * k, unique_tokens)
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    i = loss.argmin(axis=1)
+    rows = np.arange(len(thetas))
+    return np.stack([np.full(len(thetas), np.log(params)), np.log(EPOCH_GRID[i]), loss[rows, i]], axis=1)
+
+
+def predictions(law, thetas: np.ndarray, cand: Candidates) -> np.ndarray:
+    """(S, M): each draw's predicted log loss at every candidate."""
+    with np.errstate(all="ignore"):
+        return np.log(law_loss(law, thetas, cand.params[None, :], cand.tokens[None, :], cand.unique_tokens[None, :]))
+
+
+def pooled_moments(G: np.ndarray, F: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted covariances of the pooled draws: Var(g) (q, q), Cov(g, f) (q, M), Cov(f, f) (M, M)."""
+    w = np.asarray(w, dtype=float) / np.sum(w)
+    gc, fc = G - w @ G, F - w @ F
+    wg, wf = gc * w[:, None], fc * w[:, None]
+    return gc.T @ wg, wg.T @ fc, fc.T @ wf
+
+
+def values(cov_gf: np.ndarray, var_f: np.ndarray, var_g: np.ndarray, noise_var: float,
+           counted: np.ndarray | None = None) -> np.ndarray:
+    """(M,) expected fraction of each decision component's variance removed by observing a candidate,
+    summed over the ``counted`` components that vary (a component fixed by the target, such as N at a
+    fixed size, counts for nothing; at a fixed compute K* is a function of N*, so it is not counted twice)."""
+    keep = var_g > 1e-12 * max(float(var_g.max()), 1e-300)
+    if counted is not None:
+        keep &= counted
+    red = cov_gf[keep] ** 2 / (var_f[None, :] + noise_var)
+    return (red / var_g[keep, None]).sum(axis=0)
+
+
+def discrimination(means: np.ndarray, variances: np.ndarray, weights: np.ndarray, noise_var: float) -> np.ndarray:
+    """(M,) how well a candidate tells the laws apart: sum over pairs of w_a w_b (mu_a - mu_b)^2 /
+    (v_a + v_b + 2 s^2), the expected squared z-score between two laws' predictions (``means`` and
+    ``variances`` are (L, M) per law)."""
+    L = len(means)
+    out = np.zeros(means.shape[1])
+    for a in range(L):
+        for b in range(a + 1, L):
+            out += weights[a] * weights[b] * (means[a] - means[b]) ** 2 / (variances[a] + variances[b] + 2 * noise_var)
+    return out
+
+
+@dataclass(frozen=True)
+class Pick:
+    index: int  # into the candidates
+    value: float  # fraction of decision variance removed (given the picks before it)
+    value_per_flop: float
+    sd_before: np.ndarray  # (q,) decision sds before this pick
+    sd_after: np.ndarray  # (q,) expected sds once it is observed
+    discrimination: float
+
+
+def greedy_batch(G: np.ndarray, F: np.ndarray, w: np.ndarray, noise_var: float, cost: np.ndarray, k: int,
+                 disc: np.ndarray | None = None, budget: float | None = None,
+                 counted: np.ndarray | None = None) -> list[Pick]:
+    """The next ``k`` runs, chosen one at a time by value per FLOP, each valued given the ones before it
+    (rank-one conditioning of the joint covariance); never the same run twice; within ``budget`` FLOPs in
+    total when one is given."""
+    require(k >= 1, f"k must be >= 1, got {k}")
+    require(noise_var > 0, "the noise level must be positive")
+    var_g, cov_gf, cov_ff = pooled_moments(G, F, w)
+    var_g0 = np.diag(var_g).copy()
+    ok = np.all(np.isfinite(F), axis=0)
+    taken = np.zeros(F.shape[1], dtype=bool)
+    spent, picks = 0.0, []
+    for _ in range(min(k, F.shape[1])):
+        v = values(cov_gf, np.diag(cov_ff), var_g0, noise_var, counted)
+        score = np.where(ok & ~taken, v / cost, -np.inf)
+        if budget is not None:
+            score = np.where(spent + cost <= budget, score, -np.inf)
+        m = int(np.argmax(score))
+        if not np.isfinite(score[m]):
+            break
+        before = np.sqrt(np.maximum(np.diag(var_g), 0))
+        s = cov_ff[m, m] + noise_var
+        var_g = var_g - np.outer(cov_gf[:, m], cov_gf[:, m]) / s
+        cov_gf = cov_gf - np.outer(cov_gf[:, m], cov_ff[m]) / s
+        cov_ff = cov_ff - np.outer(cov_ff[:, m], cov_ff[m]) / s
+        taken[m] = True
+        spent += float(cost[m])
+        picks.append(Pick(m, float(v[m]), float(v[m] / cost[m]), before, np.sqrt(np.maximum(np.diag(var_g), 0)),
+                          float(disc[m]) if disc is not None else float("nan")))
+    return picks
+
+
+@dataclass(frozen=True)
+class Target:
+    """The decision to settle: at ``compute`` FLOPs (N* and K*), or at a fixed size ``params`` (K*), on
+    ``unique_tokens`` unique tokens."""
+
+    unique_tokens: float
+    compute: float | None = None
+    params: float | None = None
+
+    def __post_init__(self):
+        require((self.compute is None) != (self.params is None), "give the target as --compute C or --params N "
+                "(with --unique-tokens U)")
+        for name in ("unique_tokens", "compute", "params"):
+            v = getattr(self, name)
+            require(v is None or (np.isfinite(v) and v > 0), f"target {name} must be a positive number, got {v}")
+
+    def decisions(self, law, thetas, flops_per_token: float) -> np.ndarray:
+        if self.compute is not None:
+            return decision_compute(law, thetas, self.compute, self.unique_tokens, flops_per_token)
+        return decision_params(law, thetas, self.params, self.unique_tokens)
+
+
+NO_UNCERTAINTY = ("has no parameter uncertainty; refit it with `repetita fit RUNS --law LAW --out FIT.json` "
+                  "(Laplace intervals are saved by default; --bootstrap B for resampled ones)")
+
+
+def law_draws(name: str, est, target: Target, cand: Candidates, n_draws: int, seed: int,
+              flops_per_token: float, held: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(G (S, 3), F (S, M)) of one fitted law: decisions and candidate predictions under its draws; draws
+    whose decision is not finite are dropped. Parameters the fit leaves unidentified (no finite Laplace
+    interval) are held at their fitted value and named in ``held``."""
+    from repetita.laws.uncertainty import theta_draws
+
+    thetas = theta_draws(est, n_draws, seed=seed, hold=held)
+    require(thetas is not None, f"fit {name} {NO_UNCERTAINTY}")
+    law = est.spec.law_obj
+    G = target.decisions(law, thetas, flops_per_token)
+    ok = np.isfinite(G).all(axis=1)
+    require(ok.sum() >= 10, f"fit {name}: fewer than 10 of {len(G)} parameter draws give a finite decision")
+    return G[ok], predictions(law, thetas[ok], cand)
+
+
+def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: int = 500, seed: int = 0,
+            flops_per_token: float = FLOPS_PER_PARAM_TOKEN, budget: float | None = None,
+            weights: dict | None = None) -> dict:
+    """The next ``k`` runs for the decision at ``target`` (module docstring), from fitted estimators by name."""
+    require(k >= 1, f"k must be >= 1, got {k}")
+    require(n_draws >= 20, f"draws must be >= 20, got {n_draws}")
+    names = list(fits)
+    w_law = np.array([(weights or {}).get(n, 1.0) for n in names], dtype=float)
+    require(np.all(w_law > 0), "law weights must be positive")
+    w_law = w_law / w_law.sum()
+    Gs, Fs, sds = [], [], []
+    warnings = []
+    for i, name in enumerate(names):
+        held: list = []
+        G, F = law_draws(name, fits[name], target, cand, n_draws, seed + i, flops_per_token, held)
+        if held:
+            warnings.append(f"{name}: {', '.join(held)} not identified by the fit (no finite interval): held at the "
+                            "fitted value in the draws, so runs that would pin them down are not valued for it")
+        Gs.append(G)
+        Fs.append(F)
+        sd = getattr(fits[name], "residual_log_sd_", None)
+        sds.append(sd if sd else np.nan)
+    if any(not np.isfinite(s) for s in sds):
+        warnings.append("a fit records no residual scatter: the noise of a new run is taken as 1% in log loss")
+    noise_var = float(np.nansum(w_law * np.nan_to_num(np.array(sds), nan=0.01) ** 2))
+    G = np.concatenate(Gs)
+    F = np.concatenate(Fs)
+    w = np.concatenate([np.full(len(g), wl / len(g)) for g, wl in zip(Gs, w_law, strict=True)])
+    means = np.stack([np.nanmean(f, axis=0) for f in Fs])
+    variances = np.stack([np.nanvar(f, axis=0) for f in Fs])
+    disc = discrimination(means, variances, w_law, noise_var) if len(names) > 1 else np.zeros(len(cand))
+    counted = np.array([target.compute is None, True, True])  # at a fixed compute, log K* = const - log N*
+    picks = greedy_batch(G, F, w, noise_var, cand.cost, k, disc=disc, budget=budget, counted=counted)
+    require(picks, "no candidate can be afforded within the total budget")
+    if len(picks) < k:
+        warnings.append(f"only {len(picks)} of the {k} runs asked for fit the feasible set and budget")
+    edge = [p for p in picks if cand.params[p.index] in (cand.params.max(), cand.params.min())]
+    if edge:
+        warnings.append(f"{len(edge)} suggested run(s) sit at the edge of the sizes offered: widen --sizes to see "
+                        "whether a run beyond them would be worth more")
+    per_law = {n: {c: _band(g[:, j], c) for j, c in enumerate(DECISION)} for n, g in zip(names, Gs, strict=True)}
+    if target.params is not None:
+        edge_laws = [n for n, g in zip(names, Gs, strict=True) if np.median(g[:, 1]) >= np.log(EPOCH_GRID[-1]) - 1e-9]
+        if edge_laws:
+            warnings.append(f"{', '.join(edge_laws)}: K* is the largest epoch count searched ({EPOCH_GRID[-1]:g}): the "
+                            "law's loss never turns up with epochs, so only the loss part of the decision is informative")
+    return {
+        "target": {"compute": target.compute, "params": target.params, "unique_tokens": target.unique_tokens},
+        "method": "ensemble linearisation: Kalman update of the pooled parameter draws of every law (weighted)",
+        "laws": names, "law_weights": dict(zip(names, w_law.tolist(), strict=True)), "draws": int(n_draws),
+        "noise_log_sd": float(np.sqrt(noise_var)), "candidates": len(cand), "decision_now": per_law,
+        "pooled_sd": dict(zip(DECISION, np.sqrt(np.diag(pooled_moments(G, F[:, :1], w)[0])).tolist(), strict=True)),
+        "runs": [{"params": float(cand.params[p.index]), "unique_tokens": float(cand.unique_tokens[p.index]),
+                  "epochs": float(cand.epochs[p.index]), "tokens": float(cand.tokens[p.index]),
+                  "flops": float(cand.cost[p.index]), "value": p.value, "value_per_exaflop": p.value_per_flop * 1e18,
+                  "sd_before": dict(zip(DECISION, p.sd_before.tolist(), strict=True)),
+                  "sd_after": dict(zip(DECISION, p.sd_after.tolist(), strict=True)),
+                  "discrimination": p.discrimination} for p in picks],
+        "total_flops": float(sum(cand.cost[p.index] for p in picks)),
+        "warnings": warnings,
+    }
+
+
+def _band(x: np.ndarray, component: str) -> dict:
+    lo, med, hi = np.percentile(x, [2.5, 50, 97.5])
+    if component.startswith("log_"):
+        return {"median": float(np.exp(med)), "interval": [float(np.exp(lo)), float(np.exp(hi))]}
+    return {"median": float(med), "interval": [float(lo), float(hi)]}

@@ -1,0 +1,148 @@
+"""Experiment design (``repetita suggest``): the value of a run, the greedy batch, and its bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from repetita.cli import main
+from repetita.laws import design
+
+
+def _linear(S: int = 40_000, M: int = 6, seed: int = 0):
+    """A linear-Gaussian design: theta ~ N(0, I_3), decision g = A theta, candidate m predicts x_m . theta."""
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal((S, 3))
+    A = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.2, 0.0, 1.0]])
+    X = rng.standard_normal((M, 3))
+    return theta @ A.T, theta @ X.T, A, X
+
+
+def test_a_run_all_draws_agree_on_is_worth_nothing():
+    G, F, _, _ = _linear()
+    F[:, 2] = 1.7  # every draw predicts the same loss here
+    var_g, cov_gf, cov_ff = design.pooled_moments(G, F, np.ones(len(G)))
+    v = design.values(cov_gf, np.diag(cov_ff), np.diag(var_g), 0.01)
+    assert v[2] == pytest.approx(0.0, abs=1e-12) and (np.delete(v, 2) > 0.01).all()
+
+
+def test_doubling_the_noise_lowers_every_value():
+    G, F, _, _ = _linear()
+    var_g, cov_gf, cov_ff = design.pooled_moments(G, F, np.ones(len(G)))
+    v1 = design.values(cov_gf, np.diag(cov_ff), np.diag(var_g), 0.1)
+    v2 = design.values(cov_gf, np.diag(cov_ff), np.diag(var_g), 0.2)
+    assert (v2 < v1).all()
+
+
+def test_the_batch_never_repeats_a_run_and_conditions_on_earlier_picks():
+    G, F, _, _ = _linear(M=8)
+    cost = np.ones(8)
+    picks = design.greedy_batch(G, F, np.ones(len(G)), 0.05, cost, k=20)
+    idx = [p.index for p in picks]
+    assert len(idx) == 8 and len(set(idx)) == 8  # k beyond the pool: each run once
+    # an exact duplicate of the first pick is worth far less once the first is observed
+    F2 = np.concatenate([F, F[:, [idx[0]]]], axis=1)
+    picks = design.greedy_batch(G, F2, np.ones(len(G)), 0.05, np.ones(9), k=2)
+    assert picks[0].index == idx[0] and picks[1].index != 8
+    # the decision's spread never grows as runs are added
+    sds = [p.sd_before for p in picks] + [picks[-1].sd_after]
+    assert all((b >= a - 1e-12).all() for a, b in zip(sds[1:], sds, strict=False))
+
+
+def test_linear_gaussian_update_matches_the_exact_posterior():
+    """For a linear-Gaussian model the ensemble update is Bayes' rule: after observing run m with noise
+    s^2 the decision's variance is a' a - (a' x_m)^2 / (x_m' x_m + s^2) (prior N(0, I))."""
+    G, F, A, X = _linear(S=200_000)
+    picks = design.greedy_batch(G, F, np.ones(len(G)), 0.3, np.ones(F.shape[1]), k=1)
+    m = picks[0].index
+    exact = np.sqrt(np.einsum("ij,ij->i", A, A) - (A @ X[m]) ** 2 / (X[m] @ X[m] + 0.3))
+    assert picks[0].sd_after == pytest.approx(exact, rel=0.02)
+
+
+def test_value_is_per_flop():
+    G, F, _, _ = _linear(M=2)
+    F[:, 1] = F[:, 0]  # two identical runs, one ten times dearer
+    picks = design.greedy_batch(G, F, np.ones(len(G)), 0.05, np.array([10.0, 1.0]), k=1)
+    assert picks[0].index == 1
+
+
+def test_discrimination_grows_where_laws_disagree():
+    means = np.array([[1.0, 1.0, 1.0], [1.0, 1.1, 1.5]])
+    variances = np.full((2, 3), 0.01)
+    d = design.discrimination(means, variances, np.array([0.5, 0.5]), 0.01)
+    assert d[0] == 0 and d[0] < d[1] < d[2]
+
+
+def test_candidate_grid_applies_the_cap():
+    cand = design.candidate_grid([1e8, 1e9], [1e9, 1e10], [1, 4], max_run_flops=6 * 1e9 * 1e10)
+    assert len(cand) == 7 and cand.cost.max() <= 6e19 and np.allclose(cand.tokens, cand.unique_tokens * cand.epochs)
+
+
+@pytest.fixture(scope="module")
+def fit_files(tmp_path_factory):
+    """Two laws fitted to the same runs (the 182 datablations runs shipped) with Laplace uncertainty."""
+    folder = tmp_path_factory.mktemp("fits")
+    paths = []
+    for law in ("data-constrained", "chinchilla"):
+        out = folder / f"{law}.json"
+        assert main(["fit", "--example", "datablations", "--law", law, "--out", str(out), "--json"]) == 0
+        paths.append(str(out))
+    return folder, paths
+
+
+def test_suggest_cli_ranks_runs_and_writes_them(fit_files, tmp_path, capsys):
+    table, paths = fit_files
+    capsys.readouterr()
+    csv = tmp_path / "next.csv"
+    argv = ["suggest", "--law-file", paths[0], "--law-file", paths[1], "--compute", "9.26e21", "--unique-tokens",
+            "25e9", "--sizes", "1e7:9e9:6", "--budgets", "1e8:25e9:5", "--epochs", "1,4,16", "--runs", "3",
+            "--csv", str(csv)]
+    assert main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["runs"]) == 3 and set(out["laws"]) == {"data-constrained", "chinchilla"}
+    keys = [(r["params"], r["unique_tokens"], r["epochs"]) for r in out["runs"]]
+    assert len(set(keys)) == 3
+    assert all(r["unique_tokens"] <= 25e9 * 1.0001 and r["flops"] == pytest.approx(6 * r["params"] * r["tokens"])
+               for r in out["runs"])
+    assert csv.read_text().splitlines()[0] == "params,unique_tokens,epochs,tokens,flops"
+    # the same call reproduces bit for bit
+    assert main(argv + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == out["runs"]
+    # runs already measured are not suggested again
+    done = tmp_path / "done.csv"
+    done.write_text("params,unique_tokens,epochs\n" + "\n".join(f"{n},{u},{k}" for n, u, k in keys[:1]) + "\n")
+    assert main(argv + ["--done", str(done), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert keys[0] not in [(r["params"], r["unique_tokens"], r["epochs"]) for r in again["runs"]]
+
+
+@pytest.mark.parametrize("change,message", [
+    (["--max-run-flops", "1e3"], "the feasible set is empty after the per-run compute cap"),
+    (["--budgets", "1e8:3e10:3"], "beyond the target's corpus"),
+    (["--runs", "0"], "--runs (k) must be >= 1"),
+    (["--law-file", "example:datablations-published"], "has no parameter uncertainty"),
+    (["--compute", "9.26e21", "--params", "1e8"], "give the target as --compute C or --params N"),
+])
+def test_bad_input_is_one_line_exit_2(fit_files, capsys, change, message):
+    _, paths = fit_files
+    base = {"--law-file": paths[0], "--compute": "9.26e21", "--unique-tokens": "25e9", "--sizes": "1e7:9e9:5",
+            "--budgets": "1e8:25e9:4", "--runs": "3"}
+    argv = ["suggest"]
+    for flag, value in base.items():
+        if flag not in change:
+            argv += [flag, value]
+    assert main(argv + change) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_fits_of_different_data_are_refused(fit_files, tmp_path, capsys):
+    _, paths = fit_files
+    other = tmp_path / "other.json"
+    assert main(["fit", "--example", "datablations-all", "--law", "chinchilla", "--out", str(other), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["suggest", "--law-file", paths[0], "--law-file", str(other), "--compute", "9.26e21", "--unique-tokens",
+                 "25e9", "--sizes", "1e7:9e9:5", "--budgets", "1e8:25e9:4"]) == 2
+    assert "fitted on different data" in capsys.readouterr().err
