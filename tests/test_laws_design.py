@@ -146,3 +146,46 @@ def test_fits_of_different_data_are_refused(fit_files, tmp_path, capsys):
     assert main(["suggest", "--law-file", paths[0], "--law-file", str(other), "--compute", "9.26e21", "--unique-tokens",
                  "25e9", "--sizes", "1e7:9e9:5", "--budgets", "1e8:25e9:4"]) == 2
     assert "fitted on different data" in capsys.readouterr().err
+
+
+def test_retrospective_replay_ends_at_the_known_plan_and_never_repeats_a_run():
+    """A synthetic pool from a known Chinchilla law: every order ends with every run revealed once and its
+    plan at the known one; a replay's 'reached' is the compute from which the plan stays within tolerance."""
+    from synthetic_laws import table as law_table
+    from synthetic_laws import true_params
+
+    from repetita.laws.fit import LawFit
+    from repetita.laws.retrospective import Replay, reference_plan, replay
+
+    rng = np.random.default_rng(5)
+    df = law_table("chinchilla", true_params("chinchilla", rng), 40, rng, noise=0.003)
+    est = LawFit("chinchilla").fit(df)
+    C, U = 1e21, 1e11
+    ref = reference_plan(est, C, U)
+    reps = replay(est, df, C, U, start=12, seeds=2, n_starts=2)
+    assert [r.name for r in reps] == ["suggest", "random-0", "random-1", "cheapest"]
+    for r in reps:
+        assert sorted(r.order) == sorted(set(r.order)) and len(r.order) == 40 - 12
+        assert np.all(np.diff(r.spent) > 0) and r.spent[-1] == pytest.approx(reps[0].spent[-1])
+        assert np.allclose(r.plans[-1], ref, rtol=1e-3)  # all runs known: the multi-start plan
+        assert r.reached(ref, 0.1) is not None
+    fake = Replay("x", np.array([1.0, 2.0, 3.0, 4.0]), np.array([ref, ref + [0, 0, 1], ref, ref]), [])
+    assert fake.reached(ref, 0.1) == 3.0  # in, out, then in for good from the third step
+
+
+def test_greedy_batch_equals_conditioning_the_draws_themselves():
+    """The rank-one covariance update is the square-root ensemble Kalman update of the draws: shrinking each
+    draw's deviation along the observed prediction gives the same covariances, hence the same picks."""
+    G, F, _, _ = _linear(S=5000, M=7, seed=2)
+    w = np.full(len(G), 1.0 / len(G))
+    noise = 0.2
+    picks = design.greedy_batch(G, F, w, noise, np.ones(7), k=3)
+    g, f = G.copy(), F.copy()
+    for p in picks:
+        d = f[:, p.index] - w @ f[:, p.index]
+        vf = w @ (d * d)
+        shrink = (1 - np.sqrt(noise / (vf + noise))) / vf
+        g -= shrink * np.outer(d, (w * d) @ (g - w @ g))
+        f -= shrink * np.outer(d, (w * d) @ (f - w @ f))
+        sd = np.sqrt(w @ (g - w @ g) ** 2)
+        assert sd == pytest.approx(p.sd_after, rel=1e-9)

@@ -67,9 +67,18 @@ def candidate_grid(sizes, budgets, epochs, *, flops_per_token: float = FLOPS_PER
 
 def decision_compute(law, thetas: np.ndarray, compute: float, unique_tokens: float,
                      flops_per_token: float = FLOPS_PER_PARAM_TOKEN) -> np.ndarray:
-    """(S, 3): log N*, log K* and the loss at compute C on U unique tokens, per draw."""
-    plan = solve(law, thetas, [compute], unique_tokens, flops_per_token=flops_per_token)
-    return np.stack([np.log(plan["params"][:, 0]), np.log(plan["epochs"][:, 0]), plan["loss"][:, 0]], axis=1)
+    """(S, 3): log N*, log K* and the loss at compute C on U unique tokens, per draw (NaN for a draw whose law
+    gives no finite loss on the compute line: a draw far in a tail can)."""
+    from repetita.laws.allocate import N_RANGE
+
+    out = np.full((len(thetas), 3), np.nan)
+    n = np.geomspace(N_RANGE[0], min(N_RANGE[1], compute / flops_per_token), 64)[None, :]
+    d = compute / (flops_per_token * n)
+    ok = np.isfinite(law_loss(law, thetas, n, d, unique_tokens)).any(axis=1)
+    if ok.any():
+        plan = solve(law, thetas[ok], [compute], unique_tokens, flops_per_token=flops_per_token)
+        out[ok] = np.stack([np.log(plan["params"][:, 0]), np.log(plan["epochs"][:, 0]), plan["loss"][:, 0]], axis=1)
+    return out
 
 
 def decision_params(law, thetas: np.ndarray, params: float, unique_tokens: float) -> np.ndarray:
