@@ -8,8 +8,9 @@
    suggest, `--seeds` random permutations, cheapest first (laws/retrospective.py). Reported: the compute
    each order spent until its plan (N*, K*, loss) came within 10% of the all-runs plan and stayed there.
 2. Synthetic pool: the same (N, D, U) grid with losses drawn from the data-constrained law at the
-   all-runs fit's parameters, with log-normal noise at that fit's residual scatter (seeded). The right
-   answer is exact: the plan of those parameters.
+   all-runs fit's parameters, with log-normal noise of ``--synthetic-noise`` (seeded). The right answer
+   is exact: the plan of those parameters. (At the measured fit's own scatter, 7% in log loss, even all
+   182 runs leave the plan 15% from the truth: no order can reach it, so the default noise is 1%.)
 
 Writes retrospective.json and suggest_retrospective.png (decision error against compute spent, per order)
 to --out, and prints the table docs/plan.md quotes.
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--synthetic-seeds", type=int, default=5)
     ap.add_argument("--start", type=int, default=30)
+    ap.add_argument("--synthetic-noise", type=float, default=0.01, help="log-normal noise sd of the synthetic pool")
+    ap.add_argument("--only", choices=["measured", "synthetic"], help="run one of the two checks")
     ap.add_argument("--out", default="docs/figures")
     args = ap.parse_args()
     from repetita.laws.fit import LawFit
@@ -102,22 +105,24 @@ def main() -> None:
     df = pd.read_csv(str(resources.files("repetita.examples") / "data" / args.table)).rename(columns={"val_loss": "loss"})
     df = df[["params", "tokens", "unique_tokens", "loss"]].reset_index(drop=True)
     t0 = time.time()
-    measured = run(df, f"datablations ({args.table})", args.seeds, args.start)
+    measured = run(df, f"datablations ({args.table})", args.seeds, args.start) if args.only != "synthetic" else None
     # synthetic: the same grid, losses from the law at the all-runs fit, noise at its residual scatter
     est = LawFit("data-constrained").fit(df)
     law = get_law("data-constrained")
     theta = np.array([[est.params_[p] for p in law.params]])
     X, _, _ = law.prepare(df.assign(loss=1.0), axis="x")
     rng = np.random.default_rng(0)
-    synth = df.assign(loss=np.exp(law.func(theta, X)[0] + est.residual_log_sd_ * rng.standard_normal(len(df))))
+    synth = df.assign(loss=np.exp(law.func(theta, X)[0] + args.synthetic_noise * rng.standard_normal(len(df))))
     known = reference_plan(est, 6 * 8.67e9 * 178e9, 25e9)
-    synthetic = run(synth, "synthetic: the law at the all-runs fit, same grid", args.synthetic_seeds, args.start,
-                    reference=known)
+    synthetic = None if args.only == "measured" else run(
+        synth, f"synthetic: the law at the all-runs fit, noise {args.synthetic_noise:g}", args.synthetic_seeds,
+        args.start, reference=known)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "retrospective.json").write_text(json.dumps({"measured": measured, "synthetic": synthetic,
-                                                        "seconds": time.time() - t0}, indent=1, default=float))
-    figure([measured, synthetic], out / "suggest_retrospective.png")
+    old = json.loads((out / "retrospective.json").read_text()) if (out / "retrospective.json").exists() else {}
+    result = {"measured": measured or old.get("measured"), "synthetic": synthetic or old.get("synthetic")}
+    (out / "retrospective.json").write_text(json.dumps(result | {"seconds": time.time() - t0}, indent=1, default=float))
+    figure([r for r in (result["measured"], result["synthetic"]) if r], out / "suggest_retrospective.png")
     print(f"total {time.time() - t0:.0f} s; wrote {out / 'retrospective.json'} and {out / 'suggest_retrospective.png'}")
 
 

@@ -147,9 +147,9 @@ def greedy_batch(G: np.ndarray, F: np.ndarray, w: np.ndarray, noise_var: float, 
     total when one is given."""
     require(k >= 1, f"k must be >= 1, got {k}")
     require(noise_var > 0, "the noise level must be positive")
-    var_g, cov_gf, cov_ff = pooled_moments(G, F, w)
+    ok = np.all(np.isfinite(F), axis=0)  # a candidate some draw cannot predict is not offered
+    var_g, cov_gf, cov_ff = pooled_moments(G, np.where(ok, F, 0.0), w)
     var_g0 = np.diag(var_g).copy()
-    ok = np.all(np.isfinite(F), axis=0)
     taken = np.zeros(F.shape[1], dtype=bool)
     spent, picks = 0.0, []
     for _ in range(min(k, F.shape[1])):
