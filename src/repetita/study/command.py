@@ -274,10 +274,11 @@ def cells(table: dict, grid) -> list[CommandRun]:
 
 
 def run(cell: CommandRun, measure) -> dict:
-    """The recipe's run function: one command run per cell."""
-    from repetita.lm.recipes import summary
-
-    return {"best": summary(measure([cell])[0])}
+    """The recipe's run function: one command run per cell (its loss, or the failure marker)."""
+    r = measure([cell])[0]
+    return {"best": {"run_id": cell.hash, "val_loss": r.get("val_loss"), "params": cell.values["params"],
+                     "unique_tokens": cell.values["unique_tokens"], "epochs": cell.values["epochs"],
+                     "failed": r.get("failed")}}
 
 
 # --- the worker side: run it, read it back -----------------------------------------------------------------
