@@ -131,6 +131,9 @@ def advise(counts, names=None, *, k: int | None = None, budget: float | None = N
         warnings.append(f"{unseen} skill(s) have count 0: no reweighting can sample them; they stay unseen")
     a, interval, r2 = fit_exponent(c)
     observed = c / c.sum()
+    if a >= 7.99:
+        warnings.append(f"the exponent sits at the top of its search range (8): the largest count dominates the mix "
+                        f"({observed[0]:.1%} of it), and a power law says little more")
     if r2 < 0.8 and a >= min_exponent:  # a near-uniform mix has almost no spread in log share: R^2 means little
         warnings.append(f"a power law describes these counts poorly (R^2 {r2:.2f} in log share vs log rank): "
                         "the fitted exponent summarises the mix only roughly")

@@ -229,8 +229,10 @@ def cells(table: dict, grid) -> list[CommandRun]:
     used = _template_fields(template)
     result = ResultSpec.parse(table.get("result", {}))
     timeout = table.get("timeout")
-    require(timeout is None or (isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0),
-            f"[recipes.command] timeout = {timeout!r} must be a number of seconds > 0")
+    # a year bounds it: the waits below take seconds as a C double and overflow far beyond that
+    require(timeout is None or (isinstance(timeout, int | float) and not isinstance(timeout, bool)
+                                and 0 < timeout <= 3.2e7),
+            f"[recipes.command] timeout = {timeout!r} must be a number of seconds > 0 and at most a year (3.2e7)")
     resources = _resources(table.get("resources"))
     label = table.get("label", "standard")
     require(isinstance(label, str), "[recipes.command] label must be a recipe name")

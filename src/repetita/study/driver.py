@@ -67,10 +67,18 @@ def prepare_study(spec_path: str | Path, study_dir: str | Path):
     study = expand(raw)  # validates everything before anything is written
     first = study.proposals({})
     check_budgets([r.config for r in first])
+    fresh = not study_dir.exists()
     study_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.of_study(study_dir, create=True, verify=True)
-    write_text(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
-    new = store.add_runs(study.proposals(store.results()))
+    try:
+        store = Store.of_study(study_dir, create=True, verify=True)
+        write_text(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
+        new = store.add_runs(study.proposals(store.results()))
+    except BaseException:
+        if fresh:  # a new study that could not even be set up (a full disk, a size limit) leaves nothing behind
+            import shutil
+
+            shutil.rmtree(study_dir, ignore_errors=True)
+        raise
     return store, study, new
 
 

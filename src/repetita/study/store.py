@@ -105,7 +105,11 @@ def _deps_text(deps) -> str | None:
 def _database_error(path: Path, exc: sqlite3.Error) -> UserError:
     """One line naming the store and what SQLite found (a damaged page, a full disk, a locked file)."""
     text = str(exc)
-    if "malformed" in text or "not a database" in text or "disk I/O" in text:
+    if "disk I/O" in text:  # SQLite says this for a full disk or a file-size limit as well as a bad sector
+        return UserError(f"{path}: the study store could not be read or written ({text}): a full disk, a file-size "
+                         "limit (ulimit -f) or a damaged file; the last committed state is kept. Free space or lift "
+                         "the limit and run again; if it persists, the file is damaged: restore it from a copy")
+    if "malformed" in text or "not a database" in text:
         return UserError(f"{path}: the study store is damaged ({text}); nothing was changed. Restore it from a "
                          "copy, or run the study again in a new folder (the run folders keep their checkpoints)")
     if "full" in text:
