@@ -17,6 +17,7 @@ next driver re-queues them (``Store.requeue_abandoned``) and they resume from th
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -236,7 +237,7 @@ def _schedule(store: Store, submit, wait, capacity: int, progress: _Progress, de
             if devices is not None:
                 need = run_resources(config_json)["gpus"]
                 if need:
-                    ids = devices.take(int(need))
+                    ids = devices.take(math.ceil(need))  # a fraction of a GPU is a whole device on the local pool
                     if ids is None:
                         continue  # every device busy: a CPU run may still go
             if not store.claim(rid, resumed=_resumable(store.path.parent, rid)):
