@@ -49,6 +49,10 @@ coordinate search asks for the next points once the previous ones are measured. 
 content hash of its ``TrainConfig`` (``TrainConfig.hash``), so re-running a study finds finished runs by
 id. Distillation students name their teacher as ``runs/<id>`` and depend on it; an ensemble depends on
 its member runs.
+
+A spec whose recipe is ``command`` runs the user's own trainer instead (``repetita.study.command``): its
+``[base]`` and ``[[models]]`` hold template fields rather than ``TrainConfig`` fields, each model names
+its ``params``, and its run ids hash the resolved command; it takes the spec to itself.
 """
 
 from __future__ import annotations
