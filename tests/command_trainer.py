@@ -20,10 +20,16 @@ p.add_argument("--out", required=True)
 p.add_argument("--data")
 p.add_argument("--dtype", default="uint16")
 p.add_argument("--sleep", type=float, default=0.0)
-p.add_argument("--mode", default="ok", choices=["ok", "fail", "nan", "nofile", "nokey"])
+p.add_argument("--mode", default="ok", choices=["ok", "fail", "nan", "nofile", "nokey", "kill-worker"])
 a = p.parse_args()
 start = time.time()
 time.sleep(a.sleep)
+if a.mode == "kill-worker":  # a worker that dies under its run (killed, out of memory)
+    import signal
+
+    time.sleep(1.0)  # let runs started before this one finish: a broken pool fails whatever it still holds
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(5)
 if a.mode == "fail":
     print("loading shards", file=sys.stderr)
     print("RuntimeError: out of memory", file=sys.stderr)

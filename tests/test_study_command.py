@@ -299,3 +299,17 @@ def test_the_shipped_hf_trainer_spec_expands_to_its_documented_runs(tmp_path, ca
     argv = runs[0].config.argv("/tmp/run")
     assert argv[1] == "examples/hf_trainer/train_gpt2.py" and str(corpus / "train.bin") in argv
     assert {r.config.values["unique_tokens"] for r in runs} == {2048, 8192, 32768}
+
+
+def test_a_worker_that_dies_fails_its_run_and_the_study_goes_on(tmp_path, capsys):
+    """The stand-in trainer kills the worker process running it: that run is marked failed (the worker died),
+    the pool is replaced, and every other run finishes. (The killing runs come last in the queue and wait a
+    second first, so no other run is in the pool when it breaks.)"""
+    spec = _spec(tmp_path, COMMAND + " --mode {mode}")
+    text = spec.read_text().replace("params = 1e6", 'params = 1e6\nmode = "ok"')
+    spec.write_text(text.replace("params = 4e6", 'params = 4e6\nmode = "ok"').replace(
+        "[grid]", '[[models]]\nparams = 2e6\nmode = "kill-worker"\n[grid]'))
+    code, res, _ = _run(capsys, spec, tmp_path / "study", "--workers", "2")
+    assert code == 3 and res["counts"]["done"] == 8 and res["counts"]["failed"] == 4
+    runs, _ = _rows(tmp_path / "study")
+    assert all("the worker running it died" in e for e in runs[runs["status"] == "failed"]["error"])

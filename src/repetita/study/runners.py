@@ -297,27 +297,39 @@ def run_local(study_dir: str | Path, workers: int = 1, progress: bool = True) ->
         raise
     bar = _Progress(len(store.ready()), progress)
     # spawn: a fresh interpreter per worker, no forked torch/OpenMP state
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
-    with pool:
+    def new_pool():
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_die_with_parent)
 
-        def submit(rid, config_json, gpu_ids):
-            return pool.submit(work, study_dir, rid, config_json, 1, gpu_ids)
+    pools = [new_pool()]
 
-        def wait(handles, timeout):
-            done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-            out = []
-            for h in done:
-                try:
-                    out.append((h, h.result()))
-                except Exception as exc:  # a broken pool: the worker process died
-                    out.append((h, _crashed(exc)))
-            return out
-
+    def submit(rid, config_json, gpu_ids):
         try:
-            return _schedule(store, submit, wait, workers, bar, devices)
-        finally:
-            bar.close()
-            store.close()
+            return pools[-1].submit(work, study_dir, rid, config_json, 1, gpu_ids)
+        except cf.process.BrokenProcessPool:
+            # a worker died (killed, out of memory): its runs fail as they come back, the study goes on in a
+            # fresh pool
+            pools[-1].shutdown(wait=False, cancel_futures=True)
+            pools.append(new_pool())
+            return pools[-1].submit(work, study_dir, rid, config_json, 1, gpu_ids)
+
+    def wait(handles, timeout):
+        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        out = []
+        for h in done:
+            try:
+                out.append((h, h.result()))
+            except Exception as exc:  # a broken pool: the worker process died
+                out.append((h, _crashed(exc)))
+        return out
+
+    try:
+        return _schedule(store, submit, wait, workers, bar, devices)
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        store.close()
 
 
 def ray_options(request: dict) -> dict:
