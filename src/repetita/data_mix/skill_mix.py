@@ -63,22 +63,24 @@ class MixAdvice:
             out["uniform"] = float(self.d) ** (self.k / 2)
         return out
 
+    @property
+    def rarest_expected(self) -> float | None:
+        """Examples of the rarest skill the target mix holds at the budget (k positions per example)."""
+        if self.budget is None:
+            return None
+        return float(self.budget * (self.k or 1) * self.target[self.target > 0][-1])
+
     def to_dict(self) -> dict:
-        rare = None if self.budget is None else float(self.budget * self.k_or_1 * self.target[-1])
         return {
             "skills": self.d, "exponent": self.exponent, "exponent_interval": list(self.exponent_interval),
             "fit_r2": self.fit_r2, "target_exponent": self.target_exponent, "reweight": self.reweight,
             "reason": self.reason, "k": self.k, "budget": self.budget, "bounds": self.bounds(),
-            "rarest_skill_expected_examples": rare, "warnings": list(self.warnings), "caveat": CAVEAT,
+            "rarest_skill_expected_examples": self.rarest_expected, "warnings": list(self.warnings), "caveat": CAVEAT,
             "table": [{"skill": s, "count": float(c), "observed_share": float(o), "target_share": float(t),
                        "weight": float(w)}
                       for s, c, o, t, w in zip(self.skills, self.counts, self.observed, self.target, self.weights,
                                                strict=True)],
         }
-
-    @property
-    def k_or_1(self) -> int:
-        return self.k or 1
 
 
 def rank_shares(d: int, a: float) -> np.ndarray:
@@ -157,7 +159,7 @@ def advise(counts, names=None, *, k: int | None = None, budget: float | None = N
                         f"{c.size ** (2 * t):.3g}, is not below uniform's d^(k/2) = {c.size ** (k / 2):.3g}: the gain it "
                         f"promises is for flatter power laws (a < {k / 4:g})")
     if budget is not None:
-        rare = budget * (k or 1) * shares[shares > 0][-1]
+        rare = advice.rarest_expected
         if rare < 1:
             warnings.append(f"at {budget:,.0f} examples the rarest skill is expected {rare:.2g} times under the target "
                             "mix: the tail is not seen at this budget")

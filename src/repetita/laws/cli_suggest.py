@@ -28,7 +28,6 @@ def _exclude_done(cand, path: str):
     import numpy as np
 
     from repetita.laws.data import read_table
-    from repetita.laws.design import Candidates
 
     done = read_table(path)
     require({"params", "unique_tokens", "epochs"} <= set(done.columns),
@@ -38,33 +37,13 @@ def _exclude_done(cand, path: str):
         keep &= ~((np.abs(cand.params / n - 1) < 0.01) & (np.abs(cand.unique_tokens / u - 1) < 0.01)
                   & (np.abs(cand.epochs / k - 1) < 0.01))
     require(keep.any(), "every candidate is already in --done: widen the feasible set")
-    return Candidates(cand.params[keep], cand.unique_tokens[keep], cand.epochs[keep], cand.cost[keep])
-
-
-def _check_same_data(records: dict[str, dict]) -> None:
-    """Fits pooled into one design must come from the same runs: same row count, and the same evidence
-    region wherever two records state the same quantity (laws read different columns, so a region key one
-    law lacks is not a difference)."""
-    from repetita.errors import UserError
-
-    items = list(records.items())
-    for path, r in items[1:]:
-        p0, r0 = items[0]
-        if r.get("n_rows") != r0.get("n_rows"):
-            raise UserError(f"{p0} and {path} were fitted on different data ({r0.get('n_rows')} and {r.get('n_rows')} "
-                            "rows); suggest pools their draws, so fit every law to the same runs")
-        a, b = r0.get("region") or {}, r.get("region") or {}
-        for key in sorted(set(a) & set(b)):
-            x, y = a[key], b[key]
-            if isinstance(x, int | float) and isinstance(y, int | float) and not math.isclose(x, y, rel_tol=1e-9):
-                raise UserError(f"{p0} and {path} were fitted on different data (their {key} differs: {x:.4g} vs "
-                                f"{y:.4g}); suggest pools their draws, so fit every law to the same runs")
+    return cand.take(keep)
 
 
 def cmd_suggest(args) -> dict:
     from repetita.io import check_file
     from repetita.laws.design import Target, candidate_grid, suggest
-    from repetita.laws.record import estimator, load
+    from repetita.laws.record import estimator, load, same_data
 
     require(args.runs >= 1, f"--runs (k) must be >= 1, got {args.runs}")
     target = Target(parse_number(args.unique_tokens, "--unique-tokens"),
@@ -77,7 +56,9 @@ def cmd_suggest(args) -> dict:
         if path:
             check_file(path, "output")
     records = {path: load(path) for path in args.law_file}
-    _check_same_data(records)
+    differ = same_data(records)
+    require(not differ, differ[0].replace("their decisions are compared, not pooled", "suggest pools their draws, so "
+                                          "fit every law to the same runs") if differ else "")
     fits = {r.get("law", path) if sum(x.get("law") == r.get("law") for x in records.values()) == 1 else path:
             estimator(r) for path, r in records.items()}
     cand = candidate_grid(_range(args.sizes, "--sizes"), budgets, _range(args.epochs, "--epochs"),

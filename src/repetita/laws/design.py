@@ -49,6 +49,10 @@ class Candidates:
     def tokens(self) -> np.ndarray:
         return self.unique_tokens * self.epochs
 
+    def take(self, which) -> Candidates:
+        """The candidates at ``which`` (indices or a mask)."""
+        return Candidates(self.params[which], self.unique_tokens[which], self.epochs[which], self.cost[which])
+
 
 def candidate_grid(sizes, budgets, epochs, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
                    max_run_flops: float | None = None) -> Candidates:
@@ -265,7 +269,7 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
         "method": "ensemble linearisation: Kalman update of the pooled parameter draws of every law (weighted)",
         "laws": names, "law_weights": dict(zip(names, w_law.tolist(), strict=True)), "draws": int(n_draws),
         "noise_log_sd": float(np.sqrt(noise_var)), "candidates": len(cand), "decision_now": per_law,
-        "pooled_sd": dict(zip(DECISION, np.sqrt(np.diag(pooled_moments(G, F[:, :1], w)[0])).tolist(), strict=True)),
+        "pooled_sd": dict(zip(DECISION, np.sqrt(w @ (G - w @ G) ** 2).tolist(), strict=True)),
         "runs": [{"params": float(cand.params[p.index]), "unique_tokens": float(cand.unique_tokens[p.index]),
                   "epochs": float(cand.epochs[p.index]), "tokens": float(cand.tokens[p.index]),
                   "flops": float(cand.cost[p.index]), "value": p.value, "value_per_exaflop": p.value_per_flop * 1e18,

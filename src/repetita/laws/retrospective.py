@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repetita.errors import require
-from repetita.laws.allocate import FLOPS_PER_PARAM_TOKEN, solve
+from repetita.laws.allocate import FLOPS_PER_PARAM_TOKEN, point_theta
 from repetita.laws.design import Candidates, decision_compute, greedy_batch, predictions
 
 
@@ -54,9 +54,11 @@ def relative_error(plans: np.ndarray, reference: np.ndarray) -> np.ndarray:
                      np.abs(plans[:, 2] / reference[2] - 1)], axis=1)
 
 
-def laplace_draws(problem, z: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def laplace_draws(problem, z: np.ndarray, weights: np.ndarray, n: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Normal draws (n, F) of the free parameters around ``z`` for the rows with weight 1: the linearised fit's
-    covariance s^2 (J J')^+ with s the RMS log residual; directions the rows leave undetermined get no spread."""
+    covariance s^2 (J J')^+ with s^2 the residual variance in log loss (returned too: the noise of a new run);
+    directions the rows leave undetermined get no spread."""
     from repetita.laws.uncertainty import batched_log_pred_jac
 
     logp, J = batched_log_pred_jac(problem, z[None, :])
@@ -69,7 +71,7 @@ def laplace_draws(problem, z: np.ndarray, weights: np.ndarray, n: int, rng: np.r
     cov = np.linalg.pinv((Jr / scale[:, None]) @ (Jr / scale[:, None]).T, rcond=1e-8) * s2 / np.outer(scale, scale)
     cov = 0.5 * (cov + cov.T)
     z_draws = rng.multivariate_normal(z, cov, size=n, check_valid="ignore", method="eigh")
-    return np.clip(z_draws, problem.lo, problem.hi)
+    return np.clip(z_draws, problem.lo, problem.hi), s2
 
 
 class Refit:
@@ -136,6 +138,7 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
     W[:, first] = 1.0
     z0 = np.array([est.params_[p] for p in problem.free], dtype=float)
     Z = np.repeat(z0[None, :], B, axis=0)
+    cand = Candidates(params, unique, tokens / unique, cost)
     order = [[] for _ in range(B)]
     spent = np.full(B, cost[first].sum())
     hist_spent, hist_plans = [], []
@@ -154,14 +157,12 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
         for b, name in enumerate(names):
             if name == "suggest":
                 pool = np.flatnonzero(W[b] == 0)
-                zs = laplace_draws(problem, Z[b], W[b], draws, rng)
+                zs, noise = laplace_draws(problem, Z[b], W[b], draws, rng)
                 theta = problem.theta(zs)
                 G = decision_compute(law, theta, compute, unique_tokens, flops_per_token)
                 ok = np.isfinite(G).all(axis=1)
-                sub = Candidates(params[pool], unique[pool], tokens[pool] / unique[pool], cost[pool])
+                sub = cand.take(pool)
                 F = predictions(law, theta[ok], sub)
-                r = (batched_pred(problem, Z[b]) - problem.logy)[W[b] > 0]
-                noise = float(np.sum(r ** 2) / max(int(W[b].sum()) - len(z0), 1))
                 picks = greedy_batch(G[ok], F, np.ones(int(ok.sum())), max(noise, 1e-8), sub.cost, 1,
                                      counted=np.array([False, True, True]))
                 j = int(pool[picks[0].index]) if picks else int(pool[np.argmin(cost[pool])])
@@ -177,15 +178,6 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
     return [Replay(names[b], hist_spent[:, b], hist_plans[:, b], order[b]) for b in range(B)]
 
 
-def batched_pred(problem, z: np.ndarray) -> np.ndarray:
-    from repetita.laws.uncertainty import batched_log_pred_jac
-
-    return batched_log_pred_jac(problem, z[None, :])[0][0]
-
-
 def reference_plan(est, compute: float, unique_tokens: float, flops_per_token: float = FLOPS_PER_PARAM_TOKEN):
     """(log N*, log K*, loss) of a fitted estimator's point parameters."""
-    law = est.spec.law_obj
-    theta = np.array([[est.params_[p] for p in law.params]])
-    plan = solve(law, theta, [compute], unique_tokens, flops_per_token=flops_per_token)
-    return np.array([np.log(plan["params"][0, 0]), np.log(plan["epochs"][0, 0]), plan["loss"][0, 0]])
+    return decision_compute(est.spec.law_obj, point_theta(est), compute, unique_tokens, flops_per_token)[0]

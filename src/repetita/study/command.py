@@ -286,16 +286,6 @@ def run(cell: CommandRun, measure) -> dict:
 # --- the worker side: run it, read it back -----------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """preexec: the command gets SIGKILL when the worker that started it dies (kill -9 of the study)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _tail(path: Path) -> str:
     try:
         lines = path.read_text(errors="replace").strip().splitlines()
@@ -306,6 +296,9 @@ def _tail(path: Path) -> str:
 
 def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
     """Run the command in its folder; (status, payload) as ``repetita.study.runners.work`` returns it."""
+    # the command gets SIGKILL when the worker that started it dies (kill -9 of the study), as workers do
+    from repetita.study.runners import _die_with_parent
+
     folder.mkdir(parents=True, exist_ok=True)
     argv = run.argv(folder)
     env = dict(os.environ, REPETITA_RUN_DIR=str(folder))

@@ -143,7 +143,7 @@ def check_study_alive(store_path: Path) -> None:
 
 
 def _die_with_parent() -> None:
-    """Pool initializer: on Linux, a worker gets SIGKILL when the runner dies.
+    """Pool initializer (and a command run's preexec): on Linux, a worker gets SIGKILL when the runner dies.
 
     Without it a worker orphaned by ``kill -9`` of the runner keeps training its run while a
     restarted runner waits for it; with it the run is re-queued at once and resumes from its
