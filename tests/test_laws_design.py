@@ -116,6 +116,12 @@ def test_suggest_cli_ranks_runs_and_writes_them(fit_files, tmp_path, capsys):
     assert main(argv + ["--done", str(done), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert keys[0] not in [(r["params"], r["unique_tokens"], r["epochs"]) for r in again["runs"]]
+    # a malformed --done table is one line
+    bad = tmp_path / "bad.csv"
+    bad.write_text("params,unique_tokens,epochs\n1e7,1e8,1\nx,1e8,1\n")
+    assert main(argv + ["--done", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "row 3: params, unique_tokens and epochs must be positive numbers" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("change,message", [

@@ -32,8 +32,14 @@ def _exclude_done(cand, path: str):
     done = read_table(path)
     require({"params", "unique_tokens", "epochs"} <= set(done.columns),
             f"{path}: --done needs params, unique_tokens and epochs columns")
+    import pandas as pd
+
+    cols = done[["params", "unique_tokens", "epochs"]].apply(pd.to_numeric, errors="coerce")
+    bad = ~(np.isfinite(cols.to_numpy(dtype=float)) & (cols.to_numpy(dtype=float) > 0)).all(axis=1)
+    require(not bad.any(), f"{path}: row {int(np.argmax(bad)) + 2}: params, unique_tokens and epochs must be "
+            "positive numbers")
     keep = np.ones(len(cand), dtype=bool)
-    for n, u, k in done[["params", "unique_tokens", "epochs"]].to_numpy(dtype=float):
+    for n, u, k in cols.to_numpy(dtype=float):
         keep &= ~((np.abs(cand.params / n - 1) < 0.01) & (np.abs(cand.unique_tokens / u - 1) < 0.01)
                   & (np.abs(cand.epochs / k - 1) < 0.01))
     require(keep.any(), "every candidate is already in --done: widen the feasible set")
