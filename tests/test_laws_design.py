@@ -102,6 +102,8 @@ def test_suggest_cli_ranks_runs_and_writes_them(fit_files, tmp_path, capsys):
     assert main(argv + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["runs"]) == 3 and set(out["laws"]) == {"data-constrained", "chinchilla"}
+    # the decision names how far it lies beyond the runs each law was fitted to (largest fitted: 8.67e9 params)
+    assert any(w.startswith("chinchilla: the decision lies outside the fitted runs (model size") for w in out["warnings"])
     keys = [(r["params"], r["unique_tokens"], r["epochs"]) for r in out["runs"]]
     assert len(set(keys)) == 3
     assert all(r["unique_tokens"] <= 25e9 * 1.0001 and r["flops"] == pytest.approx(6 * r["params"] * r["tokens"])

@@ -259,6 +259,15 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
         warnings.append(f"{len(edge)} suggested run(s) sit at the edge of the sizes offered: widen --sizes to see "
                         "whether a run beyond them would be worth more")
     per_law = {n: {c: _band(g[:, j], c) for j, c in enumerate(DECISION)} for n, g in zip(names, Gs, strict=True)}
+    from repetita.laws.allocate import outside_evidence
+
+    for n, d in per_law.items():  # the decision each law makes, against the runs it was fitted to
+        size = d["log_params"]["median"]
+        tokens = d["log_epochs"]["median"] * target.unique_tokens
+        beyond = outside_evidence(getattr(fits[n], "region_", None), size, tokens, target.unique_tokens,
+                                  target.compute or flops_per_token * size * tokens)
+        if beyond:
+            warnings.append(f"{n}: the decision lies outside the fitted runs ({'; '.join(beyond)})")
     if target.params is not None:
         edge_laws = [n for n, g in zip(names, Gs, strict=True) if np.median(g[:, 1]) >= np.log(EPOCH_GRID[-1]) - 1e-9]
         if edge_laws:

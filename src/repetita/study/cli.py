@@ -97,7 +97,8 @@ def register(sub) -> None:
         "run",
         help="run (or resume) a study described by a TOML spec",
         description="Example: repetita run examples/tiny.toml --dir out/tiny --workers 2. Re-running skips finished "
-        "runs and resumes interrupted ones from their checkpoints.",
+        "runs and resumes interrupted ones from their checkpoints. A spec with [recipes.command] runs your own "
+        "training command per grid point (repetita run examples/hf_trainer/study.toml; docs/study.md).",
     )
     p.add_argument("spec", help="study spec (TOML); see examples/")
     p.add_argument("--dir", help="study directory (default out/<spec name>)")
