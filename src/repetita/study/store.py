@@ -141,6 +141,26 @@ def _guard_methods(cls):
     return cls
 
 
+def _enable_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
+    """Switch to WAL, waiting out other processes that are creating the same new store.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked" at once
+    there instead of calling the busy handler (measured: 1-4 failures in 480 opens of six processes
+    racing to create one store), so the wait is ours.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 @_guard_methods
 class Store:
     """Thin wrapper over the SQLite file; every method is one short transaction.
@@ -162,7 +182,7 @@ class Store:
         try:
             self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout=60000")
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(self._conn)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             if verify:
                 bad = [r[0] for r in self._conn.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
