@@ -126,6 +126,46 @@ def test_suggest_cli_ranks_runs_and_writes_them(fit_files, tmp_path, capsys):
     assert "row 3: params, unique_tokens and epochs must be positive numbers" in err and err.count("\n") == 1
 
 
+def test_suggest_writes_a_spec_that_repetita_run_expands_to_the_same_runs(fit_files, tmp_path, capsys):
+    from repetita.study.spec import expand, load_spec
+
+    _, paths = fit_files
+    argv = ["suggest", "--law-file", paths[0], "--compute", "9.26e21", "--unique-tokens", "25e9", "--sizes",
+            "1e7,1e8,1e9", "--budgets", "1e8,1e9,25e9", "--epochs", "1,4,16", "--runs", "3", "--json"]
+    capsys.readouterr()
+    assert main(argv + ["--spec-out", str(tmp_path / "s.toml")]) == 0
+    out = json.loads(capsys.readouterr().out)
+
+    def points(study):
+        return sorted((r.config.values["params"], r.config.values["unique_tokens"], r.config.values["epochs"])
+                      for r in study.runs)
+
+    want = sorted((r["params"], int(r["unique_tokens"]), r["epochs"]) for r in out["runs"])
+    assert points(expand(load_spec(tmp_path / "s.toml"))) == want
+    # added to a command spec of the user's: its models are kept and numbered as it numbers them
+    base = tmp_path / "mine.toml"
+    text = ('name = "mine"\n[[models]]\nparams = 1e9\n{fields}[grid]\nunique_tokens = [100]\nepochs = [1]\n'
+            '[recipes.command]\ncommand = "{{python}} t.py {{params}} {command} {{run_dir}}"\n'
+            'result = {{kind = "json", path = "r.json", key = "loss"}}\n')
+    base.write_text(text.format(fields="", command=""))
+    assert main(argv + ["--spec-out", str(tmp_path / "t.toml"), "--spec-base", str(base)]) == 0
+    capsys.readouterr()
+    raw = load_spec(tmp_path / "t.toml")
+    assert raw["models"][0] == {"params": 1e9}
+    study = expand(raw)
+    assert set(want) <= set(points(study)) and len(points(study)) == len(want) + 1  # + the base's own grid run
+    # a size the base has no fields for is refused rather than written as a spec that cannot run
+    base.write_text(text.format(fields="d_model = 64\n", command="{d_model}"))
+    assert main(argv + ["--spec-out", str(tmp_path / "v.toml"), "--spec-base", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert "its [[models]] tables carry d_model" in err and err.count("\n") == 1 and not (tmp_path / "v.toml").exists()
+    # an LM-lab spec measures its sizes: it cannot take runs by N
+    assert main(argv + ["--spec-out", str(tmp_path / "u.toml"), "--spec-base", "example:tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "--spec-base must be a spec of your own trainer" in err and err.count("\n") == 1
+    assert not (tmp_path / "u.toml").exists()
+
+
 @pytest.mark.parametrize("change,message", [
     (["--max-run-flops", "1e3"], "the feasible set is empty after the per-run compute cap"),
     (["--budgets", "1e8:3e10:3"], "beyond the target's corpus"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from repetita.cliargs import number_list, parse_number
-from repetita.errors import require
+from repetita.errors import UserError, require
 
 
 def _range(text: str, what: str) -> list[float]:
@@ -58,9 +58,20 @@ def cmd_suggest(args) -> dict:
     budgets = _range(args.budgets, "--budgets")
     require(max(budgets) <= target.unique_tokens * 1.0001, f"--budgets reach {max(budgets):.3g} unique tokens, beyond "
             f"the target's corpus of {target.unique_tokens:.3g}: a run can only use a prefix of the corpus")
-    for path in (args.csv, args.json_out):
+    for path in (args.csv, args.json_out, args.spec_out):
         if path:
             check_file(path, "output")
+    base_text = None
+    if args.spec_base:
+        require(args.spec_out, "--spec-base needs --spec-out (the spec to write)")
+        from repetita.study.spec import resolve_spec
+
+        base = resolve_spec(args.spec_base)
+        require(base.is_file(), f"{args.spec_base}: no such study spec")
+        try:
+            base_text = base.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{args.spec_base}: cannot read it as a study spec ({exc})") from None
     records = {path: load(path) for path in args.law_file}
     differ = same_data(records)
     require(not differ, differ[0].replace("their decisions are compared, not pooled", "suggest pools their draws, so "
@@ -81,6 +92,12 @@ def cmd_suggest(args) -> dict:
         save_table(pd.DataFrame([{k: r[k] for k in ("params", "unique_tokens", "epochs", "tokens", "flops")}
                                  for r in out["runs"]]), args.csv)
         out["csv"] = args.csv
+    if args.spec_out:
+        from repetita.io import write_text
+        from repetita.study.next_runs import spec_for_suggestion
+
+        write_text(args.spec_out, spec_for_suggestion(out["runs"], base_text))
+        out["spec"] = args.spec_out
     if args.json_out:
         from repetita.io import write_json
 
@@ -136,6 +153,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--flops-per-token", type=float, default=6.0, help="FLOPs per parameter per token (6)")
     p.add_argument("--csv", help="write the runs as a CSV for your own trainer")
+    p.add_argument("--spec-out", help="write a study spec (TOML) that runs them: repetita run FILE --dir STUDY")
+    p.add_argument("--spec-base", help="your command spec to add them to (its [[models]] name params); without it "
+                   "the spec has a training command for you to fill in")
     p.add_argument("--json-out", help="write the full result as JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_suggest)

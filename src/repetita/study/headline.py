@@ -35,6 +35,10 @@ REJECT = (("vanished", "a term vanished"), ("not identified", "a parameter is no
           ("sits at its lower bound", "a parameter sits at its bound"))
 
 
+RULE = ("chosen by rule (where the decision rests on extrapolation, and where the loss was still falling at the "
+        "largest epoch count tried), cheapest first")
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The region the study measured: its largest single model, epoch count and compute 6 N D."""
@@ -97,6 +101,8 @@ class Headline:
     next_runs: tuple[NextRun, ...] = ()
     decided: bool = True
     notes: tuple[str, ...] = field(default=())
+    # how next_runs were chosen: by rule (this module) or designed (study/next_runs.py), and why not designed
+    next_method: str = RULE
 
     def markdown(self) -> str:
         """The same first screen as Markdown (the demo's report.md opens with it)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from repetita.errors import UserError
 from repetita.io import make_dir, save_figure, write_json, write_text
 from repetita.io import plt as _pyplot
 from repetita.study.driver import check_study_dir
@@ -254,6 +255,7 @@ def build_report(study_dir: str | Path) -> dict:
         return summary | {"report": str((out / REPORT).resolve())}
     a = analyse(tidy, results, history=lambda rid: read_json(run_dir(study_dir, rid) / "metrics.json", "run metrics"),
                 name=name)
+    a, next_spec = _design_next_runs(study_dir, out, a, results)
     _reuse_figure(a.reuse, out)
     decision = dict(a.decision)
     figures = {
@@ -284,11 +286,43 @@ def build_report(study_dir: str | Path) -> dict:
         "efficiency": a.efficiency.to_dict(orient="records"),
         "figures": {k: v for k, v in figures.items() if v},
         "tables": csvs,
+        "next_runs_spec": next_spec,
     }
     write_json(out / SUMMARY, summary)
     write_text(out / REPORT, render_html(name, summary, figures, a.headline, tables, csvs))
     summary["report"] = str((out / REPORT).resolve())
     return summary
+
+
+def _design_next_runs(study_dir: Path, out: Path, a, results: dict):
+    """The analysis with its next runs designed for its decision (study/next_runs.py), and the spec that runs
+    them (report/next_runs.toml; None when the rule's runs stand, with the reason in the headline)."""
+    import dataclasses
+
+    from repetita.study.analysis import singles
+    from repetita.study.driver import SPEC_NAME
+    from repetita.study.next_runs import model_numbers, plan_next, spec_with_runs
+    from repetita.study.spec import load_spec
+
+    h = a.headline
+    if not h.decided:
+        return a, None
+    spec = study_dir / SPEC_NAME
+    try:
+        if not spec.is_file():
+            raise UserError(f"the study keeps no {SPEC_NAME} to build runs from")
+        raw = load_spec(spec)
+        plan = plan_next(a.law, h, singles(a.tidy), model_numbers(raw, results, a.tidy))
+    except UserError as exc:
+        reason = str(exc).rstrip(".")
+        h = dataclasses.replace(h, next_method=f"{h.next_method}; not designed: {reason}")
+        return dataclasses.replace(a, headline=h), None
+    path = out / "next_runs.toml"
+    write_text(path, spec_with_runs(spec.read_text(), plan, str(study_dir)))
+    method = plan.method + "".join(f"; caveat: {w}" for w in plan.warnings)
+    h = dataclasses.replace(h, next_runs=plan.runs, next_method=method + f"; run them with repetita run {path} "
+                            f"--dir {study_dir}")
+    return dataclasses.replace(a, headline=h), str(path)
 
 
 def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -370,9 +404,7 @@ def _headline_html(h) -> tuple[str, str, str]:
     if h.next_runs:
         runs = "".join(f"<li>N = {format_quantity(r.params)}, U = {r.unique_tokens:,.0f}, K = {r.epochs:.3g} "
                        f"(C = {r.compute:.2g} FLOPs): {html.escape(r.why)}</li>" for r in h.next_runs)
-        nxt = (f"<ol>{runs}</ol><p>Chosen by rule (where the decision rests on extrapolation, and where the loss "
-               "was still falling at the largest epoch count tried), cheapest first; repetita does not yet rank runs "
-               "by the information they would add.</p>")
+        nxt = f"<ol>{runs}</ol><p>{html.escape(h.next_method[0].upper() + h.next_method[1:])}.</p>"
     else:
         nxt = "<p>The decision lies inside the measured runs: no run is needed to check it.</p>"
     return table, caveats, nxt

@@ -50,6 +50,11 @@ content hash of its ``TrainConfig`` (``TrainConfig.hash``), so re-running a stud
 id. Distillation students name their teacher as ``runs/<id>`` and depend on it; an ensemble depends on
 its member runs.
 
+``[[runs]]`` tables (``model`` = the number of a ``[[models]]`` table, or in a command spec ``params`` =
+a size that needs no other model field; ``unique_tokens``, ``epochs``, optionally ``seed`` and ``why``) add single runs of the spec's single-model recipe at chosen points; the
+next runs ``repetita report`` suggests come as such a spec (``report/next_runs.toml``), and a spec may
+hold only ``[[runs]]`` and no ``[grid]``.
+
 A spec whose recipe is ``command`` runs the user's own trainer instead (``repetita.study.command``): its
 ``[base]`` and ``[[models]]`` hold template fields rather than ``TrainConfig`` fields, each model names
 its ``params``, and its run ids hash the resolved command; it takes the spec to itself.
@@ -65,7 +70,8 @@ from pathlib import Path
 
 from repetita.errors import UserError, require
 
-TOP_KEYS = {"name", "seeds", "base", "models", "grid", "recipes", "description"}
+TOP_KEYS = {"name", "seeds", "base", "models", "grid", "recipes", "description", "runs"}
+RUN_KEYS = {"model", "params", "unique_tokens", "epochs", "seed", "why"}
 GRID_KEYS = {"unique_tokens", "epochs"}
 # Fields the study sets itself; a spec must not fix them in [base] or [[models]].
 MANAGED = {"unique_tokens", "epochs", "members", "teacher", "distill_alpha", "seq_distill_frac", "recipe", "seed"}
@@ -243,16 +249,59 @@ def expand(raw: dict, check_corpus: bool = True) -> Study:
         for i, m in enumerate(models):
             _check_keys(m, train_fields - MANAGED, f"[[models]] #{i + 1}")
     grid = raw.get("grid")
-    require(grid is not None, "missing [grid] with unique_tokens and epochs")
-    _check_keys(grid, GRID_KEYS, "[grid]")
-    require("unique_tokens" in grid and "epochs" in grid, "[grid] needs unique_tokens and epochs")
-    spec = Grid("", base, tuple(models), tuple(_list(grid["unique_tokens"], "grid.unique_tokens", (int,))),
-                tuple(_list(grid["epochs"], "grid.epochs")), tuple(_list(raw.get("seeds", [0]), "seeds", (int,))))
+    points = raw.get("runs", [])
+    require(isinstance(points, list), "[[runs]] must be an array of tables (model, unique_tokens, epochs)")
+    require(grid is not None or points, "missing [grid] with unique_tokens and epochs (or [[runs]], single points)")
+    seeds = tuple(_list(raw.get("seeds", [0]), "seeds", (int,)))
     found = {name: recipe_registry.get(name, "study spec") for name in recipes}
     for name, table in recipes.items():
         _check_keys(table, set(found[name].keys), f"[recipes.{name}]")
-    cells = [cell for name, table in recipes.items() for cell in found[name].cells(table, _replace(spec, recipe=name))]
+    cells = []
+    if grid is not None:
+        _check_keys(grid, GRID_KEYS, "[grid]")
+        require("unique_tokens" in grid and "epochs" in grid, "[grid] needs unique_tokens and epochs")
+        spec = Grid("", base, tuple(models), tuple(_list(grid["unique_tokens"], "grid.unique_tokens", (int,))),
+                    tuple(_list(grid["epochs"], "grid.epochs")), seeds)
+        cells = [cell for name, table in recipes.items() for cell in found[name].cells(table, _replace(spec, recipe=name))]
+    cells += _point_cells(points, base, models, seeds, recipes, command)
     return Study(name=str(raw.get("name", "study")), cells=tuple(cells))
+
+
+def _point_cells(points: list, base: dict, models: list, seeds: tuple, recipes: dict, command: bool) -> list:
+    """``[[runs]]``: single runs at chosen (model, U, epochs), e.g. the ones ``repetita suggest`` or the report
+    asks for. They run the spec's single-model recipe (``command``, else ``standard`` with its table's
+    settings), so they share ids with the grid's runs at the same point and land in the same fits."""
+    from repetita import recipe_registry
+
+    name = "command" if command else "standard"
+    recipe = recipe_registry.get(name)
+    table = {k: v for k, v in recipes.get(name, {}).items() if k not in GRID_KEYS}
+    out = []
+    for j, p in enumerate(points, 1):
+        where = f"[[runs]] #{j}"
+        _check_keys(p, RUN_KEYS, where)
+        m = p.get("model")
+        if "params" in p:  # a size of the user's trainer that needs no fields besides N
+            require(command and m is None, f"{where}: give model = NUMBER of a [[models]] table" if not command else
+                    f"{where}: give model or params, not both")
+            n = p["params"]
+            require(isinstance(n, int | float) and not isinstance(n, bool) and 0 < n < float("inf"),
+                    f"{where}: params = {n!r} must be a positive number")
+            model = {"params": n}
+        else:
+            require(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= len(models),
+                    f"{where}: model = {m!r} must be the number of a [[models]] table, 1 to {len(models)}")
+            model = models[m - 1]
+        require(isinstance(p.get("why", ""), str), f"{where}: why must be a string")
+        u, k = p.get("unique_tokens"), p.get("epochs")
+        require(isinstance(u, int) and not isinstance(u, bool) and u > 0,
+                f"{where}: unique_tokens = {u!r} must be a positive whole number")
+        require(isinstance(k, int | float) and not isinstance(k, bool) and 0 < k < 1e6,
+                f"{where}: epochs = {k!r} must be a positive number")
+        seed = p.get("seed", seeds[0])
+        require(isinstance(seed, int) and not isinstance(seed, bool), f"{where}: seed = {seed!r} must be an integer")
+        out += recipe.cells(table, Grid(name, base, (model,), (u,), (k,), (seed,)))
+    return out
 
 
 def _absolute_corpus(spec: str, check: bool) -> str:

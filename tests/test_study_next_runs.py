@@ -1,0 +1,101 @@
+"""The report's next runs: designed for the study's own decision, written as a spec that `repetita run`
+takes, and run beside the finished grid; ``[[runs]]`` points in a spec."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from repetita.cli import main
+from repetita.study.spec import expand, load_spec
+from repetita.study.store import Store
+
+TRAINER = Path(__file__).with_name("command_trainer.py")
+SPEC = f"""
+name = "next"
+seeds = [0]
+[[models]]
+params = 1e6
+[[models]]
+params = 4e6
+[[models]]
+params = 16e6
+[grid]
+unique_tokens = [1000, 4000, 16000]
+epochs = [1, 2, 4, 8]
+[recipes.command]
+command = {json.dumps(f"{shlex.quote(sys.executable)} {shlex.quote(str(TRAINER))} --params {{params}} "
+                      "--unique-tokens {unique_tokens} --epochs {epochs} --seed {seed} --out {run_dir}")}
+result = {{kind = "json", path = "result.json", key = "eval_loss"}}
+"""
+
+
+def _points(study: Path) -> set[tuple[float, float, float]]:
+    store = Store(study / "store.sqlite", create=False)
+    try:
+        tidy = store.tidy()
+    finally:
+        store.close()
+    return {(float(n), float(u), float(k)) for n, u, k in tidy[["params", "unique_tokens", "epochs"]].to_numpy()}
+
+
+def test_report_designs_next_runs_and_run_takes_them(tmp_path, capsys):
+    spec, study = tmp_path / "spec.toml", tmp_path / "study"
+    spec.write_text(SPEC)
+    assert main(["run", str(spec), "--dir", str(study), "--workers", "2", "--json"]) == 0
+    grid = _points(study)
+    assert len(grid) == 36
+    capsys.readouterr()
+    assert main(["report", str(study), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    nxt = summary["headline"]["next_runs"]
+    assert len(nxt) == 5 and summary["headline"]["next_method"].startswith("ranked by the expected reduction")
+    asked = {(r["params"], r["unique_tokens"], r["epochs"]) for r in nxt}
+    assert len(asked) == 5 and not asked & grid  # five different runs, none done already
+    # the study's own sizes, budgets and epoch counts (with 2x and 4x the largest): runs the spec can build
+    assert {n for n, _, _ in asked} <= {1e6, 4e6, 16e6} and {u for _, u, _ in asked} <= {1e3, 4e3, 16e3}
+    assert {k for _, _, k in asked} <= {1, 2, 4, 8, 16, 32}
+    path = Path(summary["next_runs_spec"])
+    assert path.is_file() and "[[runs]]" in path.read_text()
+    html = (study / "report" / "report.html").read_text()
+    assert "ranked by the expected reduction" in html.lower() and "next_runs.toml" in html
+    assert main(["run", str(path), "--dir", str(study), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["new_runs"] == 5 and res["counts"]["done"] == 41
+    assert _points(study) == grid | asked  # exactly the suggested runs were added
+    assert main(["report", str(study), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["headline"]["next_runs"]
+    assert not {(r["params"], r["unique_tokens"], r["epochs"]) for r in again} & (grid | asked)
+
+
+def test_runs_points_share_ids_with_the_grid_and_need_no_grid():
+    raw = load_spec("example:tiny")
+    grid_ids = {r.id for r in expand(raw).runs}
+    point = {"model": 2, "unique_tokens": 16384, "epochs": 4}
+    with_point = expand(raw | {"runs": [point]})
+    assert {r.id for r in with_point.runs} == grid_ids  # a point of the grid is the grid's run
+    only = expand({k: v for k, v in raw.items() if k != "grid"} | {"runs": [point, point | {"epochs": 16}]})
+    runs = only.runs
+    assert len(runs) == 2 and runs[0].id in grid_ids and runs[1].id not in grid_ids
+    assert (runs[1].config.n_layer, runs[1].config.d_model, runs[1].config.epochs) == (2, 64, 16)
+
+
+@pytest.mark.parametrize("point, message", [
+    ({"model": 3, "unique_tokens": 1000, "epochs": 1}, "model = 3 must be the number of a [[models]] table, 1 to 2"),
+    ({"model": 1, "unique_tokens": 1.5, "epochs": 1}, "unique_tokens = 1.5 must be a positive whole number"),
+    ({"model": 1, "unique_tokens": 1000, "epochs": -2}, "epochs = -2 must be a positive number"),
+    ({"model": 1, "unique_tokens": 1000, "epochs": 1, "lr": 1}, "unknown key(s) lr"),
+])
+def test_bad_runs_points_are_one_line_and_exit_2(tmp_path, capsys, point, message):
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in point.items())
+    spec = tmp_path / "s.toml"
+    spec.write_text(Path(__file__).parents[1].joinpath("src/repetita/examples/specs/tiny.toml").read_text()
+                    + f"\n[[runs]]\n{body}\n")
+    assert main(["run", str(spec), "--dir", str(tmp_path / "st")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "st").exists()
