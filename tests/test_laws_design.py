@@ -211,7 +211,12 @@ def test_retrospective_replay_ends_at_the_known_plan_and_never_repeats_a_run():
     C, U = 1e21, 1e11
     ref = reference_plan(est, C, U)
     reps = replay(est, df, C, U, start=12, seeds=2, n_starts=2)
-    assert [r.name for r in reps] == ["suggest", "random-0", "random-1", "cheapest"]
+    assert [r.name for r in reps] == ["suggest", "suggest-doubling", "random-0", "random-1", "cheapest"]
+    doubling = reps[1]
+    step_cost = np.diff(doubling.spent)
+    cheapest_left = [min(6 * df["params"][j] * df["tokens"][j] for j in doubling.order[i:]) for i in range(28)]
+    # each step at most doubles the compute spent, unless even the cheapest run left costs more
+    assert np.all((step_cost <= doubling.spent[:-1] * (1 + 1e-12)) | np.isclose(step_cost, cheapest_left))
     for r in reps:
         assert sorted(r.order) == sorted(set(r.order)) and len(r.order) == 40 - 12
         assert np.all(np.diff(r.spent) > 0) and r.spent[-1] == pytest.approx(reps[0].spent[-1])

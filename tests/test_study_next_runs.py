@@ -99,3 +99,20 @@ def test_bad_runs_points_are_one_line_and_exit_2(tmp_path, capsys, point, messag
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "st").exists()
+
+
+def test_lab_sizes_are_matched_to_their_model_tables_by_config():
+    """An LM-lab study measures N: each size maps to the [[models]] table whose fields its runs' configs carry."""
+    import pandas as pd
+
+    from repetita.study.next_runs import model_numbers
+
+    raw = load_spec("example:tiny")
+    runs = expand(raw).runs
+    small = next(r for r in runs if r.config.n_layer == 1)
+    large = next(r for r in runs if r.config.n_layer == 2)
+    results = {r.id: {"config": r.config.to_dict()} for r in (small, large)}
+    tidy = pd.DataFrame({"run_id": [small.id, large.id, "gone"], "params": [9000.0, 70000.0, 5.0]})
+    assert model_numbers(raw, results, tidy) == {9000.0: 1, 70000.0: 2}  # a run without a config maps to nothing
+    command = {"models": [{"params": 1e6}, {"params": 4e6, "d": 2}], "recipes": {"command": {}}}
+    assert model_numbers(command, {}, tidy) == {1e6: 1, 4e6: 2}

@@ -101,6 +101,17 @@ def predictions(law, thetas: np.ndarray, cand: Candidates) -> np.ndarray:
         return np.log(law_loss(law, thetas, cand.params[None, :], cand.tokens[None, :], cand.unique_tokens[None, :]))
 
 
+# A draw that predicts a loss above e^50 for some candidate lies where no law speaks (Laplace draws of a fit
+# to a few runs reach such corners); its squares overflow the moments, so it is dropped.
+PLAUSIBLE_LOG_LOSS = 50.0
+
+
+def plausible(G: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """(S,) mask of draws with a finite decision and no absurd prediction (a NaN one only masks that candidate)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(G).all(axis=1) & ~np.any(np.abs(F) > PLAUSIBLE_LOG_LOSS, axis=1)
+
+
 def pooled_moments(G: np.ndarray, F: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted covariances of the pooled draws: Var(g) (q, q), Cov(g, f) (q, M), Cov(f, f) (M, M)."""
     w = np.asarray(w, dtype=float) / np.sum(w)
@@ -213,9 +224,11 @@ def law_draws(name: str, est, target: Target, cand: Candidates, n_draws: int, se
     require(thetas is not None, f"fit {name} {NO_UNCERTAINTY}")
     law = est.spec.law_obj
     G = target.decisions(law, thetas, flops_per_token)
-    ok = np.isfinite(G).all(axis=1)
-    require(ok.sum() >= 10, f"fit {name}: fewer than 10 of {len(G)} parameter draws give a finite decision")
-    return G[ok], predictions(law, thetas[ok], cand)
+    F = predictions(law, thetas, cand)
+    ok = plausible(G, F)
+    require(ok.sum() >= 10, f"fit {name}: fewer than 10 of {len(G)} parameter draws give a finite decision and "
+            "plausible predictions")
+    return G[ok], F[ok]
 
 
 def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: int = 500, seed: int = 0,

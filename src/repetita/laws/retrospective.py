@@ -7,6 +7,9 @@ target is remade. The measure is the compute spent until the plan (N*, K* and pr
 within ``tol`` of the reference plan and stays there. Orders compared:
 
 - ``suggest``: the run ``design.greedy_batch`` values most per FLOP, from the current fit's Laplace draws;
+- ``suggest-doubling``: the run valued most among those that cost no more than everything spent so far
+  (each step may at most double the compute): value per FLOP favours the cheapest runs for ever, while a
+  decision at a large budget often rests on the large runs (docs/plan.md);
 - ``random``: a seeded random permutation of the pool (``seeds`` of them);
 - ``cheapest``: cheapest first, the way grids are usually run.
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from repetita.errors import require
 from repetita.laws.allocate import FLOPS_PER_PARAM_TOKEN, point_theta
-from repetita.laws.design import Candidates, decision_compute, greedy_batch, predictions
+from repetita.laws.design import Candidates, decision_compute, greedy_batch, plausible, predictions
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Refit:
 
 
 def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: int = 20, draws: int = 200,
-           flops_per_token: float = FLOPS_PER_PARAM_TOKEN, seed: int = 0, orders=("suggest", "random", "cheapest"),
+           flops_per_token: float = FLOPS_PER_PARAM_TOKEN, seed: int = 0, orders=("suggest", "suggest-doubling", "random", "cheapest"),
            n_starts: int = 4, log=None) -> list[Replay]:
     """Replay the pool ``df`` (fitted by ``est``, which defines the law and its fitting problem) in every order;
     ``start`` cheapest runs are known to all orders at the outset."""
@@ -131,7 +134,8 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
             names.append("cheapest")
             perms.append(list(rest))
         else:
-            names.append("suggest")
+            require(name in ("suggest", "suggest-doubling"), f"unknown order {name!r}")
+            names.append(name)
             perms.append(None)  # chosen as it goes
     B = len(names)
     W = np.zeros((B, n))
@@ -155,15 +159,19 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
         if step == n - start:
             break
         for b, name in enumerate(names):
-            if name == "suggest":
+            if name.startswith("suggest"):
                 pool = np.flatnonzero(W[b] == 0)
+                if name == "suggest-doubling":
+                    pool = pool[cost[pool] <= max(spent[b], cost[pool].min())]
                 zs, noise = laplace_draws(problem, Z[b], W[b], draws, rng)
                 theta = problem.theta(zs)
                 G = decision_compute(law, theta, compute, unique_tokens, flops_per_token)
-                ok = np.isfinite(G).all(axis=1)
                 sub = cand.take(pool)
-                F = predictions(law, theta[ok], sub)
-                picks = greedy_batch(G[ok], F, np.ones(int(ok.sum())), max(noise, 1e-8), sub.cost, 1,
+                F = predictions(law, theta, sub)
+                ok = plausible(G, F)
+                F = F[ok]
+                per = sub.cost if name == "suggest" else np.ones(len(sub))  # doubling: value alone, within reach
+                picks = greedy_batch(G[ok], F, np.ones(int(ok.sum())), max(noise, 1e-8), per, 1,
                                      counted=np.array([False, True, True]))
                 j = int(pool[picks[0].index]) if picks else int(pool[np.argmin(cost[pool])])
             else:

@@ -39,7 +39,6 @@ class NextPlan:
     models: tuple[int, ...]  # the [[models]] table of each run (1-based), as the spec names it
     method: str
     warnings: tuple[str, ...] = ()
-    pooled_sd: dict | None = None
 
 
 def model_numbers(raw: dict, results: dict[str, dict], tidy: pd.DataFrame) -> dict[float, int]:
@@ -104,7 +103,7 @@ def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k:
     return NextPlan(tuple(runs), tuple(numbers[r.params] for r in runs),
                     "ranked by the expected reduction of the decision's variance per FLOP, chosen jointly "
                     f"({out['method']}; {DRAWS} draws of the data-constrained law)",
-                    tuple(out["warnings"]), out["pooled_sd"])
+                    tuple(out["warnings"]))
 
 
 def spec_with_runs(spec_text: str, plan: NextPlan, study_dir: str) -> str:
@@ -115,8 +114,8 @@ def spec_with_runs(spec_text: str, plan: NextPlan, study_dir: str) -> str:
 
 
 SKELETON = """# Runs suggested by `repetita suggest`. Put your training command below (docs/study.md, "Your own
-# trainer"), then: repetita run THIS_FILE --dir STUDY. Each [[models]] table names the size the laws
-# assumed; add the fields your command needs to build that model.
+# trainer"), then: repetita run THIS_FILE --dir STUDY. Each run names the model size the laws assumed
+# (params, given to the command as {params}); build your model of that size from it.
 name = "suggested"
 seeds = [0]
 
