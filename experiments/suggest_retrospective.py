@@ -12,7 +12,7 @@
    is exact: the plan of those parameters. (At the measured fit's own scatter, 7% in log loss, even all
    182 runs leave the plan 15% from the truth: no order can reach it, so the default noise is 1%.)
 
-Writes retrospective.json and suggest_retrospective.png (decision error against compute spent, per order)
+Writes suggest_retrospective.json and suggest_retrospective.png (decision error against compute spent, per order)
 to --out, and prints the table docs/plan.md quotes.
 """
 
@@ -124,11 +124,11 @@ def main() -> None:
         args.synthetic_seeds, args.start, reference=known, law=args.law)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    old = json.loads((out / "retrospective.json").read_text()) if (out / "retrospective.json").exists() else {}
+    old = json.loads((out / "suggest_retrospective.json").read_text()) if (out / "suggest_retrospective.json").exists() else {}
     result = {"measured": measured or old.get("measured"), "synthetic": synthetic or old.get("synthetic")}
-    (out / "retrospective.json").write_text(json.dumps(result | {"seconds": time.time() - t0}, indent=1, default=float))
+    (out / "suggest_retrospective.json").write_text(json.dumps(result | {"seconds": time.time() - t0}, indent=1, default=float))
     figure([r for r in (result["measured"], result["synthetic"]) if r], out / "suggest_retrospective.png")
-    print(f"total {time.time() - t0:.0f} s; wrote {out / 'retrospective.json'} and {out / 'suggest_retrospective.png'}")
+    print(f"total {time.time() - t0:.0f} s; wrote {out / 'suggest_retrospective.json'} and {out / 'suggest_retrospective.png'}")
 
 
 if __name__ == "__main__":
