@@ -4,10 +4,11 @@
         [--start 30] [--out docs/figures] [--synthetic-seeds 5] [--law data-constrained]
 
 1. Measured pool: the datablations runs (Muennighoff et al. 2023; the shipped 182-run table, or the
-   296-row one with --table datablations_all.csv). The law is the data-constrained one (--law); the plan is the README case (C = 6 x 8.67e9 x 178e9, U = 25e9). Orders:
-   suggest, `--seeds` random permutations, cheapest first (laws/retrospective.py). Reported: the compute
+   296-row one with --table datablations_all.csv). The law is the data-constrained one unless --law names
+   another; the plan is the README case (C = 6 x 8.67e9 x 178e9, U = 25e9). Orders: suggest,
+   suggest-doubling, `--seeds` random permutations, cheapest first (laws/retrospective.py). Reported: the compute
    each order spent until its plan (N*, K*, loss) came within 10% of the all-runs plan and stayed there.
-2. Synthetic pool: the same (N, D, U) grid with losses drawn from the data-constrained law at the
+2. Synthetic pool: the same (N, D, U) grid with losses drawn from the same law at the
    all-runs fit's parameters, with log-normal noise of ``--synthetic-noise`` (seeded). The right answer
    is exact: the plan of those parameters. (At the measured fit's own scatter, 7% in log loss, even all
    182 runs leave the plan 15% from the truth: no order can reach it, so the default noise is 1%.)
@@ -57,7 +58,7 @@ def run(df, name, seeds, start, reference=None, log=print, law="data-constrained
         f"{seconds:.0f} s; reference N* {np.exp(ref[0]):.3g}, K* {np.exp(ref[1]):.3g}, loss {ref[2]:.4f}")
     for k in ("suggest", "suggest-doubling", "cheapest"):
         v = summary[k]
-        log(f"  {k:>9}: {'never' if v is None else f'{v:.3g} FLOPs ({v / total:.0%} of the grid)'}")
+        log(f"  {k:>16}: {'never' if v is None else f'{v:.3g} FLOPs ({v / total:.0%} of the grid)'}")
     log(f"  random median {summary['random_median']:.3g} FLOPs, reached {summary['random_reached']}, range "
         f"{summary['random_range']}")
     curves = {r.name: {"spent": r.spent.tolist(), "error": np.max(relative_error(r.plans, ref), axis=1).tolist()}
@@ -124,11 +125,12 @@ def main() -> None:
         args.synthetic_seeds, args.start, reference=known, law=args.law)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    old = json.loads((out / "suggest_retrospective.json").read_text()) if (out / "suggest_retrospective.json").exists() else {}
+    path = out / "suggest_retrospective.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
     result = {"measured": measured or old.get("measured"), "synthetic": synthetic or old.get("synthetic")}
-    (out / "suggest_retrospective.json").write_text(json.dumps(result | {"seconds": time.time() - t0}, indent=1, default=float))
+    path.write_text(json.dumps(result | {"seconds": time.time() - t0}, indent=1, default=float))
     figure([r for r in (result["measured"], result["synthetic"]) if r], out / "suggest_retrospective.png")
-    print(f"total {time.time() - t0:.0f} s; wrote {out / 'suggest_retrospective.json'} and {out / 'suggest_retrospective.png'}")
+    print(f"total {time.time() - t0:.0f} s; wrote {path} and {out / 'suggest_retrospective.png'}")
 
 
 if __name__ == "__main__":
