@@ -269,8 +269,8 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
         warnings.append(f"only {len(picks)} of the {k} runs asked for fit the feasible set and budget")
     edge = [p for p in picks if cand.params[p.index] in (cand.params.max(), cand.params.min())]
     if edge:
-        warnings.append(f"{len(edge)} suggested run(s) sit at the edge of the sizes offered: widen --sizes to see "
-                        "whether a run beyond them would be worth more")
+        warnings.append(f"{len(edge)} suggested run(s) sit at the edge of the sizes offered: offer sizes beyond "
+                        "them to see whether a run there would be worth more")
     per_law = {n: {c: _band(g[:, j], c) for j, c in enumerate(DECISION)} for n, g in zip(names, Gs, strict=True)}
     from repetita.laws.allocate import outside_evidence
 
