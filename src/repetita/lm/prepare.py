@@ -17,8 +17,12 @@ twice.
 
 Memory: tokens are written in input order to a temporary file, with one int64 offset per document, then
 copied into shuffled order by positional reads; the resident set is a batch of documents plus the
-offsets (8 bytes per document), not the corpus. Everything is written beside the output and renamed into
-place, so an interrupted run leaves no partial folder.
+offsets (8 bytes per document), not the corpus. A document longer than ``CHUNK_CHARS`` is tokenized in
+pieces cut at line breaks (a fast tokenizer needs ~185 bytes per character of one input: a 20 MB document
+peaked at 3.7 GB). Everything is written into a temporary folder of its own beside the output, checked
+against the manifest and renamed into place, so an interrupted run leaves no partial folder; a lock on the
+output (``.<name>.prepare.lock`` beside it, removed afterwards) makes a second prepare into the same
+folder refuse in one line instead of destroying the first one's work.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from repetita.errors import UserError, require
 MANIFEST = "manifest.json"
 FORMAT = 1
 BATCH_DOCS = 1024  # documents tokenized per batch (the tokenizer's Rust side parallelises within one)
+CHUNK_CHARS = 1 << 20  # the longest piece of a document handed to the tokenizer at once (module docstring)
+VAL_SHARE_WARN = 0.10  # a validation split above this share of the tokens is noted (--val-docs changes it)
+DTYPES = ("uint16", "uint32")
 
 
 def _digest(path: Path) -> str:
@@ -93,13 +100,18 @@ def iter_documents(inputs: list[str]) -> Iterator[str]:
             for f in files:
                 yield f.read_text(encoding="utf-8", errors="replace")
         elif p.suffix in (".jsonl", ".json"):
-            with open(p, encoding="utf-8") as fh:
-                for i, line in enumerate(fh, 1):
+            with open(p, "rb") as fh:
+                for i, raw in enumerate(fh, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise UserError(f"{spec}, line {i}: not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                                        f"{exc.start + 1})") from None
                     if not line.strip():
                         continue
                     try:
                         row = json.loads(line)
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         raise UserError(f"{spec}, line {i}: not a JSON object") from None
                     require(isinstance(row, dict) and isinstance(row.get("text"), str),
                             f"{spec}, line {i}: no 'text' string")
@@ -130,6 +142,7 @@ class PrepareConfig:
     def __post_init__(self):
         require(len(self.inputs) >= 1, "give at least one input")
         require(self.val_docs >= 1, f"val_docs={self.val_docs} must be >= 1")
+        require(0 <= self.seed < 2**63, f"seed={self.seed} must be an integer from 0 to 2**63-1")
         # 1e16 tokens is ~10x all text ever written (the planner's bound, laws/allocate.py LIMITS)
         require(all(1 <= b <= 1e16 for b in self.budgets), "budgets must be token counts from 1 to 1e16")
 
@@ -140,15 +153,64 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     out = Path(cfg.out)
     check_dir(out, "--out", inputs=cfg.inputs)  # before any tokenizing: an unwritable target fails at once
-    require(not (out / MANIFEST).exists(), f"{out}: already holds a prepared corpus (remove it or choose another --out)")
-    require(not out.exists() or not any(out.iterdir()), f"{out}: exists and is not empty")
     tok, tok_file = load_tokenizer(cfg.tokenizer)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _OutLock(out):
+        require(not (out / MANIFEST).exists(), f"{out}: already holds a prepared corpus (remove it or choose "
+                "another --out)")
+        require(not out.exists() or not any(out.iterdir()), f"{out}: exists and is not empty")
+        return _prepare(cfg, out, tok, tok_file)
+
+
+class _OutLock:
+    """An exclusive lock on ``--out``: a second prepare into the same folder refuses in one line."""
+
+    def __init__(self, out: Path):
+        self.path = out.with_name(f".{out.name}.prepare.lock")
+
+    def __enter__(self):
+        import fcntl
+        import os
+
+        while True:
+            try:
+                self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as exc:
+                raise UserError(f"{self.path.parent}: cannot write the lock for --out ({exc.strerror})") from None
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self.fd)
+                raise UserError(f"{self.path.name[1:-13]}: another repetita corpus prepare is writing this --out "
+                                "now; wait for it to finish or choose another folder") from None
+            # the holder before us may have removed the file after we opened it: lock the current one
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self
+            os.close(self.fd)
+
+    def __exit__(self, *exc):
+        import os
+
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+
+def _prepare(cfg: PrepareConfig, out: Path, tok, tok_file: Path) -> dict:
+    import tempfile
+
     vocab = tok.get_vocab_size()
     dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max + 1 else np.uint32
     eot = _end_of_text(tok)
-    work = out.with_name(out.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"{out.parent}: cannot write the prepared corpus ({exc.strerror})") from None
     try:
         raw_path, offsets = _tokenize_in_order(cfg.inputs, tok, eot, dtype, work / "raw.bin")
         n_docs = len(offsets) - 1
@@ -174,6 +236,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             "reading": "budget U is the first U tokens of train.bin: np.memmap(train.bin, dtype, mode='r')[:U]",
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        check_files(work, read_manifest(work))  # what is renamed into place is what the manifest says
         if out.exists():
             out.rmdir()
         work.rename(out)
@@ -183,7 +246,28 @@ def prepare(cfg: PrepareConfig) -> dict:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    share = n_val / max(n_val + n_train, 1)
+    if share > VAL_SHARE_WARN:
+        from repetita.errors import note
+
+        note(f"the validation split holds {share:.0%} of the tokens ({cfg.val_docs} of {n_docs} documents held "
+             "out); --val-docs sets how many documents it takes")
     return manifest | {"out": str(out)}
+
+
+def _pieces(doc: str) -> list[str]:
+    """A document as pieces of at most ``CHUNK_CHARS`` characters, cut after a line break where there is one."""
+    if len(doc) <= CHUNK_CHARS:
+        return [doc]
+    out, start = [], 0
+    while start < len(doc):
+        stop = min(start + CHUNK_CHARS, len(doc))
+        if stop < len(doc):
+            cut = doc.rfind("\n", start, stop)
+            stop = cut + 1 if cut > start else stop
+        out.append(doc[start:stop])
+        start = stop
+    return out
 
 
 def _tokenize_in_order(inputs, tok, eot, dtype, path: Path) -> tuple[Path, np.ndarray]:
@@ -199,6 +283,18 @@ def _tokenize_in_order(inputs, tok, eot, dtype, path: Path) -> tuple[Path, np.nd
             batch.clear()
 
         for doc in iter_documents(list(inputs)):
+            if len(doc) > CHUNK_CHARS:  # one long document, in pieces: bounded memory (module docstring)
+                flush()
+                n = 0
+                for piece in _pieces(doc):
+                    ids = np.asarray(tok.encode(piece).ids, dtype=dtype)
+                    fh.write(ids.tobytes())
+                    n += len(ids)
+                if eot is not None:
+                    fh.write(np.asarray([eot], dtype=dtype).tobytes())
+                    n += 1
+                offsets.append(offsets[-1] + n)
+                continue
             if doc:
                 batch.append(doc)
             if len(batch) >= BATCH_DOCS:
@@ -233,25 +329,47 @@ def _gather(raw: Path, offsets, docs, path: Path, dtype, cumulative: bool = Fals
 
 
 def read_manifest(folder: str | Path) -> dict:
+    """The manifest of a prepared corpus, its schema checked: files named inside the folder, known dtype,
+    token counts as non-negative integers (a damaged or hand-edited manifest is one line)."""
+    from repetita.study.command import inside
+
     p = Path(folder).expanduser()
-    require((p / MANIFEST).is_file(), f"{folder}: not a prepared corpus (no {MANIFEST}; run repetita corpus prepare)")
+    where = p / MANIFEST
+    require(where.is_file(), f"{folder}: not a prepared corpus (no {MANIFEST}; run repetita corpus prepare)")
     try:
-        m = json.loads((p / MANIFEST).read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{p / MANIFEST}: not valid JSON") from None
-    require(isinstance(m, dict) and m.get("format") == FORMAT, f"{p / MANIFEST}: not a repetita corpus manifest")
+        m = json.loads(where.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise UserError(f"{where}: not valid JSON") from None
+    require(isinstance(m, dict) and m.get("format") == FORMAT, f"{where}: not a repetita corpus manifest")
+    files, tokens = m.get("files"), m.get("tokens")
+    require(isinstance(files, dict) and isinstance(tokens, dict), f"{where}: no files or tokens table")
+    for split in ("train", "val"):
+        name = files.get(split)
+        require(isinstance(name, str) and name and inside(p, name),
+                f"{where}: files.{split} = {name!r} must name a file inside the corpus folder")
+        n = tokens.get(split)
+        require(isinstance(n, int) and not isinstance(n, bool) and n >= 0,
+                f"{where}: tokens.{split} = {n!r} must be a non-negative integer")
+    require(m.get("dtype") in DTYPES, f"{where}: dtype {m.get('dtype')!r} must be one of {', '.join(DTYPES)}")
+    v = m.get("vocab_size")
+    require(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"{where}: vocab_size {v!r} must be a "
+            "positive integer")
     return m
+
+
+def check_files(folder: Path, m: dict) -> None:
+    """Each split's file holds exactly the tokens the manifest says (a truncated copy is one line)."""
+    for split in ("train", "val"):
+        f = folder / m["files"][split]
+        size = np.dtype(m["dtype"]).itemsize * m["tokens"][split]
+        require(f.is_file() and f.stat().st_size == size,
+                f"{f}: damaged or truncated ({f.stat().st_size if f.is_file() else 0} bytes, manifest says {size})")
 
 
 def open_prepared(folder: str | Path) -> tuple[np.memmap, np.memmap, dict]:
     """The training and validation ids as read-only memory maps, and the manifest (sizes checked)."""
     p = Path(folder).expanduser()
     m = read_manifest(p)
-    arrays = []
-    for split in ("train", "val"):
-        f = p / m["files"][split]
-        size = np.dtype(m["dtype"]).itemsize * m["tokens"][split]
-        require(f.is_file() and f.stat().st_size == size,
-                f"{f}: damaged or truncated ({f.stat().st_size if f.is_file() else 0} bytes, manifest says {size})")
-        arrays.append(np.memmap(f, dtype=m["dtype"], mode="r"))
+    check_files(p, m)
+    arrays = [np.memmap(p / m["files"][split], dtype=m["dtype"], mode="r") for split in ("train", "val")]
     return arrays[0], arrays[1], m

@@ -25,14 +25,21 @@ label = "standard"                      # the recipe the runs are fitted and rep
 Fields: every key of ``[base]`` and of each ``[[models]]`` table, the ``fields`` table, and ``params``,
 ``unique_tokens``, ``epochs``, ``tokens`` (U x epochs), ``seed``, ``run_dir``; with a prepared corpus also
 ``corpus_path`` (its ``train.bin``: budget U is its first U tokens, one file for every budget),
-``val_path``, ``dtype`` and ``vocab_size``. Strings are shell-quoted; the command is split like a shell
-line and run without a shell (``bash -c '...'`` for pipes), in the directory ``repetita run`` started in.
+``val_path``, ``dtype`` and ``vocab_size``. The command is split like a shell line first, then each field
+is put into the argument it sits in: a value is always one argument, whatever spaces, quotes or ``;`` it
+holds, and no shell ever reads it. Every field is also in the command's environment as ``REPETITA_<NAME>``
+(``REPETITA_PARAMS``, ``REPETITA_RUN_DIR``, ...): a command that needs a shell (a pipe, ``tee``) names
+them there, ``bash -c 'python train.py --out "$REPETITA_RUN_DIR" | tee "$REPETITA_RUN_DIR/log.txt"'``,
+and a ``{field}`` inside such a ``-c`` script is refused (the shell would read its value as code). The
+command runs in the directory ``repetita run`` started in, under a guard (``repetita.study.guard``) that
+kills everything it started when it ends, times out or loses its worker.
 
 A run's id is the hash of its resolved command (``{run_dir}`` left as written), its fields, the result
 spec and the corpus digest: a rerun finds finished runs, and a changed command or corpus is a new run.
 Its folder keeps ``stdout.log``, ``stderr.log`` and ``command.json`` (the command, exit code, seconds).
-A non-zero exit, a timeout, a missing result and a non-finite loss each mark the run failed (diverged
-for a non-finite loss) with one line; the study goes on, and ``--retry-failed`` runs them again.
+A non-zero exit, a timeout, a missing result, and a loss that is not a positive finite number each mark
+the run failed (diverged for a non-finite loss) with one line; the study goes on, and ``--retry-failed``
+runs them again. The result path must stay inside the run folder (``..`` and symlinks out are refused).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -78,8 +86,9 @@ class ResultSpec:
 
     def __post_init__(self):
         require(self.kind in KINDS, f"[recipes.command] result kind {self.kind!r}: use one of {', '.join(KINDS)}")
-        require(isinstance(self.path, str) and self.path and not Path(self.path).is_absolute(),
-                f"[recipes.command] result path {self.path!r}: give a path inside the run folder")
+        require(isinstance(self.path, str) and self.path and inside(None, self.path),
+                f"[recipes.command] result path {self.path!r}: give a path inside the run folder (no absolute "
+                "path, no '..' out of it)")
         require(self.key is None or (isinstance(self.key, str) and self.key),
                 f"[recipes.command] result key {self.key!r} must be a non-empty string")
 
@@ -103,6 +112,76 @@ def _shell(v) -> str:
     return shlex.quote(v) if isinstance(v, str) else str(v)
 
 
+def inside(folder: str | Path | None, relative: str) -> bool:
+    """Whether ``folder / relative`` stays inside ``folder``: never absolute, no '..' out of it, and (given a
+    real folder) no symlink out of it once resolved. A result path or a manifest's file name must never
+    reach a file elsewhere: a run deletes its stale result before it starts. ``folder=None``: the lexical
+    check alone (a spec, before any folder exists)."""
+    if Path(relative).is_absolute():
+        return False
+    norm = os.path.normpath(relative)
+    if norm == ".." or norm.startswith("../"):
+        return False
+    if folder is None:
+        return True
+    base = Path(folder).resolve()
+    return (base / relative).resolve().is_relative_to(base)
+
+
+def split_template(template: str) -> list[str]:
+    """The command template split like a shell line, before any field is put in (one line if unbalanced)."""
+    try:
+        tokens = shlex.split(template)
+    except ValueError as exc:
+        raise UserError(f"[recipes.command] command: {exc} (quotes must be balanced)") from None
+    require(tokens, "[recipes.command] command is empty")
+    return tokens
+
+
+# Programs whose -c (shells, python) or -e (perl, ruby, node) argument is code: a field there would be
+# read as code, so such a template is refused and the environment form is suggested.
+_SCRIPT_FLAG = {"sh": "c", "bash": "c", "zsh": "c", "dash": "c", "ksh": "c", "ash": "c", "fish": "c",
+                "csh": "c", "tcsh": "c", "python": "c", "python3": "c", "{python}": "c", "perl": "e",
+                "ruby": "e", "node": "e"}
+
+
+def env_name(field: str) -> str:
+    return "REPETITA_" + re.sub(r"\W", "_", field.upper())
+
+
+def _check_env_names(fields) -> None:
+    seen: dict[str, str] = {}
+    for key in fields:
+        other = seen.setdefault(env_name(key), key)
+        require(other == key, f"[recipes.command] fields {other} and {key} would share the environment variable "
+                f"{env_name(key)}; rename one")
+
+
+def check_no_field_in_script(tokens: list[str]) -> None:
+    """Refuse ``bash -c '... {field} ...'``: the value would reach the shell unquoted (injection, and a
+    value with spaces cut to its first word)."""
+    flag = None
+    script_next = False
+    for tok in tokens:
+        if script_next and not tok.startswith("-"):
+            fields = _template_fields(tok)
+            if fields:
+                name = fields[0]
+                raise UserError(
+                    f"[recipes.command] command: {{{name}}} sits inside a -{flag} script, where the shell or "
+                    f"interpreter would read its value as code; write \"${env_name(name)}\" there instead (every "
+                    f"field is in the command's environment), e.g. bash -c 'python train.py --out "
+                    f"\"$REPETITA_RUN_DIR\"'")
+            script_next = False
+            continue
+        name = tok if tok == "{python}" else os.path.basename(tok)
+        base = name.rstrip("0123456789.") if name.startswith("python") else name
+        if base in _SCRIPT_FLAG:
+            flag = _SCRIPT_FLAG[base]
+        elif flag and tok.startswith("-") and not tok.startswith("--") and flag in tok[1:]:
+            script_next = True
+
+
 @dataclass(frozen=True)
 class CommandRun:
     """One run of the command recipe: everything that determines it (JSON round-trippable, hashed)."""
@@ -122,15 +201,26 @@ class CommandRun:
     def values(self) -> dict:
         return dict(self.fields)
 
-    def command(self, folder: str | Path) -> str:
-        return self.template.format(**{k: _shell(v) for k, v in self.fields}, run_dir=_shell(str(folder)))
+    def _values(self, folder: str | Path) -> dict[str, str]:
+        return {k: str(v) for k, v in self.fields} | {"run_dir": str(folder)}
 
     def argv(self, folder: str | Path) -> list[str]:
-        return shlex.split(self.command(folder))
+        """The command's arguments: the template split first, then each field put into its argument (a value
+        is never split or read by a shell, whatever it holds)."""
+        values = self._values(folder)
+        return [tok.format(**values) for tok in split_template(self.template)]
+
+    def env(self, folder: str | Path) -> dict[str, str]:
+        """Every field as ``REPETITA_<NAME>``: what a ``bash -c`` script uses, quoted by the shell itself."""
+        return {env_name(k): v for k, v in self._values(folder).items()}
+
+    def _identity(self) -> str:
+        # the id's command text (unchanged since ids were introduced, so studies keep their finished runs)
+        return self.template.format(**{k: _shell(v) for k, v in self.fields}, run_dir=_shell("{run_dir}"))
 
     @property
     def hash(self) -> str:
-        d = {"command": self.command("{run_dir}"), "fields": [list(f) for f in self.fields],
+        d = {"command": self._identity(), "fields": [list(f) for f in self.fields],
              "result": asdict(self.result), "corpus": self.corpus_digest}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -227,6 +317,10 @@ def cells(table: dict, grid) -> list[CommandRun]:
             "[recipes.command] needs command = \"...\", the training command with {fields}")
     template = table["command"]
     used = _template_fields(template)
+    tokens = split_template(template)
+    for tok in tokens:
+        _template_fields(tok)  # a brace pair cut by the split (a field across two arguments) is one line
+    check_no_field_in_script(tokens)
     result = ResultSpec.parse(table.get("result", {}))
     timeout = table.get("timeout")
     # a year bounds it: the waits below take seconds as a C double and overflow far beyond that
@@ -265,6 +359,10 @@ def cells(table: dict, grid) -> list[CommandRun]:
             if missing:
                 raise UserError(f"[recipes.command] command: field {{{missing[0]}}} does not exist; fields: "
                                 + ", ".join(sorted(set(values) | {"run_dir"})))
+            for key, v in values.items():
+                require(not isinstance(v, str) or "\0" not in v, f"field {key}: a NUL byte cannot be passed "
+                        "to a command")
+            _check_env_names([*values, "run_dir"])
             fields = tuple(sorted((key, _value(v)) for key, v in values.items()))
             out.append(CommandRun(template, fields, result, digest, float(timeout) if timeout else None, resources,
                                   cwd, label))
@@ -294,30 +392,47 @@ def _tail(path: Path) -> str:
     return " | ".join(lines[-TAIL_LINES:])
 
 
-def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
-    """Run the command in its folder; (status, payload) as ``repetita.study.runners.work`` returns it."""
-    # the command gets SIGKILL when the worker that started it dies (kill -9 of the study), as workers do
-    from repetita.study.runners import _die_with_parent
+GUARD = Path(__file__).with_name("guard.py")
+GUARD_LOCK = ".guard.lock"
 
+
+def _stop_guard(proc: subprocess.Popen) -> int:
+    """Tell a guard to stop (it kills everything of its run) and wait until it has."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    return proc.wait()
+
+
+def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
+    """Run the command in its folder; (status, payload) as ``repetita.study.runners.work`` returns it.
+
+    The command runs under ``repetita.study.guard``: nothing it starts outlives its end, its timeout, or
+    the death of this worker (kill -9 of the study)."""
     folder.mkdir(parents=True, exist_ok=True)
     argv = run.argv(folder)
-    env = dict(os.environ, REPETITA_RUN_DIR=str(folder))
+    result_path = folder / run.result.path
+    if not inside(folder, run.result.path):  # a symlink in the run folder pointing out of it
+        return "failed", {"error": f"result path {run.result.path!r} leads out of the run folder; refused"}
+    env = dict(os.environ) | run.env(folder)
     if gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
-    (folder / run.result.path).unlink(missing_ok=True)  # a stale result from a killed attempt is not this one's
+    result_path.unlink(missing_ok=True)  # a stale result from a killed attempt is not this one's
     t0 = time.time()
     timed_out = False
+    guard = [sys.executable, "-I", str(GUARD), str(os.getpid()), str(folder / GUARD_LOCK), "--", *argv]
     with open(folder / "stdout.log", "wb") as out, open(folder / "stderr.log", "wb") as err:
-        try:
-            proc = subprocess.Popen(argv, cwd=run.cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
-        except OSError as exc:
-            return "failed", {"error": f"cannot start {argv[0]!r}: {exc.strerror or exc}"}
+        # its own session: kill -9 of the study's process group leaves the guard to reap the command
+        proc = subprocess.Popen(guard, cwd=run.cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
         try:
             code = proc.wait(timeout=run.timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: a launcher's children too
-            code, timed_out = proc.wait(), True
+            code, timed_out = _stop_guard(proc), True
+        finally:
+            if proc.poll() is None:  # Ctrl-C or an error here: the command must not outlive this worker
+                _stop_guard(proc)
     seconds = time.time() - t0
     (folder / "command.json").write_text(json.dumps({"command": shlex.join(argv), "exit_code": code,
                                                      "timed_out": timed_out, "seconds": seconds}, indent=1))
@@ -331,6 +446,9 @@ def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
         return "failed", {"error": str(exc)}
     if not math.isfinite(loss):
         return "diverged", {"error": f"{run.result.path}: the final loss is {loss}"}
+    if loss <= 0:  # a loss is a cross-entropy: 0 or below is a broken result, not a record
+        return "failed", {"error": f"{run.result.path}: the final loss is {loss:g}; a loss must be a positive "
+                          "number (is this an accuracy or a log-likelihood?)"}
     v = run.values
     n, u, k = float(v["params"]), float(v["unique_tokens"]), float(v["epochs"])
     row = {"params": n, "tokens": u * k, "unique_tokens": u, "epochs": k, "loss": loss, "recipe": run.label,
@@ -338,6 +456,11 @@ def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
     result = {"val_loss": loss, "params": n, "unique_tokens": u, "epochs": k, "tokens": u * k, "history": history,
               "rows": [row], "config_hash": run.hash, "exit_code": code, "seconds": seconds}
     return "done", {"result": result}
+
+
+def _number(v) -> float | None:
+    """A JSON value as a number, or None (a curve entry of the wrong type is skipped, never a crash)."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def _walk(obj, key: str):
@@ -351,11 +474,12 @@ def _walk(obj, key: str):
 def read_result(spec: ResultSpec, folder: Path) -> tuple[float, list[dict]]:
     """(final loss, curve) from a finished run's folder; a missing file or key is one line."""
     path = folder / spec.path
-    require(path.exists(), f"no result file {spec.path} in the run folder (the command exited 0 without writing it)")
+    require(inside(folder, spec.path), f"result path {spec.path!r} leads out of the run folder; refused")
+    require(path.is_file(), f"no result file {spec.path} in the run folder (the command exited 0 without writing it)")
     if spec.kind == "json":
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise UserError(f"{spec.path}: not valid JSON ({exc})") from None
         key = spec.key or "eval_loss"
         value = _walk(data, key)
@@ -364,9 +488,11 @@ def read_result(spec: ResultSpec, folder: Path) -> tuple[float, list[dict]]:
         require(isinstance(value, int | float) and not isinstance(value, bool), f"{spec.path}: {key} = {value!r} "
                 "is not a number")
         curve = data.get("curve", []) if isinstance(data, dict) else []
-        history = [{"step": int(c.get("step", i)), "epoch": c.get("epoch"), "val_loss": float(c["loss"]),
-                    "tokens": c.get("tokens")}
-                   for i, c in enumerate(curve if isinstance(curve, list) else []) if isinstance(c, dict) and "loss" in c]
+        history = [{"step": int(c.get("step", i)), "epoch": _number(c.get("epoch")), "val_loss": float(c["loss"]),
+                    "tokens": _number(c.get("tokens"))}
+                   for i, c in enumerate(curve if isinstance(curve, list) else [])
+                   if isinstance(c, dict) and _number(c.get("loss")) is not None
+                   and _number(c.get("step", i)) is not None and math.isfinite(float(c.get("step", i)))]
         return float(value), history
     from repetita.laws.curves import read_curves
 

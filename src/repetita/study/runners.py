@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from repetita.errors import UserError, require
-from repetita.study.store import Store, run_dir, store_path
+from repetita.study.store import Store, check_result, run_dir, store_path
 
 HEARTBEAT_EVERY = 20  # training steps between checks that the study folder still exists
 BEAT_SECONDS = 30.0  # the driver beats the heartbeat of the runs in flight this often (Store.STALE_SECONDS: 600)
@@ -104,6 +104,11 @@ def _train(study_dir: str, run_id: str, config_json: str, folder: Path, threads:
 def record(store: Store, run_id: str, status: str, payload: dict) -> None:
     """The driver's half: write a worker's outcome into the store."""
     if status == "done":
+        try:
+            check_result(payload["result"])
+        except UserError as exc:  # a row the store refuses (a loss of 0 from a command): a failed run
+            store.fail(run_id, f"result refused: {exc}")
+            return
         store.finish(run_id, payload["result"])
     elif status in ("failed", "diverged"):
         store.fail(run_id, payload.get("error", "no error message"), status=status)
@@ -143,7 +148,8 @@ def check_study_alive(store_path: Path) -> None:
 
 
 def _die_with_parent() -> None:
-    """Pool initializer (and a command run's preexec): on Linux, a worker gets SIGKILL when the runner dies.
+    """Pool initializer: on Linux, a worker gets SIGKILL when the runner dies (a command run's guard then
+    reaps the command, repetita.study.guard).
 
     Without it a worker orphaned by ``kill -9`` of the runner keeps training its run while a
     restarted runner waits for it; with it the run is re-queued at once and resumes from its

@@ -95,6 +95,15 @@ def run_dir(study_dir: str | Path, run_id: str) -> Path:
     return Path(study_dir) / teacher_ref(run_id)
 
 
+def check_result(result: dict) -> list[dict]:
+    """The tidy rows of a run's result, checked against the schema (one line naming the bad value)."""
+    from repetita.laws.data import RunRow
+
+    require(isinstance(result, dict) and isinstance(result.get("rows", []), list),
+            "a run result must be a table with a list of rows")
+    return [RunRow.from_dict(r).to_dict() for r in result.get("rows", [])]
+
+
 def _deps_text(deps) -> str | None:
     """The stored form of a run's dependencies: ids joined by commas (one id in older studies), or NULL."""
     if deps is None or isinstance(deps, str):
@@ -372,10 +381,8 @@ class Store:
 
     def finish(self, run_id: str, result: dict, status: str = "done") -> None:
         """Record metrics, curve and tidy rows of a finished run in one transaction."""
-        from repetita.laws.data import RunRow
-
         require(status in STATES, f"unknown status {status}")
-        rows = [RunRow.from_dict(r).to_dict() for r in result.get("rows", [])]  # the schema, checked on entry
+        rows = check_result(result)
         history = result.get("history", [])
         metrics = {k: v for k, v in result.items() if k not in ("history", "rows", "config")}
         with self.transaction() as c:
