@@ -89,7 +89,16 @@ def test_hook_can_stop_and_run_resumes(tmp_path):
 
     r = train(TINY, tmp_path / "r", callbacks=[Every(hook, every=2)])
     assert not r["finished"] and seen == [2, 4]
+    # a checkpoint write cut by kill -9 leaves its temp file (named by the dead writer's pid): resume removes it
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / "r" / f".ckpt.pt.{dead}.tmp.pt"
+    stale.write_bytes(b"half a checkpoint")
     assert train(TINY, tmp_path / "r")["finished"]
+    assert not stale.exists() and not list((tmp_path / "r").glob(".*.tmp*"))
 
 
 def test_tiny_run_learns_below_chance(tmp_path):

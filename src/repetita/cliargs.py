@@ -45,10 +45,12 @@ def parse_number(text: str, what: str) -> float:
     return value
 
 
-def number_list(values: str | list[str], what: str, *, whole: bool = False, positive: bool = False) -> list:
+def number_list(values: str | list[str], what: str, *, whole: bool = False, positive: bool = False,
+                maximum: float | None = None) -> list:
     """Numbers from '1e4,1e5' or ['1e4', '1e5'] (or both mixed); at least one.
 
-    ``whole`` asks for integers (``1e4`` is accepted, ``2.5`` is not); ``positive`` for values > 0.
+    ``whole`` asks for integers (``1e4`` is accepted, ``2.5`` is not); ``positive`` for values > 0;
+    ``maximum`` bounds every value (one line naming the limit: a size guard before any allocation).
     """
     items = [values] if isinstance(values, str) else list(values)
     out: list = []
@@ -62,9 +64,51 @@ def number_list(values: str | list[str], what: str, *, whole: bool = False, posi
                 v = int(v)
             if positive:
                 require(v > 0, f"{what} must be positive, got {tok.strip()}")
+            if maximum is not None:
+                require(v <= maximum, f"{what}: {tok.strip()} is above the limit of {maximum:g}")
             out.append(v)
     require(len(out) > 0, f"{what}: no values given")
     return out
+
+
+def bounded_int(low: int, high: int | None = None):
+    """An argparse ``type``: a whole number within [low, high] (``1e4`` accepted), else one line naming it."""
+    import argparse
+
+    def parse(text: str) -> int:
+        v = quantity(text)
+        if v is None or not math.isfinite(v) or v != int(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        v = int(v)
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"{text} must be from {low:,} to {high:,}" if high is not None
+                                             else f"{text} must be at least {low:,}")
+        return v
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def bounded_float(low: float | None = None, high: float | None = None, *, open_low: bool = False):
+    """An argparse ``type``: a finite number within [low, high] (``(low, high]`` with ``open_low``)."""
+    import argparse
+
+    def parse(text: str) -> float:
+        v = quantity(text)
+        if v is None or not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and (v <= low if open_low else v < low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'above' if open_low else 'at least'} {low:g}")
+        if high is not None and v > high:
+            raise argparse.ArgumentTypeError(f"{text} must be at most {high:g}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+# seeds: numpy's generators take non-negative integers below 2**63 (a negative one was a traceback)
+SEED = bounded_int(0, 2**63 - 1)
 
 
 def add_curve_arguments(parser) -> None:

@@ -140,6 +140,29 @@ def make_dir(path: str | Path, what: str = "output folder") -> Path:
 # --- atomic writers -------------------------------------------------------------------------------
 
 
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Temporary files of ``write_atomic`` for ``path`` left by a writer that was killed (kill -9 skips its
+    cleanup): removed when the process named in them is gone. Called before a run resumes."""
+    path = Path(path)
+    gone = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """``writer(tmp)`` fills a temporary file beside ``path``; it then replaces ``path`` in one rename."""
     path = Path(path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from repetita.cliargs import number_list
+import math
+
+from repetita.cliargs import SEED, bounded_float, number_list
 from repetita.errors import UserError, require
 from repetita.io import check_dir
 
@@ -20,6 +22,9 @@ def _per_group(values: list[float] | None, k: int, default: float, name: str) ->
     return values
 
 
+MAX_GROUPS = 1_000_000
+
+
 def cmd_optimize(args) -> dict:
     import numpy as np
 
@@ -28,9 +33,13 @@ def cmd_optimize(args) -> dict:
     if args.zipf:
         try:
             k, alpha = args.zipf.split(":")
-            p = mx.zipf(int(k), float(alpha))
+            k, alpha = int(k), float(alpha)
         except ValueError:
             raise UserError(f"--zipf: expected GROUPS:ALPHA like 100:1.1, got '{args.zipf}'") from None
+        # the optimum is solved over every group: a million groups is far past any skill or domain count
+        require(1 <= k <= MAX_GROUPS and math.isfinite(alpha), f"--zipf: GROUPS must be from 1 to {MAX_GROUPS:,} "
+                f"and ALPHA a finite number, got '{args.zipf}'")
+        p = mx.zipf(k, alpha)
     else:
         require(args.weights is not None, "give --weights p1,p2,... or --zipf GROUPS:ALPHA")
         p = mx.check_weights(_floats(args.weights, "--weights"), "--weights")
@@ -274,7 +283,9 @@ def register(subparsers) -> None:
     p.add_argument("--curves", help="CSV of learning curves (group, n, loss); fits one power law per group")
     p.add_argument("--group", default="group", help="group column of --curves")
     p.add_argument("--axis", default="n", help="sample-count column of --curves")
-    p.add_argument("--budget", type=float, default=1000.0, help="total training samples N")
+    # 1e15 samples is beyond any training set; past it the errors underflow and the gain is noise
+    p.add_argument("--budget", type=bounded_float(0, 1e15, open_low=True), default=1000.0,
+                   help="total training samples N (at most 1e15)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
 
@@ -287,7 +298,7 @@ def register(subparsers) -> None:
     c.add_argument("--init", type=float, default=0.5, help="std of the initial weights")
     c.add_argument("--batch", type=int, default=64)
     c.add_argument("--evals", type=int, default=20)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=SEED, default=0)
     c.add_argument("--sampling", default="independent", choices=["independent", "distinct"], help=SAMPLING_HELP)
     c.add_argument("--out", help="write the curves (JSON + config) to this directory")
     c.add_argument("--json", action="store_true")
@@ -360,6 +371,6 @@ def register(subparsers) -> None:
     r.add_argument("--retries", type=int, default=3)
     r.add_argument("--timeout", type=float, default=60.0)
     r.add_argument("--rate", type=float, default=0.0, help="max requests per second (0: unlimited)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=SEED, default=0)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_rephrase)

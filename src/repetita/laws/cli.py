@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from repetita.cliargs import number_list, parse_number
+from repetita.cliargs import SEED, number_list, parse_number
 from repetita.errors import UserError, require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 
@@ -294,7 +294,7 @@ def register(sub) -> None:
     p.add_argument("--axis", help="power law: the column x in L = E + A x^-alpha")
     p.add_argument("--by", help="power law: two-step asymptote, fit along --axis within each value of this column")
     p.add_argument("--bootstrap", type=int, default=0, metavar="B", help="percentile intervals from B resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument(
         "--holdout", metavar="SPEC", help="kfold:K[:SEED], largest:COL[:N], group:COL, test:COL=V,.., train:COL=V,.."

@@ -8,6 +8,7 @@ schedules). Fit files are read by ``laws.record.load`` (also ``example:NAME``); 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -138,6 +139,8 @@ def cmd_plan(args) -> dict:
     epochs = number_list(args.epochs, "--epochs")
     require(0 < args.fraction < 1, f"--fraction must lie in (0, 1), got {args.fraction}")
     losses = [parse_number(x, "--loss") for x in args.loss.split(",")] if args.loss else None
+    require(not losses or all(math.isfinite(v) and v > 0 for v in losses),
+            f"--loss {args.loss}: losses are positive numbers (a cross-entropy in nats)")
     out = plan.fixed_plan(record, n, u, epochs, fraction=args.fraction, losses=losses)
     table, summary = out.pop("_table"), out["summary"]
     if args.reuse_file:

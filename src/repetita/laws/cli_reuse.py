@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from repetita.cliargs import SEED
 from repetita.errors import require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 from repetita.laws.record import load as load_fit
@@ -146,7 +147,7 @@ def register(sub) -> None:
                    help="shift the reference per model (and corpus) so its one-epoch run has E = 1")
     e.add_argument("--intervals", type=int, default=0, metavar="B",
                    help="curves: bootstrap the final losses from their last evaluations, B resamples")
-    e.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    e.add_argument("--seed", type=SEED, default=0, help="bootstrap seed")
     e.add_argument("--by", help="K* groups, comma-separated (default params,corpus,unique_tokens where present)")
     e.add_argument("--lam", type=float, default=0.75, help="K* = the largest K with E >= lam K (default 0.75)")
     e.add_argument("--extrapolate", action="store_true", help="allow (and flag) losses outside the reference")

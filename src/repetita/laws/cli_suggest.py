@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from repetita.cliargs import number_list, parse_number
+from repetita.cliargs import SEED, number_list, parse_number
 from repetita.errors import UserError, require
 
 
@@ -19,8 +19,19 @@ def _range(text: str, what: str) -> list[float]:
         n = parse_number(parts[2], what)
         require(0 < lo <= hi and n >= 1 and n == int(n) and math.isfinite(hi), f"{what}: need 0 < FROM <= TO and a "
                 f"whole COUNT, got {text!r}")
+        require(n <= MAX_VALUES, f"{what}: COUNT {n:g} is above the limit of {MAX_VALUES:,} values")
         return np.geomspace(lo, hi, int(n)).tolist()
-    return number_list(text, what, positive=True)
+    values = number_list(text, what, positive=True)
+    require(len(values) <= MAX_VALUES, f"{what}: {len(values):,} values is above the limit of {MAX_VALUES:,}")
+    return values
+
+
+# Size guards before any allocation: the design holds candidates x draws x laws predictions (a grid of
+# 1e5 x 1e5 candidates asked for 522 GiB). The documented speed case is 1,000 candidates x 3 laws x 500 draws.
+MAX_VALUES = 1000  # per offered axis (sizes, budgets, epochs)
+MAX_CANDIDATES = 100_000
+MAX_CELLS = 50_000_000  # candidates x draws x laws: 400 MB per array of predictions
+MAX_DRAWS = 100_000
 
 
 def _exclude_done(cand, path: str):
@@ -51,7 +62,8 @@ def cmd_suggest(args) -> dict:
     from repetita.laws.design import Target, candidate_grid, suggest
     from repetita.laws.record import estimator, load, same_data
 
-    require(args.runs >= 1, f"--runs (k) must be >= 1, got {args.runs}")
+    require(1 <= args.runs <= 1000, f"--runs (k) must be from 1 to 1,000, got {args.runs}")
+    require(2 <= args.draws <= MAX_DRAWS, f"--draws must be from 2 to {MAX_DRAWS:,}, got {args.draws}")
     target = Target(parse_number(args.unique_tokens, "--unique-tokens"),
                     compute=parse_number(args.compute, "--compute") if args.compute else None,
                     params=parse_number(args.params, "--params") if args.params else None)
@@ -78,8 +90,14 @@ def cmd_suggest(args) -> dict:
                                           "fit every law to the same runs") if differ else "")
     fits = {r.get("law", path) if sum(x.get("law") == r.get("law") for x in records.values()) == 1 else path:
             estimator(r) for path, r in records.items()}
-    cand = candidate_grid(_range(args.sizes, "--sizes"), budgets, _range(args.epochs, "--epochs"),
-                          flops_per_token=args.flops_per_token, max_run_flops=args.max_run_flops)
+    sizes, epochs = _range(args.sizes, "--sizes"), _range(args.epochs, "--epochs")
+    n_cand = len(sizes) * len(budgets) * len(epochs)
+    require(n_cand <= MAX_CANDIDATES, f"--sizes x --budgets x --epochs offer {n_cand:,} candidates, above the limit of "
+            f"{MAX_CANDIDATES:,}; offer fewer values")
+    require(n_cand * args.draws * len(records) <= MAX_CELLS, f"{n_cand:,} candidates x {args.draws} draws x "
+            f"{len(records)} law(s) is above the limit of {MAX_CELLS:,} predictions; lower --draws or the grid")
+    cand = candidate_grid(sizes, budgets, epochs, flops_per_token=args.flops_per_token,
+                          max_run_flops=args.max_run_flops)
     if args.done:
         cand = _exclude_done(cand, args.done)
     out = suggest(fits, target, cand, args.runs, n_draws=args.draws, seed=args.seed,
@@ -150,7 +168,7 @@ def register(sub) -> None:
     p.add_argument("--runs", type=int, default=5, help="how many runs to suggest (k)")
     p.add_argument("--done", help="a run table: its (N, U, K) are not suggested again")
     p.add_argument("--draws", type=int, default=500, help="parameter draws per law")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--flops-per-token", type=float, default=6.0, help="FLOPs per parameter per token (6)")
     p.add_argument("--csv", help="write the runs as a CSV for your own trainer")
     p.add_argument("--spec-out", help="write a study spec (TOML) that runs them: repetita run FILE --dir STUDY")

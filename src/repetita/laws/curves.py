@@ -29,10 +29,37 @@ from repetita.errors import UserError, require
 LOSS_TAGS = ("eval/loss", "eval_loss", "val_loss", "validation/loss", "val/loss", "loss", "train/loss")
 
 
+# A folder of logs is searched this deep (logs/<run>/<split>/events...: Hugging Face's Trainer writes
+# output_dir/runs/<stamp>/events...) and through at most this many entries: `fit /tmp` walked the whole tree.
+SCAN_DEPTH = 3
+SCAN_ENTRIES = 10_000
+
+
 def _is_tensorboard(path: Path) -> bool:
+    import os
+
     if path.is_file():
         return "tfevents" in path.name
-    return path.is_dir() and any("tfevents" in p.name for p in path.rglob("*") if p.is_file())
+    if not path.is_dir():
+        return False
+    seen, level = 0, [str(path)]
+    for _ in range(SCAN_DEPTH + 1):
+        below = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            seen += len(entries)
+            require(seen <= SCAN_ENTRIES, f"{path}: more than {SCAN_ENTRIES:,} files and folders within {SCAN_DEPTH} "
+                    "levels; give the folder that holds the runs' logs")
+            for e in entries:
+                if e.is_file(follow_symlinks=False) and "tfevents" in e.name:
+                    return True
+                if e.is_dir(follow_symlinks=False):
+                    below.append(e.path)
+        level = below
+    return False
 
 
 def detect(path: str | Path) -> str:

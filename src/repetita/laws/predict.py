@@ -10,6 +10,7 @@ cool-down), which is also where the law's schedule integrals are taken from (lin
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,11 @@ import pandas as pd
 from repetita.errors import UserError, require
 
 NAMED = ("cosine", "wsd", "constant")
+
+
+# The law sums the LR over every step up to each point: memory and time grow with the step count (a schedule
+# of 1e10 steps asked for 74.5 GiB). Ten million steps is far past any LM run's length.
+MAX_STEPS = 10**7
 
 
 def named_schedule(text: str, *, warmup: int = 2160, peak_lr: float = 3e-4, final_frac: float | None = None,
@@ -35,10 +41,13 @@ def named_schedule(text: str, *, warmup: int = 2160, peak_lr: float = 3e-4, fina
     except ValueError:
         raise UserError(f"schedule {text!r}: STEPS{'/DECAY' if kind == 'wsd' else ''} must be whole numbers") from None
     total = nums[0]
+    require(total <= MAX_STEPS, f"schedule {text!r}: {total:,} steps is above the limit of {MAX_STEPS:,}")
     require(total > warmup >= 1, f"schedule {text!r}: STEPS must exceed the warm-up ({warmup} steps)")
-    require(peak_lr > 0, f"--peak-lr must be positive, got {peak_lr}")
+    require(math.isfinite(peak_lr) and peak_lr > 0, f"--peak-lr must be positive, got {peak_lr}")
+    require(final_frac is None or (math.isfinite(final_frac) and 0 <= final_frac <= 1),
+            f"--final-frac must lie in [0, 1] (a fraction of the peak LR), got {final_frac}")
+    require(every is None or every >= 1, f"--every must be >= 1, got {every}")
     every = every or max(1, total // 500)
-    require(every >= 1, f"--every must be >= 1, got {every}")
     kinks = [warmup, total]
     final = final_frac
     if kind == "wsd":
@@ -64,7 +73,10 @@ def read_schedule(path: str | Path, columns: dict[str, str] | None = None) -> pd
 
     df = read_table(path, columns)
     require_columns(df, ("step", "lr"), "a schedule")
-    return pd.DataFrame({"step": numeric_column(df, "step"), "lr": numeric_column(df, "lr")})
+    out = pd.DataFrame({"step": numeric_column(df, "step"), "lr": numeric_column(df, "lr")})
+    require(len(out) and out["step"].max() <= MAX_STEPS, f"{path}: steps up to {out['step'].max():,.0f} are above "
+            f"the limit of {MAX_STEPS:,}")
+    return out
 
 
 def predict_curve(record: dict, schedule: pd.DataFrame) -> pd.DataFrame:

@@ -102,9 +102,16 @@ def _config_from_args(args):
         if not path.exists():
             raise UserError(f"config file {path} does not exist")
         try:
-            base = json.loads(path.read_text())
+            base = json.loads(path.read_bytes())
         except json.JSONDecodeError as exc:
-            raise UserError(f"config file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+            raise UserError(f"config file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                            f"{exc.start}): give a JSON TrainConfig") from None
+        except (OSError, RecursionError) as exc:
+            raise UserError(f"config file {path}: cannot read it ({exc})") from None
+        if not isinstance(base, dict):
+            raise UserError(f"config file {path} must hold a JSON object of TrainConfig fields")
     for f in fields(TrainConfig):
         v = getattr(args, f.name, None)
         if f.name not in _SKIP and v is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from repetita.cliargs import SEED
+
 
 def cmd_prepare(args) -> dict:
     from repetita.cliargs import number_list
@@ -37,6 +39,6 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--budgets", help="unique-token budgets to record, e.g. 1e7,1e8 (checked against the corpus)")
     p.add_argument("--val-docs", type=int, default=100, help="documents held out for validation (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="document shuffle seed (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="document shuffle seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_prepare)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from repetita.errors import UserError, require
-from repetita.io import check_dir, read_json, save_npy, save_torch, write_json
+from repetita.io import check_dir, read_json, remove_stale_temps, save_npy, save_torch, write_json
 from repetita.laws.data import RunRow
 from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
@@ -282,6 +282,7 @@ def _train(config: TrainConfig, out_dir, callbacks, stop_at_step, progress, root
     data = load_data(config.corpus, config.tokenizer, config.context, config.unique_tokens,
                      config.val_fraction, config.val_tokens, config.split_seed)
     ckpt = Checkpoint(out / "ckpt.pt", config.checkpoint_every)
+    remove_stale_temps(ckpt.path)  # a checkpoint write cut by kill -9 leaves its temp file behind
     state = load_checkpoint(ckpt.path, device) if ckpt.path.exists() else None
     mc = config.model_config(data.vocab_size)
     total = data.steps_for(config.epochs, config.batch_size)

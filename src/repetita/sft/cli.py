@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from repetita.cliargs import number_list
+from repetita.cliargs import SEED, bounded_int, number_list
 from repetita.io import check_file, write_json
 
 
@@ -69,12 +69,14 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="sft_command", metavar="SFT_COMMAND")
     sub.required = True
     pl = sub.add_parser("plan", help="the nested samples x epochs grid at a fixed budget of sample-passes")
-    pl.add_argument("--budget", type=int, required=True, help="sample-passes per cell (samples x epochs)")
-    pl.add_argument("--pool", type=int, required=True, help="number of samples available")
+    # bounds: the subsets file holds the pool's indices (a pool of 1e9 would be 8 GB of them)
+    pl.add_argument("--budget", type=bounded_int(1, 10**12), required=True,
+                    help="sample-passes per cell (samples x epochs)")
+    pl.add_argument("--pool", type=bounded_int(1, 10**8), required=True, help="number of samples available")
     pl.add_argument("--samples", help="comma-separated sample counts (default: budget / factor^k)")
-    pl.add_argument("--factor", type=int, default=2)
-    pl.add_argument("--min-samples", type=int, default=1)
-    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--factor", type=bounded_int(2), default=2)
+    pl.add_argument("--min-samples", type=bounded_int(1), default=1)
+    pl.add_argument("--seed", type=SEED, default=0)
     pl.add_argument("--subsets", help="write the nested subsets' pool indices to this JSON file")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_plan)

@@ -20,6 +20,7 @@ def cmd_run(args) -> dict:
         ray_address=args.ray or None,
         retry_failed=args.retry_failed,
         progress=not args.json,
+        add=args.add,
     )
     c = result["counts"]
     if not args.json:
@@ -42,8 +43,9 @@ def cmd_report(args) -> dict:
 
     summary = build_report(args.dir)
     if not args.json:
-        d = summary["decision"]
-        print("\n".join(d["lines"]) if d["lines"] else f"no decision: {d.get('skipped')}")
+        d = summary.get("decision") or {}
+        print("\n".join(d["lines"]) if d.get("lines") else
+              f"no decision: {d.get('skipped') or 'the study has no finished runs yet'}")
         for c in d.get("caveats", []):
             print(f"  caveat: {c}")
         r = summary.get("reuse")
@@ -81,7 +83,7 @@ def cmd_export(args) -> dict:
 
     check_study_dir(Path(args.dir), creating=False)
     check_file(args.out, "export", suffixes=(".csv", ".parquet"))
-    store = Store.of_study(args.dir, verify=True)
+    store = Store.of_study(args.dir, verify=True, readonly=True)
     try:
         path = store.export(args.out)
         n = len(store.tidy())
@@ -106,6 +108,9 @@ def register(sub) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster address, or no value to start a local Ray")
     p.add_argument("--retry-failed", action="store_true", help="queue failed runs again")
+    p.add_argument("--add", action="store_true",
+                   help="add this spec's runs to a study made from another spec (its spec.toml is kept; the added "
+                   "spec is saved under added/)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_run)
 

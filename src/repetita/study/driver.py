@@ -37,6 +37,19 @@ def check_study_dir(study_dir: Path, creating: bool) -> None:
     require(not any(study_dir.iterdir()), f"{study_dir}: exists, is not empty and is not a study directory")
 
 
+def check_resources(runs) -> None:
+    """On the local pool, a command run asking for more GPUs than this machine shows is refused before the
+    store exists (the pool checks again with the queue; a Ray cluster is checked when it is reached)."""
+    from repetita.study.runners import visible_gpus
+
+    need = max((r.config.resource_request()["gpus"] for r in runs if hasattr(r.config, "resource_request")),
+               default=0)
+    if need:
+        have = len(visible_gpus())
+        require(need <= have, f"the runs ask for {need:g} GPU(s) and this machine shows {have}; run on a machine "
+                "or Ray cluster (--ray ADDRESS) with them")
+
+
 def check_budgets(configs) -> None:
     """Every unique-token budget fits its corpus's training pool, checked once per corpus before any run is
     queued (otherwise the runs that ask for too much fail one by one, minutes into the study)."""
@@ -59,19 +72,48 @@ def check_budgets(configs) -> None:
                 + ("" if corpus.startswith("markov") else f", tokenizer {tokenizer}") + "); lower it or use a larger corpus")
 
 
-def prepare_study(spec_path: str | Path, study_dir: str | Path):
+def check_same_study(study_dir: Path, raw: dict, add: bool) -> bool:
+    """A spec run into an existing study must be its spec, or that spec with [[runs]] points appended (the
+    report's next_runs.toml, suggest --spec-out): another spec would mix two studies in one store. ``add``
+    lets it in on purpose. Returns whether the stored spec.toml is to be replaced (an extension)."""
+    import tomllib
+
+    stored = study_dir / SPEC_NAME
+    if not stored.is_file():
+        return True
+    try:
+        old = tomllib.loads(stored.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        old = None
+    if old is not None and {k: v for k, v in old.items() if k != "runs"} == {k: v for k, v in raw.items() if k != "runs"}:
+        return True
+    require(add, f"{study_dir} holds a study of another spec ({SPEC_NAME}); run it with that spec (or a spec that "
+            "only appends [[runs]] to it), choose a new --dir, or pass --add to add this spec's runs to it")
+    return False
+
+
+def prepare_study(spec_path: str | Path, study_dir: str | Path, add: bool = False, ray: bool = False):
     """Validate the spec, create or reopen the study, queue the first runs. Returns (store, study, new)."""
     study_dir = Path(study_dir)
     raw = load_spec(spec_path)
     check_study_dir(study_dir, creating=True)
+    replace_spec = check_same_study(study_dir, raw, add)
     study = expand(raw)  # validates everything before anything is written
     first = study.proposals({})
     check_budgets([r.config for r in first])
+    if not ray:
+        check_resources(first)
     fresh = not study_dir.exists()
     study_dir.mkdir(parents=True, exist_ok=True)
     try:
         store = Store.of_study(study_dir, create=True, verify=True)
-        write_text(study_dir / SPEC_NAME, resolve_spec(spec_path).read_text())
+        text = resolve_spec(spec_path).read_text()
+        if replace_spec:
+            write_text(study_dir / SPEC_NAME, text)
+        else:  # --add: the study's own spec stays; the added one is kept beside it
+            import hashlib
+
+            write_text(study_dir / "added" / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.toml", text)
         new = store.add_runs(study.proposals(store.results()))
     except BaseException:
         if fresh:  # a new study that could not even be set up (a full disk, a size limit) leaves nothing behind
@@ -91,10 +133,11 @@ def run_study(
     ray_address: str | None = None,
     retry_failed: bool = False,
     progress: bool = True,
+    add: bool = False,
 ) -> dict:
     require(workers >= 1, f"--workers must be >= 1, got {workers}")
     t0 = time.time()
-    store, study, new = prepare_study(spec_path, study_dir)
+    store, study, new = prepare_study(spec_path, study_dir, add=add, ray=ray)
     if retry_failed:
         store.retry_failed()
     try:
@@ -133,7 +176,7 @@ def run_study(
 def study_status(study_dir: str | Path) -> dict:
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)
-    store = Store.of_study(study_dir, verify=True)
+    store = Store.of_study(study_dir, verify=True, readonly=True)
     try:
         runs = store.runs()
         bad = runs[runs["status"].isin(["failed", "diverged"])]

@@ -238,7 +238,7 @@ def build_report(study_dir: str | Path) -> dict:
 
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)
-    store = Store.of_study(study_dir, verify=True)
+    store = Store.of_study(study_dir, verify=True, readonly=True)
     try:
         tidy, counts, results = store.tidy(), store.counts(), store.results()
     finally:

@@ -63,6 +63,7 @@ its ``params``, and its run ids hash the resolved command; it takes the spec to 
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from dataclasses import replace as _replace
@@ -180,6 +181,8 @@ def _list(value, where: str, kind=(int, float)) -> list:
     for v in values:
         ok = isinstance(v, kind) and not isinstance(v, bool)
         require(ok, f"{where}: {v!r} has the wrong type (expected {' or '.join(k.__name__ for k in kind)})")
+        if where.endswith(("unique_tokens", "epochs")):  # a budget or an epoch count of 0 or below is no run
+            require(math.isfinite(v) and v > 0, f"{where}: {v!r} must be a positive number")
     return values
 
 

@@ -136,6 +136,9 @@ def _guarded(fn):
             return fn(self, *args, **kwargs)
         except sqlite3.Error as exc:
             raise _database_error(self.path, exc) from None
+        except json.JSONDecodeError as exc:  # a cell written by hand or by a damaged disk
+            raise UserError(f"{self.path}: a stored cell is not valid JSON ({exc.msg}); the store is damaged: "
+                            "restore it from a copy") from None
         except pd.errors.DatabaseError as exc:  # pandas wraps the sqlite3 error of read_sql_query
             cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else sqlite3.DatabaseError(str(exc))
             raise _database_error(self.path, cause) from None
@@ -170,6 +173,32 @@ def _enable_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
         pause = min(pause * 2, 0.2)
 
 
+def _schema_version(row, path: Path) -> int | None:
+    if row is None:
+        return None
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: the store's schema version {row[0]!r} is not a number; the store is damaged: "
+                        "restore it from a copy") from None
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """SQLite's read-only mode; where even the WAL index cannot be made (read-only storage), immutable."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) and "readonly" not in str(exc):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+
+
 @_guard_methods
 class Store:
     """Thin wrapper over the SQLite file; every method is one short transaction.
@@ -180,28 +209,50 @@ class Store:
     """
 
     @classmethod
-    def of_study(cls, study_dir: str | Path, create: bool = False, verify: bool = False) -> Store:
-        return cls(store_path(study_dir), create=create, verify=verify)
+    def of_study(cls, study_dir: str | Path, create: bool = False, verify: bool = False,
+                 readonly: bool = False) -> Store:
+        return cls(store_path(study_dir), create=create, verify=verify, readonly=readonly)
 
-    def __init__(self, path: str | Path, create: bool = True, verify: bool = False):
+    def __init__(self, path: str | Path, create: bool = True, verify: bool = False, readonly: bool = False):
+        """``readonly``: the reading commands (status, report, export) open the file with SQLite's
+        ``mode=ro`` and never create or change anything in it (a 0-byte file stays 0 bytes and is refused);
+        on read-only storage the file is opened as immutable."""
         self.path = Path(path)
-        if not create:
+        if not create or readonly:
             require(self.path.is_file(), f"{self.path}: no study store here (is this a study directory?)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if readonly:
+            require(self.path.stat().st_size > 0, f"{self.path}: an empty file, not a repetita study store")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self._conn.execute("PRAGMA busy_timeout=60000")
-            _enable_wal(self._conn)
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            if readonly:
+                self._conn = _open_readonly(self.path)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+                self._conn.execute("PRAGMA busy_timeout=60000")
+                _enable_wal(self._conn)
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             if verify:
                 bad = [r[0] for r in self._conn.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
                 if bad:
                     raise sqlite3.DatabaseError(f"database disk image is malformed: {bad[0]}")
-            self._init_schema()
+            self._check_schema() if readonly else self._init_schema()
         except sqlite3.DatabaseError as exc:
             if "malformed" in str(exc):
                 raise _database_error(self.path, exc) from None
             raise UserError(f"{self.path}: not a repetita study store ({exc})") from None
+
+    def _check_schema(self) -> None:
+        """The read-only half of ``_init_schema``: the tables and the schema version, nothing written."""
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        require({"meta", "runs", "curves", "rows"} <= tables, f"{self.path}: an SQLite file that is not a repetita "
+                "study store (tables missing)")
+        version = _schema_version(self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(),
+                                  self.path)
+        require(version == SCHEMA_VERSION, f"{self.path}: store schema version {version} needs migrating by this "
+                f"repetita (expects {SCHEMA_VERSION}): run repetita run on it once, or use a new study directory"
+                if version == 1 else f"{self.path}: store schema version {version} is incompatible with this "
+                f"repetita (expects {SCHEMA_VERSION}); use a new study directory")
 
     def _init_schema(self) -> None:
         # Checked and created inside one write transaction: two processes opening a new study at once
@@ -215,8 +266,8 @@ class Store:
                         c.execute(stmt)
                 c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 return
-            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else None
+            version = _schema_version(c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(),
+                                      self.path)
         if version == 1:
             self._migrate_v1()
             return

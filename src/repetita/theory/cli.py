@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from repetita.cliargs import number_list
+from repetita.cliargs import SEED, number_list
 from repetita.errors import require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
 from repetita.theory.spectra import SPECTRUM_HELP, WSTAR_HELP
@@ -20,9 +20,20 @@ _SPECTRUM_HELP = SPECTRUM_HELP + " (default well:0.05)"
 _WSTAR_HELP = WSTAR_HELP + " (default flat)"
 
 
-def _ints(values: list[str], what: str) -> tuple[int, ...]:
+# Size guards, checked before anything is allocated or simulated: the Monte Carlo holds N x d features and
+# runs N x K steps per replicate and learning rate (N = 1e12 asked for terabytes, N = 1e300 hung); the exact
+# one-pass risk is closed-form in n, but beyond 1e15 steps its table is digits, not information.
+MAX_N = 10**7
+MAX_K = 10**5
+MAX_STEPS = 10**9  # N x K per replicate
+MAX_ONEPASS_N = 10**15
+MAX_D = 10**5
+MAX_REPLICATES = 10**5
+
+
+def _ints(values: list[str], what: str, maximum: float | None = None) -> tuple[int, ...]:
     """Positive whole numbers from '1e4 1e5' or '1e4,1e5'."""
-    return tuple(number_list(values, what, whole=True, positive=True))
+    return tuple(number_list(values, what, whole=True, positive=True, maximum=maximum))
 
 
 def _floats(values: list[str], what: str) -> tuple[float, ...]:
@@ -30,12 +41,12 @@ def _floats(values: list[str], what: str) -> tuple[float, ...]:
 
 
 def _replicates(values: list[str]) -> int | tuple[int, ...]:
-    reps = _ints(values, "--replicates")
+    reps = _ints(values, "--replicates", MAX_REPLICATES)
     return reps[0] if len(reps) == 1 else reps
 
 
 def _check_common(args) -> None:
-    require(args.d >= 1, f"--d must be a positive integer, got {args.d}")
+    require(1 <= args.d <= MAX_D, f"--d must be a whole number from 1 to {MAX_D:,}, got {args.d}")
     require(math.isfinite(args.sigma) and args.sigma > 0, f"--sigma must be positive, got {args.sigma}")
 
 
@@ -44,8 +55,12 @@ def cmd_reuse(args) -> dict:
     _check_common(args)
     from repetita.theory.reuse import ReuseConfig, reuse_table
 
+    Ns, Ks = _ints(args.N, "--N", MAX_N), _ints(args.K, "--K", MAX_K)
+    require(max(Ns) * max(Ks) <= MAX_STEPS, f"--N {max(Ns):g} x --K {max(Ks):g} is {max(Ns) * max(Ks):.3g} SGD steps "
+            f"per replicate, above the limit of {MAX_STEPS:.0e}; lower N or K")
+    require(args.threads is None or args.threads >= 1, f"--threads must be at least 1, got {args.threads}")
     config = ReuseConfig(
-        Ns=_ints(args.N, "--N"), Ks=_ints(args.K, "--K"), spectrum=args.spectrum, d=args.d, sigma=args.sigma,
+        Ns=Ns, Ks=Ks, spectrum=args.spectrum, d=args.d, sigma=args.sigma,
         wstar=args.wstar, design=args.design, replicates=_replicates(args.replicates), order=args.order,
         fraction=args.fraction, seed=args.seed, threads=args.threads, fine_points=args.fine_points,
     )
@@ -110,7 +125,7 @@ def cmd_onepass(args) -> dict:
     from repetita.theory.spectra import Problem
 
     problem = Problem.from_strings(args.spectrum, args.d, args.sigma, args.wstar, args.design)
-    ns = np.asarray(_ints(args.n, "--n"), dtype=float)
+    ns = np.asarray(_ints(args.n, "--n", MAX_ONEPASS_N), dtype=float)
     top = eta_max(problem)
     out = {"problem": problem.to_dict(), "eta_max": top, "n": ns}
     if args.eta is not None:
@@ -166,7 +181,7 @@ def register(sub) -> None:
                    help="sample order per epoch: fresh permutation, one permutation reused, or with replacement")
     r.add_argument("--fraction", type=float, default=0.5, help="K*(N) is where E(K, N) < fraction * K (default 0.5)")
     r.add_argument("--fine-points", type=int, default=9, help="learning rates per (K, N) in the fine stage")
-    r.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo (default 0)")
+    r.add_argument("--seed", type=SEED, default=0, help="seed of the Monte Carlo (default 0)")
     r.add_argument("--threads", type=int, default=None, help="numba threads (default: NUMBA_NUM_THREADS or all)")
     r.add_argument("--plot", metavar="PNG", help="write E vs K and R* vs asymptotes (config + table beside it)")
     r.add_argument("--save", metavar="JSON", help="write the table and its config as JSON")
