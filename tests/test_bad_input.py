@@ -286,8 +286,24 @@ def _store(folder: Path, runs: int = 2) -> None:
     s.close()
 
 
+# Imported once here, so that each forked case starts with them loaded (seconds per case otherwise).
+HEAVY = ("pandas", "scipy.optimize", "scipy.stats", "scipy.linalg", "matplotlib", "matplotlib.pyplot", "tokenizers",
+         "repetita.laws.fit", "repetita.laws.allocate", "repetita.laws.record", "repetita.laws.design",
+         "repetita.laws.plan", "repetita.laws.decide", "repetita.laws.curves", "repetita.laws.predict",
+         "repetita.laws.benchmark", "repetita.laws.reuse", "repetita.study.driver", "repetita.study.report",
+         "repetita.study.command", "repetita.theory.reuse", "repetita.theory.exact", "repetita.data_mix.mixture",
+         "repetita.data_mix.composition", "repetita.lm.prepare", "torch", "repetita.lm.train")
+
+
 @pytest.fixture(scope="module")
 def fixtures():
+    import importlib
+
+    for name in HEAVY:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an extra not installed: its cases say so in one line
+            pass
     with tempfile.TemporaryDirectory(prefix="repetita-bad-") as tmp:
         d = Path(tmp)
         good = _good_rows()

@@ -170,3 +170,72 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, inputs, tokenizer)
     assert res.returncode == 2 and "cannot write the prepared corpus" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_two_prepares_into_one_folder_one_succeeds_the_other_refuses(tmp_path, tokenizer):
+    """Five times: two processes prepare into the same --out at once. One exits 0 with a manifest that
+    matches its files; the other refuses in one line (the lock, or the finished corpus), and no temp
+    folder or lock file stays behind."""
+    import subprocess
+    import sys
+
+    docs = _docs(400) * 20  # enough work that the two overlap
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    for i in range(5):
+        out = tmp_path / f"out{i}"
+        cmd = [sys.executable, "-m", "repetita.cli", "corpus", "prepare", str(src), "--tokenizer", str(tokenizer),
+               "--out", str(out), "--val-docs", "50"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+        codes = sorted(c for c, _ in results)
+        assert codes == [0, 2], results
+        err = next(e for c, e in results if c == 2)
+        assert len(err.strip().splitlines()) == 1 and ("another repetita corpus prepare" in err
+                                                      or "already holds a prepared corpus" in err), err
+        from repetita.lm.prepare import check_files, read_manifest
+
+        m = read_manifest(out)
+        check_files(out, m)  # the sizes match the manifest's token counts
+        train = np.memmap(out / "train.bin", dtype=m["dtype"], mode="r")
+        assert len(train) == m["tokens"]["train"] > 0 and m["documents"]["train"] == len(docs) - 50
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_large_validation_share_is_noted_with_the_flag(tmp_path, capsys, inputs, tokenizer):
+    code = main(["corpus", "prepare", *inputs, "--tokenizer", str(tokenizer), "--out", str(tmp_path / "c"),
+                 "--val-docs", "20"])
+    err = capsys.readouterr().err
+    assert code == 0 and "note: the validation split holds" in err and "--val-docs" in err, err
+    code = main(["corpus", "prepare", *inputs, "--tokenizer", str(tokenizer), "--out", str(tmp_path / "d"),
+                 "--val-docs", "2"])
+    assert code == 0 and "validation split holds" not in capsys.readouterr().err
+
+
+def test_a_long_document_is_tokenized_in_pieces_with_the_same_ids(tmp_path, capsys, tokenizer, monkeypatch):
+    """A document past CHUNK_CHARS goes to the tokenizer in pieces cut after line breaks (bounded memory);
+    a byte-level BPE that never merges across a line break gives the same ids either way."""
+    from tokenizers import Tokenizer
+
+    from repetita.lm import prepare as prep
+
+    long_doc = "\n".join(_docs(300))
+    src = tmp_path / "long.jsonl"
+    src.write_text(json.dumps({"text": long_doc}) + "\n" + "".join(json.dumps({"text": d}) + "\n" for d in _docs(3)))
+    monkeypatch.setattr(prep, "CHUNK_CHARS", 500)
+    assert len(prep._pieces(long_doc)) > 20 and "".join(prep._pieces(long_doc)) == long_doc
+    code, m, err = _prepare(capsys, [str(src)], tokenizer, tmp_path / "c", "--val-docs", "1")
+    assert code == 0, err
+    tok = Tokenizer.from_file(str(tokenizer))
+    whole = tok.encode(long_doc).ids + [tok.token_to_id("<|endoftext|>")]
+    train = np.fromfile(tmp_path / "c" / "train.bin", dtype=m["dtype"]).tolist()
+    val = np.fromfile(tmp_path / "c" / "val.bin", dtype=m["dtype"]).tolist()
+    assert any(train[i:i + len(whole)] == whole for i in range(len(train) - len(whole) + 1)) or val == whole
+
+
+def test_invalid_utf8_names_the_file_and_line(tmp_path, capsys, tokenizer):
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(b'{"text": "fine"}\n{"text": "also fine"}\n{"text": "bad \xff"}\n')
+    code, _, err = _prepare(capsys, [str(src)], tokenizer, tmp_path / "c")
+    assert code == 2 and f"{src}, line 3: not UTF-8" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -343,3 +343,88 @@ def test_a_result_row_the_store_refuses_fails_that_run_only(tmp_path):
         assert len(store.tidy()) == 1
     finally:
         store.close()
+
+
+# --- 6. the smaller holes ----------------------------------------------------------------------------------------
+
+def test_read_commands_never_write_a_store(here, capsys):
+    """status, report and export on a 0-byte store: one line each, and the file stays 0 bytes."""
+    study = here / "study"
+    study.mkdir()
+    (study / "store.sqlite").write_bytes(b"")
+    for argv in (["status", str(study)], ["report", str(study)], ["export", str(study), str(here / "x.csv")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "not a repetita study store" in err and len(err.strip().splitlines()) == 1, err
+        assert (study / "store.sqlite").stat().st_size == 0
+        assert sorted(p.name for p in study.iterdir()) == ["store.sqlite"]
+    # beside run folders an empty store lost its results: `run` refuses instead of redoing every run
+    (study / "runs" / "2484ad0f9c0a9a09").mkdir(parents=True)
+    spec = _spec(here / "s.toml", DIRECT)
+    assert main(["run", str(spec), "--dir", str(study)]) == 2
+    assert "the store was lost" in capsys.readouterr().err and (study / "store.sqlite").stat().st_size == 0
+
+
+def test_a_finished_study_on_read_only_storage_is_read(here, capsys, monkeypatch):
+    """Where SQLite cannot even make the WAL index (read-only storage), the store is opened as immutable."""
+    import sqlite3 as sql
+
+    spec = _spec(here / "s.toml", DIRECT, models=(1e6, 4e6))
+    assert _run(capsys, spec, here / "study")[0] == 0
+    real = sql.connect
+
+    def refusing(target, *args, **kwargs):
+        if kwargs.get("uri") and "immutable=1" not in str(target):
+            raise sql.OperationalError("unable to open database file")
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(sql, "connect", refusing)
+    assert main(["status", str(here / "study")]) == 0
+    assert "done 2" in capsys.readouterr().out
+    assert main(["export", str(here / "study"), str(here / "t.csv")]) == 0
+    assert len((here / "t.csv").read_text().strip().splitlines()) == 3
+
+
+def test_another_spec_into_a_study_is_refused_unless_added(here, capsys):
+    spec = _spec(here / "s.toml", DIRECT)
+    other = _spec(here / "o.toml", DIRECT + " --note other")
+    study = here / "study"
+    assert _run(capsys, spec, study)[0] == 0
+    kept = (study / "spec.toml").read_text()
+    code, _, err = _run(capsys, other, study)
+    assert code == 2 and "another spec" in err and "--add" in err and len(err.strip().splitlines()) == 1
+    assert (study / "spec.toml").read_text() == kept and len(_runs(study)[0]) == 1
+    # the same spec with [[runs]] points appended (report/next_runs.toml, suggest --spec-out) is the same study
+    extended = here / "ext.toml"
+    extended.write_text(spec.read_text() + "\n[[runs]]\nparams = 1e6\nunique_tokens = 500\nepochs = 2\n")
+    code, res, err = _run(capsys, extended, study)
+    assert code == 0 and res["new_runs"] == 1, err
+    code, res, err = _run(capsys, other, study, "--add")
+    assert code == 0 and res["new_runs"] == 1, err
+    assert (study / "spec.toml").read_text() == extended.read_text()
+    assert [p.read_text() for p in (study / "added").iterdir()] == [other.read_text()]
+
+
+def test_a_gpu_request_this_machine_cannot_meet_writes_nothing(here, capsys, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    spec = _spec(here / "s.toml", DIRECT, fields="resources = {gpus = 1}")
+    code, _, err = _run(capsys, spec, here / "study")
+    assert code == 2 and "GPU" in err and len(err.strip().splitlines()) == 1, err
+    assert not (here / "study").exists()
+
+
+def test_fit_of_a_big_tree_stops_at_its_scan_limit(tmp_path, capsys, monkeypatch):
+    from repetita.laws import curves
+
+    monkeypatch.setattr(curves, "SCAN_ENTRIES", 30)
+    for i in range(40):
+        (tmp_path / f"d{i}").mkdir()
+    assert main(["fit", str(tmp_path), "--law", "chinchilla"]) == 2
+    err = capsys.readouterr().err
+    assert "more than 30 files and folders" in err and len(err.strip().splitlines()) == 1
+    nested = tmp_path / "d0" / "a" / "b" / "c" / "d"  # deeper than the scan: not read
+    nested.mkdir(parents=True)
+    (nested / "events.out.tfevents.1").write_bytes(b"")
+    monkeypatch.setattr(curves, "SCAN_ENTRIES", 10_000)
+    assert main(["fit", str(tmp_path), "--law", "chinchilla"]) == 2
+    assert "no TensorBoard event files" in capsys.readouterr().err

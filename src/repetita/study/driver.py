@@ -29,6 +29,10 @@ def check_study_dir(study_dir: Path, creating: bool) -> None:
         return
     require(study_dir.is_dir(), f"{study_dir}: not a directory")
     if (study_dir / STORE_NAME).exists():
+        # an empty store beside run folders lost its results: filling it anew would redo every run
+        require((study_dir / STORE_NAME).stat().st_size > 0 or not (study_dir / "runs").is_dir(),
+                f"{study_dir / STORE_NAME}: an empty file beside the run folders (the store was lost); restore it "
+                "from a copy, or run the study in a new folder")
         if creating:
             check_dir(study_dir, "study folder")
         return
