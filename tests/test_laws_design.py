@@ -169,7 +169,7 @@ def test_suggest_writes_a_spec_that_repetita_run_expands_to_the_same_runs(fit_fi
 @pytest.mark.parametrize("change,message", [
     (["--max-run-flops", "1e3"], "the feasible set is empty after the per-run compute cap"),
     (["--budgets", "1e8:3e10:3"], "beyond the target's corpus"),
-    (["--runs", "0"], "--runs (k) must be >= 1"),
+    (["--runs", "0"], "--runs (k) must be from 1"),
     (["--law-file", "example:datablations-published"], "has no parameter uncertainty"),
     (["--compute", "9.26e21", "--params", "1e8"], "give the target as --compute C or --params N"),
 ])

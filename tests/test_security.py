@@ -299,6 +299,35 @@ def test_a_timeout_kills_the_whole_pipe_and_its_sleeper(here, capsys, monkeypatc
     assert _wait_until(lambda: not commands()), commands()
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("ending", ["failure", "ctrl-c"])
+def test_a_failed_command_or_ctrl_c_leaves_nothing_behind(here, ending):
+    """The other exit paths: a command that fails after forking a sleeper, and Ctrl-C (SIGINT to the
+    driver's process group, as a terminal sends it) while commands run: nothing of them stays alive."""
+    mark = f"repetita-test-{uuid.uuid4().hex}"
+    sleep = 0.2 if ending == "failure" else 30
+    command = SHELL[:-1] + "; exit 3'" if ending == "failure" else SHELL
+    fields = f'fields = {{note = "n", mode = "sleeper", sleep = {sleep}}}'
+    spec = _spec(here / "s.toml", command, fields=fields, models=(1e6, 4e6))
+    study = here / "study"
+    cmd = [sys.executable, "-m", "repetita.cli", "run", str(spec), "--dir", str(study), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            env=dict(os.environ, REPETITA_TEST_MARK=mark), text=True)
+    try:
+        if ending == "ctrl-c":
+            assert _wait_until(lambda: len(list(study.glob("runs/*/log.txt"))) == 2 and len(_marked(mark)) > 6, 60)
+            os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = proc.stderr.read()
+    assert "Traceback" not in err, err
+    assert code == (3 if ending == "failure" else 130), err
+    assert _wait_until(lambda: not _marked(mark)), f"alive after the study ended: {_marked(mark)}"
+    assert not _group_alive(proc.pid)
+
+
 # --- 4. a bad result is a failed run ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode, message", [("zero", "loss is 0"), ("negative", "loss is -1"),
@@ -428,3 +457,13 @@ def test_fit_of_a_big_tree_stops_at_its_scan_limit(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(curves, "SCAN_ENTRIES", 10_000)
     assert main(["fit", str(tmp_path), "--law", "chinchilla"]) == 2
     assert "no TensorBoard event files" in capsys.readouterr().err
+
+
+def test_a_run_id_that_is_a_path_is_refused():
+    from repetita.errors import UserError
+    from repetita.study.store import run_dir
+
+    assert run_dir("/s", "ab12cd").as_posix() == "/s/runs/ab12cd"
+    for bad in ("..", "../x", "a/b", "", "x\0y"):
+        with pytest.raises(UserError, match="not a plain name"):
+            run_dir("/s", bad)

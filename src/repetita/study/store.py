@@ -92,6 +92,9 @@ def store_path(study_dir: str | Path) -> Path:
 def run_dir(study_dir: str | Path, run_id: str) -> Path:
     from repetita.lm.recipes import teacher_ref  # the layout is the recipes' own: runs/<id>
 
+    # an id is a hash, one plain name: never a path that leaves DIR/runs (a hand-edited store, a damaged row)
+    require(isinstance(run_id, str) and run_id not in ("", ".", "..") and "/" not in run_id and "\\" not in run_id
+            and "\0" not in run_id, f"run id {run_id!r} is not a plain name; the store is damaged")
     return Path(study_dir) / teacher_ref(run_id)
 
 
