@@ -92,8 +92,10 @@ def test_command_study_runs_records_and_skips_on_rerun(tmp_path, capsys):
     code, res, _ = _run(capsys, _spec(tmp_path, extra="timeout = 60"), study)
     assert code == 0 and res["new_runs"] == 0
     assert (_rows(study)[0]["attempts"] == 1).all()
-    # a changed command is a new set of runs
-    code, res, _ = _run(capsys, _spec(tmp_path, COMMAND + " --sleep 0", extra="timeout = 60"), study)
+    # a changed command is another spec: refused into this study, or added to it with --add as new runs
+    code, res, err = _run(capsys, _spec(tmp_path, COMMAND + " --sleep 0", extra="timeout = 60"), study)
+    assert code == 2 and "--add" in err
+    code, res, _ = _run(capsys, _spec(tmp_path, COMMAND + " --sleep 0", extra="timeout = 60"), study, "--add")
     assert code == 0 and res["new_runs"] == 8
 
 

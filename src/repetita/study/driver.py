@@ -50,8 +50,8 @@ def check_resources(runs) -> None:
                default=0)
     if need:
         have = len(visible_gpus())
-        require(need <= have, f"the runs ask for {need:g} GPU(s) and this machine shows {have}; run on a machine "
-                "or Ray cluster (--ray ADDRESS) with them")
+        require(need <= have, f"a run needs {need:g} GPU(s) and this machine shows {have}; run on a machine or "
+                "Ray cluster (--ray ADDRESS) with them")
 
 
 def check_budgets(configs) -> None:
