@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from repetita.errors import UserError, require
-from repetita.io import write_json
+from repetita.io import pid_alive, write_json
 
 SCHEMA_VERSION = 2
 STORE_NAME = "store.sqlite"
@@ -71,18 +71,6 @@ CREATE TABLE IF NOT EXISTS rows (
     PRIMARY KEY (run_id, idx)
 );
 """
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def store_path(study_dir: str | Path) -> Path:
@@ -376,7 +364,7 @@ class Store:
         host, now = socket.gethostname(), time.time()
         out = []
         for rid, rhost, pid, beat in c.execute("SELECT id, host, pid, heartbeat FROM runs WHERE status='running'").fetchall():
-            if (rhost == host and not _pid_alive(pid)) or beat is None or now - beat > stale_seconds:
+            if (rhost == host and not pid_alive(pid)) or beat is None or now - beat > stale_seconds:
                 out.append(rid)
         return out
 
