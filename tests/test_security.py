@@ -456,7 +456,15 @@ def test_fit_of_a_big_tree_stops_at_its_scan_limit(tmp_path, capsys, monkeypatch
     (nested / "events.out.tfevents.1").write_bytes(b"")
     monkeypatch.setattr(curves, "SCAN_ENTRIES", 10_000)
     assert main(["fit", str(tmp_path), "--law", "chinchilla"]) == 2
-    assert "no TensorBoard event files" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no TensorBoard event files" in err and "--recursive" in err
+    # --recursive finds it (an empty event file: read, and refused in one line as holding no scalars)
+    assert main(["fit", str(tmp_path), "--law", "chinchilla", "--recursive"]) == 2
+    err = capsys.readouterr().err
+    assert "no scalars in these event files" in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setattr(curves, "SCAN_ENTRIES", 30)
+    assert main(["fit", str(tmp_path), "--law", "chinchilla", "--recursive"]) == 2
+    assert "more than 30 files and folders;" in capsys.readouterr().err
 
 
 def test_a_run_id_that_is_a_path_is_refused():

@@ -121,6 +121,9 @@ def add_curve_arguments(parser) -> None:
                         help="read the table's own column names: --columns tokens=token_num,loss=openLM_loss")
     parser.add_argument("--run-column", metavar="COLUMN[,COLUMN]",
                         help="curves: the column (or columns, together) that name each run")
+    parser.add_argument("--recursive", action="store_true",
+                        help="curves: search a folder for TensorBoard event files at any depth (default: 3 levels; "
+                        "at most 10,000 entries either way)")
 
 
 def column_map(text: str) -> dict[str, str]:

@@ -35,7 +35,7 @@ def _load_table(args):
         # a run table, or curves from any logger (laws.curves): every evaluation is a row, or with --final
         # only each run's last one
         df, curves = load(args.csv, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta,
-                          columns=table_columns(args))
+                          columns=table_columns(args), recursive=args.recursive)
         source = str(args.csv)
     require(curves or not args.final, f"{source}: --final needs curves (several evaluations per run)")
     if curves:

@@ -51,7 +51,7 @@ def cmd_reuse(args) -> dict:
         runs, curves = load_example(args.example), True
     else:
         runs, curves = load(args.runs, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta,
-                           columns=table_columns(args))
+                           columns=table_columns(args), recursive=args.recursive)
     reference = _reference(args, reuse)
     if curves:
         require("tokens" in runs.columns, "curves need token counts: give --tokens-per-step or a tokens column")

@@ -30,20 +30,22 @@ LOSS_TAGS = ("eval/loss", "eval_loss", "val_loss", "validation/loss", "val/loss"
 
 
 # A folder of logs is searched this deep (logs/<run>/<split>/events...: Hugging Face's Trainer writes
-# output_dir/runs/<stamp>/events...) and through at most this many entries: `fit /tmp` walked the whole tree.
+# output_dir/runs/<stamp>/events...), deeper with --recursive, and through at most this many entries
+# either way: `fit /tmp` walked the whole tree for over 90 s.
 SCAN_DEPTH = 3
 SCAN_ENTRIES = 10_000
 
 
-def _is_tensorboard(path: Path) -> bool:
+def _is_tensorboard(path: Path, recursive: bool = False) -> bool:
     import os
 
     if path.is_file():
         return "tfevents" in path.name
     if not path.is_dir():
         return False
-    seen, level = 0, [str(path)]
-    for _ in range(SCAN_DEPTH + 1):
+    seen, level, depth = 0, [str(path)], 0
+    while level and (recursive or depth <= SCAN_DEPTH):
+        depth += 1
         below = []
         for folder in level:
             try:
@@ -51,8 +53,9 @@ def _is_tensorboard(path: Path) -> bool:
             except OSError:
                 continue
             seen += len(entries)
-            require(seen <= SCAN_ENTRIES, f"{path}: more than {SCAN_ENTRIES:,} files and folders within {SCAN_DEPTH} "
-                    "levels; give the folder that holds the runs' logs")
+            require(seen <= SCAN_ENTRIES, f"{path}: more than {SCAN_ENTRIES:,} files and folders"
+                    + ("" if recursive else f" within {SCAN_DEPTH} levels") + "; give the folder that holds the "
+                    "runs' logs")
             for e in entries:
                 if e.is_file(follow_symlinks=False) and "tfevents" in e.name:
                     return True
@@ -62,13 +65,15 @@ def _is_tensorboard(path: Path) -> bool:
     return False
 
 
-def detect(path: str | Path) -> str:
-    """The source format of ``path``: tidy, tensorboard, trainer_state, wandb-history or wandb-chart."""
+def detect(path: str | Path, recursive: bool = False) -> str:
+    """The source format of ``path``: tidy, tensorboard, trainer_state, wandb-history or wandb-chart.
+    A folder is searched ``SCAN_DEPTH`` levels deep for event files (any depth with ``recursive``)."""
     p = Path(path)
     require(p.exists(), f"{p}: no such file or folder")
-    if _is_tensorboard(p):
+    if _is_tensorboard(p, recursive):
         return "tensorboard"
-    require(p.is_file(), f"{p}: a folder with no TensorBoard event files in it")
+    require(p.is_file(), f"{p}: a folder with no TensorBoard event files in it"
+            + ("" if recursive else f" within {SCAN_DEPTH} levels (--recursive searches deeper)"))
     if p.suffix == ".json":
         return "trainer_state"
     if p.suffix in (".csv", ".tsv", ".txt"):
@@ -160,11 +165,11 @@ READERS = {"tensorboard": _tensorboard, "trainer_state": _trainer_state, "wandb-
 
 def read_curves(path: str | Path, *, tag: str | None = None, run: str | None = None,
                 tokens_per_step: float | None = None, meta: pd.DataFrame | None = None,
-                columns: dict[str, str] | None = None) -> pd.DataFrame:
+                columns: dict[str, str] | None = None, recursive: bool = False) -> pd.DataFrame:
     """Any supported source -> the tidy curve table (module docstring), validated. ``columns`` renames a
     table's own column names (NEW=OLD) before it is read."""
     p = Path(path)
-    kind = detect(p)
+    kind = detect(p, recursive)
     df = _tidy(p, columns) if kind == "tidy" else READERS[kind](p, tag, run)
     df = df.reset_index(drop=True)
     if tokens_per_step is not None:
@@ -218,12 +223,13 @@ def as_runs(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(path: str | Path, *, tag: str | None = None, tokens_per_step: float | None = None,
-         meta: str | Path | None = None, columns: dict[str, str] | None = None) -> tuple[pd.DataFrame, bool]:
+         meta: str | Path | None = None, columns: dict[str, str] | None = None,
+         recursive: bool = False) -> tuple[pd.DataFrame, bool]:
     """A run table (one row per run) or curves from any source; True when it holds curves. ``columns``
     maps the table's own names to repetita's (NEW=OLD: ``--columns tokens=token_num,loss=openLM_loss``)."""
     from repetita.laws.data import read_table
 
-    kind = detect(path)
+    kind = detect(path, recursive)
     meta_df = read_table(meta) if meta else None
     if kind == "tidy":
         df = read_table(path, columns)
@@ -232,5 +238,6 @@ def load(path: str | Path, *, tag: str | None = None, tokens_per_step: float | N
                     f"{path}: a run table (one row per run) takes no --tag, --tokens-per-step or --meta")
             return df, False
     require(not columns or kind == "tidy", f"{path}: --columns renames the columns of a table, not of {kind} logs")
-    return read_curves(path, tag=tag, tokens_per_step=tokens_per_step, meta=meta_df, columns=columns), True
+    return read_curves(path, tag=tag, tokens_per_step=tokens_per_step, meta=meta_df, columns=columns,
+                       recursive=recursive), True
 
