@@ -213,4 +213,4 @@ def analyse(tidy: pd.DataFrame, results: dict[str, dict], history: Callable[[str
     return StudyAnalysis(tidy=tidy, fits=fits, law=dc, standard=std, best=best, ensembles=ens,
                          ensemble_fits=ensemble_fits(ens), two_step=two_step(ens), efficiency=eff,
                          decision=d, reuse=measured_reuse(results, history),
-                         headline=headline(d, singles(tidy), fits, name))
+                         headline=headline(d, singles(tidy), fits, name, replicates=tidy[tidy["members"] == 1]))

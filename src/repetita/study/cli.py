@@ -43,11 +43,8 @@ def cmd_report(args) -> dict:
 
     summary = build_report(args.dir)
     if not args.json:
-        d = summary.get("decision") or {}
-        print("\n".join(d["lines"]) if d.get("lines") else
-              f"no decision: {d.get('skipped') or 'the study has no finished runs yet'}")
-        for c in d.get("caveats", []):
-            print(f"  caveat: {c}")
+        # the report's own first screen (the HTML renders the same Headline): the terminal never says otherwise
+        print(summary["headline_markdown"])
         r = summary.get("reuse")
         if r and r.get("k_star"):
             print("measured reuse (constant LR, one-pass reference): " + "; ".join(

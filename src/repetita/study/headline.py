@@ -15,6 +15,7 @@ import pandas as pd
 
 from repetita.cliargs import format_quantity
 from repetita.study.decision import FLOPS_PER_PARAM_TOKEN
+from repetita.study.measured import Measured, best_measured, configurations, contradiction, seed_noise
 
 TOP_CAVEATS = 5
 # A caveat's rank: the first pattern it contains decides (lower = more likely to change the decision).
@@ -73,6 +74,9 @@ class Row:
     gain_interval: list | None
     evidence: Evidence  # the runs measured at this U
     outside: tuple[str, ...]
+    best: Measured | None = None  # the best run measured at this U within the compute C
+    source: str = "law"  # "law": the law's plan; "measured": the best measured run (the law was overruled)
+    overruled: str | None = None  # why the law's plan was not taken: the run that contradicts it, or its checks
 
     @property
     def gain(self) -> float:
@@ -108,13 +112,15 @@ class Headline:
         """The same first screen as Markdown (the demo's report.md opens with it)."""
         lines = [self.sentence]
         if self.rows:
-            lines += ["", "| U | recommendation | loss (95% prediction interval) | gain vs standard | outside the runs |",
-                      "|---|---|---|---|---|"]
+            lines += ["", "| U | recommendation | loss (95% prediction interval) | gain vs standard | best measured "
+                      "at this U (at most C) | outside the runs |", "|---|---|---|---|---|---|"]
             for r in self.rows:
-                pi = f"{r.prediction_interval[0]:.3f}-{r.prediction_interval[1]:.3f}" if r.prediction_interval else "none"
+                pi = (f"{r.prediction_interval[0]:.3f}-{r.prediction_interval[1]:.3f}" if r.prediction_interval else
+                      "measured" if r.source == "measured" else "none")
                 gi = f" ({r.gain_interval[0]:.4f} to {r.gain_interval[1]:.4f})" if r.gain_interval else ""
                 lines.append(f"| {r.unique_tokens:,.0f} | {r.recipe}, {format_quantity(r.params)} params, {r.epochs:.3g} "
-                             f"epochs | {r.loss:.4f} ({pi}) | {r.gain:.4f}{gi} | {'; '.join(r.outside) or 'no'} |")
+                             f"epochs{' (measured)' if r.source == 'measured' else ''} | {r.loss:.4f} ({pi}) | "
+                             f"{r.gain:.4f}{gi} | {best_text(r.best)} | {'; '.join(r.outside) or 'no'} |")
         if self.caveats:
             lines += ["", "Caveats that may change it:"] + [f"{i}. {c}" for i, c in enumerate(self.caveats, 1)]
         return "\n".join(lines)
@@ -127,6 +133,22 @@ class Headline:
             r["compute"] = run.compute
         return out
 
+
+
+def best_text(b: Measured | None) -> str:
+    if b is None:
+        return "none within C"
+    return (f"{b.recipe}, {format_quantity(b.params)} params, {b.epochs:g} epochs: {b.loss:.4f}"
+            + (f" ({b.seeds} seeds within {b.spread:.3f})" if b.seeds > 1 else ""))
+
+
+def _measured_sentence(top: Row) -> str:
+    b = top.best
+    spread = f", {b.seeds} seeds within {b.spread:.3f}" if b.seeds > 1 else ""
+    vs = (f"; {top.gain:.4f} below the best standard run" if top.recipe != "standard" and top.gain > 0 else "")
+    return (f"At U = {top.unique_tokens:,.0f} unique tokens and at most C = {top.compute:.2g} FLOPs, the runs decide: "
+            f"train {top.recipe}: {format_quantity(top.params)}-parameter model, {top.epochs:g} epochs, the best "
+            f"measured (loss {top.loss:.4f}{spread}){vs}. {top.overruled[0].upper() + top.overruled[1:]}.")
 
 
 def run_compute(single: pd.DataFrame) -> pd.Series:
@@ -172,15 +194,30 @@ def rank_caveats(caveats: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(ordered[:TOP_CAVEATS]), tuple(ordered[TOP_CAVEATS:])
 
 
-def _rows(plans: list[dict], single: pd.DataFrame) -> list[Row]:
+def _rows(plans: list[dict], single: pd.DataFrame, runs: list[Measured], law_problem: str | None) -> list[Row]:
+    """One row per U: the law's plan at the largest compute, unless a run of the study contradicts it or the
+    law fails its own checks; then the best run measured at that U within that compute (study/measured.py)."""
+    noise, _ = seed_noise(runs)
     rows = []
     for u in sorted({p["unique_tokens"] for p in plans}):
         p = max((p for p in plans if p["unique_tokens"] == u), key=lambda p: p["compute"])
         at_u = single[single["unique_tokens"] == u]
         ev = evidence_region(at_u if not at_u.empty else single)
-        rows.append(Row(u, p["compute"], p["recipe"], p["member_params"], p["epochs"], p["loss"],
-                        p.get("prediction_interval"), p["loss_standard"], p.get("gain_interval"), ev,
-                        tuple(ev.outside(p["member_params"], p["epochs"], p["compute"]))))
+        best = best_measured(runs, u, p["compute"])
+        row = Row(u, p["compute"], p["recipe"], p["member_params"], p["epochs"], p["loss"],
+                  p.get("prediction_interval"), p["loss_standard"], p.get("gain_interval"), ev,
+                  tuple(ev.outside(p["member_params"], p["epochs"], p["compute"])), best)
+        verdict = contradiction(runs, p["recipe"], p["member_params"], u, p["epochs"], p.get("prediction_interval"),
+                                best, noise)
+        why = (f"contradicted by {verdict.text()}" if verdict else
+               f"the law fails its own checks ({law_problem})" if law_problem else None)
+        if why and best is not None:
+            std = best_measured(runs, u, p["compute"], recipe="standard")
+            row = Row(u, p["compute"], best.recipe, best.params, best.epochs, best.loss, None,
+                      std.loss if std else best.loss, None, ev, (), best, "measured",
+                      f"the law's plan ({p['recipe']}, {format_quantity(p['member_params'])} params, "
+                      f"{p['epochs']:.3g} epochs, predicted {p['loss']:.4f}) is not taken: {why}")
+        rows.append(row)
     return rows
 
 
@@ -207,8 +244,10 @@ def _next_runs(rows: list[Row], best_epochs: list[dict]) -> list[NextRun]:
     return out[:3]
 
 
-def headline(decision: dict, single: pd.DataFrame, fits: dict, name: str) -> Headline:
-    """The first screen of the report (module docstring)."""
+def headline(decision: dict, single: pd.DataFrame, fits: dict, name: str,
+             replicates: pd.DataFrame | None = None) -> Headline:
+    """The first screen of the report (module docstring). ``replicates``: the single-model rows per seed
+    (the seeds' spread sets the noise a measured difference must exceed)."""
     if single.empty:
         return Headline(f"Study {name} has no finished single-model runs yet: nothing to decide.", decided=False)
     evidence = evidence_region(single)
@@ -225,8 +264,12 @@ def headline(decision: dict, single: pd.DataFrame, fits: dict, name: str) -> Hea
     if problem:
         caveats.insert(0, f"the data-constrained law the decision rests on fails its own diagnostics ({problem}): "
                           "read the recommendation as a direction, not a number")
-    rows = _rows(decision["plans"], single)
+    runs = configurations(single, replicates)
+    rows = _rows(decision["plans"], single, runs, problem)
     for r in rows:
+        if r.overruled:
+            caveats.insert(0, f"U = {r.unique_tokens:,.0f}: {r.overruled}; the best measured run stands, and "
+                              "beyond the runs nothing is concluded")
         if r.outside:
             caveats.append(f"U = {r.unique_tokens:,.0f}: the recommendation lies outside the measured region "
                            f"({', '.join(r.outside)})")
@@ -236,7 +279,7 @@ def headline(decision: dict, single: pd.DataFrame, fits: dict, name: str) -> Hea
     top = rows[-1]  # the largest unique-token budget: the most of the corpus the study used
     pi = top.prediction_interval
     gi = top.gain_interval
-    sentence = (f"At U = {top.unique_tokens:,.0f} unique tokens and C = {top.compute:.2g} FLOPs (the largest the study "
+    sentence = _measured_sentence(top) if top.source == "measured" else (f"At U = {top.unique_tokens:,.0f} unique tokens and C = {top.compute:.2g} FLOPs (the largest the study "
                 f"spans), train {top.recipe}: {format_quantity(top.params)}-parameter model{'s' if ':' in top.recipe else ''}, "
                 f"{top.epochs:.3g} epochs. Expected loss {top.loss:.4f}"
                 + (f" (95% prediction interval {pi[0]:.3f}-{pi[1]:.3f})" if pi else " (no interval)")

@@ -384,12 +384,16 @@ def _headline_html(h) -> tuple[str, str, str]:
     if not h.rows:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in h.notes)
         return (f"<ul>{notes}</ul>" if notes else "", "", "<p><em>Nothing to suggest before the study has a decision.</em></p>")
+    from repetita.study.headline import best_text
+
     head = ("<tr><th>unique tokens U</th><th>compute C</th><th>recommendation</th><th>loss (95% prediction interval)</th>"
-            "<th>gain vs standard (95% interval)</th><th>measured at this U, up to (N, K, C)</th><th>outside the runs</th></tr>")
+            "<th>gain vs standard (95% interval)</th><th>best measured at this U (at most C)</th>"
+            "<th>measured at this U, up to (N, K, C)</th><th>outside the runs</th></tr>")
     body = "".join(
         f"<tr><td>{r.unique_tokens:,.0f}</td><td>{r.compute:.2g}</td><td>{html.escape(r.recipe)}, {format_quantity(r.params)} params, "
-        f"{r.epochs:.3g} epochs</td><td>{r.loss:.4f} ({_interval(r.prediction_interval)})</td>"
-        f"<td>{r.gain:.4f} ({_interval(r.gain_interval, '.4f')})</td>"
+        f"{r.epochs:.3g} epochs{' (measured)' if r.source == 'measured' else ''}</td>"
+        f"<td>{r.loss:.4f} ({'measured' if r.source == 'measured' else _interval(r.prediction_interval)})</td>"
+        f"<td>{r.gain:.4f} ({_interval(r.gain_interval, '.4f')})</td><td>{html.escape(best_text(r.best))}</td>"
         f"<td>{format_quantity(r.evidence.params)}, {r.evidence.epochs:g}, {r.evidence.compute:.2g}</td>"
         + (f'<td class="out">{html.escape("; ".join(r.outside))}</td>' if r.outside else "<td>no</td>") + "</tr>"
         for r in h.rows)

@@ -1,0 +1,122 @@
+"""What a study's own runs say about a decision: the best measured configuration, and the run that
+contradicts a law's proposal.
+
+A law fitted to the runs may extrapolate, but it must not recommend what the runs already measured to be
+worse. The demo study recommended 126k params x 33.3 epochs at U = 32,768 (predicted 3.743, 95% interval
+3.452-4.059) while it had measured 131k x 32 epochs there at 4.227, and 131k x 16 epochs at 3.764. The
+rules here are plain, so that the first screen can say which run settled the decision:
+
+- a measured configuration is a (recipe, N, U, K) averaged over its seeds, with the seeds' range;
+- the best measured at (U, C) is the lowest such loss among the runs at U whose compute 6 N K U is at most
+  C (the decision's budget);
+- a run *measures* a proposed point when it is the same recipe at the same U, with N and K each within a
+  factor ``NEAR`` of the point's;
+- such a run *contradicts* the proposal when its loss lies outside the proposal's 95% prediction interval,
+  or exceeds the best measured loss at (U, C) by more than the seed noise.
+
+Seed noise: the largest range of losses over the seeds of one configuration (the demo's 8 replicates at
+131k params differ by 0.018-0.040 nats); without replicates, ``REL_NOISE`` of the best loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from repetita.cliargs import format_quantity
+from repetita.study.decision import FLOPS_PER_PARAM_TOKEN
+
+NEAR = 1.25  # N and K within this factor measure a point (126k vs 131k params, 33.3 vs 32 epochs in the demo)
+REL_NOISE = 0.005  # seed noise without replicates: 0.5% of the loss (the demo's replicates: 0.45-1%)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured configuration (its seeds averaged)."""
+
+    recipe: str
+    params: float
+    unique_tokens: float
+    epochs: float
+    loss: float
+    seeds: int = 1
+    spread: float = 0.0  # max - min over its seeds
+
+    @property
+    def compute(self) -> float:
+        return FLOPS_PER_PARAM_TOKEN * self.params * self.unique_tokens * self.epochs
+
+    def text(self) -> str:
+        seeds = f", {self.seeds} seeds within {self.spread:.3f}" if self.seeds > 1 else ""
+        return (f"{self.recipe} {format_quantity(self.params)} params x {self.epochs:g} epochs at U = "
+                f"{self.unique_tokens:,.0f}: measured {self.loss:.4f}{seeds}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why the runs overrule a proposal: the run that measured it, and how it disagrees."""
+
+    run: Measured
+    reason: str
+
+    def text(self) -> str:
+        return f"{self.run.text()}, {self.reason}"
+
+
+def configurations(single: pd.DataFrame, replicates: pd.DataFrame | None = None) -> list[Measured]:
+    """The study's single-model configurations (``single``: averaged over seeds), with their seeds' count and
+    range from ``replicates`` (one row per seed) where given."""
+    keys = ["recipe", "params", "unique_tokens", "epochs"]
+    spread = {}
+    if replicates is not None and not replicates.empty:
+        g = replicates.groupby(keys)["loss"]
+        spread = {k: (int(n), float(r)) for k, n, r in zip(g.size().index, g.size(), g.max() - g.min(), strict=True)}
+    out = []
+    for r in single.groupby(keys, as_index=False)["loss"].mean().itertuples(index=False):
+        n, s = spread.get((r.recipe, r.params, r.unique_tokens, r.epochs), (1, 0.0))
+        out.append(Measured(str(r.recipe), float(r.params), float(r.unique_tokens), float(r.epochs), float(r.loss),
+                            n, s))
+    return out
+
+
+def seed_noise(runs: list[Measured]) -> tuple[float, str]:
+    """(the tolerance a loss difference must exceed to count, how it was set)."""
+    replicated = [m.spread for m in runs if m.seeds > 1]
+    if replicated:
+        return max(replicated), f"the largest range over the seeds of one configuration ({max(replicated):.3f})"
+    best = min((m.loss for m in runs), default=0.0)
+    return REL_NOISE * best, f"no seed replicates: {100 * REL_NOISE:g}% of the best loss ({REL_NOISE * best:.3f})"
+
+
+def _same_u(a: float, b: float) -> bool:
+    return abs(a / b - 1) < 1e-3
+
+
+def best_measured(runs: list[Measured], unique_tokens: float, compute: float,
+                  recipe: str | None = None) -> Measured | None:
+    """The lowest loss at U among runs costing at most ``compute`` (of ``recipe`` when given)."""
+    fit = [m for m in runs if _same_u(m.unique_tokens, unique_tokens) and m.compute <= compute * (1 + 1e-6)
+           and (recipe is None or m.recipe == recipe)]
+    return min(fit, key=lambda m: (m.loss, m.compute)) if fit else None
+
+
+def near(runs: list[Measured], recipe: str, params: float, unique_tokens: float, epochs: float) -> list[Measured]:
+    """The runs that measure a proposed point (module docstring), closest first."""
+    lim = math.log(NEAR) + 1e-9
+    hits = [m for m in runs if m.recipe == recipe and _same_u(m.unique_tokens, unique_tokens)
+            and abs(math.log(m.params / params)) <= lim and abs(math.log(m.epochs / epochs)) <= lim]
+    return sorted(hits, key=lambda m: abs(math.log(m.params / params)) + abs(math.log(m.epochs / epochs)))
+
+
+def contradiction(runs: list[Measured], recipe: str, params: float, unique_tokens: float, epochs: float,
+                  interval: list | None, best: Measured | None, noise: float) -> Verdict | None:
+    """The first run that contradicts the proposal (module docstring), or None."""
+    for m in near(runs, recipe, params, unique_tokens, epochs):
+        if interval and not interval[0] <= m.loss <= interval[1]:
+            return Verdict(m, f"outside the proposal's 95% prediction interval {interval[0]:.3f}-{interval[1]:.3f}")
+        if best is not None and m.loss > best.loss + noise:
+            return Verdict(m, f"worse than the best measured ({best.loss:.4f}) by more than the seed noise "
+                              f"({noise:.3f})")
+    return None
