@@ -105,6 +105,42 @@ def test_report_links_its_tables_as_csv_and_opens_with_the_decision(study, capsy
     assert html_sentence(page) == summary["headline"]["sentence"]
 
 
+def test_the_terminal_and_the_page_say_the_same_decision(study, capsys):
+    """`repetita report` in a terminal prints the first screen the HTML renders: the same sentence, the same
+    rows (recommendation and best measured run per U), the same caveats."""
+    import html
+
+    capsys.readouterr()
+    assert main(["report", str(study)]) == 0
+    text = capsys.readouterr().out
+    page = (study / "report" / "report.html").read_text()
+    sentence = html_sentence(page)
+    assert text.startswith(sentence)
+    table = re.search(r'<table class="t" id="decision-table">(.*?)</table>', page, re.S)
+    assert table is None  # this study has one model size: no recommendation, and the text says so too
+    for c in re.findall(r'<li class="warn">(.*?)</li>', page, re.S):
+        assert html.unescape(c) in text
+
+
+def test_the_page_and_the_text_render_the_same_rows(synthetic):
+    """A decided study (the synthetic one): the HTML table and the Markdown/terminal first screen give each
+    U's recommendation, its loss and the best measured run in the same words."""
+    import html
+
+    from repetita.study.report import _headline_html
+
+    _, a = synthetic
+    table, caveats, _ = _headline_html(a.headline)
+    text = a.headline.markdown()
+    rows = re.findall(r"<tr><td>(.*?)</tr>", table, re.S)
+    assert len(rows) == len(a.headline.rows) >= 2
+    for row in rows:
+        cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", "<td>" + row, re.S)]
+        assert cells[0] in text and cells[2] in text and cells[5] in text and cells[3].split(" (")[0] in text
+    for c in re.findall(r'<li class="warn">(.*?)</li>', caveats, re.S):
+        assert html.unescape(c) in text
+
+
 def html_sentence(page: str) -> str:
     import html
 
