@@ -148,6 +148,42 @@ def test_frontier_never_passes_the_turn_and_names_the_budget_worth_spending():
     assert f.loss_limit == pytest.approx(min(losses))  # no limit as C -> infinity for a law that overfits
 
 
+def test_frontier_rows_past_the_turn_or_beyond_the_trust_region_are_no_plan():
+    """The overfitting law on 25B tokens at 1e20-1e25 FLOPs put its spare compute into 7.5e12- and
+    7.5e13-parameter models. Rows above 3x the fitted N or C, or past the turn, now say "no better plan"."""
+    from repetita.laws.allocate import TRUST_FACTOR, frontier
+
+    fit = LawFit("overfit-1", freeze=PUBLISHED).fit(load_example("datablations"))
+    region = fit.region_
+    for trust in (TRUST_FACTOR, 1.0, 100.0):
+        f = frontier(fit, np.geomspace(1e20, 1e25, 6), 25e9, trust=trust)
+        for r in f.rows:
+            beyond = r.params > trust * region["params"] * 1.01 or r.compute > trust * region["compute"] * 1.01
+            past = f.spend_at_most is not None and r.compute > f.spend_at_most
+            assert (r.withheld is not None) == (beyond or past), (trust, r)
+            if r.withheld is None:
+                assert r.params <= trust * region["params"] * 1.01 and r.compute <= trust * region["compute"] * 1.01
+        assert f.supported_up_to == max(r.compute for r in f.rows if r.withheld is None)
+
+
+def test_plan_frontier_text_and_json_withhold_rows_and_refuse_a_trust_below_1(tmp_path, capsys):
+    fit = tmp_path / "of.json"
+    assert main(["fit", "--example", "datablations", "--law", "overfit-1", "--out", str(fit)]) == 0
+    capsys.readouterr()
+    argv = ["plan", "--law-file", str(fit), "--compute", "1e20:1e25:6", "--unique-tokens", "25e9"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    held = [line for line in out.splitlines() if "no better plan" in line and not line.startswith("decision")]
+    assert len(held) == 3 and all("e+12" not in line and "e+13" not in line for line in held)
+    assert "plans are supported up to C = 1e+22" in out
+    assert main(argv + ["--json"]) == 0
+    rows = next(iter(json.loads(capsys.readouterr().out)["laws"].values()))["rows"]
+    assert [r["withheld"] is not None for r in rows] == [False, False, False, True, True, True]
+    assert main(argv + ["--trust", "0.9"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 1" in err and len(err.strip().splitlines()) == 1
+
+
 def _allocation(loss, pi, params=1e9, epochs=4.0, holdout=None):
     from repetita.laws.allocate import Allocation, Naive
     from repetita.laws.decide import LawPlan

@@ -218,6 +218,7 @@ class FrontierRow:
     size_undetermined: bool
     turn_epochs: float
     outside_evidence: list[str]
+    withheld: str | None = None  # why this row is no plan: past the law's turn, or beyond the trust region
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class Frontier:
     loss_limit_is: str | None = None  # set when the law overfits: the lowest loss on the frontier, not a limit
     spend_at_most: float | None = None  # the budget past which the loss only rises (an overfitting law)
     bands: dict | None = None  # percentile bands under parameter draws
+    supported_up_to: float | None = None  # the largest budget whose row is a plan (None: no row is)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "data_wall"}
@@ -287,6 +289,28 @@ def outside_evidence(region: dict | None, params: float, tokens: float, unique: 
     return out
 
 
+# How far beyond the fitted runs a plan is still presented as one. The law benchmark's size and compute
+# splits fit on the smaller models and budgets and predict the held-out ones, up to about 3x beyond, with
+# 95% interval coverage of 0.90-1.00 on the datablations tables (docs/laws.md); past the fitted epochs the
+# coverage falls to 0.3-0.9, which the epoch phrases of outside_evidence say. `plan --trust F` widens it.
+TRUST_FACTOR = 3.0
+
+
+def check_trust(factor: float) -> float:
+    require(np.isfinite(factor) and factor >= 1, f"--trust {factor:g}: the trust-region factor must be at least 1 "
+            "(1 = only inside the fitted runs)")
+    return float(factor)
+
+
+def beyond_trust(region: dict | None, params: float, compute: float, factor: float = TRUST_FACTOR) -> str | None:
+    """Why a plan at (N, C) lies beyond the trust region (``factor`` times the largest fitted N and C), or None."""
+    if not region:
+        return None
+    out = [f"{what} {v:.3g} > {factor:g} x {region[k]:.3g} fitted" for k, what, v in
+           (("params", "N", params), ("compute", "C", compute)) if region.get(k) and v > factor * region[k] * 1.01]
+    return "beyond the trust region (" + "; ".join(out) + ")" if out else None
+
+
 def past_turn(epochs: float, turn: float) -> list[str]:
     """A penalty law can put the best use of a whole budget past its own turn: its penalty grows with model
     size too, so neither more epochs nor a larger model absorbs the compute. Said, never hidden."""
@@ -332,9 +356,12 @@ def _wall(computes: np.ndarray, gains: np.ndarray, wall_gain: float) -> np.ndarr
 
 def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
              max_params: float | None = None, efficiency: float = 1.0, thetas: np.ndarray | None = None,
-             level: float = 0.95) -> Frontier:
+             level: float = 0.95, trust: float = TRUST_FACTOR) -> Frontier:
     """N*(C), K*(C), L*(C) over ``computes``, the data wall and the C -> infinity limit; with ``thetas``
-    (parameter draws), percentile bands of each.
+    (parameter draws), percentile bands of each. A row past an overfitting law's turn (a budget above
+    ``spend_at_most``) or beyond the trust region (``trust`` x the fitted N and C) is ``withheld``: the
+    search would put the spare compute into ever larger models (7.5e13 params at 1e25 FLOPs on 25B tokens
+    under overfit-1), which is no plan anyone can run.
 
     The data wall is the smallest budget in the range from which another 10x of compute improves the
     optimal loss by less than ``wall_gain`` nats: beyond it, this corpus, not compute, limits the loss.
@@ -367,6 +394,15 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     best = int(np.argmin([r.loss for r in rows]))
     if best < len(rows) - 1 and rows[-1].loss > rows[best].loss + 1e-9:
         out["spend_at_most"] = float(C[best])
+    from dataclasses import replace
+
+    region = getattr(est, "region_", None)
+    for j, r in enumerate(rows):
+        why = ("past the law's turn: the loss is lowest at a smaller budget" if out.get("spend_at_most") is not None
+               and r.compute > out["spend_at_most"] * (1 + 1e-9) else beyond_trust(region, r.params, r.compute, trust))
+        rows[j] = replace(r, withheld=why)
+    kept = [r.compute for r in rows if r.withheld is None]
+    out["supported_up_to"] = max(kept) if kept else None
     if thetas is not None:
         r = solve(law, thetas, both, unique_tokens, **kw)
         g = r["loss"][:, :B] - r["loss"][:, B:]

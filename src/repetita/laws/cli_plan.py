@@ -69,10 +69,14 @@ def cmd_allocate(args) -> dict:
     require(u > 0 and np.isfinite(u), f"--unique-tokens must be positive, got {args.unique_tokens}")
     cap = parse_number(args.max_params, "--max-params") if args.max_params else None
     require(cap is None or (cap > 0 and np.isfinite(cap)), f"--max-params must be positive, got {args.max_params}")
+    if args.trust is not None:
+        from repetita.laws.allocate import check_trust
+
+        check_trust(args.trust)
     effects, eff_warnings = _recipe_effects(args)
     result, ests = plan_compute(_law_records(args), budgets, u, flops_per_token=args.flops_per_token,
                                 max_params=cap, wall_gain=args.wall_gain, effects=effects,
-                                effect_warnings=eff_warnings, reuse_file=args.reuse_file)
+                                effect_warnings=eff_warnings, reuse_file=args.reuse_file, trust=args.trust)
     out = result.to_json()
     if args.plot:
         from repetita.laws.plots import plot_allocation
@@ -212,6 +216,9 @@ def register(sub) -> None:
     q.add_argument("--compute", help="compute budget C in FLOPs (9.3e21): allocate N and epochs for U")
     q.add_argument("--flops-per-token", type=float, default=6.0, help="C = k N D; k (default 6)")
     q.add_argument("--max-params", help="largest model you can serve (caps N*)")
+    q.add_argument("--trust", type=float, metavar="F",
+                   help="with a budget range: frontier rows beyond F x the largest fitted N and C are no plan "
+                   "(default 3, where the law benchmark's intervals still cover; 1 = inside the runs only)")
     q.add_argument("--unique-tokens", required=True, help="unique tokens U")
     q.add_argument("--efficiency", action="append", metavar="RECIPE=M",
                    help="with --compute: a recipe's data-efficiency multiplier (regularized=2.3, ensemble:4=3.1, "

@@ -144,9 +144,10 @@ def compare_laws(laws: dict) -> dict:
 
 
 def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
-              max_params: float | None = None, wall_gain: float = 0.01) -> tuple[dict[str, LawPlan], list, list[str]]:
+              max_params: float | None = None, wall_gain: float = 0.01,
+              trust: float | None = None) -> tuple[dict[str, LawPlan], list, list[str]]:
     """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, warnings)."""
-    from repetita.laws.allocate import allocate, allocation_intervals, estimator, frontier
+    from repetita.laws.allocate import TRUST_FACTOR, allocate, allocation_intervals, estimator, frontier
     from repetita.laws.record import same_data
 
     kw = {"flops_per_token": flops_per_token, "max_params": max_params}
@@ -158,7 +159,7 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
         ests.append((name, est, thetas))
         allocation = front = intervals = None
         if len(budgets) > 1:
-            front = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, **kw)
+            front = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, trust=trust or TRUST_FACTOR, **kw)
             points, edge = front.rows, any(r.at_search_edge for r in front.rows)
         else:
             allocation = allocate(est, float(budgets[0]), u, **kw)
@@ -227,8 +228,15 @@ def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> lis
         f = first.frontier
         limit = (f"lowest {f.loss_limit:.4f} on this frontier; this law overfits as C grows"
                  if f.loss_limit_is else f"limit {f.loss_limit:.4f} as C -> infinity")
-        lines.append(f"decision: on U = {u:.4g} the loss reaches {f.rows[-1].loss:.4f} at C = "
-                     f"{budgets[-1]:.3g} ({limit}); "
+        held = [r for r in f.rows if r.withheld]
+        if held:  # the rows that are no plan: say where the supported ones end, never a size beyond it
+            top = next((r for r in f.rows if r.compute == f.supported_up_to), None)
+            lines.append(f"decision: on U = {u:.4g} plans are supported up to C = {f.supported_up_to:.3g} (loss "
+                         f"{top.loss:.4f} there); from C = {held[0].compute:.3g} no better plan: spend at most "
+                         f"{f.supported_up_to:.3g} ({held[0].withheld})" if top else
+                         f"decision: on U = {u:.4g} no budget of this range has a supported plan ({held[0].withheld})")
+        lines.append(f"{'  the frontier: ' if held else 'decision: '}on U = {u:.4g} the loss reaches "
+                     f"{f.rows[-1].loss:.4f} at C = {budgets[-1]:.3g} ({limit}); "
                      + (f"beyond C = {f.data_wall:.3g} another 10x of compute buys < {f.wall_gain:g} nats: "
                         "more data, not compute, is what helps" if f.data_wall else "no data wall in this range"))
         if f.spend_at_most:
@@ -257,12 +265,13 @@ def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> lis
 
 def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
                  max_params: float | None = None, wall_gain: float = 0.01, effects=(), effect_warnings=(),
-                 reuse_file: str | None = None) -> tuple[PlanResult, list]:
-    """The whole ``plan --compute`` answer; also returns the (name, estimator, draws) of each law."""
+                 reuse_file: str | None = None, trust: float | None = None) -> tuple[PlanResult, list]:
+    """The whole ``plan --compute`` answer; also returns the (name, estimator, draws) of each law.
+    ``trust``: the trust-region factor of a frontier (allocate.TRUST_FACTOR by default)."""
     from repetita.laws.efficiency import plan_recipes
 
     laws, ests, warnings = plan_laws(records, budgets, u, flops_per_token=flops_per_token,
-                                     max_params=max_params, wall_gain=wall_gain)
+                                     max_params=max_params, wall_gain=wall_gain, trust=trust)
     said = [w for r in laws.values() for w in r.fit_warnings]
     warnings += [w for w in effect_warnings if not any(w.endswith(x) for x in said)]  # the study's law, once
     single = len(budgets) == 1

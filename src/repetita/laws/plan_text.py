@@ -16,6 +16,11 @@ def print_allocation(flops_per_token: float, budgets, u: float, laws: dict, comp
             print(f"{'C':>10} {'N*':>10} {'D*':>10} {'K*':>8} {'L*':>8} {'10x C buys':>11}"
                   + (f"   {100 * bands['level']:g}%: K*, L*" if bands else ""))
             for j, row in enumerate(f.rows):
+                if row.withheld:  # no size is invented where the law cannot speak (allocate.frontier)
+                    most = (f"spend at most C = {f.supported_up_to:.3g}" if f.supported_up_to else
+                            "no budget of this range has a supported plan")
+                    print(f"{row.compute:>10.3g}   no better plan: {most} ({row.withheld})")
+                    continue
                 extra = (f"   [{bands['epochs'][j][0]:.3g}, {bands['epochs'][j][1]:.3g}], "
                          f"[{bands['loss'][j][0]:.4f}, {bands['loss'][j][1]:.4f}]") if bands else ""
                 print(f"{row.compute:>10.3g} {row.params:>10.4g} {row.tokens:>10.4g} {row.epochs:>8.3g} "
