@@ -21,6 +21,7 @@ TOP_CAVEATS = 5
 # A caveat's rank: the first pattern it contains decides (lower = more likely to change the decision).
 CAVEAT_RANK = (
     ("fails its own diagnostics", 0),
+    ("is not taken", 0),
     ("outside the measured region", 1),
     ("within its interval of zero", 2),
     ("largest tried", 3),
@@ -138,7 +139,7 @@ class Headline:
 def best_text(b: Measured | None) -> str:
     if b is None:
         return "none within C"
-    return (f"{b.recipe}, {format_quantity(b.params)} params, {b.epochs:g} epochs: {b.loss:.4f}"
+    return (f"{b.recipe}, {format_quantity(b.params)} params, {b.epochs:g} epochs{b.settings}: {b.loss:.4f}"
             + (f" ({b.seeds} seeds within {b.spread:.3f})" if b.seeds > 1 else ""))
 
 
@@ -147,7 +148,8 @@ def _measured_sentence(top: Row) -> str:
     spread = f", {b.seeds} seeds within {b.spread:.3f}" if b.seeds > 1 else ""
     vs = (f"; {top.gain:.4f} below the best standard run" if top.recipe != "standard" and top.gain > 0 else "")
     return (f"At U = {top.unique_tokens:,.0f} unique tokens and at most C = {top.compute:.2g} FLOPs, the runs decide: "
-            f"train {top.recipe}: {format_quantity(top.params)}-parameter model, {top.epochs:g} epochs, the best "
+            f"train {top.recipe}: {format_quantity(top.params)}-parameter model, {top.epochs:g} epochs{b.settings}, "
+            "the best "
             f"measured (loss {top.loss:.4f}{spread}){vs}. {top.overruled[0].upper() + top.overruled[1:]}.")
 
 
@@ -262,12 +264,13 @@ def headline(decision: dict, single: pd.DataFrame, fits: dict, name: str,
     law = fits.get("data-constrained") or {}
     problem = finding_problem(law)
     if problem:
-        caveats.insert(0, f"the data-constrained law the decision rests on fails its own diagnostics ({problem}): "
-                          "read the recommendation as a direction, not a number")
+        caveats.insert(0, f"the data-constrained law fails its own diagnostics ({problem}): it does not move the "
+                          "decision away from the runs, so each row is the best run measured at its U and beyond "
+                          "the runs nothing is concluded")
     runs = configurations(single, replicates)
     rows = _rows(decision["plans"], single, runs, problem)
     for r in rows:
-        if r.overruled:
+        if r.overruled and not problem:  # a failing law is said once, below, not once per U
             caveats.insert(0, f"U = {r.unique_tokens:,.0f}: {r.overruled}; the best measured run stands, and "
                               "beyond the runs nothing is concluded")
         if r.outside:

@@ -43,15 +43,22 @@ class Measured:
     loss: float
     seeds: int = 1
     spread: float = 0.0  # max - min over its seeds
+    weight_decay: float | None = None  # the LM lab's tuned value (a recipe of your own trainer carries none)
+    lr: float | None = None
 
     @property
     def compute(self) -> float:
         return FLOPS_PER_PARAM_TOKEN * self.params * self.unique_tokens * self.epochs
 
+    @property
+    def settings(self) -> str:
+        """The recipe's own knobs, where the study recorded them (the weight decay to use, named)."""
+        return f", weight decay {self.weight_decay:g}" if self.weight_decay is not None else ""
+
     def text(self) -> str:
         seeds = f", {self.seeds} seeds within {self.spread:.3f}" if self.seeds > 1 else ""
-        return (f"{self.recipe} {format_quantity(self.params)} params x {self.epochs:g} epochs at U = "
-                f"{self.unique_tokens:,.0f}: measured {self.loss:.4f}{seeds}")
+        return (f"{self.recipe} {format_quantity(self.params)} params x {self.epochs:g} epochs{self.settings} at "
+                f"U = {self.unique_tokens:,.0f}: measured {self.loss:.4f}{seeds}")
 
 
 @dataclass(frozen=True)
@@ -68,17 +75,26 @@ class Verdict:
 def configurations(single: pd.DataFrame, replicates: pd.DataFrame | None = None) -> list[Measured]:
     """The study's single-model configurations (``single``: averaged over seeds), with their seeds' count and
     range from ``replicates`` (one row per seed) where given."""
-    keys = ["recipe", "params", "unique_tokens", "epochs"]
+    # a configuration is also its learning rate and weight decay: a tuned recipe's variants are not averaged
+    keys = ["recipe", "params", "unique_tokens", "epochs"] + [k for k in ("lr", "weight_decay") if k in single]
     spread = {}
     if replicates is not None and not replicates.empty:
-        g = replicates.groupby(keys)["loss"]
-        spread = {k: (int(n), float(r)) for k, n, r in zip(g.size().index, g.size(), g.max() - g.min(), strict=True)}
+        g = replicates.groupby([k for k in keys if k in replicates], dropna=False)["loss"]
+        spread = {_key(k): (int(n), float(r)) for k, n, r in zip(g.size().index, g.size(), g.max() - g.min(),
+                                                                  strict=True)}
     out = []
-    for r in single.groupby(keys, as_index=False)["loss"].mean().itertuples(index=False):
-        n, s = spread.get((r.recipe, r.params, r.unique_tokens, r.epochs), (1, 0.0))
-        out.append(Measured(str(r.recipe), float(r.params), float(r.unique_tokens), float(r.epochs), float(r.loss),
-                            n, s))
+    for r in single.groupby(keys, as_index=False, dropna=False)["loss"].mean().to_dict("records"):
+        n, s = spread.get(_key(tuple(r[k] for k in keys)), (1, 0.0))
+        wd, lr = r.get("weight_decay"), r.get("lr")
+        out.append(Measured(str(r["recipe"]), float(r["params"]), float(r["unique_tokens"]), float(r["epochs"]),
+                            float(r["loss"]), n, s, None if wd is None or pd.isna(wd) else float(wd),
+                            None if lr is None or pd.isna(lr) else float(lr)))
     return out
+
+
+def _key(values) -> tuple:
+    """A hashable key where NaN (no lr or weight decay recorded) equals NaN."""
+    return tuple("-" if isinstance(v, float) and math.isnan(v) else v for v in values)
 
 
 def seed_noise(runs: list[Measured]) -> tuple[float, str]:
