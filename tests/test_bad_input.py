@@ -235,7 +235,7 @@ for cmd in ("status", "report", "export"):
         # status reads no stored result: a damaged result cell leaves it a sane answer
         ok = cmd == "status" and name == "bad-cell"
         case(f"{cmd}-{name}", [cmd, target, *extra], 0 if ok else 2, "done 1" if ok else "")
-case("report-zero-done", "report {d}/study_queued", 0, "no decision")
+case("report-zero-done", "report {d}/study_queued", 0, "no finished runs yet: nothing to decide")
 case("status-zero-done", "status {d}/study_queued", 0, "queued 2")
 case("export-zero-done", "export {d}/study_queued {d}/exp.csv")
 case("export-suffix", "export {d}/study_done {d}/exp.exe")
