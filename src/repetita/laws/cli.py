@@ -74,21 +74,23 @@ def check_outputs(args, inputs=()) -> None:
         check_file(args.out, "--out", suffixes=(".json",), inputs=inputs)
 
 
-def _holdout_warnings(holdout: dict, fitted: list, saved) -> list[str]:
+def _holdout_caveats(holdout: dict, fitted: list, saved) -> list:
     """Held-out fits warn as full fits do: a group the law predicts worse than its mean (R^2 < 0.5,
-    negative R^2 included), and what the training splits' own diagnostics found (unidentified parameters)."""
+    negative R^2 included), and what the training splits' own diagnostics found (unidentified parameters),
+    each typed by kind and marked with its split (the plan folds them per kind)."""
+    from repetita.laws.caveats import Caveat, Kind
+
     out = []
     for group, s in holdout.get("by_group", {}).items():
         if s["rows"] >= 3 and np.isfinite(s["r2"]) and s["r2"] < 0.5:
-            out.append(f"held-out R^2 = {s['r2']:.3g} on {group} ({s['rows']} rows): the law does not extrapolate "
-                       "there" + (" (worse than predicting the group's mean)" if s["r2"] < 0 else ""))
+            out.append(Caveat(Kind.HELD_OUT, f"held-out R^2 = {s['r2']:.3g} on {group} ({s['rows']} rows): the law "
+                              "does not extrapolate there" + (" (worse than predicting the group's mean)"
+                                                              if s["r2"] < 0 else "")))
     for i, (est, _) in enumerate(fitted):
         if est is saved:
             continue  # its warnings are the saved fit's own
-        for w in getattr(est, "warnings_", []):
-            line = f"training split {i + 1} of {len(fitted)}: {w}"
-            if line not in out:
-                out.append(line)
+        for c in getattr(est, "caveats_", []):
+            out.append(Caveat(c.kind, c.text, split=i + 1))
     return out
 
 
@@ -117,7 +119,10 @@ def cmd_fit(args) -> dict:
         est = LawFit(args.law, **kwargs).fit(df)
     result = record.build(est, source=source, holdout=holdout if args.holdout else None)
     if args.holdout:
-        result["warnings"] = result["warnings"] + _holdout_warnings(holdout, fitted, est)
+        extra = _holdout_caveats(holdout, fitted, est)
+        result["warnings"] = result["warnings"] + [f"training split {c.split} of {len(fitted)}: {c.text}"
+                                                   if c.split else c.text for c in extra]
+        result["caveats"] = result.get("caveats", []) + [c.to_dict() for c in extra]
     if est.problem_.free:
         result |= _uncertainty(args, est, df)
     if args.plot:

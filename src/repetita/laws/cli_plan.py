@@ -92,7 +92,10 @@ def cmd_allocate(args) -> dict:
         out["plot"] = str(plot_allocation(panels, args.plot,
                                           frontier=first.frontier.to_dict() if first.frontier else None,
                                           recipes=result.recipes))
-    for w in result.warnings:
+    from repetita.laws.caveats import fold
+
+    # one line per (law, kind) and at most five of them, most severe first; --verbose prints every one
+    for w in (result.warnings if args.verbose else fold(result.caveats)):
         sys.stderr.write(f"repetita plan: warning: {w}\n")
     if not args.json:
         print("\n".join(result.decision))
@@ -216,6 +219,8 @@ def register(sub) -> None:
     q.add_argument("--compute", help="compute budget C in FLOPs (9.3e21): allocate N and epochs for U")
     q.add_argument("--flops-per-token", type=float, default=6.0, help="C = k N D; k (default 6)")
     q.add_argument("--max-params", help="largest model you can serve (caps N*)")
+    q.add_argument("--verbose", action="store_true",
+                   help="print every caveat (default: one line per law and kind, at most five)")
     q.add_argument("--trust", type=float, metavar="F",
                    help="with a budget range: frontier rows beyond F x the largest fitted N and C are no plan "
                    "(default 3, where the law benchmark's intervals still cover; 1 = inside the runs only)")

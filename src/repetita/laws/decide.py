@@ -12,7 +12,7 @@ own decision is kept beside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -68,10 +68,11 @@ class PlanResult:
     frontier: list[FrontierRow] | None = None
     recipes: dict | None = None
     measured_k_star: dict | None = None
+    caveats: list = field(default_factory=list)  # the warnings as laws.caveats.Caveat, typed by kind
 
     def to_json(self) -> dict:
         out = {"laws": {k: v.to_dict() for k, v in self.laws.items()}, "warnings": self.warnings,
-               "decision": self.decision}
+               "caveats": [c.to_dict() for c in self.caveats], "decision": self.decision}
         for key in ("comparison", "recipes", "measured_k_star"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -145,13 +146,16 @@ def compare_laws(laws: dict) -> dict:
 
 def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
               max_params: float | None = None, wall_gain: float = 0.01,
-              trust: float | None = None) -> tuple[dict[str, LawPlan], list, list[str]]:
-    """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, warnings)."""
+              trust: float | None = None) -> tuple[dict[str, LawPlan], list, list]:
+    """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, caveats),
+    the caveats typed (laws.caveats): the plan's own notes and each fit's diagnostics."""
     from repetita.laws.allocate import TRUST_FACTOR, allocate, allocation_intervals, estimator, frontier
+    from repetita.laws.caveats import Caveat, Kind
     from repetita.laws.record import same_data
 
     kw = {"flops_per_token": flops_per_token, "max_params": max_params}
-    laws, warnings, ests = {}, same_data(dict(records)), []
+    laws, ests = {}, []
+    caveats = [Caveat(Kind.DIFFERENT_DATA, w) for w in same_data(dict(records))]
     for path, record in records:
         est = estimator(record)
         name = f"{path} ({est.law})"
@@ -166,23 +170,26 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
             if thetas is not None:
                 intervals = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
             points, edge = [allocation], allocation.at_search_edge
-        notes = [why] if why else []
+        kinds = [(Kind.NO_INTERVAL, why)] if why else []
         beyond = sorted({w for r in points for w in r.outside_evidence})
         if beyond:
-            notes.append("the decision lies outside the runs the fit rests on: " + "; ".join(beyond)
-                         + "; read its intervals as too narrow there (the law benchmark's coverage "
-                         "is 0.90-1.00 for size, compute and budget extrapolation on the datablations tables, 0.3-0.9 "
-                         "past the fitted epochs, down to 0.17-0.33 on the 48 curve finals)")
+            kinds.append((Kind.OUTSIDE_RUNS, "the decision lies outside the runs the fit rests on: " + "; ".join(beyond)
+                          + "; read its intervals as too narrow there (the law benchmark's coverage is 0.90-1.00 for "
+                          "size, compute and budget extrapolation on the datablations tables, 0.3-0.9 past the "
+                          "fitted epochs, down to 0.17-0.33 on the 48 curve finals)"))
         if edge:
-            notes.append("the optimum lies at the edge of the model sizes searched (or at --max-params)")
+            kinds.append((Kind.SEARCH_EDGE, "the optimum lies at the edge of the model sizes searched (or at "
+                          "--max-params)"))
         flat = [r.compute for r in points if r.size_undetermined]
         if flat:
-            notes.append(f"from C = {min(flat):.3g} the predicted loss is flat in N along the compute line (10% either "
-                         "way changes it by < 1e-12): the loss is decided, the model size and epochs are not")
+            kinds.append((Kind.SIZE_UNDETERMINED, f"from C = {min(flat):.3g} the predicted loss is flat in N along "
+                          "the compute line (10% either way changes it by < 1e-12): the loss is decided, the model "
+                          "size and epochs are not"))
         law_obj = est.spec.law_obj
         if law_obj.monotone and not np.isfinite(law_obj.repetition(est.params_, u)):
-            notes.append("this law has no repetition penalty: the allocation is the naive Chinchilla one, as if "
-                         "every token were fresh")
+            kinds.append((Kind.NO_REPETITION, "this law has no repetition penalty: the allocation is the naive "
+                          "Chinchilla one, as if every token were fresh"))
+        notes = [t for _, t in kinds]
         holdout = None
         if est.holdout_ and "rmse_log" in est.holdout_:
             rows = est.holdout_.get("rows")
@@ -190,8 +197,9 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
                        "n": len(rows) if isinstance(rows, list) else int(rows or 0)}
         plan = LawPlan(allocation, front, intervals, notes, list(getattr(est, "warnings_", [])), holdout)
         laws[name] = plan
-        warnings += [f"{path}: {w}" for w in plan.warnings + plan.fit_warnings]
-    return laws, ests, warnings
+        caveats += [Caveat(k, t, path) for k, t in kinds]
+        caveats += [Caveat(c.kind, c.text, path, c.split) for c in getattr(est, "caveats_", [])]
+    return laws, ests, caveats
 
 
 def measured_k_star_line(path: str, u: float, ests: dict) -> dict:
@@ -268,12 +276,14 @@ def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_pe
                  reuse_file: str | None = None, trust: float | None = None) -> tuple[PlanResult, list]:
     """The whole ``plan --compute`` answer; also returns the (name, estimator, draws) of each law.
     ``trust``: the trust-region factor of a frontier (allocate.TRUST_FACTOR by default)."""
+    from repetita.laws.caveats import Caveat, Kind
     from repetita.laws.efficiency import plan_recipes
 
-    laws, ests, warnings = plan_laws(records, budgets, u, flops_per_token=flops_per_token,
-                                     max_params=max_params, wall_gain=wall_gain, trust=trust)
+    laws, ests, caveats = plan_laws(records, budgets, u, flops_per_token=flops_per_token,
+                                    max_params=max_params, wall_gain=wall_gain, trust=trust)
     said = [w for r in laws.values() for w in r.fit_warnings]
-    warnings += [w for w in effect_warnings if not any(w.endswith(x) for x in said)]  # the study's law, once
+    caveats += [Caveat(Kind.OTHER, w) for w in effect_warnings if not any(w.endswith(x) for x in said)]  # once
+    warnings = [c.line for c in caveats]
     single = len(budgets) == 1
     head = headline(laws) if single else None
     first = laws[head.law] if head else next(iter(laws.values()))
@@ -293,4 +303,4 @@ def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_pe
         measured = measured_k_star_line(reuse_file, u, {n: e for n, e, _ in ests})
         lines.append(measured["line"])
     return PlanResult(laws, warnings, lines, head, compare_laws(laws) if len(laws) > 1 and single else None,
-                      None if single else first.frontier.rows, recipes, measured), ests
+                      None if single else first.frontier.rows, recipes, measured, caveats), ests

@@ -116,17 +116,20 @@ def multimodal(problem, optima: list) -> list[str]:
     return []
 
 
-def diagnose(est, df: pd.DataFrame) -> list[str]:
-    """Every warning for a fitted estimator on the table it was fitted to."""
+def diagnose(est, df: pd.DataFrame) -> list:
+    """Every caveat (``laws.caveats.Caveat``, typed by kind) for a fitted estimator on its table."""
+    from repetita.laws.caveats import Kind, typed
+
     problem, z = est.problem_, est.z_
     law = est.spec.law_obj
-    out = at_bounds(problem, z) + at_start(problem, z, getattr(est, "start_", None))
+    out = typed(Kind.AT_BOUND, at_bounds(problem, z)) + typed(Kind.NOT_MOVED, at_start(problem, z, getattr(est, "start_", None)))
     with np.errstate(all="ignore"):
-        out += identifiability(problem, z)
-        out += vanished_terms(law, est.params_, problem.X) if not law.curves else []
-    out += exponent_flat(est.params_)
-    out += multimodal(problem, getattr(est, "optima_", []))
-    out += mixed_rows(df, est.spec.axis)
+        out += typed(Kind.NOT_IDENTIFIED, identifiability(problem, z))
+        out += typed(Kind.VANISHED, vanished_terms(law, est.params_, problem.X) if not law.curves else [])
+    out += typed(Kind.FLAT_EXPONENT, exponent_flat(est.params_))
+    out += typed(Kind.MULTIMODAL, multimodal(problem, getattr(est, "optima_", [])))
+    out += typed(Kind.MIXED_ROWS, mixed_rows(df, est.spec.axis))
     if np.isfinite(est.r2_) and est.r2_ < R2_WARN:
-        out.append(f"R^2 = {est.r2_:.3f} is below {R2_WARN}: the law explains too little of the loss to plan with")
+        out += typed(Kind.LOW_FIT, [f"R^2 = {est.r2_:.3f} is below {R2_WARN}: the law explains too little of the "
+                                    "loss to plan with"])
     return out

@@ -362,13 +362,15 @@ class LawFit:
         self.residual_log_sd_ = float(np.sqrt(np.sum(np.log(pred / y) ** 2) / self.dof_))
         self.r2_ = float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)) if len(y) > 1 else float("nan")
         if weights is None:  # a resample or a holdout fold is not what the user reads
+            from repetita.laws.caveats import Kind, typed
             from repetita.laws.diagnostics import diagnose
 
-            self.warnings_ = diagnose(self, df)
+            self.caveats_ = diagnose(self, df)
             if not spec.law_obj.monotone:
                 from repetita.laws.overfit import penalty_evidence
 
-                self.warnings_ += penalty_evidence(spec.law_obj, self.params_, X)
+                self.caveats_ += typed(Kind.PENALTY_UNMEASURED, penalty_evidence(spec.law_obj, self.params_, X))
+            self.warnings_ = [c.text for c in self.caveats_]
         return self
 
     def _nested_starts(self, df, X, problem, weights) -> np.ndarray | None:
@@ -451,6 +453,7 @@ class LawFit:
             "n_rows": self.n_rows_,
             "n_starts": self.n_starts_,
             "warnings": list(getattr(self, "warnings_", [])),
+            "caveats": [c.to_dict() for c in getattr(self, "caveats_", [])],
             "region": getattr(self, "region_", None),
             "residual_log_sd": getattr(self, "residual_log_sd_", None),
             "dof": getattr(self, "dof_", None),
@@ -477,6 +480,9 @@ class LawFit:
         # its held-out error (when the fit file carries them)
         est.uncertainty_ = record.get("uncertainty")
         est.warnings_ = list(record.get("warnings", []))
+        from repetita.laws.caveats import of_record
+
+        est.caveats_ = of_record(record)
         est.holdout_ = record.get("holdout") if isinstance(record.get("holdout"), dict) else None
         est.region_ = record.get("region") if isinstance(record.get("region"), dict) else None
         sd, dof = record.get("residual_log_sd"), record.get("dof")
