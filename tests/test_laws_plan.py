@@ -92,3 +92,24 @@ def test_two_step_asymptote_recovers_the_outer_limit():
         assert g["E"] == pytest.approx(2.0 + 50.0 * g["params"] ** -0.25, rel=0.01)
     with pytest.raises(UserError, match="distinct members"):
         two_step_asymptote(pd.DataFrame(rows[:2] + rows[6:]), "members", "params")
+
+
+def test_a_fit_on_one_epoch_runs_makes_no_repetition_decision(tmp_path, capsys):
+    """Fitted on the 29 one-epoch runs of datablations, the data-constrained law has R_D* at its start:
+    a plan that repeats the corpus is withheld in one sentence, never given as a number."""
+    from repetita.cli import main
+    from repetita.examples import load_example
+
+    one = load_example("datablations").rename(columns={"val_loss": "loss"})
+    one = one[one["epochs"] <= 1.0]
+    one.to_csv(tmp_path / "one.csv", index=False)
+    fit = tmp_path / "one.json"
+    assert main(["fit", str(tmp_path / "one.csv"), "--law", "data-constrained", "--out", str(fit)]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--law-file", str(fit), "--compute", "9.26e21", "--unique-tokens", "25e9"]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("decision withheld: the law was fitted on one-epoch runs only") and "N* =" not in first
+    # a budget the corpus covers in one epoch is still planned
+    assert main(["plan", "--law-file", str(fit), "--compute", "1e18", "--unique-tokens", "25e9"]) == 0
+    assert capsys.readouterr().out.startswith("decision: train N* = ")

@@ -223,6 +223,15 @@ def measured_k_star_line(path: str, u: float, ests: dict) -> dict:
 def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> list[str]:
     """The answer first: what to train (and with which recipe), the loss and how sure it is."""
     lines = []
+    a = first.allocation
+    seen = (a.evidence or {}).get("epochs") if a is not None else None
+    if a is not None and seen is not None and seen <= 1.0 + 1e-9 and a.epochs > 1.01:
+        # a fit on one-epoch runs cannot measure what repetition is worth (R_D* is its start value): no number
+        lines.append(f"decision withheld: the law was fitted on one-epoch runs only, so what repeating a token is "
+                     f"worth is not measured, and its plan here repeats U = {u:.4g} {a.epochs:.3g} times; fit a law "
+                     "to runs that repeat their data (repetita suggest names which), or plan a budget that needs "
+                     "at most one epoch")
+        return lines
     if first.allocation is not None:
         a, iv = first.allocation, first.intervals
         pi = (iv or {}).get("loss_prediction") or a.loss_prediction
