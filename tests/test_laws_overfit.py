@@ -214,6 +214,44 @@ def test_headline_is_the_held_out_favourite_and_its_interval_spans_the_weighed_l
     assert h.law == "a" and h.method.startswith("first law") and h.loss_interval == [1.5, 2.9]
 
 
+def test_stacking_keeps_a_law_that_predicts_some_rows_best():
+    """Two laws, each accurate on its own half of the held-out rows and 4x worse on the other: stacking
+    weighs them alike (pseudo-BMA on the pooled RMSE would too, but by a ratio of likelihoods of the whole
+    table); a third law worse on every row weighs ~0; the solution maximises the stacking objective."""
+    from repetita.laws.decide import headline, stacking
+
+    rng = np.random.default_rng(0)
+    n = 40
+    good, bad = rng.normal(0, 0.01, n), rng.normal(0, 0.04, n)
+    half = np.arange(n) < n // 2
+    errs = {"a": np.where(half, good, bad), "b": np.where(half, bad, good), "c": rng.normal(0, 0.08, n)}
+
+    def hold(e):
+        rows = [{"split": f"fold{i % 5}", "row": i, "log_error": float(x)} for i, x in enumerate(e)]
+        return {"spec": "kfold:5", "rmse_log": float(np.sqrt(np.mean(e ** 2))), "n": n, "rows": rows}
+
+    laws = {"a": _allocation(2.20, [2.0, 2.4], 1e9, 4.0, hold(errs["a"])),
+            "b": _allocation(2.25, [2.1, 2.5], 3e9, 2.0, hold(errs["b"])),
+            "c": _allocation(2.10, [1.5, 2.9], 9e9, 9.0, hold(errs["c"]))}
+    w = stacking(laws)
+    assert abs(w["a"] - w["b"]) < 0.2 and w["c"] < 0.02 and sum(w.values()) == pytest.approx(1.0)
+
+    def objective(weights):
+        e = np.array([errs[k] for k in laws])
+        sd = np.sqrt(np.mean(e ** 2, axis=1))[:, None]
+        dens = np.exp(-0.5 * (e / sd) ** 2) / (np.sqrt(2 * np.pi) * sd)
+        return float(np.sum(np.log(np.array(weights) @ dens)))
+
+    best = objective([w[k] for k in laws])
+    for other in ([1 / 3] * 3, [1, 0, 0], [0.5, 0.5, 0], [0.45, 0.45, 0.1]):
+        assert best >= objective(other) - 1e-9
+    h = headline(laws)
+    assert h.method.startswith("held-out stacking") and h.loss_interval == [2.0, 2.5]  # a and b counted, c not
+    # rows that do not match across the laws: no stacking, the pooled pseudo-BMA decides
+    laws["c"] = _allocation(2.10, [1.5, 2.9], 9e9, 9.0, hold(errs["c"][:-1]) | {"n": n})
+    assert stacking(laws) is None and headline(laws).method.startswith("held-out favoured")
+
+
 def test_fit_files_from_different_tables_are_flagged():
     from repetita.laws.record import same_data
 

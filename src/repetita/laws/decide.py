@@ -1,11 +1,12 @@
 """What to train for a compute budget on a fixed corpus, with every law given: the typed result of
 ``repetita plan --compute`` (JSON only at the edge, ``PlanResult.to_json``).
 
-With several laws the headline decision is the law the held-out errors favour, chosen by pseudo-BMA
-weights (Yao et al. 2018): each law's held-out log residuals under a normal model with its own RMSE give
-an expected log predictive density, ELPD = -n/2 (ln(2 pi RMSE^2) + 1), and w_k is proportional to
-exp(ELPD_k). It needs every law fitted with the same ``--holdout``; otherwise the first law leads and the
-result says so. Either way the headline interval spans the laws' disagreement: the union of the
+With several laws the headline decision is the law the held-out errors favour, by stacking of predictive
+distributions (Yao et al. 2018; ``stacking``) where every fit file carries its held-out rows, else by
+pseudo-BMA weights: each law's held-out log residuals under a normal model with its own RMSE give an
+expected log predictive density, ELPD = -n/2 (ln(2 pi RMSE^2) + 1), and w_k is proportional to
+exp(ELPD_k). Either needs every law fitted with the same ``--holdout``; otherwise the first law leads and
+the result says so. Either way the headline interval spans the laws' disagreement: the union of the
 prediction intervals of the laws with weight >= 0.05 (of every law without weights), and each law's
 own decision is kept beside it.
 """
@@ -51,7 +52,8 @@ class LawPlan:
 
     def to_dict(self) -> dict:
         base = self.allocation.to_dict() if self.allocation is not None else self.frontier.to_dict()
-        extra = {"intervals": self.intervals, "holdout": self.holdout}
+        holdout = {k: v for k, v in self.holdout.items() if k != "rows"} if self.holdout else None
+        extra = {"intervals": self.intervals, "holdout": holdout}
         return base | {k: v for k, v in extra.items() if v is not None} | {
             "warnings": self.warnings, "fit_warnings": self.fit_warnings}
 
@@ -110,11 +112,45 @@ def pseudo_bma(laws: dict[str, LawPlan]) -> tuple[dict[str, float] | None, str |
     return {k: v / total for k, v in w.items()}, next(iter(specs))
 
 
+STACK_ITERATIONS = 500
+
+
+def stacking(laws: dict[str, LawPlan]) -> dict[str, float] | None:
+    """Stacking of predictive distributions (Yao, Vehtari, Simpson and Gelman 2018): the weights w on the
+    simplex that maximise sum_i log sum_k w_k p_k(y_i) over the held-out rows, each law's density of row i
+    normal on the log scale with its own held-out RMSE. Unlike pseudo-BMA, which multiplies the laws'
+    whole-table likelihoods and so hands one law all the weight (1.00 against 2e-8 for three laws fitted to
+    datablations), it keeps a law that predicts some rows best. Needs every law's held-out rows, matched
+    by (split, row); None otherwise. Solved by the fixed-point (EM) update of mixture weights."""
+    held = {k: r.holdout for k, r in laws.items()}
+    if len(laws) < 2 or not all(h and isinstance(h.get("rows"), list) and h["rows"] for h in held.values()):
+        return None
+    keyed = [{(r.get("split"), r.get("row")): r.get("log_error") for r in h["rows"] if isinstance(r, dict)}
+             for h in held.values()]
+    keys = sorted(set.intersection(*(set(k) for k in keyed)), key=str)
+    if len(keys) < 2 or any(len(k) != len(keys) for k in keyed):
+        return None  # not the same held-out rows: the laws were not fitted like for like
+    err = np.array([[float(k[key]) for key in keys] for k in keyed])  # laws x rows
+    if not np.isfinite(err).all():
+        return None
+    sd = np.maximum(np.sqrt(np.mean(err ** 2, axis=1)), 1e-12)[:, None]
+    logp = -0.5 * np.log(2 * np.pi * sd ** 2) - 0.5 * (err / sd) ** 2
+    dens = np.exp(logp - logp.max(axis=0))  # per row: a common factor leaves the weights unchanged
+    w = np.full(len(laws), 1.0 / len(laws))
+    for _ in range(STACK_ITERATIONS):
+        mix = w @ dens
+        w = w * (dens / mix).mean(axis=1)
+        w = w / w.sum()
+    return {k: float(v) for k, v in zip(laws, w, strict=True)}
+
+
 def headline(laws: dict[str, LawPlan]) -> Headline:
     """The decision to read first (module docstring); every law must hold an allocation (one budget)."""
-    weights, _ = pseudo_bma(laws)
+    weights, method = stacking(laws), "held-out stacking (Yao et al. 2018)"
+    if weights is None:
+        weights, method = pseudo_bma(laws)[0], "held-out favoured (pseudo-BMA)"
     if weights:
-        lead, method = max(weights, key=weights.get), "held-out favoured (pseudo-BMA)"
+        lead = max(weights, key=weights.get)
         counted = [k for k, w in weights.items() if w >= MIN_WEIGHT]
     else:
         lead = next(iter(laws))
@@ -194,7 +230,9 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
         if est.holdout_ and "rmse_log" in est.holdout_:
             rows = est.holdout_.get("rows")
             holdout = {"spec": est.holdout_.get("spec"), "rmse_log": est.holdout_["rmse_log"],
-                       "n": len(rows) if isinstance(rows, list) else int(rows or 0)}
+                       "n": len(rows) if isinstance(rows, list) else int(rows or 0),
+                       "rows": [{k: r.get(k) for k in ("split", "row", "log_error")} for r in rows
+                                if isinstance(r, dict)] if isinstance(rows, list) else None}
         plan = LawPlan(allocation, front, intervals, notes, list(getattr(est, "warnings_", [])), holdout)
         laws[name] = plan
         caveats += [Caveat(k, t, path) for k, t in kinds]
