@@ -15,7 +15,7 @@ efficiency m (the baseline needs m times the data for the same loss): the law ev
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -394,8 +394,6 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     best = int(np.argmin([r.loss for r in rows]))
     if best < len(rows) - 1 and rows[-1].loss > rows[best].loss + 1e-9:
         out["spend_at_most"] = float(C[best])
-    from dataclasses import replace
-
     region = getattr(est, "region_", None)
     for j, r in enumerate(rows):
         why = ("past the law's turn: the loss is lowest at a smaller budget" if out.get("spend_at_most") is not None

@@ -119,8 +119,9 @@ def stacking(laws: dict[str, LawPlan]) -> dict[str, float] | None:
     """Stacking of predictive distributions (Yao, Vehtari, Simpson and Gelman 2018): the weights w on the
     simplex that maximise sum_i log sum_k w_k p_k(y_i) over the held-out rows, each law's density of row i
     normal on the log scale with its own held-out RMSE. Unlike pseudo-BMA, which multiplies the laws'
-    whole-table likelihoods and so hands one law all the weight (1.00 against 2e-8 for three laws fitted to
-    datablations), it keeps a law that predicts some rows best. Needs every law's held-out rows, matched
+    whole-table likelihoods and so hands one law nearly all the weight (for the data-constrained, reuse and
+    overfit-1 laws fitted to datablations with kfold:5: 0.0015, 0.998 and 2e-19, where stacking gives 7e-9,
+    0.948 and 0.052), it keeps a law that predicts some rows best. Needs every law's held-out rows, matched
     by (split, row); None otherwise. Solved by the fixed-point (EM) update of mixture weights."""
     held = {k: r.holdout for k, r in laws.items()}
     if len(laws) < 2 or not all(h and isinstance(h.get("rows"), list) and h["rows"] for h in held.values()):

@@ -332,7 +332,7 @@ def _gather(raw: Path, offsets, docs, path: Path, dtype, cumulative: bool = Fals
 def read_manifest(folder: str | Path) -> dict:
     """The manifest of a prepared corpus, its schema checked: files named inside the folder, known dtype,
     token counts as non-negative integers (a damaged or hand-edited manifest is one line)."""
-    from repetita.study.command import inside
+    from repetita.io import inside
 
     p = Path(folder).expanduser()
     where = p / MANIFEST

@@ -61,6 +61,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from repetita.errors import UserError, require
+from repetita.io import inside
 
 KINDS = ("json", "tensorboard", "trainer_state", "wandb-history")
 RESOURCES = ("cpus", "gpus", "custom")
@@ -110,22 +111,6 @@ def _value(v):
 
 def _shell(v) -> str:
     return shlex.quote(v) if isinstance(v, str) else str(v)
-
-
-def inside(folder: str | Path | None, relative: str) -> bool:
-    """Whether ``folder / relative`` stays inside ``folder``: never absolute, no '..' out of it, and (given a
-    real folder) no symlink out of it once resolved. A result path or a manifest's file name must never
-    reach a file elsewhere: a run deletes its stale result before it starts. ``folder=None``: the lexical
-    check alone (a spec, before any folder exists)."""
-    if Path(relative).is_absolute():
-        return False
-    norm = os.path.normpath(relative)
-    if norm == ".." or norm.startswith("../"):
-        return False
-    if folder is None:
-        return True
-    base = Path(folder).resolve()
-    return (base / relative).resolve().is_relative_to(base)
 
 
 def split_template(template: str) -> list[str]:

@@ -140,12 +140,12 @@ def best_text(b: Measured | None) -> str:
     if b is None:
         return "none within C"
     return (f"{b.recipe}, {format_quantity(b.params)} params, {b.epochs:g} epochs{b.settings}: {b.loss:.4f}"
-            + (f" ({b.seeds} seeds within {b.spread:.3f})" if b.seeds > 1 else ""))
+            + (f" ({b.seeds_text})" if b.seeds_text else ""))
 
 
 def _measured_sentence(top: Row) -> str:
     b = top.best
-    spread = f", {b.seeds} seeds within {b.spread:.3f}" if b.seeds > 1 else ""
+    spread = f", {b.seeds_text}" if b.seeds_text else ""
     vs = (f"; {top.gain:.4f} below the best standard run" if top.recipe != "standard" and top.gain > 0 else "")
     return (f"At U = {top.unique_tokens:,.0f} unique tokens and at most C = {top.compute:.2g} FLOPs, the runs decide: "
             f"train {top.recipe}: {format_quantity(top.params)}-parameter model, {top.epochs:g} epochs{b.settings}, "

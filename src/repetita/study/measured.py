@@ -14,8 +14,9 @@ rules here are plain, so that the first screen can say which run settled the dec
 - such a run *contradicts* the proposal when its loss lies outside the proposal's 95% prediction interval,
   or exceeds the best measured loss at (U, C) by more than the seed noise.
 
-Seed noise: the largest range of losses over the seeds of one configuration (the demo's 8 replicates at
-131k params differ by 0.018-0.040 nats); without replicates, ``REL_NOISE`` of the best loss.
+Seed noise: the largest range of losses over the seeds of one configuration (a review of the demo study
+reported its 8 replicates at 131k params differing by 0.018-0.040 nats); without replicates, ``REL_NOISE``
+of the best loss.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from repetita.cliargs import format_quantity
 from repetita.study.decision import FLOPS_PER_PARAM_TOKEN
 
 NEAR = 1.25  # N and K within this factor measure a point (126k vs 131k params, 33.3 vs 32 epochs in the demo)
-REL_NOISE = 0.005  # seed noise without replicates: 0.5% of the loss (the demo's replicates: 0.45-1%)
+REL_NOISE = 0.005  # seed noise without replicates: 0.5% of the loss (those replicates: 0.45-1% of ~4 nats)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,13 @@ class Measured:
         """The recipe's own knobs, where the study recorded them (the weight decay to use, named)."""
         return f", weight decay {self.weight_decay:g}" if self.weight_decay is not None else ""
 
+    @property
+    def seeds_text(self) -> str:
+        """How many seeds the loss averages and how far apart they are ("" for one seed)."""
+        return f"{self.seeds} seeds within {self.spread:.3f}" if self.seeds > 1 else ""
+
     def text(self) -> str:
-        seeds = f", {self.seeds} seeds within {self.spread:.3f}" if self.seeds > 1 else ""
+        seeds = f", {self.seeds_text}" if self.seeds_text else ""
         return (f"{self.recipe} {format_quantity(self.params)} params x {self.epochs:g} epochs{self.settings} at "
                 f"U = {self.unique_tokens:,.0f}: measured {self.loss:.4f}{seeds}")
 
