@@ -39,6 +39,8 @@ def test_a_file_without_kinds_reads_as_other_and_a_stored_kind_round_trips():
     c = Caveat(Kind.MULTIMODAL, "two optima", split=3)
     assert of_record({"caveats": [c.to_dict()]}) == [c]
     assert of_record({"caveats": [{"kind": "nonsense", "text": "t"}]})[0].kind is Kind.OTHER
+    assert of_record({"caveats": [{"kind": 5, "text": None}, "x", {"kind": "vanished", "text": "t"}]}) == [
+        Caveat(Kind.VANISHED, "t")]
 
 
 def test_plan_prints_five_warning_lines_and_every_one_with_verbose(tmp_path, capsys):

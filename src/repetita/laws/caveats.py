@@ -69,7 +69,8 @@ def typed(kind: Kind, texts: list[str], **kw) -> list[Caveat]:
 def of_record(record: dict, law: str = "") -> list[Caveat]:
     """A fit file's caveats: typed where the file stores kinds, else each warning as ``Kind.OTHER``."""
     if isinstance(record.get("caveats"), list):
-        return [Caveat.from_dict(d | {"law": law}) for d in record["caveats"] if isinstance(d, dict)]
+        return [Caveat.from_dict(d | {"law": law}) for d in record["caveats"]
+                if isinstance(d, dict) and isinstance(d.get("text"), str)]  # a damaged entry says nothing
     return [Caveat(Kind.OTHER, str(w), law) for w in record.get("warnings") or []]
 
 
