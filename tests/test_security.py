@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_study_command import _rows, _run  # tests/ is on sys.path (rootdir-relative import)
 
 from repetita.cli import main
 from repetita.study.store import Store
@@ -54,20 +55,6 @@ def _listing(root: Path, skip: Path | None = None) -> dict:
     return out
 
 
-def _run(capsys, spec: Path, study: Path, *flags) -> tuple[int, dict | None, str]:
-    code = main(["run", str(spec), "--dir", str(study), "--json", *flags])
-    out, err = capsys.readouterr()
-    return code, (json.loads(out) if out.strip().startswith("{") else None), err
-
-
-def _runs(study: Path):
-    store = Store(study / "store.sqlite", create=False)
-    try:
-        return store.runs(), store.tidy()
-    finally:
-        store.close()
-
-
 @pytest.fixture
 def here(tmp_path, monkeypatch):
     """Commands run in the folder `repetita run` started in: a PWNED file would land there."""
@@ -83,7 +70,7 @@ def here(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", ["../../../victim.json", "../victim.json", "sub/../../victim.json", "/tmp/x.json",
                                   "..", "a/../../../b"])
-def test_a_result_path_out_of_the_run_folder_is_refused_before_anything_runs(here, capsys, path):
+def test_a_result_path_out_of_the_run_folder_is_refused_before_anything_rows(here, capsys, path):
     spec = _spec(here / "s.toml", DIRECT, result=f'result = {{kind = "json", path = {json.dumps(path)}}}')
     before = _listing(here)
     code, _, err = _run(capsys, spec, here / "study")
@@ -101,7 +88,7 @@ def test_a_result_symlinked_out_of_the_run_folder_fails_the_run_and_reads_nothin
     before = _listing(here, skip=here / "study")
     code, res, err = _run(capsys, spec, here / "study")
     assert code == 3 and res["counts"]["failed"] == 1, err
-    runs, _ = _runs(here / "study")
+    runs, _ = _rows(here / "study")
     assert "leads out of the run folder" in runs["error"].iloc[0]
     # the rerun unlinks the stale link, never the file it points to
     code, res, err = _run(capsys, spec, here / "study", "--retry-failed")
@@ -271,7 +258,7 @@ def test_kill_minus_9_of_a_study_leaves_no_descendant_and_every_run_runs_once(he
     assert rc.returncode == 0, rc.stderr
     assert json.loads(rc.stdout)["counts"]["done"] == 4
     assert _wait_until(lambda: not _marked(mark)), "a sleeper outlived a command that finished normally"
-    runs, tidy = _runs(study)
+    runs, tidy = _rows(study)
     assert len(runs) == 4 and runs["id"].is_unique and len(tidy) == 4 and tidy["run_id"].is_unique
     assert (runs["attempts"] >= 2).any()  # the kills interrupted runs that ran again
 
@@ -338,13 +325,13 @@ def test_a_bad_loss_fails_its_run_and_the_study_finishes(here, capsys, mode, mes
     study = here / "study"
     code, res, err = _run(capsys, spec, study)
     assert code == 3 and res["counts"]["done"] == 1 and res["counts"]["failed"] == 1, err
-    runs, tidy = _runs(study)
+    runs, tidy = _rows(study)
     bad = runs[runs["status"] == "failed"]
     assert message in bad["error"].iloc[0] and len(tidy) == 1
     # --retry-failed runs it once more and marks it failed again; the done run is not redone
     code, res, err = _run(capsys, spec, study, "--retry-failed")
     assert code == 3 and res["counts"] == {"queued": 0, "running": 0, "done": 1, "failed": 1, "diverged": 0}
-    runs2, _ = _runs(study)
+    runs2, _ = _rows(study)
     attempts = runs2.set_index("id")["attempts"]
     assert attempts[bad["id"].iloc[0]] == 2 and attempts.sum() == 3
     assert main(["status", str(study)]) == 0
@@ -422,7 +409,7 @@ def test_another_spec_into_a_study_is_refused_unless_added(here, capsys):
     kept = (study / "spec.toml").read_text()
     code, _, err = _run(capsys, other, study)
     assert code == 2 and "another spec" in err and "--add" in err and len(err.strip().splitlines()) == 1
-    assert (study / "spec.toml").read_text() == kept and len(_runs(study)[0]) == 1
+    assert (study / "spec.toml").read_text() == kept and len(_rows(study)[0]) == 1
     # the same spec with [[runs]] points appended (report/next_runs.toml, suggest --spec-out) is the same study
     extended = here / "ext.toml"
     extended.write_text(spec.read_text() + "\n[[runs]]\nparams = 1e6\nunique_tokens = 500\nepochs = 2\n")
