@@ -124,5 +124,5 @@ def test_reuse_fit_on_datablations_quoted_in_docs():
     assert p["r0"] + p["r1"] * np.log(1e8) == pytest.approx(15.6, abs=0.3)  # docs: 15.6 at U = 100M
     assert p["r1"] < -4  # R_D* falls with U (docs), a sign the valley never crosses
     assert fit.predict(db.iloc[[0]])[0] == pytest.approx(2.7889, rel=1e-3)  # 2.8B on 4B x 8 epochs
-    assert any("R^2 = 0.783 is below 0.9" in w for w in fit.warnings_)
+    assert fit.r2_log_ > 0.8 and not any("explains too little" in w for w in fit.warnings_)  # log scale, robust
     assert any("another optimum" in w for w in fit.warnings_)  # the second basin is reported

@@ -17,6 +17,7 @@ from enum import StrEnum
 class Kind(StrEnum):
     """What a caveat doubts. Its rank (``SEVERITY``): lower first."""
 
+    OVERRULED = "overruled"  # a law's plan not taken: a measured run contradicts it, or the law fails its checks
     OUTSIDE_RUNS = "outside-runs"  # the decision lies beyond the fitted runs
     DIFFERENT_DATA = "different-data"  # fit files from different tables
     NOT_IDENTIFIED = "not-identified"  # a parameter (combination) the rows do not determine
@@ -27,12 +28,17 @@ class Kind(StrEnum):
     HELD_OUT = "held-out"  # a held-out group predicted worse than its mean
     LOW_FIT = "low-fit"  # the law explains little of the loss
     PENALTY_UNMEASURED = "penalty-unmeasured"  # an overfitting penalty with no run past its turn
+    GAIN_UNCERTAIN = "gain-uncertain"  # a recipe's gain over standard is within its interval of zero
+    TURN_UNMEASURED = "turn-unmeasured"  # the best epoch count measured is the largest tried
+    PAST_TURN_RUNS = "past-turn-runs"  # runs past the turn, outside a monotone law's fit
+    MULTIPLIER_VARIES = "multiplier-varies"  # a recipe's measured multiplier varies across cells
     SEARCH_EDGE = "search-edge"  # the optimum at the edge of the sizes searched
     SIZE_UNDETERMINED = "size-undetermined"  # the loss is flat in N along the compute line
     NO_REPETITION = "no-repetition"  # a law without a repetition term
     NOT_MOVED = "not-moved"  # a parameter that never left its start
     FLAT_EXPONENT = "flat-exponent"  # an exponent near zero
     MIXED_ROWS = "mixed-rows"  # rows the law treats as one that are not
+    NO_RECIPE = "no-recipe"  # no recipe besides standard was measured
     OTHER = "other"  # a caveat from a file written before kinds were stored
 
 

@@ -11,10 +11,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-R2_WARN = 0.9  # below this the law explains too little of the loss to plan with
+# Below this robust log-scale R^2 (``robust_log_r2``) the law explains too little of the loss to plan with.
+# Judged on log loss, where the law is fitted, with the Huber weights that discount the rows the fit itself
+# discounts: the published data-constrained law (Muennighoff et al. 2023) scores 0.833 on its own 182 runs,
+# where raw R^2 is 0.772, driven by 7-35M-param runs at losses 5.8-8.1; a law that misses the trend scores
+# far below (tests/test_laws_diagnostics.py).
+R2_WARN = 0.8
+HUBER_K = 1.345  # the classic Huber tuning constant: 95% efficiency under normal errors
 TERM_SHARE = 1e-4  # a term below this share of the predicted loss on every row has vanished
 MULTIMODAL_REL = 0.01  # another optimum within 1% of the best objective ...
 PARAM_REL = 0.05  # ... with some parameter 5% away is a different answer the data cannot rule out
+
+
+def robust_log_r2(pred, y) -> float:
+    """R^2 of log loss with Huber weights: rows whose log residual exceeds HUBER_K robust scales (1.4826 x the
+    median absolute deviation) count with weight scale/|residual|, as in one reweighting step of a Huber fit."""
+    y, pred = np.log(np.asarray(y, dtype=float)), np.log(np.asarray(pred, dtype=float))
+    r = y - pred
+    if len(y) < 2 or not np.all(np.isfinite(r)):
+        return float("nan")
+    scale = 1.4826 * np.median(np.abs(r - np.median(r)))
+    w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300)) if scale > 0 else np.ones_like(r)
+    spread = np.sum(w * (y - np.average(y, weights=w)) ** 2)
+    return float(1.0 - np.sum(w * r ** 2) / spread) if spread > 0 else float("nan")
 
 
 def at_bounds(problem, z: np.ndarray) -> list[str]:
@@ -129,7 +148,8 @@ def diagnose(est, df: pd.DataFrame) -> list:
     out += typed(Kind.FLAT_EXPONENT, exponent_flat(est.params_))
     out += typed(Kind.MULTIMODAL, multimodal(problem, getattr(est, "optima_", [])))
     out += typed(Kind.MIXED_ROWS, mixed_rows(df, est.spec.axis))
-    if np.isfinite(est.r2_) and est.r2_ < R2_WARN:
-        out += typed(Kind.LOW_FIT, [f"R^2 = {est.r2_:.3f} is below {R2_WARN}: the law explains too little of the "
-                                    "loss to plan with"])
+    r2 = getattr(est, "r2_log_", float("nan"))
+    if np.isfinite(r2) and r2 < R2_WARN:
+        out += typed(Kind.LOW_FIT, [f"robust log-scale R^2 = {r2:.3f} is below {R2_WARN}: the law explains too "
+                                    "little of the loss to plan with"])
     return out

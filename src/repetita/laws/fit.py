@@ -355,12 +355,16 @@ class LawFit:
         self.n_rows_ = int(len(y))
         self.n_starts_ = int(len(grid))
         self.region_ = evidence_region(X)
+        self.runs_ = measured_runs(X, y)
         pred = self._predict_design(X)
         # the scatter of the rows about the law (log scale, corrected for the fitted parameters): the part of
         # a prediction interval that parameter uncertainty does not carry (uncertainty.prediction_interval)
         self.dof_ = max(int(len(y)) - len(problem.free), 1)
         self.residual_log_sd_ = float(np.sqrt(np.sum(np.log(pred / y) ** 2) / self.dof_))
         self.r2_ = float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)) if len(y) > 1 else float("nan")
+        from repetita.laws.diagnostics import robust_log_r2
+
+        self.r2_log_ = robust_log_r2(pred, y)
         if weights is None:  # a resample or a holdout fold is not what the user reads
             from repetita.laws.caveats import Kind, typed
             from repetita.laws.diagnostics import diagnose
@@ -450,11 +454,13 @@ class LawFit:
             "free": self.problem_.free,
             "objective": self.objective_,
             "r2": self.r2_,
+            "r2_log": self.r2_log_,
             "n_rows": self.n_rows_,
             "n_starts": self.n_starts_,
             "warnings": list(getattr(self, "warnings_", [])),
             "caveats": [c.to_dict() for c in getattr(self, "caveats_", [])],
             "region": getattr(self, "region_", None),
+            "runs": getattr(self, "runs_", None),
             "residual_log_sd": getattr(self, "residual_log_sd_", None),
             "dof": getattr(self, "dof_", None),
         }
@@ -473,6 +479,7 @@ class LawFit:
         est.params_ = params
         est.objective_ = float(record.get("objective", np.nan))
         est.r2_ = float(record.get("r2", np.nan))
+        est.r2_log_ = float(record.get("r2_log") if isinstance(record.get("r2_log"), (int, float)) else np.nan)
         est.n_rows_ = int(record.get("n_rows", 0))
         est.n_starts_ = int(record.get("n_starts", 0))
         est.problem_ = type("P", (), {"free": list(record.get("free", spec.free_params()))})()
@@ -485,10 +492,24 @@ class LawFit:
         est.caveats_ = of_record(record)
         est.holdout_ = record.get("holdout") if isinstance(record.get("holdout"), dict) else None
         est.region_ = record.get("region") if isinstance(record.get("region"), dict) else None
+        est.runs_ = record.get("runs") if isinstance(record.get("runs"), list) else None
         sd, dof = record.get("residual_log_sd"), record.get("dof")
         est.residual_log_sd_ = float(sd) if isinstance(sd, int | float) and np.isfinite(sd) and sd >= 0 else None
         est.dof_ = int(dof) if isinstance(dof, int | float) and dof >= 1 else None
         return est
+
+
+MAX_STORED_RUNS = 20_000  # a fit record carries its table's runs up to this many (datablations: 182)
+
+
+def measured_runs(X: dict, y) -> list | None:
+    """The fitted table's runs as [N, D, U, loss] rows, so that a plan made from the fit file can start from
+    the best measured run and check its proposal against the runs (decide/engine.py); None for tables without
+    those columns or larger than MAX_STORED_RUNS."""
+    if not all(k in X for k in ("params", "tokens", "unique_tokens")) or len(y) > MAX_STORED_RUNS:
+        return None
+    cols = (X["params"], X["tokens"], X["unique_tokens"], np.asarray(y, dtype=float))
+    return [[float(v) for v in row] for row in zip(*cols, strict=True)]
 
 
 def evidence_region(X: dict) -> dict | None:
@@ -498,13 +519,18 @@ def evidence_region(X: dict) -> dict | None:
         return None
     n, d = X["params"], X["tokens"]
     out = {"params": float(n.max()), "tokens": float(d.max()), "compute": float((6 * n * d).max()),
-           "tokens_per_param": float((d / n).max())}
+           "tokens_per_param": float((d / n).max()), "tokens_per_param_min": float((d / n).min())}
     if "unique_tokens" in X:
         k = d / X["unique_tokens"]
         out["epochs"] = float(k.max())
         # the most epochs seen at each model size: "1,740 epochs" were seen at 146M, not at 8.7B
         sizes = np.unique(n)
         out["epochs_by_params"] = [[float(s), float(k[n == s].max())] for s in sizes[:: max(1, len(sizes) // 200)]]
+    # the tokens per parameter seen at each model size: 0.4 tokens per parameter was seen at 1B, not at 8.7B
+    sizes = np.unique(n)
+    tpp = d / n
+    out["tokens_per_param_by_params"] = [[float(s), float(tpp[n == s].min()), float(tpp[n == s].max())]
+                                         for s in sizes[:: max(1, len(sizes) // 200)]]
     return out
 
 

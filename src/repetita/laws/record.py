@@ -67,11 +67,11 @@ def load(path_text: str) -> dict:
     return record
 
 
-def estimator(record: dict):
-    """A fitted ``LawFit`` rebuilt from a fit file (validated: law, spec, every parameter)."""
+def estimator(fit):
+    """A fitted ``LawFit`` as given, or rebuilt from a fit file (validated: law, spec, every parameter)."""
     from repetita.laws.fit import LawFit
 
-    return LawFit.from_result(record)
+    return fit if isinstance(fit, LawFit) else LawFit.from_result(fit)
 
 
 def same_data(records: dict[str, dict]) -> list[str]:
@@ -99,3 +99,17 @@ def same_data(records: dict[str, dict]) -> list[str]:
         return []
     return [f"the fit files were fitted on different data ({differ}): their decisions are compared, "
             "not pooled"]
+
+
+def sampled_records(record: dict, n: int = 400, seed: int = 0) -> list[dict] | None:
+    """Fit records with parameters drawn from the fit's saved uncertainty (``uncertainty.theta_draws``);
+    None when the fit saved none, one line when a parameter has no finite interval."""
+    from repetita.laws.fit import LawFit
+    from repetita.laws.uncertainty import theta_draws
+
+    est = LawFit.from_result(record)
+    thetas = theta_draws(est, n, seed=seed)
+    if thetas is None:
+        return None
+    names = est.spec.law_obj.params
+    return [record | {"params": dict(zip(names, map(float, t), strict=True))} for t in thetas]
