@@ -23,7 +23,8 @@ import numpy as np
 def baseline_solve(law, theta: np.ndarray, compute: float, unique: float, k: float = 6.0) -> tuple[float, float]:
     from scipy.optimize import minimize_scalar
 
-    from repetita.laws.allocate import N_RANGE, law_loss
+    from repetita.decide.allocate import N_RANGE
+    from repetita.laws.evaluate import law_loss
 
     def f(logn):
         n = np.exp(np.atleast_1d(logn))
@@ -50,8 +51,8 @@ def main() -> None:
                          "search, which the baseline does not do, so only its time is compared")
     args = ap.parse_args()
 
+    from repetita.decide.allocate import frontier, solve
     from repetita.examples import load_example
-    from repetita.laws.allocate import frontier, solve
     from repetita.laws.fit import LawFit, bootstrap
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -77,11 +78,11 @@ def main() -> None:
     solves = len(laws) * args.resamples * 2 * args.budgets  # every draw at every budget and at 10x it
     print(f"repetita : {ours:8.2f} s  {len(laws)} laws x {args.resamples} draws x {args.budgets} budgets "
           f"(and 10x each: {solves:,} allocations)")
-    from repetita.laws.decide import headline
+    from repetita.decide.laws import headline
 
     t0 = time.perf_counter()
     mid = float(budgets[len(budgets) // 2])
-    from repetita.laws.allocate import allocate, allocation_intervals
+    from repetita.decide.allocate import allocate, allocation_intervals
 
     single = {name: allocate(est, mid, args.unique_tokens) | {"intervals": allocation_intervals(
         est, mid, args.unique_tokens, thetas=theta)} for name, (est, theta) in laws.items()}

@@ -58,7 +58,8 @@ def plain_greedy(G, F, w, noise_var, cost, k, counted):
 def main() -> None:
     import pandas as pd
 
-    from repetita.laws import design, record, uncertainty
+    from repetita.decide import design
+    from repetita.laws import record, uncertainty
     from repetita.laws.fit import LawFit
     from repetita.laws.record import uncertainty_block
 

@@ -288,8 +288,8 @@ def _store(folder: Path, runs: int = 2) -> None:
 
 # Imported once here, so that each forked case starts with them loaded (seconds per case otherwise).
 HEAVY = ("pandas", "scipy.optimize", "scipy.stats", "scipy.linalg", "matplotlib", "matplotlib.pyplot", "tokenizers",
-         "repetita.laws.fit", "repetita.laws.allocate", "repetita.laws.record", "repetita.laws.design",
-         "repetita.laws.plan", "repetita.laws.decide", "repetita.laws.curves", "repetita.laws.predict",
+         "repetita.laws.fit", "repetita.decide.allocate", "repetita.laws.record", "repetita.decide.design",
+         "repetita.laws.plan", "repetita.decide.laws", "repetita.laws.curves", "repetita.laws.predict",
          "repetita.laws.benchmark", "repetita.laws.reuse", "repetita.study.driver", "repetita.study.report",
          "repetita.study.command", "repetita.theory.reuse", "repetita.theory.exact", "repetita.data_mix.mixture",
          "repetita.data_mix.composition", "repetita.lm.prepare", "torch", "repetita.lm.train")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from repetita.cli import main
-from repetita.laws.allocate import allocate, predicted_loss
+from repetita.decide.allocate import allocate
+from repetita.laws.evaluate import predicted_loss
 
 PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
              "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
@@ -167,7 +168,8 @@ def test_optimum_matches_a_brute_force_scan_of_the_compute_line(seed):
 
 def test_vectorized_draws_equal_one_solve_per_draw():
     """The (draws x budgets) solve gives each draw the allocation a one-draw solve gives it."""
-    from repetita.laws.allocate import estimator, solve
+    from repetita.decide.allocate import solve
+    from repetita.laws.record import estimator
 
     est = estimator(PUBLISHED)
     rng = np.random.default_rng(3)

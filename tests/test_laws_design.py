@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from repetita.cli import main
-from repetita.laws import design
+from repetita.decide import design
 
 
 def _linear(S: int = 40_000, M: int = 6, seed: int = 0):
@@ -202,8 +202,8 @@ def test_retrospective_replay_ends_at_the_known_plan_and_never_repeats_a_run():
     from synthetic_laws import table as law_table
     from synthetic_laws import true_params
 
+    from repetita.decide.retrospective import Replay, reference_plan, replay
     from repetita.laws.fit import LawFit
-    from repetita.laws.retrospective import Replay, reference_plan, replay
 
     rng = np.random.default_rng(5)
     df = law_table("chinchilla", true_params("chinchilla", rng), 40, rng, noise=0.003)

@@ -10,9 +10,8 @@ import pytest
 
 from repetita import recipe_registry
 from repetita.cli import main
-from repetita.errors import UserError
-from repetita.laws.allocate import allocate, loss_limit
-from repetita.laws.efficiency import (
+from repetita.decide.allocate import allocate, loss_limit
+from repetita.decide.efficiency import (
     effect,
     efficiency_from_asymptotes,
     from_report,
@@ -20,6 +19,7 @@ from repetita.laws.efficiency import (
     parse_efficiency,
     plan_recipes,
 )
+from repetita.errors import UserError
 
 PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
              "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
@@ -100,7 +100,7 @@ def test_multipliers_from_a_study_report():
     assert set(got) == {"regularized", "ensemble:4"}
     assert got["regularized"].efficiency == pytest.approx(1.2)  # median of 1.2, 1.1, 1.3
     assert got["ensemble:4"].efficiency == pytest.approx(1.5) and got["ensemble:4"].train_cost == 4
-    assert any("asymptote E not identified" in w for w in warnings)
+    assert any("asymptote E not identified" in w.text for w in warnings)
     with pytest.raises(UserError, match="no standard runs"):
         from_report({"efficiency": [r for r in rows if r["recipe"] != "standard"]}, recipe_registry)
 
@@ -196,7 +196,7 @@ def test_a_null_multiplier_counts_as_beyond_the_law():
             {"recipe": "regularized", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.4}]
     effects, warnings = from_report({"efficiency": rows}, recipe_registry)
     assert [e.efficiency for e in effects] == [pytest.approx(1.4)]
-    assert any("below the fitted law's reach" in w for w in warnings)
+    assert any("below the fitted law's reach" in w.text and w.kind == "multiplier-varies" for w in warnings)
 
 
 def test_non_finite_asymptote_is_refused(capsys):

@@ -137,7 +137,7 @@ def test_plan_states_its_evidence_and_flags_a_decision_outside_it(tmp_path, caps
 
 
 def test_frontier_never_passes_the_turn_and_names_the_budget_worth_spending():
-    from repetita.laws.allocate import frontier
+    from repetita.decide.allocate import frontier
 
     fit = LawFit("overfit-1", freeze=PUBLISHED).fit(load_example("datablations"))
     f = frontier(fit, np.geomspace(1e20, 1e25, 11), 25e9)
@@ -151,7 +151,7 @@ def test_frontier_never_passes_the_turn_and_names_the_budget_worth_spending():
 def test_frontier_rows_past_the_turn_or_beyond_the_trust_region_are_no_plan():
     """The overfitting law on 25B tokens at 1e20-1e25 FLOPs put its spare compute into 7.5e12- and
     7.5e13-parameter models. Rows above 3x the fitted N or C, or past the turn, now say "no better plan"."""
-    from repetita.laws.allocate import TRUST_FACTOR, frontier
+    from repetita.decide.allocate import TRUST_FACTOR, frontier
 
     fit = LawFit("overfit-1", freeze=PUBLISHED).fit(load_example("datablations"))
     region = fit.region_
@@ -185,8 +185,8 @@ def test_plan_frontier_text_and_json_withhold_rows_and_refuse_a_trust_below_1(tm
 
 
 def _allocation(loss, pi, params=1e9, epochs=4.0, holdout=None):
-    from repetita.laws.allocate import Allocation, Naive
-    from repetita.laws.decide import LawPlan
+    from repetita.decide.allocate import Allocation, Naive
+    from repetita.decide.laws import LawPlan
 
     naive = Naive(params, params * 20, params * 20, loss, loss, 0.0)
     a = Allocation(1e20, 1e9, 6.0, params, params * 20, epochs, loss, False, False, float("inf"), None, [], pi, naive)
@@ -194,7 +194,7 @@ def _allocation(loss, pi, params=1e9, epochs=4.0, holdout=None):
 
 
 def test_headline_is_the_held_out_favourite_and_its_interval_spans_the_weighed_laws():
-    from repetita.laws.decide import headline, pseudo_bma
+    from repetita.decide.laws import choose_law, pseudo_bma
 
     laws = {"a": _allocation(2.20, [2.0, 2.4], 1e9, 4.0, {"spec": "kfold:5", "rmse_log": 0.050, "n": 20}),
             "b": _allocation(2.30, [2.1, 2.6], 3e9, 1.0, {"spec": "kfold:5", "rmse_log": 0.052, "n": 20}),
@@ -203,14 +203,14 @@ def test_headline_is_the_held_out_favourite_and_its_interval_spans_the_weighed_l
     # ELPD = -n/2 (ln(2 pi s^2) + 1): the weight ratio of a to b is (0.052 / 0.050)^20
     assert spec == "kfold:5" and w["a"] / w["b"] == pytest.approx((0.052 / 0.050) ** 20)
     assert w["c"] < 1e-10
-    h = headline(laws)
+    h = choose_law(laws)
     assert h.law == "a" and h.method.startswith("held-out favoured")
     assert h.loss_interval == [2.0, 2.6] and h.params_range == [1e9, 3e9]  # c weighs nothing: left out
     # without a common holdout the first law leads and every law's interval counts
     import dataclasses
 
     laws = {k: dataclasses.replace(r, holdout=None) for k, r in laws.items()}
-    h = headline(laws)
+    h = choose_law(laws)
     assert h.law == "a" and h.method.startswith("first law") and h.loss_interval == [1.5, 2.9]
 
 
@@ -218,7 +218,7 @@ def test_stacking_keeps_a_law_that_predicts_some_rows_best():
     """Two laws, each accurate on its own half of the held-out rows and 4x worse on the other: stacking
     weighs them alike (pseudo-BMA on the pooled RMSE would too, but by a ratio of likelihoods of the whole
     table); a third law worse on every row weighs ~0; the solution maximises the stacking objective."""
-    from repetita.laws.decide import headline, stacking
+    from repetita.decide.laws import choose_law, stacking
 
     rng = np.random.default_rng(0)
     n = 40
@@ -245,11 +245,11 @@ def test_stacking_keeps_a_law_that_predicts_some_rows_best():
     best = objective([w[k] for k in laws])
     for other in ([1 / 3] * 3, [1, 0, 0], [0.5, 0.5, 0], [0.45, 0.45, 0.1]):
         assert best >= objective(other) - 1e-9
-    h = headline(laws)
+    h = choose_law(laws)
     assert h.method.startswith("held-out stacking") and h.loss_interval == [2.0, 2.5]  # a and b counted, c not
     # rows that do not match across the laws: no stacking, the pooled pseudo-BMA decides
     laws["c"] = _allocation(2.10, [1.5, 2.9], 9e9, 9.0, hold(errs["c"][:-1]) | {"n": n})
-    assert stacking(laws) is None and headline(laws).method.startswith("held-out favoured")
+    assert stacking(laws) is None and choose_law(laws).method.startswith("held-out favoured")
 
 
 def test_fit_files_from_different_tables_are_flagged():
@@ -260,6 +260,18 @@ def test_fit_files_from_different_tables_are_flagged():
     b = LawFit("chinchilla").fit(db.head(100)).result()
     assert same_data({"a": a, "a2": dict(a)}) == []
     assert "fitted on different data" in same_data({"a": a, "b": b})[0]
+
+
+def test_plan_refuses_fit_files_from_different_tables_in_one_line(tmp_path, capsys):
+    from repetita.io import write_json
+
+    db = load_example("datablations")
+    write_json(tmp_path / "a.json", LawFit("chinchilla").fit(db).result())
+    write_json(tmp_path / "b.json", LawFit("chinchilla").fit(db.head(100)).result())
+    assert main(["plan", "--law-file", str(tmp_path / "a.json"), "--law-file", str(tmp_path / "b.json"),
+                 "--compute", "1e21", "--unique-tokens", "25e9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fitted on different data" in err and "182 and 100 rows" in err and len(err.splitlines()) == 1
 
 
 def test_positive_parameter_intervals_never_run_negative():

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from repetita.decide import fixed_size
 from repetita.errors import UserError
-from repetita.laws import plan
+from repetita.laws import worth as plan
 from repetita.laws.asymptote import two_step_asymptote
 
 
@@ -67,7 +68,7 @@ def test_plan_table_from_a_fit_record():
     from repetita.laws.fit import LawFit
 
     rec = LawFit("data-constrained", freeze=DATABLATIONS_FROZEN).fit(load_example("datablations")).result()
-    table, s = plan.plan_table(rec, 2.8e9, 4e9, [1, 2, 4, 8, 16, 64])
+    table, s = fixed_size.plan_table(rec, 2.8e9, 4e9, [1, 2, 4, 8, 16, 64])
     assert list(table["epochs"]) == [1, 2, 4, 8, 16, 64]
     assert np.all(np.diff(table["loss"]) < 0)  # more epochs still help at this size (paper Fig. 3)
     # the plan's losses are the estimator's predictions for the same runs (two code paths, one law)
@@ -75,7 +76,7 @@ def test_plan_table_from_a_fit_record():
     runs = pd.DataFrame({"params": 2.8e9, "unique_tokens": 4e9, "tokens": 4e9 * table["epochs"].to_numpy()})
     np.testing.assert_allclose(table["loss"], est.predict(runs), rtol=1e-10)
     with pytest.raises(UserError, match="epochs"):
-        plan.plan_table(rec, 2.8e9, 4e9, [0.5])
+        fixed_size.plan_table(rec, 2.8e9, 4e9, [0.5])
     with pytest.raises(UserError, match="no notion of repeated data"):
         plan.rd_star_for({"law": "multipower", "params": {}}, 1e9)
 

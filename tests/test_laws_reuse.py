@@ -10,9 +10,9 @@ import pytest
 
 from repetita.cli import main
 from repetita.errors import UserError
-from repetita.laws.allocate import predicted_loss
-from repetita.laws.plan import reuse_rate
+from repetita.laws.evaluate import predicted_loss
 from repetita.laws.reuse import Reference, effective_reuse, fit_log_law, phase_transition
+from repetita.laws.worth import reuse_rate
 
 PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
              "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,

@@ -24,7 +24,7 @@ def run(capsys, *argv):
 
 def _runs(params=("1B", "4.2B")) -> pd.DataFrame:
     """Runs drawn from the published data-constrained law: a reference made of that law reads E = 1 at K = 1."""
-    from repetita.laws.allocate import predicted_loss
+    from repetita.laws.evaluate import predicted_loss
     from repetita.laws.record import load
 
     law = load(DC)

@@ -16,7 +16,7 @@ from test_study_run import _spec
 from repetita.cli import main
 from repetita.cliargs import format_quantity
 from repetita.study.analysis import analyse
-from repetita.study.headline import finding_problem, rank_caveats, two_step_problem
+from repetita.decide.decision import finding_problem, rank_caveats, two_step_problem
 from repetita.study.report import _fits_html, _two_step_html, fig_reuse
 
 
@@ -40,20 +40,33 @@ def test_sentence_states_the_planners_decision(synthetic):
     assert lo < top["loss"] < hi and f"{lo:.3f}-{hi:.3f}" in s
     # one row per unique-token budget, each the plan at the largest compute for that budget
     assert [r.unique_tokens for r in h.rows] == sorted({p["unique_tokens"] for p in plans})
+    region = a.fits["data-constrained"]["region"]
     for r in h.rows:
         same = [p for p in plans if p["unique_tokens"] == r.unique_tokens]
-        assert r.compute == max(p["compute"] for p in same) and r.recipe == "regularized"
-        assert r.gain_interval is not None and r.gain_interval[0] <= r.gain <= r.gain_interval[1]
+        plan = max(same, key=lambda p: p["compute"])
+        assert r.compute == plan["compute"] and r.recipe == "regularized"
+        if plan["epochs"] > 3 * region["epochs"]:  # beyond the trust region: the best run measured there stands
+            assert r.source == "measured" and "beyond the trust region" in r.overruled
+            assert f"{plan['epochs']:.3g} epochs" in r.overruled
+        else:
+            assert r.source == "law" and r.gain_interval[0] <= r.gain <= r.gain_interval[1]
+    assert {r.source for r in h.rows} == {"law", "measured"}  # this table has one of each
 
 
 def test_degenerate_fits_are_not_findings(tmp_path):
-    good = {"params": {"a": 1.0}, "r2": 0.95, "objective": 1e-3, "n_rows": 20, "warnings": []}
+    good = {"params": {"a": 1.0}, "r2": 0.95, "objective": 1e-3, "n_rows": 20, "warnings": [], "caveats": []}
+
+    def said(kind, text):
+        return good | {"warnings": [text], "caveats": [{"kind": kind, "text": text}]}
+
     cases = {
-        "vanished": good | {"warnings": ["the E term contributes under 1e-04 of the loss on every row: it has vanished"]},
-        "bound": good | {"warnings": ["rn_star = 1e+06 sits at its upper bound 1e+06: the optimum may lie beyond it"]},
-        "unidentified": good | {"warnings": ["the loss does not depend on e at the optimum (not identified)"]},
+        "vanished": said("vanished", "the E term contributes under 1e-04 of the loss on every row: it has vanished"),
+        "bound": said("at-bound", "rn_star = 1e+06 sits at its upper bound 1e+06: the optimum may lie beyond it"),
+        "unidentified": said("not-identified", "the loss does not depend on e at the optimum (not identified)"),
         "negative": good | {"r2": -0.1},
     }
+    # the kind decides, never the words: the same sentence stored as another kind is no rejection
+    assert finding_problem(said("multimodal", cases["vanished"]["warnings"][0])) is None
     assert finding_problem(good) is None
     for name, fit in cases.items():
         assert finding_problem(fit), name
@@ -72,14 +85,23 @@ def test_degenerate_fits_are_not_findings(tmp_path):
     assert _two_step_html(ts).startswith("<details><summary>Two-step asymptote: not a finding")
 
 
-def test_caveats_that_change_the_decision_come_first():
-    caveats = ["ensemble:2: the measured multiplier varies 2.3x", "the law: R^2 = 0.896 is below 0.9",
-               "U = 2,048: the recommendation lies outside the measured region (K 86.5 > 32)",
-               "the data-constrained law the decision rests on fails its own diagnostics (x)",
-               "a", "b", "c"]
+def test_caveats_are_ranked_by_kind_not_by_wording():
+    from repetita.laws.caveats import Caveat, Kind
+
+    caveats = [Caveat(Kind.MULTIPLIER_VARIES, "ensemble:2: the measured multiplier varies 2.3x"),
+               Caveat(Kind.LOW_FIT, "the law: robust log-scale R^2 = 0.75 is below 0.8"),
+               Caveat(Kind.OUTSIDE_RUNS, "U = 2,048: the recommendation lies outside the measured region (K 86.5 > 32)"),
+               Caveat(Kind.OVERRULED, "the data-constrained law fails its own checks (x)"),
+               Caveat(Kind.OTHER, "a"), Caveat(Kind.OTHER, "b"), Caveat(Kind.NO_RECIPE, "c")]
     top, rest = rank_caveats(caveats)
-    assert len(top) == 5 and top[0].startswith("the data-constrained law") and "outside" in top[1]
+    assert [c.kind for c in top] == ["overruled", "outside-runs", "low-fit", "multiplier-varies", "no-recipe"]
     assert set(top) | set(rest) == set(caveats) and not set(top) & set(rest)
+    # a reworded message changes no ranking, and another kind's words do not lift a caveat
+    reworded = [Caveat(c.kind, f"reworded {i}: {c.text[::-1]}") for i, c in enumerate(caveats)]
+    assert [c.kind for c in rank_caveats(reworded)[0]] == [c.kind for c in top]
+    swapped = [Caveat(Kind.OTHER, caveats[3].text), Caveat(Kind.OVERRULED, "a")] + caveats[:3]
+    assert rank_caveats(swapped)[0][0].text == "a" and rank_caveats(swapped)[0][-1].kind == "other"
+    assert len(sum(rank_caveats(caveats + caveats), ())) == len(caveats)  # a repeated caveat counts once
 
 
 @pytest.fixture(scope="module")
@@ -175,10 +197,26 @@ def test_a_single_model_size_says_why_no_size_is_recommended():
     assert "1 model size" in a.headline.sentence
 
 
+def test_one_epoch_runs_and_one_budget_say_what_cannot_be_decided():
+    import re as _re
+
+    from repetita.decide.decision import headline
+
+    tidy = _tidy()
+    once = tidy[tidy["epochs"] == tidy["epochs"].min()].assign(epochs=1.0)
+    h = headline({"plans": [{"unique_tokens": 1.0}]}, once, {}, "once")
+    assert h.decided is False and not h.rows and "every run saw its data once" in h.sentence
+    assert not _re.search(r"\d\.\d", h.sentence)  # one sentence, no number
+    u = tidy["unique_tokens"].max()
+    a = analyse(tidy[tidy["unique_tokens"] == u], {}, history=lambda rid: [], name="one-u")
+    assert "one unique-token budget: this decides that budget only" in a.headline.sentence
+    assert {r.unique_tokens for r in a.headline.rows} == {u}
+
+
 def test_a_single_recipe_recommends_the_standard_one_and_says_so():
     tidy = _tidy()
     std = tidy[tidy["recipe"] == "standard"]
     a = analyse(std, {}, history=lambda rid: [], name="standard-only")
     assert a.headline.decided and {r.recipe for r in a.headline.rows} == {"standard"}
     assert "no measured recipe beats the standard one" in a.headline.sentence
-    assert any("no recipe besides standard" in c for c in a.headline.caveats + a.headline.more_caveats)
+    assert any(c.kind == "no-recipe" for c in a.headline.caveats + a.headline.more_caveats)

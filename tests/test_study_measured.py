@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repetita.study.headline import headline
-from repetita.study.measured import NEAR, REL_NOISE, configurations, seed_noise
+from repetita.decide.decision import headline
+from repetita.decide.measured import NEAR, REL_NOISE, configurations, seed_noise
 
 U = 32768.0
 
@@ -48,11 +48,14 @@ def test_the_demos_overfit_recommendation_is_overruled_by_its_own_run():
     (row,) = h.rows
     assert row.source == "measured" and (row.recipe, row.params, row.epochs, row.loss) == ("standard", 131e3, 16, 3.764)
     assert "131k params x 32 epochs" in row.overruled and "4.2270" in row.overruled
-    assert "outside the proposal's 95% prediction interval 3.452-4.059" in row.overruled
+    assert "outside the law's 95% prediction interval there, 3.452-4.059" in row.overruled
+    # law-free, the sentence says what the runs show: the turn past 16 epochs, and that 131k is the largest
+    assert "the loss rose past 16 epochs at this size (32 epochs: 4.2270)" in h.sentence
+    assert "the largest size measured at this U" in h.sentence
     assert "the runs decide" in h.sentence and "16 epochs" in h.sentence and "3.7640" in h.sentence
     assert "33.3" in h.sentence  # the law's plan is named as the one not taken
     assert row.best.loss == 3.764 and "3.7640" in h.markdown()
-    assert h.caveats[0].startswith(f"U = {U:,.0f}:")
+    assert h.caveats[0].kind == "overruled" and h.caveats[0].text.startswith(f"U = {U:,.0f}:")
 
 
 def test_a_run_worse_than_the_best_by_more_than_seed_noise_overrules_even_inside_the_interval():
@@ -60,7 +63,8 @@ def test_a_run_worse_than_the_best_by_more_than_seed_noise_overrules_even_inside
     c = 6 * 131e3 * U * 32
     # an interval wide enough to hold 4.227: the rule on the best measured run still applies
     h = headline(_decision([_plan(U, c, "standard", 131e3, 32, 3.70, [3.0, 4.5])]), single, {}, "demo")
-    assert h.rows[0].source == "measured" and "worse than the best measured (3.7640)" in h.rows[0].overruled
+    assert h.rows[0].source == "measured" and "worse by more than the seed noise (0.019) than standard 131k params x 16 " \
+        "epochs at U = 32,768: measured 3.7640, which cost no more" in h.rows[0].overruled
 
 
 def test_an_unmeasured_proposal_stands_and_the_best_measured_run_is_shown_beside_it():
@@ -75,8 +79,8 @@ def test_an_unmeasured_proposal_stands_and_the_best_measured_run_is_shown_beside
 def test_a_law_failing_its_checks_does_not_move_the_decision_away_from_the_runs():
     single = _single(DEMO_RUNS)
     c = 6 * 500e3 * U * 8
-    fits = {"data-constrained": {"warnings": ["the loss does not depend on rn_star at the optimum (not identified)"],
-                                 "r2": 0.9}}
+    why = "the E term contributes under 1e-04 of the loss on every row (e = -48.7): it has vanished"
+    fits = {"data-constrained": {"warnings": [why], "caveats": [{"kind": "vanished", "text": why}], "r2": 0.9}}
     h = headline(_decision([_plan(U, c, "standard", 500e3, 8, 3.6, [3.5, 3.7])]), single, fits, "demo")
     assert h.rows[0].source == "measured" and "fails its own checks" in h.rows[0].overruled
     assert "Expected loss" not in h.sentence  # no law number where the law does not qualify
@@ -90,12 +94,17 @@ def test_seed_noise_is_the_largest_replicate_range():
     noise, how = seed_noise(runs)
     assert noise == pytest.approx(0.028) and "seeds" in how
     assert seed_noise(configurations(single))[0] == pytest.approx(REL_NOISE * 3.764)
-    # a proposal measured 0.02 worse than the best is within that noise: it stands
+    # a proposal whose run is 0.02 worse than the best for its compute is within that noise: it stands
     c = 6 * 131e3 * U * 8
-    h = headline(_decision([_plan(U, c, "standard", 131e3, 8, 3.78, [3.6, 3.95])]),
+    h = headline(_decision([_plan(U, c, "standard", 131e3, 8, 3.70, [3.6, 3.95])]),
                  _single([r if r[3] != 8 or r[1] != 131e3 else ("standard", 131e3, U, 8, 3.784) for r in DEMO_RUNS]),
                  {}, "demo", replicates=reps)
     assert h.rows[0].source == "law"
+    # the same proposal promising no more than that noise over the best run leaves the run as the decision
+    h = headline(_decision([_plan(U, c, "standard", 131e3, 8, 3.77, [3.6, 3.95])]),
+                 _single([r if r[3] != 8 or r[1] != 131e3 else ("standard", 131e3, U, 8, 3.784) for r in DEMO_RUNS]),
+                 {}, "demo", replicates=reps)
+    assert h.rows[0].source == "measured" and "no more than the seed noise (0.028)" in h.rows[0].overruled
 
 
 @pytest.mark.parametrize("seed", range(12))

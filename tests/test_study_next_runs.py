@@ -105,7 +105,7 @@ def test_lab_sizes_are_matched_to_their_model_tables_by_config():
     """An LM-lab study measures N: each size maps to the [[models]] table whose fields its runs' configs carry."""
     import pandas as pd
 
-    from repetita.study.next_runs import model_numbers
+    from repetita.decide.next_runs import model_numbers
 
     raw = load_spec("example:tiny")
     runs = expand(raw).runs

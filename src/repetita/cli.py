@@ -19,9 +19,10 @@ from repetita.io import dumps
 # Command modules, imported at start-up; they must keep their own heavy imports inside functions.
 COMMAND_MODULES = [
     "repetita.laws.cli",
-    "repetita.laws.cli_plan",
+    "repetita.decide.cli_plan",
     "repetita.laws.cli_reuse",
-    "repetita.laws.cli_suggest",
+    "repetita.decide.cli_suggest",
+    "repetita.decide.cli_backtest",
     "repetita.theory.cli",
     "repetita.lm.cli",
     "repetita.lm.cli_corpus",

@@ -33,9 +33,9 @@ def _say(quiet: bool, msg: str) -> None:
 
 
 def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
+    from repetita.decide import fixed_size as plan
     from repetita.examples import load_example
     from repetita.io import write_json
-    from repetita.laws import plan
     from repetita.laws.fit import LawFit
     from repetita.laws.fit import bootstrap as run_bootstrap
     from repetita.laws.holdout import evaluate, parse_holdout
@@ -90,7 +90,7 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
     )
 
     # the decision block report.md opens with: Muennighoff et al.'s README case under the refit law
-    from repetita.laws.decide import plan_compute
+    from repetita.decide.laws import plan_compute
 
     res, _ = plan_compute([("data-constrained, refit", rec)], np.array([README_CASE["compute"]]),
                           README_CASE["unique_tokens"])

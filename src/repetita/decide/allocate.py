@@ -21,7 +21,9 @@ import numpy as np
 
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
+from repetita.laws.evaluate import law_loss, point_theta
 from repetita.laws.forms import Law
+from repetita.laws.record import estimator
 from repetita.laws.uncertainty import percentile_band
 
 FLOPS_PER_PARAM_TOKEN = 6.0
@@ -47,35 +49,6 @@ GRID = 97
 GOLDEN_ITERS = 44  # 0.618^44 of a two-cell bracket (0.58 in ln N at the widest) is 3e-10
 CHUNK = 400_000  # law evaluations per vectorized call (bounds the memory of the temporaries)
 _PHI = (np.sqrt(5.0) - 1.0) / 2.0
-
-
-def estimator(fit):
-    """A fitted ``LawFit``; a fit record (the JSON of ``repetita fit --out``) is read into one."""
-    from repetita.laws.fit import LawFit
-
-    return fit if isinstance(fit, LawFit) else LawFit.from_result(fit)
-
-
-def point_theta(est) -> np.ndarray:
-    """The estimator's parameters as a (1, P) array in the law's order."""
-    return np.array([[est.params_[p] for p in est.spec.law_obj.params]], dtype=float)
-
-
-def law_loss(law: Law, theta: np.ndarray, params, tokens, unique) -> np.ndarray:
-    """Loss (S, m) of S parameter vectors at m points; the points are (1, m) arrays shared by every draw,
-    or (S, m) arrays, one row per draw. Includes D < U (a fraction of the corpus seen once)."""
-    n, d, u = np.broadcast_arrays(*(np.atleast_2d(np.asarray(v, dtype=float)) for v in (params, tokens, unique)))
-    X = {"params": n, "tokens": d, "unique_tokens": u,
-         "log_params": np.log(n), "log_tokens": np.log(d), "log_unique": np.log(u)}
-    with np.errstate(all="ignore"):
-        return np.exp(law.func(np.asarray(theta, dtype=float), X)[0])
-
-
-def predicted_loss(fit, params, tokens, unique_tokens) -> np.ndarray:
-    """The fitted law's loss at arbitrary (N, D, U), broadcast together."""
-    est = estimator(fit)
-    n, d, u = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (params, tokens, unique_tokens)))
-    return law_loss(est.spec.law_obj, point_theta(est), n.ravel(), d.ravel(), u.ravel())[0].reshape(n.shape)
 
 
 def check_allocatable(est) -> Law:
@@ -252,7 +225,7 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
 
     rd = worth = None
     if law.rd_star is not None and law.monotone and np.isfinite(law.repetition(est.params_, U)) and d > U:
-        from repetita.laws.plan import next_epoch_worth
+        from repetita.laws.worth import next_epoch_worth
 
         rd = float(law.repetition(est.params_, efficiency * U))
         worth = float(next_epoch_worth(d / U - 1.0, rd)) if d / U >= 2 else 1.0
@@ -302,13 +275,74 @@ def check_trust(factor: float) -> float:
     return float(factor)
 
 
-def beyond_trust(region: dict | None, params: float, compute: float, factor: float = TRUST_FACTOR) -> str | None:
-    """Why a plan at (N, C) lies beyond the trust region (``factor`` times the largest fitted N and C), or None."""
+def beyond_trust(region: dict | None, params: float, compute: float, factor: float = TRUST_FACTOR,
+                 epochs: float | None = None, tokens: float | None = None) -> str | None:
+    """Why a plan lies beyond the trust region, or None. The region is ``factor`` times the largest fitted
+    model size N, compute C and epoch count K, and the tokens per parameter D/N within ``factor`` of the
+    range that fitted runs of a comparable size (at least N/10) trained with: a ratio seen only at small
+    models (0.09 tokens per parameter at 1.1B in datablations) does not speak for a 61B model."""
     if not region:
         return None
     out = [f"{what} {v:.3g} > {factor:g} x {region[k]:.3g} fitted" for k, what, v in
-           (("params", "N", params), ("compute", "C", compute)) if region.get(k) and v > factor * region[k] * 1.01]
+           (("params", "N", params), ("compute", "C", compute), ("epochs", "K", epochs))
+           if v is not None and region.get(k) and v > factor * region[k] * 1.01]
+    if tokens is not None:
+        tpp = tokens / params
+        by_size = region.get("tokens_per_param_by_params")
+        near = [(lo, hi) for size, lo, hi in by_size if size >= params / 10] if by_size else []
+        lo = min((x[0] for x in near), default=region.get("tokens_per_param_min"))
+        hi = max((x[1] for x in near), default=region.get("tokens_per_param"))
+        where = f"fitted runs of >= {params / 10:.3g} params" if near else "the fitted runs"
+        if lo and tpp < lo / factor / 1.01:
+            out.append(f"{tpp:.3g} tokens per param < {lo:.3g} / {factor:g}, the fewest of {where}")
+        elif hi and tpp > factor * hi * 1.01:
+            out.append(f"{tpp:.3g} tokens per param > {factor:g} x {hi:.3g}, the most of {where}")
     return "beyond the trust region (" + "; ".join(out) + ")" if out else None
+
+
+@dataclass(frozen=True)
+class Supported:
+    """The best plan inside the trust region at one budget (``supported_allocation``)."""
+
+    compute: float
+    params: float
+    tokens: float
+    epochs: float
+    loss: float
+    loss_prediction: list[float] | None
+
+
+SUPPORTED_GRID = 801  # ln N steps of < 0.03 across the widest admissible range (1e3-1e15 params)
+
+
+def supported_allocation(fit, compute: float, unique_tokens: float, factor: float = TRUST_FACTOR,
+                         flops_per_token: float = FLOPS_PER_PARAM_TOKEN) -> Supported | None:
+    """The lowest predicted loss over model sizes whose plan at this budget stays inside the trust region
+    (``beyond_trust``): what a law can still be held to where its free optimum lies beyond the runs. None
+    when no size qualifies (the budget itself lies beyond, or the bounds leave no size)."""
+    est = estimator(fit)
+    law = check_allocatable(est)
+    region = getattr(est, "region_", None)
+    if not region or beyond_trust(region, 1.0, compute, factor) is not None:
+        return None
+    c, u = float(compute), float(unique_tokens)
+    hi = factor * region["params"] if region.get("params") else N_RANGE[1]
+    lo = c / (flops_per_token * u * factor * region["epochs"]) if region.get("epochs") else N_RANGE[0]
+    lo, hi = max(lo, N_RANGE[0]), min(hi, c / flops_per_token)  # at least one token per run
+    if not lo < hi:
+        return None
+    n = np.geomspace(lo, hi, SUPPORTED_GRID)
+    d = c / (flops_per_token * n)
+    ok = np.array([beyond_trust(region, float(a), c, factor, float(b / u), float(b)) is None
+                   for a, b in zip(n, d, strict=True)])
+    if not ok.any():
+        return None
+    loss = law_loss(law, point_theta(est), n[ok], d[ok], u)[0]
+    j = int(np.nanargmin(loss))
+    from repetita.laws.uncertainty import prediction_interval
+
+    nn, dd = float(n[ok][j]), float(d[ok][j])
+    return Supported(c, nn, dd, dd / u, float(loss[j]), prediction_interval([loss[j]], est))
 
 
 def past_turn(epochs: float, turn: float) -> list[str]:
@@ -397,7 +431,7 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     region = getattr(est, "region_", None)
     for j, r in enumerate(rows):
         why = ("past the law's turn: the loss is lowest at a smaller budget" if out.get("spend_at_most") is not None
-               and r.compute > out["spend_at_most"] * (1 + 1e-9) else beyond_trust(region, r.params, r.compute, trust))
+               and r.compute > out["spend_at_most"] * (1 + 1e-9) else beyond_trust(region, r.params, r.compute, trust, r.epochs, r.tokens))
         rows[j] = replace(r, withheld=why)
     kept = [r.compute for r in rows if r.withheld is None]
     out["supported_up_to"] = max(kept) if kept else None

@@ -1,7 +1,7 @@
 """``repetita plan`` and ``repetita predict``: deciding with fitted laws.
 
-Thin wrappers over ``laws.plan`` (fixed-size plans), ``laws.allocate`` (compute and corpus -> what to
-train, the frontier), ``laws.efficiency`` (recipes) and ``laws.predict`` (multi-power curves for new
+Thin wrappers over ``decide.fixed_size`` (fixed-size plans), ``decide.allocate`` (compute and corpus -> what to
+train, the frontier), ``decide.efficiency`` (recipes) and ``laws.predict`` (multi-power curves for new
 schedules). Fit files are read by ``laws.record.load`` (also ``example:NAME``); ``repetita reuse`` is in
 ``laws.cli_reuse``.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from repetita.cliargs import number_list, parse_number
+from repetita.decide import plan_text
 from repetita.errors import require
 from repetita.io import FIGURE_SUFFIXES, check_file, write_json
-from repetita.laws import plan_text
 from repetita.laws.cli import check_outputs, parse_pairs
 from repetita.laws.record import load as load_fit
 
@@ -37,11 +37,11 @@ def _law_records(args) -> list[tuple[str, dict]]:
     return out
 
 
-def _recipe_effects(args) -> tuple[list, list[str]]:
+def _recipe_effects(args) -> tuple[list, list]:
     """``--efficiency NAME=M`` (repeatable) and/or ``--efficiency-from`` a study's report.json (or its folder)."""
     from repetita import recipe_registry  # the recipes' cost models (torch-free)
+    from repetita.decide.efficiency import from_report, parse_efficiency
     from repetita.io import read_json
-    from repetita.laws.efficiency import from_report, parse_efficiency
 
     effects, warnings = parse_efficiency(args.efficiency, recipe_registry), []
     if args.efficiency_from:
@@ -57,10 +57,10 @@ def _recipe_effects(args) -> tuple[list, list[str]]:
 
 def cmd_allocate(args) -> dict:
     """``plan --compute C --unique-tokens U``: what to train, for every law given, side by side, with the
-    headline decision (``laws.decide``); with a budget range (FROM:TO:COUNT), the frontier; with recipe
+    headline decision (``decide.laws``); with a budget range (FROM:TO:COUNT), the frontier; with recipe
     multipliers, the best recipe per budget."""
-    from repetita.laws.allocate import allocate, parse_budgets
-    from repetita.laws.decide import plan_compute
+    from repetita.decide.allocate import allocate, parse_budgets
+    from repetita.decide.laws import plan_compute
 
     if args.plot:
         check_file(args.plot, "--plot", suffixes=FIGURE_SUFFIXES)
@@ -70,7 +70,7 @@ def cmd_allocate(args) -> dict:
     cap = parse_number(args.max_params, "--max-params") if args.max_params else None
     require(cap is None or (cap > 0 and np.isfinite(cap)), f"--max-params must be positive, got {args.max_params}")
     if args.trust is not None:
-        from repetita.laws.allocate import check_trust
+        from repetita.decide.allocate import check_trust
 
         check_trust(args.trust)
     effects, eff_warnings = _recipe_effects(args)
@@ -107,7 +107,7 @@ def cmd_allocate(args) -> dict:
 
 def cmd_asymptotes(args) -> dict:
     """``plan --asymptote NAME=L ...``: recipe asymptotes at U as data efficiency (Kim et al.'s arithmetic)."""
-    from repetita.laws.efficiency import efficiency_from_asymptotes
+    from repetita.decide.efficiency import efficiency_from_asymptotes
 
     losses = {k: parse_number(v, f"--asymptote {k}") for k, v in parse_pairs(args.asymptote, "--asymptote").items()}
     require(args.irreducible is not None and args.data_exponent is not None,
@@ -128,7 +128,7 @@ def cmd_asymptotes(args) -> dict:
 
 
 def cmd_plan(args) -> dict:
-    from repetita.laws import plan
+    from repetita.decide import fixed_size as plan
 
     if args.asymptote:
         return cmd_asymptotes(args)
@@ -151,8 +151,8 @@ def cmd_plan(args) -> dict:
     out = plan.fixed_plan(record, n, u, epochs, fraction=args.fraction, losses=losses)
     table, summary = out.pop("_table"), out["summary"]
     if args.reuse_file:
-        from repetita.laws.allocate import estimator
-        from repetita.laws.decide import measured_k_star_line
+        from repetita.decide.laws import measured_k_star_line
+        from repetita.laws.record import estimator
 
         out["measured_k_star"] = measured_k_star_line(args.reuse_file, u, {args.law_file: estimator(record)})
     for w in out.get("warnings", []):

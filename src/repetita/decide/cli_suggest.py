@@ -1,4 +1,4 @@
-"""``repetita suggest``: the next runs that would settle a plan's decision at the least compute (laws/design.py)."""
+"""``repetita suggest``: the next runs that would settle a plan's decision at the least compute (decide/design.py)."""
 
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def _exclude_done(cand, path: str):
 
 
 def cmd_suggest(args) -> dict:
+    from repetita.decide.design import Target, candidate_grid, suggest
     from repetita.io import check_file
-    from repetita.laws.design import Target, candidate_grid, suggest
     from repetita.laws.record import estimator, load, same_data
 
     require(1 <= args.runs <= 1000, f"--runs (k) must be from 1 to 1,000, got {args.runs}")
@@ -111,8 +111,8 @@ def cmd_suggest(args) -> dict:
                                  for r in out["runs"]]), args.csv)
         out["csv"] = args.csv
     if args.spec_out:
+        from repetita.decide.next_runs import spec_for_suggestion
         from repetita.io import write_text
-        from repetita.study.next_runs import spec_for_suggestion
 
         write_text(args.spec_out, spec_for_suggestion(out["runs"], base_text))
         out["spec"] = args.spec_out

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repetita.decide.allocate import FLOPS_PER_PARAM_TOKEN, solve
 from repetita.errors import UserError, require
-from repetita.laws.allocate import FLOPS_PER_PARAM_TOKEN, law_loss, solve
+from repetita.laws.evaluate import law_loss
 
 DECISION = ("log_params", "log_epochs", "loss")  # the components of g
 EPOCH_GRID = np.geomspace(1.0, 256.0, 97)  # K searched at a fixed size (target_params)
@@ -73,7 +74,7 @@ def decision_compute(law, thetas: np.ndarray, compute: float, unique_tokens: flo
                      flops_per_token: float = FLOPS_PER_PARAM_TOKEN) -> np.ndarray:
     """(S, 3): log N*, log K* and the loss at compute C on U unique tokens, per draw (NaN for a draw whose law
     gives no finite loss on the compute line: a draw far in a tail can)."""
-    from repetita.laws.allocate import N_RANGE
+    from repetita.decide.allocate import N_RANGE
 
     out = np.full((len(thetas), 3), np.nan)
     n = np.geomspace(N_RANGE[0], min(N_RANGE[1], compute / flops_per_token), 64)[None, :]
@@ -272,7 +273,7 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
         warnings.append(f"{len(edge)} suggested run(s) sit at the edge of the sizes offered: offer sizes beyond "
                         "them to see whether a run there would be worth more")
     per_law = {n: {c: _band(g[:, j], c) for j, c in enumerate(DECISION)} for n, g in zip(names, Gs, strict=True)}
-    from repetita.laws.allocate import outside_evidence
+    from repetita.decide.allocate import outside_evidence
 
     for n, d in per_law.items():  # the decision each law makes, against the runs it was fitted to
         size = d["log_params"]["median"]

@@ -64,7 +64,8 @@ def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, 
     planner applies a recipe, so a measured m plans back to the measured loss. Bisection in ln m, all
     rows at once; inf where even m = ``hi`` does not reach the loss (the recipe moved the asymptote),
     ``lo`` where m = ``lo`` is still better."""
-    from repetita.laws.allocate import estimator, law_loss, point_theta
+    from repetita.laws.evaluate import law_loss, point_theta
+    from repetita.laws.record import estimator
 
     est = estimator(fit)
     law, theta = est.spec.law_obj, point_theta(est)
@@ -102,7 +103,7 @@ def parse_efficiency(items, registry) -> list[RecipeEffect]:
     return out
 
 
-def from_report(summary: dict, registry, path: str = "report.json") -> tuple[list[RecipeEffect], list[str]]:
+def from_report(summary: dict, registry, path: str = "report.json") -> tuple[list[RecipeEffect], list]:
     """Multipliers measured by a study (its report.json ``efficiency`` rows), and warnings about them."""
     rows = summary.get("efficiency") if isinstance(summary, dict) else None
     require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
@@ -129,23 +130,25 @@ def from_report(summary: dict, registry, path: str = "report.json") -> tuple[lis
         base = std.get((r["params"], r["unique_tokens"]))
         if base:
             ratios.setdefault(registry.canonical(r["recipe"]), []).append(r[key] / base)
+    from repetita.laws.caveats import Caveat, Kind, of_record
+
     effects, warnings = [], []
     for name, vals in sorted(ratios.items()):
         v = np.asarray(vals, dtype=float)
         if not np.isfinite(v).all():
-            warnings.append(f"{name}: some best losses lie below the fitted law's reach (it moved the asymptote); "
-                            "its multiplier uses the cells the law can express")
+            warnings.append(Caveat(Kind.MULTIPLIER_VARIES, "some best losses lie below the fitted law's reach (it moved "
+                                   "the asymptote); its multiplier uses the cells the law can express", name))
             v = v[np.isfinite(v)]
         if v.size == 0 or np.median(v) <= 0:
-            warnings.append(f"{name}: no usable cell; left out")
+            warnings.append(Caveat(Kind.MULTIPLIER_VARIES, "no usable cell; left out", name))
             continue
         spread = f"{v.min():.3g}-{v.max():.3g}" if v.size > 1 else "one cell"
         effects.append(effect(name, float(np.median(v)), registry, f"{path}: median of {v.size} cell(s), {spread}"))
         if v.size > 1 and v.max() / v.min() > 2:
-            warnings.append(f"{name}: the measured multiplier varies {v.max() / v.min():.1f}x across the study's "
-                            "cells; the median hides it")
+            warnings.append(Caveat(Kind.MULTIPLIER_VARIES, f"the measured multiplier varies {v.max() / v.min():.1f}x "
+                                   "across the study's cells; the median hides it", name))
     fit = (summary.get("fits") or {}).get("data-constrained") or {}
-    warnings += [f"the study's law: {w}" for w in fit.get("warnings") or []]
+    warnings += of_record(fit, "the study's law")
     return effects, warnings
 
 
@@ -158,7 +161,8 @@ def plan_recipes(fit, effects, computes, unique_tokens: float, *, flops_per_toke
     With ``thetas`` (parameter draws), a loss interval per recipe and budget and the share of draws in
     which each recipe is the best: the recommendation's own uncertainty.
     """
-    from repetita.laws.allocate import check_allocatable, estimator
+    from repetita.decide.allocate import check_allocatable
+    from repetita.laws.record import estimator
 
     est = estimator(fit)
     check_allocatable(est)
@@ -180,7 +184,8 @@ def plan_recipes(fit, effects, computes, unique_tokens: float, *, flops_per_toke
 
 
 def _evaluate(est, effects, C, unique_tokens, flops_per_token, thetas, level, max_params):
-    from repetita.laws.allocate import N_RANGE, loss_limit, point_theta, solve
+    from repetita.decide.allocate import N_RANGE, loss_limit, solve
+    from repetita.laws.evaluate import point_theta
     from repetita.laws.uncertainty import prediction_interval
 
     law = est.spec.law_obj

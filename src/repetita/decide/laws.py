@@ -17,15 +17,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from repetita.cliargs import format_quantity
+from repetita.decide.allocate import Allocation, Frontier, FrontierRow, Supported
+from repetita.decide.engine import Settled
 from repetita.errors import UserError
-from repetita.laws.allocate import Allocation, Frontier, FrontierRow
 
 MIN_WEIGHT = 0.05  # laws below this pseudo-BMA weight leave the headline interval
 
 
 @dataclass(frozen=True)
-class Headline:
-    """The one decision to read first, and how it was reached."""
+class LawChoice:
+    """Which law leads the decision across several fitted laws, how it was chosen, and their spread."""
 
     law: str
     method: str  # "held-out favoured (pseudo-BMA)" | "only law" | "first law (no common held-out error)"
@@ -49,11 +51,14 @@ class LawPlan:
     warnings: list[str]
     fit_warnings: list[str]
     holdout: dict | None
+    beyond: str | None = None  # why this law's single-budget plan lies beyond the trust region
+    supported: Supported | None = None  # then: its best plan inside the region (None: there is none)
 
     def to_dict(self) -> dict:
         base = self.allocation.to_dict() if self.allocation is not None else self.frontier.to_dict()
         holdout = {k: v for k, v in self.holdout.items() if k != "rows"} if self.holdout else None
-        extra = {"intervals": self.intervals, "holdout": holdout}
+        extra = {"intervals": self.intervals, "holdout": holdout, "beyond_trust": self.beyond,
+                 "supported": asdict(self.supported) if self.supported else None}
         return base | {k: v for k, v in extra.items() if v is not None} | {
             "warnings": self.warnings, "fit_warnings": self.fit_warnings}
 
@@ -65,16 +70,21 @@ class PlanResult:
     laws: dict[str, LawPlan]
     warnings: list[str]
     decision: list[str]
-    headline: Headline | None = None
+    headline: LawChoice | None = None
     comparison: dict | None = None
     frontier: list[FrontierRow] | None = None
     recipes: dict | None = None
     measured_k_star: dict | None = None
     caveats: list = field(default_factory=list)  # the warnings as laws.caveats.Caveat, typed by kind
+    settled: Settled | None = None  # the decision after the measured runs had their say (decide/engine.py)
 
     def to_json(self) -> dict:
         out = {"laws": {k: v.to_dict() for k, v in self.laws.items()}, "warnings": self.warnings,
                "caveats": [c.to_dict() for c in self.caveats], "decision": self.decision}
+        if self.settled is not None:
+            d = self.settled
+            out["settled"] = {k: getattr(d, k) for k in ("source", "recipe", "params", "epochs", "loss", "interval",
+                                                         "why")} | {"best": asdict(d.best) if d.best else None}
         for key in ("comparison", "recipes", "measured_k_star"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -145,7 +155,7 @@ def stacking(laws: dict[str, LawPlan]) -> dict[str, float] | None:
     return {k: float(v) for k, v in zip(laws, w, strict=True)}
 
 
-def headline(laws: dict[str, LawPlan]) -> Headline:
+def choose_law(laws: dict[str, LawPlan]) -> LawChoice:
     """The decision to read first (module docstring); every law must hold an allocation (one budget)."""
     weights, method = stacking(laws), "held-out stacking (Yao et al. 2018)"
     if weights is None:
@@ -165,7 +175,7 @@ def headline(laws: dict[str, LawPlan]) -> Headline:
     n = [laws[k].allocation.params for k in counted]
     e = [laws[k].allocation.epochs for k in counted]
     r = laws[lead].allocation
-    return Headline(lead, method, r.params, r.tokens, r.epochs, r.loss,
+    return LawChoice(lead, method, r.params, r.tokens, r.epochs, r.loss,
                     [float(min(b[0] for b in bands)), float(max(b[1] for b in bands))] if bands else None,
                     [float(min(n)), float(max(n))], [float(min(e)), float(max(e))], weights)
 
@@ -181,29 +191,70 @@ def compare_laws(laws: dict) -> dict:
             "spread": {"params": [float(n.min()), float(n.max())], "epochs": [float(k.min()), float(k.max())]}}
 
 
+def regret_table(ests: list, laws: dict[str, LawPlan]) -> dict[str, dict[str, float]]:
+    """regret[i][j]: how much higher law j predicts the loss of law i's decision than of its own (nats, >= 0
+    up to the search tolerance). A decision whose worst regret is small is safe whichever law is right."""
+    from repetita.laws.evaluate import law_loss, point_theta
+
+    out = {}
+    for i, _, _ in ests:
+        a = laws[i].allocation
+        out[i] = {j: float(law_loss(est.spec.law_obj, point_theta(est), a.params, a.tokens, a.unique_tokens)[0, 0]
+                           - laws[j].allocation.loss) for j, est, _ in ests if j != i}
+    return out
+
+
+def regret_lines(table: dict[str, dict[str, float]], laws: dict[str, LawPlan]) -> list[str]:
+    """Each law's decision with its worst regret under the others, and the minimax-regret law."""
+    worst = {i: max(r.values()) for i, r in table.items()}
+    lines = ["  each law's decision, and its worst regret under the others:"]
+    for i in table:
+        a, j = laws[i].allocation, max(table[i], key=table[i].get)
+        lines.append(f"    {i}: {a.params:.3g} params x {a.epochs:.3g} epochs, loss {a.loss:.4f}; regret "
+                     f"{worst[i]:.4f} under {j}")
+    best = min(worst, key=worst.get)
+    lines.append(f"    least worst-case regret: {best} ({worst[best]:.4f} nats)")
+    return lines
+
+
 def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
               max_params: float | None = None, wall_gain: float = 0.01,
               trust: float | None = None) -> tuple[dict[str, LawPlan], list, list]:
     """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, caveats),
     the caveats typed (laws.caveats): the plan's own notes and each fit's diagnostics."""
-    from repetita.laws.allocate import TRUST_FACTOR, allocate, allocation_intervals, estimator, frontier
+    from repetita.decide.allocate import (
+        TRUST_FACTOR,
+        allocate,
+        allocation_intervals,
+        beyond_trust,
+        frontier,
+        supported_allocation,
+    )
     from repetita.laws.caveats import Caveat, Kind
-    from repetita.laws.record import same_data
+    from repetita.laws.record import estimator, same_data
 
     kw = {"flops_per_token": flops_per_token, "max_params": max_params}
     laws, ests = {}, []
-    caveats = [Caveat(Kind.DIFFERENT_DATA, w) for w in same_data(dict(records))]
+    differ = same_data(dict(records))
+    if differ:  # weights, regrets and a pooled interval of laws fitted to different runs compare nothing
+        raise UserError(differ[0].replace("their decisions are compared, not pooled", "plan compares laws only "
+                                          "when they were fitted to the same runs; plan each file on its own"))
+    caveats = []
     for path, record in records:
         est = estimator(record)
         name = f"{path} ({est.law})"
         thetas, why = draws(est)
         ests.append((name, est, thetas))
-        allocation = front = intervals = None
+        allocation = front = intervals = untrusted = supported = None
         if len(budgets) > 1:
             front = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, trust=trust or TRUST_FACTOR, **kw)
             points, edge = front.rows, any(r.at_search_edge for r in front.rows)
         else:
             allocation = allocate(est, float(budgets[0]), u, **kw)
+            untrusted = beyond_trust(getattr(est, "region_", None), allocation.params, allocation.compute,
+                                     trust or TRUST_FACTOR, allocation.epochs, allocation.tokens)
+            if untrusted:
+                supported = supported_allocation(est, float(budgets[0]), u, trust or TRUST_FACTOR, flops_per_token)
             if thetas is not None:
                 intervals = allocation_intervals(est, float(budgets[0]), u, thetas=thetas, **kw)
             points, edge = [allocation], allocation.at_search_edge
@@ -234,7 +285,8 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
                        "n": len(rows) if isinstance(rows, list) else int(rows or 0),
                        "rows": [{k: r.get(k) for k in ("split", "row", "log_error")} for r in rows
                                 if isinstance(r, dict)] if isinstance(rows, list) else None}
-        plan = LawPlan(allocation, front, intervals, notes, list(getattr(est, "warnings_", [])), holdout)
+        plan = LawPlan(allocation, front, intervals, notes, list(getattr(est, "warnings_", [])), holdout, untrusted,
+                       supported)
         laws[name] = plan
         caveats += [Caveat(k, t, path) for k, t in kinds]
         caveats += [Caveat(c.kind, c.text, path, c.split) for c in getattr(est, "caveats_", [])]
@@ -259,8 +311,9 @@ def measured_k_star_line(path: str, u: float, ests: dict) -> dict:
 
 
 
-def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> list[str]:
-    """The answer first: what to train (and with which recipe), the loss and how sure it is."""
+def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap, disagree: bool = False) -> list[str]:
+    """The answer first: what to train (and with which recipe), the loss and how sure it is; a plan beyond
+    the trust region is replaced by the best plan inside it (``disagree``: the laws' plans differ)."""
     lines = []
     a = first.allocation
     seen = (a.evidence or {}).get("epochs") if a is not None else None
@@ -271,7 +324,19 @@ def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> lis
                      "to runs that repeat their data (repetita suggest names which), or plan a budget that needs "
                      "at most one epoch")
         return lines
-    if first.allocation is not None:
+    if first.allocation is not None and first.beyond:
+        a, b = first.allocation, first.supported
+        said = ("the laws disagree beyond the runs" if disagree else "this law's plan lies beyond the runs")
+        lines.append(f"decision: {said}: its optimum, {a.params:.3g} params on {a.tokens:.3g} tokens ({a.epochs:.3g} "
+                     f"epochs), is {first.beyond}; " + (
+                         f"best supported: train N = {b.params:.4g} params on D = {b.tokens:.4g} tokens ({b.epochs:.3g} "
+                         f"epochs of U = {u:.4g}); predicted loss {b.loss:.4f}"
+                         + (f" [95% prediction interval {b.loss_prediction[0]:.4f}-{b.loss_prediction[1]:.4f}]"
+                            if b.loss_prediction else "")
+                         + ", the lowest this law predicts inside the trust region (--trust F widens it)" if b else
+                         "no model size at this budget stays inside the trust region: decision withheld (--trust F "
+                         "widens it; a smaller budget, or runs nearer this one, would settle it)"))
+    elif first.allocation is not None:
         a, iv = first.allocation, first.intervals
         pi = (iv or {}).get("loss_prediction") or a.loss_prediction
         sure = (f" [95% prediction interval {pi[0]:.4f}-{pi[1]:.4f}]" if pi else "") + ((
@@ -319,36 +384,90 @@ def decision_lines(budgets, u, first: LawPlan, recipes: dict | None, cap) -> lis
     return lines
 
 
+def settle_plan(records, ests, laws: dict[str, LawPlan], head: LawChoice, compute: float, u: float) -> Settled | None:
+    """The lead law's single-budget plan settled against the runs its fit file carries (decide/engine.py):
+    inside the trust region its own optimum, beyond it the best plan inside (``LawPlan.supported``). None
+    when the fit file carries no runs (written before runs were stored, or a table without N, D, U)."""
+    from repetita.decide.engine import Proposal, law_problem, predictor, settle, table_runs
+    from repetita.decide.measured import seed_noise
+
+    name, est, _ = next(e for e in ests if e[0] == head.law)
+    runs = table_runs(getattr(est, "runs_", None))
+    if not runs:
+        return None
+    record = dict(zip([e[0] for e in ests], [r for _, r in records], strict=True))[name]
+    lp = laws[name]
+    a, b = lp.allocation, lp.supported
+    pi = (lp.intervals or {}).get("loss_prediction") or a.loss_prediction
+    if lp.beyond and b is not None:
+        proposal = Proposal(name, "standard", b.params, b.epochs, b.loss, b.loss_prediction, law_problem(record),
+                            predict=predictor(est, u))
+    else:
+        proposal = Proposal(name, "standard", a.params, a.epochs, a.loss, pi, law_problem(record), lp.beyond,
+                            predictor(est, u))
+    return settle(proposal, runs, u, compute, seed_noise(runs)[0])
+
+
+def settled_line(d: Settled, u: float) -> str:
+    """The decision line when the runs, not the law, settle it."""
+    if d.source == "withheld":
+        return f"decision withheld: {d.why}"
+    b = d.best
+    return (f"decision: the runs decide: train N = {b.params:.4g} params on D = {b.epochs * u:.4g} "
+            f"tokens ({b.epochs:.3g} epochs of U = {u:.4g}), the best run measured at this U within the budget "
+            f"(loss {b.loss:.4f}); {d.why}")
+
+
 def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
                  max_params: float | None = None, wall_gain: float = 0.01, effects=(), effect_warnings=(),
                  reuse_file: str | None = None, trust: float | None = None) -> tuple[PlanResult, list]:
     """The whole ``plan --compute`` answer; also returns the (name, estimator, draws) of each law.
     ``trust``: the trust-region factor of a frontier (allocate.TRUST_FACTOR by default)."""
+    from repetita.decide.efficiency import plan_recipes
     from repetita.laws.caveats import Caveat, Kind
-    from repetita.laws.efficiency import plan_recipes
 
     laws, ests, caveats = plan_laws(records, budgets, u, flops_per_token=flops_per_token,
                                     max_params=max_params, wall_gain=wall_gain, trust=trust)
-    said = [w for r in laws.values() for w in r.fit_warnings]
-    caveats += [Caveat(Kind.OTHER, w) for w in effect_warnings if not any(w.endswith(x) for x in said)]  # once
+    said = {w for r in laws.values() for w in r.fit_warnings}
+    caveats += [c if isinstance(c, Caveat) else Caveat(Kind.OTHER, str(c)) for c in effect_warnings
+                if getattr(c, "text", c) not in said]  # a fit's diagnostic is said once
     warnings = [c.line for c in caveats]
     single = len(budgets) == 1
-    head = headline(laws) if single else None
+    head = choose_law(laws) if single else None
     first = laws[head.law] if head else next(iter(laws.values()))
     recipes = None
     if effects:  # recipes on the law that leads the decision
         name, est, thetas = next((e for e in ests if head and e[0] == head.law), ests[0])
         recipes = plan_recipes(est, list(effects), budgets, u, thetas=thetas, flops_per_token=flops_per_token,
                                max_params=max_params) | {"law": name}
-    lines = decision_lines(budgets, u, first, recipes, max_params)
+    comparison = compare_laws(laws) if len(laws) > 1 and single else None
+    lines = decision_lines(budgets, u, first, recipes, max_params,
+                           disagree=bool(comparison and comparison["decision_changes"]))
+    if comparison:
+        table = regret_table(ests, laws)
+        worst = {i: max(r.values()) for i, r in table.items()}
+        comparison |= {"regret": table, "minimax_regret": min(worst, key=worst.get)}
     if head and len(laws) > 1:
         lines[0] += f" -- {head.method}: {head.law}"
         lines.append(f"  across the laws{' weighed' if head.weights else ''}: loss {head.loss_interval[0]:.4f}-"
                      f"{head.loss_interval[1]:.4f}, N* {head.params_range[0]:.3g}-{head.params_range[1]:.3g}, "
                      f"K* {head.epochs_range[0]:.3g}-{head.epochs_range[1]:.3g}")
+        lines += regret_lines(comparison["regret"], laws)
+    settled = settle_plan(records, ests, laws, head, float(budgets[0]), u) if head else None
+    if settled is not None and settled.source != "law":
+        lines[0] = settled_line(settled, u)
+    elif settled is not None and settled.best is not None:
+        b, p = settled.best, settled.proposal
+        gain = p.predict(b.params, b.epochs)[0] - p.loss if p.predict else None
+        lines.insert(1, f"  best run measured at this U within C: {format_quantity(b.params)} params x {b.epochs:.3g} "
+                        f"epochs, loss {b.loss:.4f}" + (f"; the law expects its plan to beat it by {gain:.4f} nats "
+                                                        "(in its own terms)" if gain is not None else ""))
+    elif settled is None and head is not None:
+        lines.insert(1, "  no run of the fitted table is stored in the fit file: the decision rests on the law "
+                        "alone (refit to store them)")
     measured = None
     if reuse_file:
         measured = measured_k_star_line(reuse_file, u, {n: e for n, e, _ in ests})
         lines.append(measured["line"])
-    return PlanResult(laws, warnings, lines, head, compare_laws(laws) if len(laws) > 1 and single else None,
-                      None if single else first.frontier.rows, recipes, measured, caveats), ests
+    return PlanResult(laws, warnings, lines, head, comparison,
+                      None if single else first.frontier.rows, recipes, measured, caveats, settled), ests

@@ -1,7 +1,7 @@
 """The runs a study should do next for its own decision, and a spec that runs them.
 
-The report's decision (``study/headline.py``) is N* and K* at the largest compute and unique-token budget
-the study spans, from the data-constrained law fitted to the study's runs. ``laws.design.suggest`` ranks
+The report's decision (``decide/decision.py``) is N* and K* at the largest compute and unique-token budget
+the study spans, from the data-constrained law fitted to the study's runs. ``decide.design.suggest`` ranks
 the runs the study could still do by how much of that decision's uncertainty each would remove per FLOP,
 chosen jointly (docs/plan.md, "Which run next"). The candidates are what ``repetita run`` can build from
 the study's own spec without new choices: its model sizes (each a ``[[models]]`` table), its unique-token
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from repetita.decide.decision import NextRun
 from repetita.errors import UserError, require
-from repetita.study.headline import NextRun
 
 NEXT_RUNS = 5  # how many runs the report suggests
 DRAWS = 400  # parameter draws of the law: a suggestion of 5 from ~100 candidates in well under a second
@@ -61,8 +61,8 @@ def model_numbers(raw: dict, results: dict[str, dict], tidy: pd.DataFrame) -> di
 
 def candidates(single: pd.DataFrame, sizes: list[float], max_flops: float):
     """The study's sizes x budgets x epochs (with the extra epoch counts), less the runs done."""
-    from repetita.laws.design import candidate_grid
-    from repetita.study.decision import FLOPS_PER_PARAM_TOKEN
+    from repetita.decide.design import candidate_grid
+    from repetita.decide.study import FLOPS_PER_PARAM_TOKEN
 
     std = single[single["recipe"] == "standard"]
     budgets = sorted(float(u) for u in std["unique_tokens"].unique())
@@ -81,7 +81,7 @@ def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k:
               seed: int = 0) -> NextPlan:
     """The next ``k`` runs for the study's decision (module docstring); raises ``UserError`` with the reason
     when they cannot be designed."""
-    from repetita.laws.design import Target, suggest
+    from repetita.decide.design import Target, suggest
 
     if law is None or not headline.rows:
         raise UserError("the study has no decision to settle yet")

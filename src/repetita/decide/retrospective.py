@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repetita.decide.allocate import FLOPS_PER_PARAM_TOKEN
+from repetita.decide.design import Candidates, decision_compute, greedy_batch, plausible, predictions
 from repetita.errors import require
-from repetita.laws.allocate import FLOPS_PER_PARAM_TOKEN, point_theta
-from repetita.laws.design import Candidates, decision_compute, greedy_batch, plausible, predictions
+from repetita.laws.evaluate import point_theta
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ From the study's own runs: the best epoch count measured per (N, U) (flagged whe
 count tried: the turn was not reached), the fitted R_D* of the data-constrained law with its sandwich
 interval (``uncertainty.laplace``), and, for the compute budgets the study spans, the recommended
 recipe per unique-token budget from the recipes' measured data-efficiency multipliers
-(``laws.efficiency``), each with the caveats that apply (the fit's warnings, an unidentified parameter,
+(``decide.efficiency``), each with the caveats that apply (the fit's warnings, an unidentified parameter,
 multipliers that vary across cells).
 """
 
@@ -47,27 +47,30 @@ def _rd_interval(est, data: pd.DataFrame) -> tuple[dict, dict | None]:
 def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[dict], fit_record: dict) -> dict:
     """The study's decision (module docstring). ``est`` is the fitted data-constrained ``LawFit`` on ``data``."""
     from repetita import recipe_registry
-    from repetita.laws.efficiency import from_report, plan_recipes
+    from repetita.decide.efficiency import from_report, plan_recipes
+    from repetita.laws.caveats import Caveat, Kind, of_record
     from repetita.laws.uncertainty import theta_draws
 
-    caveats = [f"the law: {w}" for w in fit_record.get("warnings") or []]
+    caveats = of_record(fit_record, "the law")
     epochs = best_epochs(single)
     if any(r["at_largest_tried"] for r in epochs):
-        caveats.append("for some (N, U) the best epoch count is the largest tried: the turn lies beyond the grid")
+        caveats.append(Caveat(Kind.TURN_UNMEASURED, "for some (N, U) the best epoch count is the largest tried: the "
+                              "turn lies beyond the grid"))
     rd, unc = _rd_interval(est, data)
     est.uncertainty_ = unc
     if rd.get("interval") is None:
-        caveats.append("R_D* has no finite interval on these runs: how much repetition is worth is not identified")
+        caveats.append(Caveat(Kind.NOT_IDENTIFIED, "R_D* has no finite interval on these runs: how much repetition "
+                              "is worth is not identified"))
     try:
         thetas = theta_draws(est, 200)
     except UserError as exc:
         thetas = None
-        caveats.append(f"recipe losses without intervals: {exc}")
+        caveats.append(Caveat(Kind.NO_INTERVAL, f"recipe losses without intervals: {exc}"))
     out = {"best_epochs": epochs, "rd_star": rd, "caveats": caveats, "uncertainty": unc}
     try:
         effects, warnings = from_report({"efficiency": efficiency_rows, "fits": {}}, recipe_registry)
     except UserError as exc:
-        effects, warnings = [], [str(exc)]
+        effects, warnings = [], [Caveat(Kind.OTHER, str(exc))]
     caveats += warnings
     std = single[single["recipe"] == "standard"]
     compute = FLOPS_PER_PARAM_TOKEN * std["params"] * std["epochs"] * std["unique_tokens"]
@@ -78,15 +81,16 @@ def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[
         try:
             res = plan_recipes(est, effects, budgets, float(u), thetas=thetas)
         except UserError as exc:
-            caveats.append(f"U = {u:g}: no plan ({exc})")
+            caveats.append(Caveat(Kind.OTHER, f"U = {u:g}: no plan ({exc})"))
             continue
         for b in res["best"]:
             row = next(x for x in res["recipes"][b["recipe"]]["rows"] if x["compute"] == b["compute"])
-            if row["at_search_edge"] and not any("edge of the model sizes" in c for c in caveats):
-                from repetita.laws.allocate import N_RANGE
+            if row["at_search_edge"] and not any(c.kind == Kind.SEARCH_EDGE for c in caveats):
+                from repetita.decide.allocate import N_RANGE
 
-                caveats.append(f"some optima lie at the edge of the model sizes searched ({N_RANGE[0]:g}-{N_RANGE[1]:g} "
-                               "params): at that budget the law wants a model outside the sizes it can speak for")
+                caveats.append(Caveat(Kind.SEARCH_EDGE, f"some optima lie at the edge of the model sizes searched "
+                                      f"({N_RANGE[0]:g}-{N_RANGE[1]:g} params): at that budget the law wants a model "
+                                      "outside the sizes it can speak for"))
             plans.append({"unique_tokens": float(u), "compute": b["compute"], "recipe": b["recipe"], "loss": b["loss"],
                           "loss_interval": row.get("loss_interval"), "member_params": row["member_params"],
                           "epochs": row["epochs"], "loss_standard": b["loss_standard"],
@@ -96,7 +100,9 @@ def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[
     out["recipes"] = {e.name: {"efficiency": e.efficiency, "source": e.source} for e in effects}
     out["plans"] = plans
     if not effects:
-        caveats.append("no recipe besides standard was measured against it: the plan is the standard recipe's")
+        caveats.append(Caveat(Kind.NO_RECIPE, "no recipe besides standard was measured against it: the plan is the "
+                              "standard recipe's"))
+    out["caveats"] = [c.to_dict() for c in caveats]  # report.json stores the decision as it is
     return out
 
 

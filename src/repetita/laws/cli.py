@@ -126,8 +126,8 @@ def cmd_fit(args) -> dict:
     if est.problem_.free:
         result |= _uncertainty(args, est, df)
     if args.plot:
-        from repetita.laws.plan import sampled_records
         from repetita.laws.plots import plot_fit
+        from repetita.laws.record import sampled_records
 
         try:
             draws = sampled_records(result, n=100) if result.get("uncertainty") else None

@@ -132,7 +132,7 @@ def turn(law: Law, params: dict, n, u) -> Array:
     shape = n.shape
     if law.monotone:
         return np.full(shape, np.inf)
-    from repetita.laws.allocate import law_loss  # below forms in the import order: imported at call time
+    from repetita.laws.evaluate import law_loss  # below forms in the import order: imported at call time
 
     n, u = n.ravel(), u.ravel()
     k = TURN_GRID

@@ -182,7 +182,7 @@ def _contour_labels(ax, cs) -> None:
 
 
 def _contours(ax, name: str, est, allocation: dict) -> None:
-    from repetita.laws.allocate import predicted_loss
+    from repetita.laws.evaluate import predicted_loss
 
     n_opt, d_opt, u = allocation["params"], allocation["tokens"], allocation["unique_tokens"]
     n = np.geomspace(n_opt / 30, n_opt * 30, 160)
@@ -215,7 +215,7 @@ def plot_allocation(laws, path: str | Path, frontier: dict | None = None, recipe
     (the datablations figure style), one panel per law (``laws``: (name, fit, allocation dict) each);
     beside them, the frontier L*(C) of the first law per recipe, with the interval bands of the fit's
     draws, when a budget range was planned."""
-    from repetita.laws.allocate import estimator
+    from repetita.laws.record import estimator
 
     plt = _plt()
     ncols = len(laws) + (1 if frontier else 0)

@@ -59,7 +59,7 @@ class Reference:
 
     @classmethod
     def from_law(cls, record: dict, params: float, d_min: float = 1e3, d_max: float = 1e16) -> Reference:
-        from repetita.laws.allocate import predicted_loss
+        from repetita.laws.evaluate import predicted_loss
 
         check_data_law(record)
 
@@ -220,7 +220,7 @@ def fit_rd_star(table: pd.DataFrame, by: tuple[str, ...] = ("params",)) -> pd.Da
     squares in E over K >= 1), so a measured table can be read as the constant R_D* it implies."""
     from scipy.optimize import minimize_scalar
 
-    from repetita.laws.plan import reuse_rate
+    from repetita.laws.worth import reuse_rate
 
     keys = [c for c in by if c in table.columns]
     rows = []
@@ -335,7 +335,7 @@ def fit_log_law(kstar: pd.DataFrame, level: float = 0.95, column: str = "k_star"
 def law_k_star(rd_star, lam: float = LAMBDA) -> np.ndarray:
     """The constant-R_D* law's own phase-transition epoch: the largest K with E(K) >= lam K (E = 1 + R (1 -
     e^(-(K-1)/R))), solved on a fine log grid of K; comparable with a measured K*(U; lam)."""
-    from repetita.laws.plan import reuse_rate
+    from repetita.laws.worth import reuse_rate
 
     k = np.geomspace(1.0, 1e5, 4001)
     r = np.atleast_1d(np.asarray(rd_star, dtype=float))

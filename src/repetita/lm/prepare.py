@@ -144,7 +144,7 @@ class PrepareConfig:
         require(len(self.inputs) >= 1, "give at least one input")
         require(self.val_docs >= 1, f"val_docs={self.val_docs} must be >= 1")
         require(0 <= self.seed < 2**63, f"seed={self.seed} must be an integer from 0 to 2**63-1")
-        # 1e16 tokens is ~10x all text ever written (the planner's bound, laws/allocate.py LIMITS)
+        # 1e16 tokens is ~10x all text ever written (the planner's bound, decide/allocate.py LIMITS)
         require(all(1 <= b <= 1e16 for b in self.budgets), "budgets must be token counts from 1 to 1e16")
 
 

@@ -33,7 +33,7 @@ class StudyAnalysis:
     efficiency: pd.DataFrame
     decision: dict
     reuse: dict | None
-    headline: object  # study.headline.Headline: the report's first screen
+    headline: object  # decide.decision.Decision: the report's first screen
 
 
 def singles(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -59,8 +59,17 @@ def before_turn(single: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
+MONOTONE_LAWS = ("data-constrained", "reuse")  # fitted up to each (N, U)'s turn
+TURNING_LAWS = ("overfit-1",)  # loss rises past its turn (laws/overfit.py): fitted to every standard run
+STUDY_HOLDOUT = "kfold:5"
+MIN_ROWS_COMPARED = 12  # fewer standard runs than this: 5 folds of 2 rows say nothing
+
+
 def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
-    """Fit the constant-R* and the N-aware law to the standard runs (alpha tied to beta: few runs).
+    """Fit the constant-R* and the N-aware law to the standard runs up to their turn, and the laws that can
+    turn (TURNING_LAWS) to all of them (alpha tied to beta: few runs); then score every law by its held-out
+    error over all standard runs (``compare_laws``: the data-constrained law against the turning laws, the
+    comparison that decides whether it may move the decision), past-turn runs included.
 
     The N-aware law extends the constant one (r1 = 0, r0 = R_D*): the estimator seeds it from that
     nested fit itself, which matters here because its default grid suits ln U ~ 20 (published runs)
@@ -68,17 +77,68 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
     """
     from repetita.laws.fit import LawFit
 
-    std = before_turn(singles(tidy))
+    every = singles(tidy)
+    every = every[every["recipe"] == "standard"].reset_index(drop=True)
+    std = before_turn(every)
+    past = every.merge(std[["params", "unique_tokens", "epochs"]], how="left", indicator=True)
+    past = past[past["_merge"] == "left_only"]
+    named = [[float(r.params), float(r.unique_tokens), float(r.epochs), float(r.loss)] for r in past.itertuples()]
     out: dict = {}
     dc = None
-    for law in ("data-constrained", "reuse"):
+    for law in MONOTONE_LAWS + TURNING_LAWS:
+        rows = std if law in MONOTONE_LAWS else every
         try:
-            est = LawFit(law, tie={"beta": "alpha"}).fit(std)
-            out[law] = est.result() | {"excluded_past_turn": int(std.attrs["excluded"])}
+            est = LawFit(law, tie={"beta": "alpha"}).fit(rows)
+            out[law] = est.result() | ({"excluded_past_turn": len(named), "excluded_past_turn_runs": named}
+                                       if law in MONOTONE_LAWS else {"excluded_past_turn": 0})
             dc = est if law == "data-constrained" else dc
         except UserError as exc:
             out[law] = {"error": str(exc)}
+    compared = [k for k, v in out.items() if "error" not in v and (k == "data-constrained" or k in TURNING_LAWS)]
+    for law, score in compare_laws(every, compared).items():
+        out[law]["study_holdout"] = score
     return out, dc, std
+
+
+def compare_laws(every: pd.DataFrame, laws: list[str]) -> dict[str, dict]:
+    """Held-out error of each law over every standard run (``STUDY_HOLDOUT``): a monotone law is fitted on
+    its training folds' runs up to their turn and scored on every held-out run, so the runs past the turn
+    count as evidence against it instead of being dropped silently. {} below MIN_ROWS_COMPARED runs."""
+    import numpy as np
+
+    from repetita.laws.fit import LawFit
+    from repetita.laws.holdout import parse_holdout
+
+    if len(every) < MIN_ROWS_COMPARED or not laws:
+        return {}
+    errors: dict[str, list] = {law: [] for law in laws}
+    kept = before_turn(every)
+    key = every[["params", "unique_tokens", "epochs"]].apply(tuple, axis=1)
+    turned = ~key.isin(set(kept[["params", "unique_tokens", "epochs"]].apply(tuple, axis=1)))
+    for _, train, test in parse_holdout(STUDY_HOLDOUT).splits(every):
+        for law in laws:
+            rows = every.iloc[train]
+            rows = before_turn(rows) if law in MONOTONE_LAWS else rows
+            try:
+                # unit weights: a fold's fit skips the diagnostics the user reads only of the full fit
+                est = LawFit(law, tie={"beta": "alpha"}).fit(rows, weights=np.ones(len(rows)))
+                pred = est.predict(every.iloc[test])
+            except UserError:
+                errors[law] = None  # a fold it cannot fit: no comparison for this law
+                continue
+            if errors[law] is not None:
+                errors[law] += [(int(i), float(np.log(p) - np.log(o)))
+                                for i, p, o in zip(test, pred, every["loss"].iloc[test], strict=True)]
+    out = {}
+    for law, errs in errors.items():
+        if not errs:
+            continue
+        e = np.array([x for _, x in errs])
+        past = np.array([bool(turned.iloc[i]) for i, _ in errs])
+        out[law] = {"holdout": STUDY_HOLDOUT, "rows": int(len(e)), "rmse_log": float(np.sqrt(np.mean(e ** 2))),
+                    "past_turn_rows": int(past.sum()),
+                    "rmse_log_past_turn": float(np.sqrt(np.mean(e[past] ** 2))) if past.any() else None}
+    return out
 
 
 def best_by_recipe(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +219,7 @@ def two_step(table: pd.DataFrame) -> dict:
 
 def efficiency(best: pd.DataFrame, fits: dict) -> pd.DataFrame:
     """Fresh tokens each recipe's best loss is worth under the fitted standard law, per unique token."""
-    from repetita.laws.plan import data_term, tokens_from_loss
+    from repetita.laws.worth import data_term, tokens_from_loss
 
     rec = fits.get("data-constrained", {})
     if "error" in rec or best.empty or not rec:
@@ -168,7 +228,7 @@ def efficiency(best: pd.DataFrame, fits: dict) -> pd.DataFrame:
     e_rest, b, beta = data_term(rec, out["params"].to_numpy())
     out["effective_tokens"] = tokens_from_loss(out["loss"].to_numpy(), e_rest, b, beta)
     out["tokens_per_unique_token"] = out["effective_tokens"] / out["unique_tokens"]
-    from repetita.laws.efficiency import equivalent_data
+    from repetita.decide.efficiency import equivalent_data
 
     # the data multiplier m with law(N, m D, m U) = the best loss: how the planner applies a recipe
     out["data_multiplier"] = equivalent_data(rec, out["loss"].to_numpy(), out["params"].to_numpy(),
@@ -178,8 +238,8 @@ def efficiency(best: pd.DataFrame, fits: dict) -> pd.DataFrame:
 
 
 def decision(tidy: pd.DataFrame, dc, std: pd.DataFrame, eff: pd.DataFrame, fits: dict) -> dict:
-    """What the study says to do on its own corpus (``study/decision.py``); a stated reason when it cannot."""
-    from repetita.study.decision import decide, decision_lines
+    """What the study says to do on its own corpus (``decide/study.py``); a stated reason when it cannot."""
+    from repetita.decide.study import decide, decision_lines
 
     if dc is None:
         return {"skipped": "the data-constrained law could not be fitted", "lines": []}
@@ -203,7 +263,7 @@ def measured_reuse(results: dict[str, dict], history: Callable[[str], list]) -> 
 def analyse(tidy: pd.DataFrame, results: dict[str, dict], history: Callable[[str], list],
             name: str = "study") -> StudyAnalysis:
     """Everything the report shows, from the store's tidy rows, run results and ``history(run_id)``."""
-    from repetita.study.headline import headline
+    from repetita.decide.decision import headline
 
     fits, dc, std = fit_reuse_laws(tidy)
     best = best_by_recipe(tidy)

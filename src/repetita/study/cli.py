@@ -43,7 +43,7 @@ def cmd_report(args) -> dict:
 
     summary = build_report(args.dir)
     if not args.json:
-        # the report's own first screen (the HTML renders the same Headline): the terminal never says otherwise
+        # the report's own first screen (the HTML renders the same Decision): the terminal never says otherwise
         print(summary["headline_markdown"])
         r = summary.get("reuse")
         if r and r.get("k_star"):

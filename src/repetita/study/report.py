@@ -2,7 +2,7 @@
 figures, its fitted laws as fit files and a JSON summary. This module only draws and renders.
 
 Sections (each skipped with a stated reason when the study lacks the runs it needs): the first screen
-(``study/headline.py``: one sentence, one row per unique-token budget, the caveats that may change it,
+(``decide/decision.py``: one sentence, one row per unique-token budget, the caveats that may change it,
 the runs that would firm it up); then the evidence, tables folded and written beside the page as CSV; loss vs epochs per U; E(K, N) from the constant-R* and the N-aware law side by side;
 regularized vs standard; ensemble scaling in K with its fitted asymptote; the two-step asymptote; data
 efficiency of every recipe against the standard law's data term. The page comes from
@@ -66,7 +66,7 @@ def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
     band) against compute, one line per U, over the shaded region the runs measured."""
     if not plans or single.empty:
         return None
-    from repetita.study.headline import evidence_region, run_compute
+    from repetita.decide.decision import evidence_region, run_compute
 
     plt = _plt()
     df = pd.DataFrame(plans).sort_values(["unique_tokens", "compute"])
@@ -94,8 +94,8 @@ def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
 
 
 def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
-    from repetita.laws.plan import rd_star_for, reuse_rate
-    from repetita.study.headline import finding_problem
+    from repetita.decide.decision import finding_problem
+    from repetita.laws.worth import rd_star_for, reuse_rate
 
     ok = {k: v for k, v in fits.items() if finding_problem(v) is None}
     if not ok:  # a fit its own diagnostics reject is no curve to draw (the fits list says why)
@@ -204,7 +204,7 @@ def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None)
 
 
 def _is_finding(fits: dict) -> bool:
-    from repetita.study.headline import finding_problem
+    from repetita.decide.decision import finding_problem
 
     law = fits.get("data-constrained")
     return bool(law) and finding_problem(law) is None
@@ -231,9 +231,9 @@ def _write_csvs(out: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 
 def build_report(study_dir: str | Path) -> dict:
+    from repetita.decide.decision import Decision
     from repetita.io import read_json
     from repetita.study.analysis import analyse, singles
-    from repetita.study.headline import Headline
     from repetita.study.store import run_dir
 
     study_dir = Path(study_dir)
@@ -246,7 +246,7 @@ def build_report(study_dir: str | Path) -> dict:
     out = make_dir(study_dir / "report", "report folder")
     name = _study_name(study_dir)
     if tidy.empty:  # a page that says what it cannot decide, never an empty figure
-        h = Headline(f"Study {name} has no finished runs yet: nothing to decide. Run it first "
+        h = Decision(f"Study {name} has no finished runs yet: nothing to decide. Run it first "
                      f"(repetita run SPEC --dir {study_dir}).", decided=False)
         summary = {"headline": h.to_dict(), "headline_markdown": h.markdown(), "decision": {"skipped": "no finished runs"}, "counts": counts, "rows": 0,
                    "fits": {}, "best": [], "efficiency": [], "law_files": {}, "figures": {}}
@@ -295,13 +295,13 @@ def build_report(study_dir: str | Path) -> dict:
 
 
 def _design_next_runs(study_dir: Path, out: Path, a, results: dict):
-    """The analysis with its next runs designed for its decision (study/next_runs.py), and the spec that runs
+    """The analysis with its next runs designed for its decision (decide/next_runs.py), and the spec that runs
     them (report/next_runs.toml; None when the rule's runs stand, with the reason in the headline)."""
     import dataclasses
 
+    from repetita.decide.next_runs import model_numbers, plan_next, spec_with_runs
     from repetita.study.analysis import singles
     from repetita.study.driver import SPEC_NAME
-    from repetita.study.next_runs import model_numbers, plan_next, spec_with_runs
     from repetita.study.spec import load_spec
 
     h = a.headline
@@ -343,7 +343,7 @@ def _collapsed(title: str, body: str) -> str:
 
 def _fits_html(fits: dict) -> str:
     """Fits that pass their diagnostics as findings; the others folded under the reason."""
-    from repetita.study.headline import finding_problem
+    from repetita.decide.decision import finding_problem
 
     items = []
     for k, v in fits.items():
@@ -361,7 +361,7 @@ def _fits_html(fits: dict) -> str:
 
 
 def _two_step_html(ts: dict) -> str:
-    from repetita.study.headline import two_step_problem
+    from repetita.decide.decision import two_step_problem
 
     if "asymptote" not in ts:
         return f"<p><em>Two-step asymptote: {html.escape(ts['skipped'])}</em></p>"
@@ -384,7 +384,7 @@ def _headline_html(h) -> tuple[str, str, str]:
     if not h.rows:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in h.notes)
         return (f"<ul>{notes}</ul>" if notes else "", "", "<p><em>Nothing to suggest before the study has a decision.</em></p>")
-    from repetita.study.headline import best_text
+    from repetita.decide.decision import best_text
 
     head = ("<tr><th>unique tokens U</th><th>compute C</th><th>recommendation</th><th>loss (95% prediction interval)</th>"
             "<th>gain vs standard (95% interval)</th><th>best measured at this U (at most C)</th>"
@@ -401,10 +401,10 @@ def _headline_html(h) -> tuple[str, str, str]:
     caveats = ""
     if h.caveats:
         caveats = ("<p><b>Caveats that may change it</b> (most important first):</p><ol class=\"caveats\">"
-                   + "".join(f'<li class="warn">{html.escape(c)}</li>' for c in h.caveats) + "</ol>")
+                   + "".join(f'<li class="warn">{html.escape(c.line)}</li>' for c in h.caveats) + "</ol>")
     if h.more_caveats:
         caveats += _collapsed(f"{len(h.more_caveats)} more caveat(s)",
-                              "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in h.more_caveats) + "</ul>")
+                              "<ul>" + "".join(f"<li>{html.escape(c.line)}</li>" for c in h.more_caveats) + "</ul>")
     if h.next_runs:
         runs = "".join(f"<li>N = {format_quantity(r.params)}, U = {r.unique_tokens:,.0f}, K = {r.epochs:.3g} "
                        f"(C = {r.compute:.2g} FLOPs): {html.escape(r.why)}</li>" for r in h.next_runs)
