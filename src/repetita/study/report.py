@@ -95,9 +95,11 @@ def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
 
 def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
     from repetita.decide.decision import finding_problem
+    from repetita.laws.forms import LAWS
     from repetita.laws.worth import rd_star_for, reuse_rate
 
-    ok = {k: v for k, v in fits.items() if finding_problem(v) is None}
+    # E(K) needs an R_D*: a law that overfits instead (overfit-1) has none to draw
+    ok = {k: v for k, v in fits.items() if finding_problem(v) is None and k in LAWS and LAWS[k].rd_star is not None}
     if not ok:  # a fit its own diagnostics reject is no curve to draw (the fits list says why)
         return None
     plt = _plt()
