@@ -47,12 +47,14 @@ base-check:
 	@! .venv-base/bin/python -c "import torch" 2>/dev/null || (echo "torch leaked into the base install" && false)
 	.venv-base/bin/repetita laws > /dev/null
 	.venv-base/bin/repetita fit --example datablations --law data-constrained --json > /dev/null
+	.venv-base/bin/repetita plan --law-file example:datablations-published --compute 9.26e21 --unique-tokens 25e9 --json > /dev/null
+	.venv-base/bin/repetita backtest --synthetic --levels 4 --json > /dev/null
 	.venv-base/bin/repetita theory onepass --n 100 --eta 0.05 --json > /dev/null
 	.venv-base/bin/repetita mix optimize --weights 0.9,0.1 --json > /dev/null
 	@.venv-base/bin/repetita train --epochs 1 --out /tmp/repetita-base-check 2>&1 | grep -q "pip install 'repetita\[lm\]'"
 	@rm -rf /tmp/repetita-base-study && .venv-base/bin/repetita run tests/command_base.toml --dir /tmp/repetita-base-study --json > /dev/null
 	@rm -rf /tmp/repetita-base-study
-	@echo "base install: laws, fit, theory, mix optimize and a command study run without torch; train names its extra"
+	@echo "base install: laws, fit, plan, backtest, theory, mix optimize and a command study run without torch; train names its extra"
 
 # Debian's Chromium, for the report's browser test. Installing needs apt-get as root; where that is not
 # possible this says so and the browser test skips with the same advice.
