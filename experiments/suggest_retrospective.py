@@ -36,31 +36,37 @@ def summarise(reps, reference, tol):
     rnd = [v for k, v in out.items() if k.startswith("random")]
     finite = [v for v in rnd if v is not None]
     return out, {"suggest": out.get("suggest"), "suggest-doubling": out.get("suggest-doubling"),
-                 "cheapest": out.get("cheapest"),
+                 "suggest-budget": out.get("suggest-budget"), "cheapest": out.get("cheapest"),
                  "random_median": float(np.median([v if v is not None else np.inf for v in rnd])) if rnd else None,
                  "random_reached": f"{len(finite)}/{len(rnd)}",
                  "random_range": [min(finite), max(finite)] if finite else None}
 
 
-def run(df, name, seeds, start, reference=None, log=print, law="data-constrained"):
+ORDERS = ("suggest", "suggest-doubling", "suggest-budget", "random", "cheapest")
+
+
+def run(df, name, seeds, start, reference=None, log=print, law="data-constrained", orders=ORDERS):
+    from repetita.decide.retrospective import reference_plan, relative_error, replay
     from repetita.laws.fit import LawFit
-    from repetita.laws.retrospective import reference_plan, relative_error, replay
 
     C, U = 6 * 8.67e9 * 178e9, 25e9
     est = LawFit(law).fit(df)
     ref = reference_plan(est, C, U) if reference is None else reference
     t = time.time()
-    reps = replay(est, df, C, U, start=start, seeds=seeds, n_starts=2)
+    reps = replay(est, df, C, U, start=start, seeds=seeds, n_starts=2, orders=orders)
     seconds = time.time() - t
     per, summary = summarise(reps, ref, 0.10)
     total = float(reps[0].spent[-1])
     log(f"{name}: {len(df)} runs, start {start} cheapest ({reps[0].spent[0]:.3g} FLOPs), all {total:.3g} FLOPs; "
         f"{seconds:.0f} s; reference N* {np.exp(ref[0]):.3g}, K* {np.exp(ref[1]):.3g}, loss {ref[2]:.4f}")
-    for k in ("suggest", "suggest-doubling", "cheapest"):
+    for k in ("suggest", "suggest-doubling", "suggest-budget", "cheapest"):
+        if k not in orders:
+            continue
         v = summary[k]
         log(f"  {k:>16}: {'never' if v is None else f'{v:.3g} FLOPs ({v / total:.0%} of the grid)'}")
-    log(f"  random median {summary['random_median']:.3g} FLOPs, reached {summary['random_reached']}, range "
-        f"{summary['random_range']}")
+    if "random" in orders:
+        log(f"  random median {summary['random_median']:.3g} FLOPs, reached {summary['random_reached']}, range "
+            f"{summary['random_range']}")
     curves = {r.name: {"spent": r.spent.tolist(), "error": np.max(relative_error(r.plans, ref), axis=1).tolist()}
               for r in reps}
     return {"name": name, "runs": len(df), "start": start, "total_flops": total, "seconds": seconds,
@@ -101,16 +107,19 @@ def main() -> None:
     ap.add_argument("--only", choices=["measured", "synthetic"], help="run one of the two checks")
     ap.add_argument("--law", default="data-constrained", choices=["data-constrained", "reuse", "chinchilla"],
                     help="the law refitted at every step (and, for the synthetic pool, the law that makes it)")
+    ap.add_argument("--orders", default=",".join(ORDERS), help="comma-separated orders to replay")
     ap.add_argument("--out", default="docs/figures")
     args = ap.parse_args()
+    from repetita.decide.retrospective import reference_plan
     from repetita.laws.fit import LawFit
     from repetita.laws.forms import get_law
-    from repetita.laws.retrospective import reference_plan
 
     df = pd.read_csv(str(resources.files("repetita.examples") / "data" / args.table)).rename(columns={"val_loss": "loss"})
     df = df[["params", "tokens", "unique_tokens", "loss"]].reset_index(drop=True)
     t0 = time.time()
-    measured = (run(df, f"datablations ({args.table}), {args.law} law", args.seeds, args.start, law=args.law)
+    orders = tuple(args.orders.split(","))
+    measured = (run(df, f"datablations ({args.table}), {args.law} law", args.seeds, args.start, law=args.law,
+                    orders=orders)
                 if args.only != "synthetic" else None)
     # synthetic: the same grid, losses from the law at the all-runs fit, noise at its residual scatter
     est = LawFit(args.law).fit(df)
@@ -122,7 +131,7 @@ def main() -> None:
     known = reference_plan(est, 6 * 8.67e9 * 178e9, 25e9)
     synthetic = None if args.only == "measured" else run(
         synth, f"synthetic: the {args.law} law at the all-runs fit, noise {args.synthetic_noise:g}",
-        args.synthetic_seeds, args.start, reference=known, law=args.law)
+        args.synthetic_seeds, args.start, reference=known, law=args.law, orders=orders)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "suggest_retrospective.json"

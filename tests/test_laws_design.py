@@ -41,7 +41,15 @@ def test_the_batch_never_repeats_a_run_and_conditions_on_earlier_picks():
     cost = np.ones(8)
     picks = design.greedy_batch(G, F, np.ones(len(G)), 0.05, cost, k=20)
     idx = [p.index for p in picks]
-    assert len(idx) == 8 and len(set(idx)) == 8  # k beyond the pool: each run once
+    assert len(set(idx)) == len(idx) and 1 <= len(idx) <= 8  # k beyond the pool: each run at most once
+    # and only while a run is worth its compute: without the threshold the same runs come first, and the
+    # next one would have removed less than MIN_VALUE of the decision's variance
+    assert all(p.value >= design.MIN_VALUE for p in picks)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(design, "MIN_VALUE", 0.0)
+        every = design.greedy_batch(G, F, np.ones(len(G)), 0.05, cost, k=20)
+    assert [p.index for p in every[:len(idx)]] == idx and len(every) == 8
+    assert len(idx) == 8 or every[len(idx)].value < design.MIN_VALUE
     # an exact duplicate of the first pick is worth far less once the first is observed
     F2 = np.concatenate([F, F[:, [idx[0]]]], axis=1)
     picks = design.greedy_batch(G, F2, np.ones(len(G)), 0.05, np.ones(9), k=2)
@@ -242,3 +250,55 @@ def test_greedy_batch_equals_conditioning_the_draws_themselves():
         f -= shrink * np.outer(d, (w * d) @ (f - w @ f))
         sd = np.sqrt(w @ (g - w @ g) ** 2)
         assert sd == pytest.approx(p.sd_after, rel=1e-9)
+
+
+def test_a_budget_is_spent_where_runs_can_still_change_the_decision(fit_files, capsys, monkeypatch):
+    _, paths = fit_files
+    base = ["suggest", "--law-file", paths[0], "--law-file", paths[1], "--compute", "9.26e21", "--unique-tokens",
+            "25e9", "--sizes", "1e7:9e9:8", "--budgets", "1e8:25e9:6", "--epochs", "1,4,16,64", "--runs", "8", "--json"]
+    for total in (1e20, 1e21):
+        assert main(base + ["--total-flops", f"{total:g}"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["total_flops"] <= total and out["total_flops"] >= 0.5 * total  # at least half of F is spent
+        assert out["unspent"]["flops"] == pytest.approx(total - out["total_flops"]) and out["unspent"]["why"]
+        assert out["selection"].startswith("the better of per FLOP and by value")
+    # without --total-flops a compute target spends 10% of its compute, and says so
+    assert main(base) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["budget"] == pytest.approx(9.26e20) and out["budget_source"] == "10% of the decision's compute"
+    # a budget below the cheapest run is one sentence, exit 2
+    assert main(base[:-1] + ["--total-flops", "1e10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "below the cheapest run offered" in err and len(err.splitlines()) == 1
+    # a decision no offered run can move says so in one sentence, exit 0, never an empty table without a word
+    monkeypatch.setattr(design, "MIN_VALUE", 2.0)
+    assert main(base[:-1]) == 0
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("the decision is settled for these candidates") and len(text.splitlines()) == 1
+
+
+def test_expected_regret_is_half_the_curvature_times_the_variance(fit_files, capsys, monkeypatch):
+    from repetita.decide.allocate import solve
+    from repetita.laws.evaluate import point_theta
+    from repetita.laws.record import estimator, load
+
+    _, paths = fit_files
+    est = estimator(load(paths[0]))
+    law, theta = est.spec.law_obj, point_theta(est)
+    c, u = 9.26e21, 25e9
+    n_star = float(solve(law, theta, [c], u)["params"][0, 0])
+    h = design.curvature(law, theta[0], np.log(n_star), c, u)
+    # the second-order expansion it stands for: the loss 0.2 in ln N off the optimum costs about h 0.2^2 / 2
+    from repetita.laws.evaluate import law_loss
+
+    off = law_loss(law, theta, n_star * np.exp(0.2), c / (6 * n_star * np.exp(0.2)), u)[0, 0]
+    at = law_loss(law, theta, n_star, c / (6 * n_star), u)[0, 0]
+    assert off - at == pytest.approx(0.5 * h * 0.2 ** 2, rel=0.1) and h > 0
+    base = ["suggest", "--law-file", paths[0], "--compute", "9.26e21", "--unique-tokens", "25e9", "--sizes",
+            "1e7:9e9:6", "--budgets", "1e8:25e9:4", "--epochs", "1,4,16", "--json"]
+    assert main(base) == 0
+    r = json.loads(capsys.readouterr().out)["expected_regret"]
+    assert 0 < r["after"] <= r["now"]
+    monkeypatch.setattr(design, "SETTLED_REGRET", 10.0)  # any decision is settled to within 10 nats
+    assert main(base[:-1]) == 0
+    assert capsys.readouterr().out.startswith("the decision is settled to within")

@@ -58,7 +58,14 @@ def _exclude_done(cand, path: str):
 
 
 def cmd_suggest(args) -> dict:
-    from repetita.decide.design import Target, candidate_grid, suggest
+    from repetita.decide.design import (
+        DEFAULT_BUDGET_SHARE,
+        Target,
+        candidate_grid,
+        decision_candidates,
+        joined,
+        suggest,
+    )
     from repetita.io import check_file
     from repetita.laws.record import estimator, load, same_data
 
@@ -100,8 +107,26 @@ def cmd_suggest(args) -> dict:
                           max_run_flops=args.max_run_flops)
     if args.done:
         cand = _exclude_done(cand, args.done)
+    budget = args.total_flops
+    if budget is None and target.compute is not None:
+        budget = DEFAULT_BUDGET_SHARE * target.compute  # a budget to spend, stated, not cheapest-first for ever
+    require(budget is None or (math.isfinite(budget) and budget > 0), f"--total-flops must be a positive number, "
+            f"got {budget}")
+    extra, what = decision_candidates(fits, target, budget, args.max_run_flops, args.flops_per_token)
+    inside = (extra.params >= min(sizes) / 1.001) & (extra.params <= max(sizes) * 1.001)  # sizes you can train
+    extra, what = extra.take(inside), [w for w, ok in zip(what, inside, strict=True) if ok]
+    grid = len(cand)
+    cand = joined(cand, extra)
     out = suggest(fits, target, cand, args.runs, n_draws=args.draws, seed=args.seed,
-                  flops_per_token=args.flops_per_token, budget=args.total_flops)
+                  flops_per_token=args.flops_per_token, budget=budget)
+    for r in out["runs"]:  # which runs test the decision itself rather than a grid point
+        r["why"] = next((w for i, w in enumerate(what) if r["params"] == float(extra.params[i])
+                         and r["epochs"] == float(extra.epochs[i])), "grid")
+    out["decision_candidates"] = [{"params": float(extra.params[i]), "epochs": float(extra.epochs[i]),
+                                   "flops": float(extra.cost[i]), "what": w} for i, w in enumerate(what)]
+    out["candidates_grid"] = grid
+    out["budget_source"] = ("--total-flops" if args.total_flops is not None else
+                            f"{100 * DEFAULT_BUDGET_SHARE:g}% of the decision's compute" if budget else None)
     if args.csv:
         import pandas as pd
 
@@ -127,6 +152,9 @@ def cmd_suggest(args) -> dict:
 
 def _print(out: dict) -> None:
     t = out["target"]
+    if out["settled"]:
+        print(out["settled"])
+        return
     where = f"C = {t['compute']:.3g} FLOPs" if t["compute"] else f"N = {t['params']:.3g}"
     print(f"decision at {where}, U = {t['unique_tokens']:.3g} ({len(out['laws'])} law(s), {out['draws']} draws each, "
           f"{out['candidates']} candidates; noise {out['noise_log_sd']:.3f} in log loss)")
@@ -142,8 +170,16 @@ def _print(out: dict) -> None:
         b, a = r["sd_before"], r["sd_after"]
         print(f"{i:>2} {r['params']:>9.3g} {r['unique_tokens']:>9.3g} {r['epochs']:>6.3g} {r['flops']:>9.3g} "
               f"{r['value']:>6.3f} {b[key]:>6.3f} -> {a[key]:<6.3f} {b['loss']:>7.4f} -> {a['loss']:<7.4f} "
-              f"{r['discrimination']:>8.3g}")
-    print(f"total {out['total_flops']:.3g} FLOPs ({out['method']})")
+              f"{r['discrimination']:>8.3g}" + ("" if r.get("why", "grid") == "grid" else f"  ({r['why']})"))
+    print(f"total {out['total_flops']:.3g} FLOPs ({out['method']}; chosen {out['selection']})")
+    if out.get("expected_regret"):
+        r = out["expected_regret"]
+        print(f"expected regret of the decision (h Var(ln N*) / 2, h the loss's curvature in ln N): {r['now']:.3g} nats "
+              f"now, {r['after']:.3g} after these runs")
+    if out["budget"]:
+        u = out["unspent"]
+        print(f"budget {out['budget']:.3g} FLOPs ({out['budget_source']}): {100 * out['total_flops'] / out['budget']:.0f}% "
+              f"spent" + (f"; {u['flops']:.3g} left: {u['why']}" if u and u["flops"] > 0 else ""))
     for w in out["warnings"]:
         print(f"  warning: {w}")
 
@@ -164,8 +200,9 @@ def register(sub) -> None:
     p.add_argument("--budgets", required=True, help="unique-token budgets offered (prefixes of U)")
     p.add_argument("--epochs", default="1,2,4,8,16,32,64", help="epoch counts offered")
     p.add_argument("--max-run-flops", type=lambda v: parse_number(v, "--max-run-flops"), help="per-run compute cap")
-    p.add_argument("--total-flops", type=lambda v: parse_number(v, "--total-flops"), help="budget for the whole batch")
-    p.add_argument("--runs", type=int, default=5, help="how many runs to suggest (k)")
+    p.add_argument("--total-flops", type=lambda v: parse_number(v, "--total-flops"),
+                   help="budget for the whole batch (default with --compute: 10%% of the decision's compute)")
+    p.add_argument("--runs", type=int, default=5, help="at most this many runs (k)")
     p.add_argument("--done", help="a run table: its (N, U, K) are not suggested again")
     p.add_argument("--draws", type=int, default=500, help="parameter draws per law")
     p.add_argument("--seed", type=SEED, default=0)

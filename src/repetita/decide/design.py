@@ -55,6 +55,34 @@ class Candidates:
         return Candidates(self.params[which], self.unique_tokens[which], self.epochs[which], self.cost[which])
 
 
+def decision_candidates(fits: dict, target: Target, budget: float | None, max_run_flops: float | None = None,
+                        flops_per_token: float = FLOPS_PER_PARAM_TOKEN) -> tuple[Candidates, list[str]]:
+    """Runs that test the decision itself, beside the grid: each law's recommendation at the target when it
+    is affordable, else its frontier point at the largest affordable compute (the budget, the per-run cap
+    and the target, whichever is least), on the target's U. Returns the candidates and what each one is."""
+    from repetita.decide.allocate import allocate
+
+    if target.compute is None:
+        return Candidates(*(np.empty(0) for _ in range(4))), []
+    cap = min(x for x in (budget, max_run_flops, target.compute) if x is not None)
+    rows, what = [], []
+    for name, est in fits.items():
+        try:
+            a = allocate(est, cap, target.unique_tokens, flops_per_token=flops_per_token)
+        except UserError:
+            continue
+        rows.append((a.params, target.unique_tokens, a.epochs, flops_per_token * a.params * a.tokens))
+        what.append(f"{name}'s recommendation" if cap >= target.compute else
+                    f"{name}'s plan at {cap:.3g} FLOPs, the largest affordable budget on U")
+    cols = [np.array([r[i] for r in rows], dtype=float) for i in range(4)] if rows else [np.empty(0)] * 4
+    return Candidates(*cols), what
+
+
+def joined(a: Candidates, b: Candidates) -> Candidates:
+    return Candidates(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in ("params", "unique_tokens", "epochs",
+                                                                                    "cost")))
+
+
 def candidate_grid(sizes, budgets, epochs, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
                    max_run_flops: float | None = None) -> Candidates:
     """Every (N, U', K) of the three lists whose cost ``flops_per_token x N x U' x K`` fits the cap."""
@@ -84,6 +112,17 @@ def decision_compute(law, thetas: np.ndarray, compute: float, unique_tokens: flo
         plan = solve(law, thetas[ok], [compute], unique_tokens, flops_per_token=flops_per_token)
         out[ok] = np.stack([np.log(plan["params"][:, 0]), np.log(plan["epochs"][:, 0]), plan["loss"][:, 0]], axis=1)
     return out
+
+
+def curvature(law, theta: np.ndarray, log_params: float, compute: float, unique_tokens: float,
+              flops_per_token: float = FLOPS_PER_PARAM_TOKEN, step: float = 0.05) -> float:
+    """d^2 L / d(ln N)^2 along the compute line at ln N (central difference): how fast the loss rises as the
+    model size misses its optimum. The expected regret of a decision whose ln N* has variance v is about
+    h v / 2 (the second-order expansion of the loss about its minimum, where the slope is zero)."""
+    n = np.exp(log_params + np.array([-step, 0.0, step]))[None, :]
+    loss = law_loss(law, np.asarray(theta)[None, :] if np.ndim(theta) == 1 else theta, n,
+                    compute / (flops_per_token * n), unique_tokens)[0]
+    return float(max((loss[0] - 2 * loss[1] + loss[2]) / step ** 2, 0.0))
 
 
 def decision_params(law, thetas: np.ndarray, params: float, unique_tokens: float) -> np.ndarray:
@@ -155,14 +194,39 @@ class Pick:
     discrimination: float
 
 
+MIN_VALUE = 0.005  # a run that removes less than 0.5% of the decision's variance is not worth its compute
+# A compute target without a stated budget gets this share of its compute to spend: room for runs at a tenth
+# of the decision's scale, where a per-FLOP order spends a fraction of a percent (docs/plan.md).
+DEFAULT_BUDGET_SHARE = 0.1
+# A decision whose expected regret is below this many nats is settled: a tenth of the smallest seed range
+# measured in the demo study (0.018 nats), far below what a run can resolve.
+SETTLED_REGRET = 1e-3
+
+
 def greedy_batch(G: np.ndarray, F: np.ndarray, w: np.ndarray, noise_var: float, cost: np.ndarray, k: int,
                  disc: np.ndarray | None = None, budget: float | None = None,
                  counted: np.ndarray | None = None) -> list[Pick]:
-    """The next ``k`` runs, chosen one at a time by value per FLOP, each valued given the ones before it
-    (rank-one conditioning of the joint covariance); never the same run twice; within ``budget`` FLOPs in
-    total when one is given."""
+    """The next ``k`` runs, chosen one at a time, each valued given the ones before it (rank-one conditioning
+    of the joint covariance); never the same run twice.
+
+    Without ``budget``: by value per FLOP. With a total ``budget`` of FLOPs, the batch that removes the most
+    of the decision's variance within it: the better of two greedy passes, one by value per FLOP and one by
+    value alone (the modified greedy of budgeted submodular selection, Khuller, Moss and Naor 1999; Krause
+    and Guestrin 2005), because per FLOP the cheapest runs always win (a run's value grows far slower than its
+    cost) and a budget is then left unspent on runs that cannot move a decision made at a large budget.
+    A pass stops when the next run would remove less than ``MIN_VALUE`` of the variance."""
     require(k >= 1, f"k must be >= 1, got {k}")
     require(noise_var > 0, "the noise level must be positive")
+    passes = [True] if budget is None else [True, False]
+    best = None
+    for per_flop in passes:
+        picks = _greedy(G, F, w, noise_var, cost, k, disc, budget, counted, per_flop)
+        if best is None or sum(p.value for p in picks) > sum(p.value for p in best) + 1e-12:
+            best = picks
+    return best
+
+
+def _greedy(G, F, w, noise_var, cost, k, disc, budget, counted, per_flop: bool) -> list[Pick]:
     ok = np.all(np.isfinite(F), axis=0)  # a candidate some draw cannot predict is not offered
     var_g, cov_gf, cov_ff = pooled_moments(G, np.where(ok, F, 0.0), w)
     var_g0 = np.diag(var_g).copy()
@@ -170,7 +234,8 @@ def greedy_batch(G: np.ndarray, F: np.ndarray, w: np.ndarray, noise_var: float, 
     spent, picks = 0.0, []
     for _ in range(min(k, F.shape[1])):
         v = values(cov_gf, np.diag(cov_ff), var_g0, noise_var, counted)
-        score = np.where(ok & ~taken, v / cost, -np.inf)
+        score = np.where(ok & ~taken, v / cost if per_flop else v, -np.inf)
+        score = np.where(v >= MIN_VALUE, score, -np.inf)
         if budget is not None:
             score = np.where(spent + cost <= budget, score, -np.inf)
         m = int(np.argmax(score))
@@ -264,10 +329,42 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
     variances = np.stack([np.nanvar(f, axis=0) for f in Fs])
     disc = discrimination(means, variances, w_law, noise_var) if len(names) > 1 else np.zeros(len(cand))
     counted = np.array([target.compute is None, True, True])  # at a fixed compute, log K* = const - log N*
+    regret_now = None
+    if target.compute is not None:  # expected regret of the decision: h Var(ln N*) / 2, h pooled over the laws
+        from repetita.laws.evaluate import point_theta
+
+        h = float(np.sum([wl * curvature(fits[n].spec.law_obj, point_theta(fits[n])[0], float(np.median(g[:, 0])),
+                                         target.compute, target.unique_tokens, flops_per_token)
+                          for n, g, wl in zip(names, Gs, w_law, strict=True)]))
+        var_n = float(w @ (G[:, 0] - w @ G[:, 0]) ** 2)
+        regret_now = 0.5 * h * var_n
+    if budget is not None and budget < cand.cost.min():
+        raise UserError(f"the budget of {budget:.3g} FLOPs is below the cheapest run offered ({cand.cost.min():.3g}): "
+                        "raise --total-flops or offer smaller runs")
     picks = greedy_batch(G, F, w, noise_var, cand.cost, k, disc=disc, budget=budget, counted=counted)
-    require(picks, "no candidate can be afforded within the total budget")
-    if len(picks) < k:
-        warnings.append(f"only {len(picks)} of the {k} runs asked for fit the feasible set and budget")
+    spent = float(sum(cand.cost[p.index] for p in picks))
+    settled = None
+    if regret_now is not None and regret_now < SETTLED_REGRET:
+        settled = (f"the decision is settled to within {regret_now:.2g} nats: that is its expected regret (the loss "
+                   f"its model size costs against the best one, under the laws' draws), below {SETTLED_REGRET:g}")
+        picks = []
+    elif not picks:
+        settled = (f"the decision is settled for these candidates: no run offered would remove {100 * MIN_VALUE:g}% "
+                   "of its variance (its sd now: " + ", ".join(
+                       f"{c} {v:.3g}" for c, v in zip(DECISION, np.sqrt(w @ (G - w @ G) ** 2), strict=True)) + ")")
+    unspent = None
+    if budget is not None and picks:
+        left = budget - spent
+        rest = np.setdiff1d(np.arange(len(cand)), [p.index for p in picks])
+        why = (f"the run limit ({k}) was reached" if len(picks) == k else
+               f"no other run costs at most the {left:.3g} FLOPs left" if not rest.size or cand.cost[rest].min() > left
+               else f"no other run within it would remove {100 * MIN_VALUE:g}% of the decision's variance")
+        unspent = {"flops": left, "share": left / budget, "why": why}
+        if left > 0.5 * budget:
+            warnings.append(f"{left:.3g} of the {budget:.3g} FLOPs ({100 * left / budget:.0f}%) are left unspent: {why}")
+    elif len(picks) < k and picks:
+        warnings.append(f"only {len(picks)} of the {k} runs asked for are worth their compute (each removes at "
+                        f"least {100 * MIN_VALUE:g}% of the decision's variance)")
     edge = [p for p in picks if cand.params[p.index] in (cand.params.max(), cand.params.min())]
     if edge:
         warnings.append(f"{len(edge)} suggested run(s) sit at the edge of the sizes offered: offer sizes beyond "
@@ -299,7 +396,11 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
                   "sd_before": dict(zip(DECISION, p.sd_before.tolist(), strict=True)),
                   "sd_after": dict(zip(DECISION, p.sd_after.tolist(), strict=True)),
                   "discrimination": p.discrimination} for p in picks],
-        "total_flops": float(sum(cand.cost[p.index] for p in picks)),
+        "total_flops": spent, "budget": budget, "unspent": unspent, "settled": settled,
+        "expected_regret": None if regret_now is None else {
+            "now": regret_now, "after": regret_now * (picks[-1].sd_after[0] ** 2 / max(picks[0].sd_before[0] ** 2, 1e-300))
+            if picks else regret_now},
+        "selection": ("per FLOP" if budget is None else "the better of per FLOP and by value, within the budget"),
         "warnings": warnings,
     }
 

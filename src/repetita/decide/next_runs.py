@@ -6,7 +6,9 @@ the runs the study could still do by how much of that decision's uncertainty eac
 chosen jointly (docs/plan.md, "Which run next"). The candidates are what ``repetita run`` can build from
 the study's own spec without new choices: its model sizes (each a ``[[models]]`` table), its unique-token
 budgets (prefixes of its corpus) and its epoch counts with two and four times the largest added (where
-the turn of the loss may lie). A run no dearer than the decision itself is offered, and none already done.
+the turn of the loss may lie). A run no dearer than the decision itself is offered, none already done, and
+none past a turn the runs measured. The batch spends a budget of 10% of the decision's compute
+(``design.DEFAULT_BUDGET_SHARE``).
 
 ``spec_with_runs`` appends the chosen runs as ``[[runs]]`` tables to the study's own spec, so
 ``repetita run report/next_runs.toml --dir STUDY`` queues exactly them beside the finished grid (whose
@@ -74,6 +76,13 @@ def candidates(single: pd.DataFrame, sizes: list[float], max_flops: float):
     for n, u, k in done:
         keep &= ~(np.isclose(cand.params, n, rtol=1e-6) & np.isclose(cand.unique_tokens, u, rtol=1e-6)
                   & np.isclose(cand.epochs, k, rtol=1e-6))
+    # past a measured turn a run only adds a point the monotone law's fit leaves out (study.analysis
+    # .before_turn): the demo's 28.8k x 128 epochs collapsed to 5.844 and was dropped, its value thrown away
+    for (n, u), g in std.groupby(["params", "unique_tokens"]):
+        best = g.loc[g["loss"].idxmin(), "epochs"]
+        if (g["epochs"] > best).any():  # the loss turned here: longer runs are past the turn
+            keep &= ~(np.isclose(cand.params, n, rtol=1e-6) & np.isclose(cand.unique_tokens, u, rtol=1e-6)
+                      & (cand.epochs > best * (1 + 1e-9)))
     return cand.take(keep)
 
 
@@ -81,7 +90,7 @@ def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k:
               seed: int = 0) -> NextPlan:
     """The next ``k`` runs for the study's decision (module docstring); raises ``UserError`` with the reason
     when they cannot be designed."""
-    from repetita.decide.design import Target, suggest
+    from repetita.decide.design import DEFAULT_BUDGET_SHARE, Target, suggest
 
     if law is None or not headline.rows:
         raise UserError("the study has no decision to settle yet")
@@ -92,8 +101,11 @@ def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k:
     cand = candidates(single, sizes, top.compute)
     if not len(cand):
         raise UserError("every run the spec can build at or below the decision's compute is done")
+    budget = max(DEFAULT_BUDGET_SHARE * top.compute, float(cand.cost.min()))
     out = suggest({"data-constrained": law}, Target(top.unique_tokens, compute=top.compute), cand, k,
-                  n_draws=DRAWS, seed=seed)
+                  n_draws=DRAWS, seed=seed, budget=budget)
+    if out["settled"]:
+        raise UserError(out["settled"])
     runs = []
     for r in out["runs"]:
         b, a = r["sd_before"], r["sd_after"]
@@ -101,8 +113,10 @@ def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k:
                             f"expected to narrow sd ln N* {b['log_params']:.3g} -> {a['log_params']:.3g} and sd loss "
                             f"{b['loss']:.3g} -> {a['loss']:.3g} (given the runs above it)"))
     return NextPlan(tuple(runs), tuple(numbers[r.params] for r in runs),
-                    "ranked by the expected reduction of the decision's variance per FLOP, chosen jointly "
-                    f"({out['method']}; {DRAWS} draws of the data-constrained law)",
+                    "the batch that removes the most of the decision's variance within a budget of "
+                    f"{budget:.3g} FLOPs ({100 * DEFAULT_BUDGET_SHARE:g}% of its compute; {out['selection']}), chosen "
+                    f"jointly ({out['method']}; {DRAWS} draws of the data-constrained law); no run past a measured "
+                    "turn, which the law's fit would leave out",
                     tuple(out["warnings"]))
 
 

@@ -10,6 +10,9 @@ within ``tol`` of the reference plan and stays there. Orders compared:
 - ``suggest-doubling``: the run valued most among those that cost no more than everything spent so far
   (each step may at most double the compute): value per FLOP favours the cheapest runs for ever, while a
   decision at a large budget often rests on the large runs (docs/plan.md);
+- ``suggest-budget``: the run valued most among those costing at most a tenth of the decision's compute,
+  ``repetita suggest``'s default budget (for one run at a time, its better-of-two-passes batch is the
+  pass by value);
 - ``random``: a seeded random permutation of the pool (``seeds`` of them);
 - ``cheapest``: cheapest first, the way grids are usually run.
 
@@ -27,7 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from repetita.decide.allocate import FLOPS_PER_PARAM_TOKEN
-from repetita.decide.design import Candidates, decision_compute, greedy_batch, plausible, predictions
+from repetita.decide.design import (
+    DEFAULT_BUDGET_SHARE,
+    Candidates,
+    decision_compute,
+    greedy_batch,
+    plausible,
+    predictions,
+)
 from repetita.errors import require
 from repetita.laws.evaluate import point_theta
 
@@ -135,7 +145,7 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
             names.append("cheapest")
             perms.append(list(rest))
         else:
-            require(name in ("suggest", "suggest-doubling"), f"unknown order {name!r}")
+            require(name in ("suggest", "suggest-doubling", "suggest-budget"), f"unknown order {name!r}")
             names.append(name)
             perms.append(None)  # chosen as it goes
     B = len(names)
@@ -164,6 +174,8 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
                 pool = np.flatnonzero(W[b] == 0)
                 if name == "suggest-doubling":
                     pool = pool[cost[pool] <= max(spent[b], cost[pool].min())]
+                elif name == "suggest-budget":  # suggest's default: by value, a run within a tenth of the decision
+                    pool = pool[cost[pool] <= max(DEFAULT_BUDGET_SHARE * compute, cost[pool].min())]
                 zs, noise = laplace_draws(problem, Z[b], W[b], draws, rng)
                 theta = problem.theta(zs)
                 G = decision_compute(law, theta, compute, unique_tokens, flops_per_token)
@@ -171,7 +183,7 @@ def replay(est, df, compute: float, unique_tokens: float, *, start: int, seeds: 
                 F = predictions(law, theta, sub)
                 ok = plausible(G, F)
                 F = F[ok]
-                per = sub.cost if name == "suggest" else np.ones(len(sub))  # doubling: value alone, within reach
+                per = sub.cost if name == "suggest" else np.ones(len(sub))  # the others: value alone, within reach
                 picks = greedy_batch(G[ok], F, np.ones(int(ok.sum())), max(noise, 1e-8), per, 1,
                                      counted=np.array([False, True, True]))
                 j = int(pool[picks[0].index]) if picks else int(pool[np.argmin(cost[pool])])
