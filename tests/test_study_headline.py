@@ -15,8 +15,8 @@ from test_study_run import _spec
 
 from repetita.cli import main
 from repetita.cliargs import format_quantity
-from repetita.study.analysis import analyse
 from repetita.decide.decision import finding_problem, rank_caveats, two_step_problem
+from repetita.study.analysis import analyse
 from repetita.study.report import _fits_html, _two_step_html, fig_reuse
 
 
