@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from repetita.cli import main
@@ -43,13 +44,20 @@ def _points(study: Path) -> set[tuple[float, float, float]]:
     return {(float(n), float(u), float(k)) for n, u, k in tidy[["params", "unique_tokens", "epochs"]].to_numpy()}
 
 
-def test_report_designs_next_runs_and_run_takes_them(tmp_path, capsys):
+def test_report_designs_next_runs_and_run_takes_them(tmp_path, capsys, monkeypatch):
+    from repetita.decide import design
+
     spec, study = tmp_path / "spec.toml", tmp_path / "study"
     spec.write_text(SPEC)
     assert main(["run", str(spec), "--dir", str(study), "--workers", "2", "--json"]) == 0
     grid = _points(study)
     assert len(grid) == 36
     capsys.readouterr()
+    # the toy trainer's losses follow a law almost exactly: its decision is already settled, and says so
+    assert main(["report", str(study), "--json"]) == 0
+    settled = json.loads(capsys.readouterr().out)["headline"]["next_method"]
+    assert "not designed: the decision is settled to within" in settled
+    monkeypatch.setattr(design, "SETTLED_REGRET", 0.0)  # below, the design path itself
     assert main(["report", str(study), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     nxt = summary["headline"]["next_runs"]
@@ -119,3 +127,33 @@ def test_lab_sizes_are_matched_to_their_model_tables_by_config():
     assert model_numbers(raw, results, tidy) == {9000.0: 1, 70000.0: 2}  # a run without a config maps to nothing
     command = {"models": [{"params": 1e6}, {"params": 4e6, "d": 2}], "recipes": {"command": {}}}
     assert model_numbers(command, {}, tidy) == {1e6: 1, 4e6: 2}
+
+
+def test_a_longer_run_always_says_why_and_a_near_tie_gets_seed_replicates():
+    from repetita.decide.decision import Decision, Row
+    from repetita.decide.measured import Measured
+    from repetita.decide.next_runs import longer_reason, replicates
+
+    std = pd.DataFrame({"recipe": "standard", "params": 1e6, "unique_tokens": 1e3, "epochs": [4.0, 8.0, 16.0],
+                        "loss": [4.0, 3.8, 3.7]})
+    assert longer_reason(std, 1e6, 1e3, 16.0) is None  # no longer than measured: nothing to explain
+    why = longer_reason(std, 1e6, 1e3, 32.0)
+    assert "still fell from 3.8000 at 8 to 3.7000 at 16 epochs" in why
+    assert "unmeasured" in longer_reason(std.iloc[:1], 1e6, 1e3, 8.0)
+    # the decision rests on two runs 0.02 apart while seeds of one configuration spread 0.05: replicate both
+    tidy = pd.DataFrame({"recipe": "standard", "members": 1, "params": [1e6, 1e6, 2e6, 4e6, 4e6],
+                         "unique_tokens": 1e3, "epochs": [8.0, 8.0, 4.0, 2.0, 2.0], "seed": [0, 1, 0, 0, 1],
+                         "loss": [3.70, 3.75, 3.745, 3.90, 3.95], "lr": 1e-3, "weight_decay": 0.1})
+    best = Measured("standard", 1e6, 1e3, 8.0, 3.725, 2, 0.05)
+    row = Row(1e3, 6 * 4e6 * 1e3 * 2, "standard", 1e6, 8.0, 3.725, None, 3.725, None, None, (), best, "measured",
+              "the law fails its own checks")
+    runs = replicates(Decision("s", (row,)), tidy, {1e6: 1, 2e6: 2, 4e6: 3})
+    assert [(r.params, r.epochs, r.seed) for r in runs] == [(1e6, 8.0, 2), (2e6, 4.0, 1)]
+    assert all("within the seed noise (0.050)" in r.why for r in runs)
+    # a clear winner needs no replicate
+    clear = tidy.assign(loss=[3.50, 3.55, 3.745, 3.90, 3.95])
+    assert replicates(Decision("s", (row,)), clear, {1e6: 1, 2e6: 2, 4e6: 3}) == []
+    from repetita.decide.next_runs import NextPlan, spec_with_runs
+
+    text = spec_with_runs('name = "s"', NextPlan(tuple(runs), (1, 2), "m"), "S")
+    assert text.count("[[runs]]") == 2 and "seed = 2" in text and "seed = 1" in text  # a new seed: a new run id

@@ -78,6 +78,7 @@ class NextRun:
     unique_tokens: float
     epochs: float
     why: str
+    seed: int | None = None  # a seed replicate of a measured configuration (None: the spec's first seed)
 
     @property
     def compute(self) -> float:

@@ -59,8 +59,9 @@ def decision_candidates(fits: dict, target: Target, budget: float | None, max_ru
                         flops_per_token: float = FLOPS_PER_PARAM_TOKEN) -> tuple[Candidates, list[str]]:
     """Runs that test the decision itself, beside the grid: each law's recommendation at the target when it
     is affordable, else its frontier point at the largest affordable compute (the budget, the per-run cap
-    and the target, whichever is least), on the target's U. Returns the candidates and what each one is."""
-    from repetita.decide.allocate import allocate
+    and the target, whichever is least), on the target's U, and where that point lies beyond the law's trust
+    region, the best plan on the region's edge. Returns the candidates and what each one is."""
+    from repetita.decide.allocate import TRUST_FACTOR, allocate, beyond_trust, supported_allocation
 
     if target.compute is None:
         return Candidates(*(np.empty(0) for _ in range(4))), []
@@ -74,6 +75,12 @@ def decision_candidates(fits: dict, target: Target, budget: float | None, max_ru
         rows.append((a.params, target.unique_tokens, a.epochs, flops_per_token * a.params * a.tokens))
         what.append(f"{name}'s recommendation" if cap >= target.compute else
                     f"{name}'s plan at {cap:.3g} FLOPs, the largest affordable budget on U")
+        # where that plan lies beyond the trust region, the edge of the region is the run that tests it
+        if beyond_trust(getattr(est, "region_", None), a.params, cap, TRUST_FACTOR, a.epochs, a.tokens):
+            edge = supported_allocation(est, cap, target.unique_tokens, TRUST_FACTOR, flops_per_token)
+            if edge is not None:
+                rows.append((edge.params, target.unique_tokens, edge.epochs, flops_per_token * edge.params * edge.tokens))
+                what.append(f"the edge of {name}'s trust region at {cap:.3g} FLOPs")
     cols = [np.array([r[i] for r in rows], dtype=float) for i in range(4)] if rows else [np.empty(0)] * 4
     return Candidates(*cols), what
 

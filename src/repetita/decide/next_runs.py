@@ -86,8 +86,54 @@ def candidates(single: pd.DataFrame, sizes: list[float], max_flops: float):
     return cand.take(keep)
 
 
+def longer_reason(std: pd.DataFrame, params: float, unique_tokens: float, epochs: float) -> str | None:
+    """Why a run longer than any measured at its (N, U) is worth running: the loss still fell between the
+    two longest runs there (the turn is not reached); None for a run no longer than those measured."""
+    at = std[np.isclose(std["params"], params, rtol=1e-6) & np.isclose(std["unique_tokens"], unique_tokens, rtol=1e-6)]
+    if at.empty or epochs <= at["epochs"].max() * (1 + 1e-9):
+        return None
+    g = at.groupby("epochs")["loss"].mean().sort_index()
+    if len(g) < 2:
+        return f"longer than the one run at this size and U ({g.index[-1]:g} epochs): where the loss turns is unmeasured"
+    return (f"the loss still fell from {g.iloc[-2]:.4f} at {g.index[-2]:g} to {g.iloc[-1]:.4f} at {g.index[-1]:g} epochs "
+            "at this size and U: the turn lies beyond")
+
+
+def replicates(headline, tidy: pd.DataFrame | None, numbers: dict[float, int]) -> list[NextRun]:
+    """Seed replicates where the decision hinges on a difference within the seed noise: the best measured run
+    at the largest U and the runner-up within the same compute, when they differ by less than that noise,
+    each run once more with a seed not yet used there."""
+    from repetita.decide.measured import best_measured, configurations, seed_noise
+
+    top = headline.rows[-1] if headline.rows else None
+    if top is None or top.source != "measured" or tidy is None or tidy.empty or "seed" not in tidy:
+        return []
+    single = tidy[tidy["members"] == 1] if "members" in tidy else tidy
+    runs = configurations(single.groupby([c for c in ("recipe", "params", "unique_tokens", "epochs", "lr",
+                                                       "weight_decay") if c in single], as_index=False,
+                                         dropna=False)["loss"].mean(), single)
+    noise, _ = seed_noise(runs)
+    best = best_measured(runs, top.unique_tokens, top.compute)
+    rivals = sorted((m for m in runs if m is not best and m.recipe == "standard" and best is not None
+                     and abs(m.unique_tokens / best.unique_tokens - 1) < 1e-3 and m.compute <= top.compute * 1.000001),
+                    key=lambda m: m.loss)
+    if best is None or best.recipe != "standard" or not rivals or rivals[0].loss - best.loss > noise:
+        return []
+    out = []
+    for m in (best, rivals[0]):
+        if m.params not in numbers:
+            continue
+        used = single[np.isclose(single["params"], m.params) & np.isclose(single["unique_tokens"], m.unique_tokens)
+                      & np.isclose(single["epochs"], m.epochs)]["seed"]
+        seed = int(used.max()) + 1 if len(used) else 1
+        out.append(NextRun(m.params, m.unique_tokens, m.epochs,
+                           f"a seed replicate: the decision rests on {best.loss:.4f} vs {rivals[0].loss:.4f}, within "
+                           f"the seed noise ({noise:.3f})", seed))
+    return out
+
+
 def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k: int = NEXT_RUNS,
-              seed: int = 0) -> NextPlan:
+              seed: int = 0, tidy: pd.DataFrame | None = None) -> NextPlan:
     """The next ``k`` runs for the study's decision (module docstring); raises ``UserError`` with the reason
     when they cannot be designed."""
     from repetita.decide.design import DEFAULT_BUDGET_SHARE, Target, suggest
@@ -104,19 +150,24 @@ def plan_next(law, headline, single: pd.DataFrame, numbers: dict[float, int], k:
     budget = max(DEFAULT_BUDGET_SHARE * top.compute, float(cand.cost.min()))
     out = suggest({"data-constrained": law}, Target(top.unique_tokens, compute=top.compute), cand, k,
                   n_draws=DRAWS, seed=seed, budget=budget)
-    if out["settled"]:
+    runs = replicates(headline, tidy, numbers)
+    if out["settled"] and not runs:
         raise UserError(out["settled"])
-    runs = []
-    for r in out["runs"]:
+    std = single[single["recipe"] == "standard"]
+    for r in out["runs"][: max(k - len(runs), 0)]:
         b, a = r["sd_before"], r["sd_after"]
+        longer = longer_reason(std, r["params"], r["unique_tokens"], r["epochs"])
         runs.append(NextRun(r["params"], r["unique_tokens"], r["epochs"],
                             f"expected to narrow sd ln N* {b['log_params']:.3g} -> {a['log_params']:.3g} and sd loss "
-                            f"{b['loss']:.3g} -> {a['loss']:.3g} (given the runs above it)"))
+                            f"{b['loss']:.3g} -> {a['loss']:.3g} (given the runs above it)"
+                            + (f"; longer than any run measured here because {longer}" if longer else "")))
     return NextPlan(tuple(runs), tuple(numbers[r.params] for r in runs),
                     "the batch that removes the most of the decision's variance within a budget of "
                     f"{budget:.3g} FLOPs ({100 * DEFAULT_BUDGET_SHARE:g}% of its compute; {out['selection']}), chosen "
                     f"jointly ({out['method']}; {DRAWS} draws of the data-constrained law); no run past a measured "
-                    "turn, which the law's fit would leave out",
+                    "turn, which the law's fit would leave out"
+                    + ("; first, seed replicates where the decision rests on a difference within the seed noise"
+                       if runs and runs[0].seed is not None else ""),
                     tuple(out["warnings"]))
 
 
@@ -173,6 +224,7 @@ def _runs_toml(models, runs) -> str:
     for m, r in zip(models, runs, strict=True):
         lines += ["", "[[runs]]", f"model = {m}" if m is not None else f"params = {_toml_number(r.params)}",
                   f"unique_tokens = {int(round(r.unique_tokens))}", f"epochs = {_toml_number(r.epochs)}"]
+        lines += [f"seed = {int(r.seed)}"] if r.seed is not None else []
         lines += [f"why = {_toml_string(r.why)}"] if r.why else []
     return "\n".join(lines) + "\n"
 

@@ -314,7 +314,7 @@ def _design_next_runs(study_dir: Path, out: Path, a, results: dict):
         if not spec.is_file():
             raise UserError(f"the study keeps no {SPEC_NAME} to build runs from")
         raw = load_spec(spec)
-        plan = plan_next(a.law, h, singles(a.tidy), model_numbers(raw, results, a.tidy))
+        plan = plan_next(a.law, h, singles(a.tidy), model_numbers(raw, results, a.tidy), tidy=a.tidy)
     except UserError as exc:
         reason = str(exc).rstrip(".")
         h = dataclasses.replace(h, next_method=f"{h.next_method}; not designed: {reason}")
