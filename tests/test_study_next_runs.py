@@ -149,7 +149,13 @@ def test_a_longer_run_always_says_why_and_a_near_tie_gets_seed_replicates():
               "the law fails its own checks")
     runs = replicates(Decision("s", (row,)), tidy, {1e6: 1, 2e6: 2, 4e6: 3})
     assert [(r.params, r.epochs, r.seed) for r in runs] == [(1e6, 8.0, 2), (2e6, 4.0, 1)]
-    assert all("within the seed noise (0.050)" in r.why for r in runs)
+    # the difference's noise: 0.05 x sqrt((1/2 + 1/1) / 2) = 0.043 for two seeds against one
+    assert all("within the seed noise of that difference (0.043" in r.why for r in runs)
+    # with more seeds the same difference is resolved: no more replicates
+    many = pd.concat([tidy] + [tidy.iloc[[0, 2]].assign(seed=s, loss=[3.725, 3.745]) for s in (5, 6, 7, 8, 9)])
+    best8 = Measured("standard", 1e6, 1e3, 8.0, 3.725, 7, 0.05)
+    row8 = Row(1e3, row.compute, "standard", 1e6, 8.0, 3.725, None, 3.725, None, None, (), best8, "measured", "x")
+    assert replicates(Decision("s", (row8,)), many, {1e6: 1, 2e6: 2, 4e6: 3}) == []
     # a clear winner needs no replicate
     clear = tidy.assign(loss=[3.50, 3.55, 3.745, 3.90, 3.95])
     assert replicates(Decision("s", (row,)), clear, {1e6: 1, 2e6: 2, 4e6: 3}) == []

@@ -31,6 +31,7 @@ from repetita.errors import UserError, require
 NEXT_RUNS = 5  # how many runs the report suggests
 DRAWS = 400  # parameter draws of the law: a suggestion of 5 from ~100 candidates in well under a second
 EXTRA_EPOCHS = (2.0, 4.0)  # multiples of the largest epoch count tried that are offered
+MAX_SEEDS = 8  # seed replicates of one configuration stop here (the demo study's ensembles use 8 members)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,12 @@ def replicates(headline, tidy: pd.DataFrame | None, numbers: dict[float, int]) -
     rivals = sorted((m for m in runs if m is not best and m.recipe == "standard" and best is not None
                      and abs(m.unique_tokens / best.unique_tokens - 1) < 1e-3 and m.compute <= top.compute * 1.000001),
                     key=lambda m: m.loss)
-    if best is None or best.recipe != "standard" or not rivals or rivals[0].loss - best.loss > noise:
+    if best is None or best.recipe != "standard" or not rivals:
+        return []
+    # the noise of a difference of two means shrinks with their seeds: replicates stop once it resolves the
+    # difference (or at MAX_SEEDS), so a near tie is not replicated for ever
+    tol = noise * np.sqrt((1 / best.seeds + 1 / rivals[0].seeds) / 2)
+    if rivals[0].loss - best.loss > tol or max(best.seeds, rivals[0].seeds) >= MAX_SEEDS:
         return []
     out = []
     for m in (best, rivals[0]):
@@ -128,7 +134,7 @@ def replicates(headline, tidy: pd.DataFrame | None, numbers: dict[float, int]) -
         seed = int(used.max()) + 1 if len(used) else 1
         out.append(NextRun(m.params, m.unique_tokens, m.epochs,
                            f"a seed replicate: the decision rests on {best.loss:.4f} vs {rivals[0].loss:.4f}, within "
-                           f"the seed noise ({noise:.3f})", seed))
+                           f"the seed noise of that difference ({tol:.3f}; {m.seeds} seed(s) so far)", seed))
     return out
 
 
