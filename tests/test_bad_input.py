@@ -52,7 +52,9 @@ case("fit-plot-suffix", "fit {d}/good.csv --law chinchilla --plot {d}/x.exe")
 case("fit-columns", "fit {d}/good.csv --law chinchilla --columns nonsense")
 case("fit-columns-missing", "fit {d}/good.csv --law chinchilla --columns loss=nosuch")
 case("fit-example-unknown", "fit --example nosuch --law chinchilla")
-case("fit-tab", "fit {d}/tab.csv --law chinchilla")
+case("fit-tab", "fit {d}/tab.csv --law chinchilla --json", 0, "the header holds tabs")  # read, and said
+case("fit-where-bad", "fit {d}/good.csv --law chinchilla --where params==")
+case("fit-where-empty", "fit {d}/good.csv --law chinchilla --where params<0")
 case("fit-grid-bad", "fit {d}/good.csv --law chinchilla --grid a=x,y")
 case("fit-n-refine", "fit {d}/good.csv --law chinchilla --n-refine -1")
 case("fit-delta", "fit {d}/good.csv --law chinchilla --delta -1")
@@ -117,6 +119,7 @@ for f in ("missing.csv", "nan.csv", "binary.bin", "empty.csv", "nofile.csv", "ba
 case("reuse-fresh-bad", "reuse {d}/good.csv --fresh {d}/binary.bin")
 case("reuse-intervals-neg", "reuse {d}/good.csv --intervals -1")
 case("reuse-seed-neg", "reuse {d}/good.csv --intervals 2 --seed -4")
+case("reuse-where-empty", "reuse {d}/good.csv --law-file example:datablations-published --where params<0", 2, "selects no row")
 case("reuse-lam", "reuse {d}/good.csv --lam -1")
 case("reuse-lawfile", "reuse {d}/good.csv --law-file {d}/damaged.json")
 

@@ -119,6 +119,8 @@ def add_curve_arguments(parser) -> None:
     parser.add_argument("--meta", help="curves: per-run facts (run, params, unique_tokens, epochs) as CSV/Parquet")
     parser.add_argument("--columns", type=column_map, metavar="NEW=OLD,...",
                         help="read the table's own column names: --columns tokens=token_num,loss=openLM_loss")
+    parser.add_argument("--where", metavar="EXPR",
+                        help="keep the rows EXPR selects (pandas query syntax): --where \"corpus == 'c4' and lr < 1e-3\"")
     parser.add_argument("--run-column", metavar="COLUMN[,COLUMN]",
                         help="curves: the column (or columns, together) that name each run")
     parser.add_argument("--recursive", action="store_true",

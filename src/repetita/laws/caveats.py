@@ -38,6 +38,8 @@ class Kind(StrEnum):
     NOT_MOVED = "not-moved"  # a parameter that never left its start
     FLAT_EXPONENT = "flat-exponent"  # an exponent near zero
     MIXED_ROWS = "mixed-rows"  # rows the law treats as one that are not
+    UNITS = "units"  # perplexities for losses, params in millions, a column spanning too many decades
+    DUPLICATES = "duplicates"  # exact duplicate rows (merged) or one configuration with conflicting losses
     NO_RECIPE = "no-recipe"  # no recipe besides standard was measured
     OTHER = "other"  # a caveat from a file written before kinds were stored
 

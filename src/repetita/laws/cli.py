@@ -22,14 +22,15 @@ def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _load_table(args):
+    from repetita.cliargs import table_columns
     from repetita.examples import load_example
+    from repetita.laws.caveats import Caveat, Kind
 
     require(bool(args.csv) != bool(args.example), "give a CSV file or --example NAME (exactly one)")
     if args.example:
         df, source = load_example(args.example), f"example:{args.example}"
         curves = "run" in df.columns and df["run"].duplicated().any()
     else:
-        from repetita.cliargs import table_columns
         from repetita.laws.curves import load
 
         # a run table, or curves from any logger (laws.curves): every evaluation is a row, or with --final
@@ -37,6 +38,20 @@ def _load_table(args):
         df, curves = load(args.csv, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta,
                           columns=table_columns(args), recursive=args.recursive)
         source = str(args.csv)
+    from repetita.laws.checks import question, select, separator_hint
+
+    hint = separator_hint(source, df) if not args.example else None
+    if hint:  # a tab- or semicolon-separated file: read it again with its own separator
+        import pandas as pd
+
+        from repetita.laws.data import canonical
+
+        df = canonical(pd.read_csv(args.csv, sep="\t" if "tabs" in hint else ";", skipinitialspace=True),
+                       table_columns(args))
+    df = select(df, getattr(args, "where", None), source)
+    if not curves:
+        df, asked = question(df, source)
+        args.table_caveats = ([Caveat(Kind.OTHER, hint, source)] if hint else []) + asked
     require(curves or not args.final, f"{source}: --final needs curves (several evaluations per run)")
     if curves:
         from repetita.laws.curves import as_runs, final_losses
@@ -118,6 +133,9 @@ def cmd_fit(args) -> dict:
     else:
         est = LawFit(args.law, **kwargs).fit(df)
     result = record.build(est, source=source, holdout=holdout if args.holdout else None)
+    table = getattr(args, "table_caveats", [])  # what the table says about itself (laws/checks.py), said once
+    result["warnings"] = [c.text for c in table] + result["warnings"]
+    result["caveats"] = [c.to_dict() for c in table] + result.get("caveats", [])
     if args.holdout:
         extra = _holdout_caveats(holdout, fitted, est)
         result["warnings"] = result["warnings"] + [f"training split {c.split} of {len(fitted)}: {c.text}"

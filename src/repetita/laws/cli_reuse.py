@@ -52,6 +52,9 @@ def cmd_reuse(args) -> dict:
     else:
         runs, curves = load(args.runs, tag=args.tag, tokens_per_step=args.tokens_per_step, meta=args.meta,
                            columns=table_columns(args), recursive=args.recursive)
+    from repetita.laws.checks import select
+
+    runs = select(runs, args.where, str(args.runs or args.example))  # --where, as fit reads it
     reference = _reference(args, reuse)
     if curves:
         require("tokens" in runs.columns, "curves need token counts: give --tokens-per-step or a tokens column")
