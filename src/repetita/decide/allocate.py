@@ -21,12 +21,12 @@ import numpy as np
 
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 from repetita.laws.evaluate import law_loss, point_theta
 from repetita.laws.forms import Law
 from repetita.laws.record import estimator
 from repetita.laws.uncertainty import percentile_band
 
-FLOPS_PER_PARAM_TOKEN = 6.0
 N_RANGE = (1e3, 1e15)  # the bracket search spans these model sizes (clipped to the compute line and a cap)
 # What a plan can be asked about. Beyond these a number is a typo or a unit slip, not a plan: 1e30 FLOPs is
 # ~1e5 times the largest training run to date, 1e16 unique tokens ~10x all text ever written (estimates of

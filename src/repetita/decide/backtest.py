@@ -28,8 +28,7 @@ from repetita.decide.allocate import TRUST_FACTOR, check_trust
 from repetita.decide.engine import Proposal, Settled, is_contradicted, law_problem, settle
 from repetita.decide.measured import Measured, best_measured, configurations, near, seed_noise
 from repetita.errors import UserError, require
-
-FLOPS = 6.0
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def backtest(df: pd.DataFrame, config: BacktestConfig = BacktestConfig(), source
     noise, how = seed_noise(runs)
     edges = _levels(runs, config.levels, config.trust)
     cases = []
-    row_compute = FLOPS * rows["params"] * rows["tokens"]
+    row_compute = FLOPS_PER_PARAM_TOKEN * rows["params"] * rows["tokens"]
     for i in range(1, len(edges)):
         train = rows[row_compute <= edges[i - 1] * (1 + 1e-9)]
         seen = [m for m in runs if m.compute <= edges[i - 1] * (1 + 1e-9)]
@@ -256,8 +255,8 @@ def _case(level: int, c: float, u: float, law: str, est, thetas, fitted: int, se
 
 
 def _true_optimum(truth, c: float, u: float) -> float:
-    n = np.geomspace(1e3, c / FLOPS, 4001)
-    return float(np.min(truth(n, c / (FLOPS * n), u)))
+    n = np.geomspace(1e3, c / FLOPS_PER_PARAM_TOKEN, 4001)
+    return float(np.min(truth(n, c / (FLOPS_PER_PARAM_TOKEN * n), u)))
 
 
 def _median(values) -> float | None:

@@ -16,8 +16,8 @@ import pandas as pd
 from repetita.cliargs import format_quantity
 from repetita.decide.engine import law_problem
 from repetita.decide.measured import Measured, best_measured, configurations, seed_noise
-from repetita.decide.study import FLOPS_PER_PARAM_TOKEN
 from repetita.laws.caveats import SEVERITY, Caveat, Kind, of_record
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 TOP_CAVEATS = 5
 # Which of a fit's typed caveats (laws.caveats.Kind, stored in its record) make it no finding, and why.

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repetita.decide.allocate import FLOPS_PER_PARAM_TOKEN, solve
+from repetita.decide.allocate import solve
 from repetita.errors import UserError, require
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 from repetita.laws.evaluate import law_loss
 
 DECISION = ("log_params", "log_epochs", "loss")  # the components of g

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repetita.errors import UserError, require
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def from_report(summary: dict, registry, path: str = "report.json") -> tuple[lis
     return effects, warnings
 
 
-def plan_recipes(fit, effects, computes, unique_tokens: float, *, flops_per_token: float = 6.0,
+def plan_recipes(fit, effects, computes, unique_tokens: float, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
                  max_params: float | None = None, thetas: np.ndarray | None = None, level: float = 0.95) -> dict:
     """For every budget, each recipe's allocation and predicted loss and the best recipe; with a serving
     cap (``max_params``, on the params served: K x N for an ensemble), the best without the cap and the

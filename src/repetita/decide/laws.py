@@ -21,6 +21,7 @@ from repetita.cliargs import format_quantity
 from repetita.decide.allocate import Allocation, Frontier, FrontierRow, Supported
 from repetita.decide.engine import Settled
 from repetita.errors import UserError
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 MIN_WEIGHT = 0.05  # laws below this pseudo-BMA weight leave the headline interval
 
@@ -217,7 +218,7 @@ def regret_lines(table: dict[str, dict[str, float]], laws: dict[str, LawPlan]) -
     return lines
 
 
-def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
+def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
               max_params: float | None = None, wall_gain: float = 0.01,
               trust: float | None = None) -> tuple[dict[str, LawPlan], list, list]:
     """Each law's allocation (one budget, with intervals) or frontier (several): (laws, estimators, caveats),
@@ -418,7 +419,7 @@ def settled_line(d: Settled, u: float) -> str:
             f"(loss {b.loss:.4f}); {d.why}")
 
 
-def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = 6.0,
+def plan_compute(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_token: float = FLOPS_PER_PARAM_TOKEN,
                  max_params: float | None = None, wall_gain: float = 0.01, effects=(), effect_warnings=(),
                  reuse_file: str | None = None, trust: float | None = None) -> tuple[PlanResult, list]:
     """The whole ``plan --compute`` answer; also returns the (name, estimator, draws) of each law.

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from repetita.cliargs import format_quantity
-from repetita.decide.study import FLOPS_PER_PARAM_TOKEN
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 NEAR = 1.25  # N and K within this factor measure a point (126k vs 131k params, 33.3 vs 32 epochs in the demo)
 REL_NOISE = 0.005  # seed noise without replicates: 0.5% of the loss (those replicates: 0.45-1% of ~4 nats)

@@ -65,7 +65,7 @@ def model_numbers(raw: dict, results: dict[str, dict], tidy: pd.DataFrame) -> di
 def candidates(single: pd.DataFrame, sizes: list[float], max_flops: float):
     """The study's sizes x budgets x epochs (with the extra epoch counts), less the runs done."""
     from repetita.decide.design import candidate_grid
-    from repetita.decide.study import FLOPS_PER_PARAM_TOKEN
+    from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
     std = single[single["recipe"] == "standard"]
     budgets = sorted(float(u) for u in std["unique_tokens"].unique())

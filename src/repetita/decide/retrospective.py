@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repetita.decide.allocate import FLOPS_PER_PARAM_TOKEN
 from repetita.decide.design import (
     DEFAULT_BUDGET_SHARE,
     Candidates,
@@ -39,6 +38,7 @@ from repetita.decide.design import (
     predictions,
 )
 from repetita.errors import require
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 from repetita.laws.evaluate import point_theta
 
 

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from repetita.errors import UserError
-
-FLOPS_PER_PARAM_TOKEN = 6.0
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 
 def best_epochs(single: pd.DataFrame) -> list[dict]:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
+from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 # Laws with a data term for repeated tokens, plus the Chinchilla baseline (every token counted as fresh).
 BENCHMARK_LAWS = ("chinchilla", "data-constrained", "reuse", "reuse-power", "data-decay", "data-constrained-overfit",
@@ -73,7 +74,7 @@ def split_mask(df: pd.DataFrame, split: str) -> np.ndarray:
         cut = 16.0 if df["epochs"].max() > 20 else 7.5
         return (df["epochs"] > cut).to_numpy()
     if split == "compute":
-        c = 6 * df["params"] * df["tokens"]
+        c = FLOPS_PER_PARAM_TOKEN * df["params"] * df["tokens"]
         return (c > c.quantile(0.75)).to_numpy()
     if split == "unique":
         return (df["unique_tokens"] == df["unique_tokens"].max()).to_numpy()
@@ -83,7 +84,7 @@ def split_mask(df: pd.DataFrame, split: str) -> np.ndarray:
 def decision_regret(test: pd.DataFrame, pred: np.ndarray) -> tuple[float, int]:
     """Mean regret (nats) of picking the lowest predicted loss within groups of held-out runs that share a
     compute budget (5%) and a unique-token budget; (nan, 0) when no group has two runs."""
-    c = np.log(6 * test["params"].to_numpy() * test["tokens"].to_numpy())
+    c = np.log(FLOPS_PER_PARAM_TOKEN * test["params"].to_numpy() * test["tokens"].to_numpy())
     key = pd.DataFrame({"c": np.round(c / np.log(1.05)), "u": test["unique_tokens"].to_numpy(),
                         "n": test["params"].to_numpy(), "obs": test["loss"].to_numpy(), "pred": pred})
     regrets = []

@@ -86,6 +86,10 @@ class RunRow:
 COLUMNS = tuple(f.name for f in fields(RunRow)) + ("bits_per_token",)
 
 
+# Training compute C = 6 N D: 6 FLOPs per parameter per token (Kaplan et al. 2020), the one value every
+# plan, region, benchmark and backtest uses (a plan may override it with --flops-per-token)
+FLOPS_PER_PARAM_TOKEN = 6.0
+
 def rows_frame(rows) -> pd.DataFrame:
     """The tidy table (one column per ``RunRow`` field) from row dicts or ``RunRow`` objects."""
     records = [(r if isinstance(r, RunRow) else RunRow.from_dict(r)).to_dict() for r in rows]

@@ -518,7 +518,7 @@ def evidence_region(X: dict) -> dict | None:
     if "params" not in X or "tokens" not in X:
         return None
     n, d = X["params"], X["tokens"]
-    out = {"params": float(n.max()), "tokens": float(d.max()), "compute": float((6 * n * d).max()),
+    out = {"params": float(n.max()), "tokens": float(d.max()), "compute": float((tables.FLOPS_PER_PARAM_TOKEN * n * d).max()),
            "tokens_per_param": float((d / n).max()), "tokens_per_param_min": float((d / n).min())}
     if "unique_tokens" in X:
         k = d / X["unique_tokens"]
