@@ -71,6 +71,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         ([str(nan)], "row 2:"),
         (["--synthetic", "--levels", "1"], "levels 1"),
         (["--synthetic", "--trust", "0.5"], "--trust 0.5"),
+        (["--synthetic", "--trust", "1e300"], "at most 1e+06"),
         (["--synthetic", "--law", "nope"], "unknown law 'nope'"),
         (["--synthetic", "--noise", "-1"], "noise -1"),
         (["--study", str(tmp_path)], "no study here"),

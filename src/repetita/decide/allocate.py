@@ -267,11 +267,12 @@ def outside_evidence(region: dict | None, params: float, tokens: float, unique: 
 # 95% interval coverage of 0.90-1.00 on the datablations tables (docs/laws.md); past the fitted epochs the
 # coverage falls to 0.3-0.9, which the epoch phrases of outside_evidence say. `plan --trust F` widens it.
 TRUST_FACTOR = 3.0
+MAX_TRUST = 1e6  # beyond a million times the fitted runs a factor is a typo, not a wider region
 
 
 def check_trust(factor: float) -> float:
-    require(np.isfinite(factor) and factor >= 1, f"--trust {factor:g}: the trust-region factor must be at least 1 "
-            "(1 = only inside the fitted runs)")
+    require(np.isfinite(factor) and 1 <= factor <= MAX_TRUST, f"--trust {factor:g}: the trust-region factor must be "
+            f"at least 1 (1 = only inside the fitted runs) and at most {MAX_TRUST:g}")
     return float(factor)
 
 

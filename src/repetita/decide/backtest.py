@@ -159,19 +159,14 @@ def score(runs: list[Measured], u: float, params: float | None, epochs: float | 
     return value - best_measured(runs, u, compute).loss, "interpolated"
 
 
-def _proposal(law: str, est, thetas, compute: float, u: float, trust: float) -> Proposal | None:
-    """The law's proposal at (U, C): its optimum, or beyond the trust region its best plan inside it."""
-    from repetita.decide.allocate import allocate, beyond_trust, supported_allocation
+def _proposal(law: str, est, a, thetas, compute: float, u: float, trust: float, problem: str | None) -> Proposal:
+    """The law's proposal at (U, C) from its allocation ``a`` there: its optimum, or beyond the trust region
+    its best plan inside it. ``problem``: why the law may not move a decision (``engine.law_problem``)."""
+    from repetita.decide.allocate import beyond_trust, supported_allocation
     from repetita.decide.engine import predictor
 
-    try:
-        a = allocate(est, compute, u)
-    except UserError:
-        return None
     predict = predictor(est, u, thetas)
-    problem = law_problem(est.result())
-    region = getattr(est, "region_", None)
-    beyond = beyond_trust(region, a.params, a.compute, trust, a.epochs, a.tokens)
+    beyond = beyond_trust(getattr(est, "region_", None), a.params, a.compute, trust, a.epochs, a.tokens)
     if beyond:
         s = supported_allocation(est, compute, u, trust)
         if s is not None:
@@ -193,16 +188,6 @@ def _draws(est, train: pd.DataFrame):
     except (UserError, np.linalg.LinAlgError, ValueError):
         return None
     return draws(est)[0]
-
-
-def _law_alone(est, compute: float, u: float) -> tuple[float | None, float | None]:
-    from repetita.decide.allocate import allocate
-
-    try:
-        a = allocate(est, compute, u)
-    except UserError:
-        return None, None
-    return a.params, a.epochs
 
 
 def backtest(df: pd.DataFrame, config: BacktestConfig = BacktestConfig(), source: str = "table",
@@ -230,22 +215,29 @@ def backtest(df: pd.DataFrame, config: BacktestConfig = BacktestConfig(), source
             except UserError:
                 continue
             thetas = _draws(est, train)
+            problem = law_problem(est.result())  # the same for every U of this level
             for u in sorted({m.unique_tokens for m in level}):
                 c = max(m.compute for m in level if m.unique_tokens == u)
-                cases.append(_case(i, c, u, law, est, thetas, len(train), seen, runs, noise, config.trust, truth))
+                cases.append(_case(i, c, u, law, est, thetas, problem, len(train), seen, runs, noise, config.trust,
+                                   truth))
     require(cases, f"{source}: no level had {config.min_rows} fitting rows from two model sizes below it; "
             "give fewer --levels or a larger table")
     return BacktestResult(config, source, len(runs), noise, how, pooled_sd(runs, rows), cases,
                           [_summary(law, [x for x in cases if x.law == law]) for law in config.laws])
 
 
-def _case(level: int, c: float, u: float, law: str, est, thetas, fitted: int, seen: list[Measured],
-          runs: list[Measured], noise: float, trust: float, truth) -> Case:
-    d: Settled = settle(_proposal(law, est, thetas, c, u, trust), seen, u, c, noise)
+def _case(level: int, c: float, u: float, law: str, est, thetas, problem: str | None, fitted: int,
+          seen: list[Measured], runs: list[Measured], noise: float, trust: float, truth) -> Case:
+    from repetita.decide.allocate import allocate
+
+    try:
+        a = allocate(est, c, u)  # the law's own optimum: its proposal starts here, and "law alone" is it
+    except UserError:
+        a = None
+    d: Settled = settle(_proposal(law, est, a, thetas, c, u, trust, problem) if a else None, seen, u, c, noise)
     best = best_measured(runs, u, c)
     regret, how = score(runs, u, d.params, d.epochs, c)
-    n_law, k_law = _law_alone(est, c, u)
-    law_regret, _ = score(runs, u, n_law, k_law, c)
+    law_regret, _ = score(runs, u, a.params if a else None, a.epochs if a else None, c)
     only = best_measured(seen, u, c)
     true = None
     if truth is not None and d.params is not None:

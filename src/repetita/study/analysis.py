@@ -43,6 +43,12 @@ def singles(tidy: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(keys, as_index=False, dropna=False)["loss"].mean()  # runs of your own trainer carry no lr or weight decay
 
 
+def past_turn(std: pd.DataFrame) -> pd.Series:
+    """Which standard runs lie past the best epoch count of their (N, U): the loss turned before them."""
+    best = std.groupby(["params", "unique_tokens"])["loss"].transform("idxmin")
+    return std["epochs"] > std.loc[best, "epochs"].to_numpy()
+
+
 def before_turn(single: pd.DataFrame) -> pd.DataFrame:
     """Standard runs up to the best epoch count of each (N, U): the envelope the laws describe.
 
@@ -52,10 +58,9 @@ def before_turn(single: pd.DataFrame) -> pd.DataFrame:
     with them, see docs/study.md).
     """
     std = single[single["recipe"] == "standard"]
-    best = std.loc[std.groupby(["params", "unique_tokens"])["loss"].idxmin(), ["params", "unique_tokens", "epochs"]]
-    merged = std.merge(best.rename(columns={"epochs": "best_epochs"}), on=["params", "unique_tokens"])
-    kept = merged[merged["epochs"] <= merged["best_epochs"]].drop(columns="best_epochs").reset_index(drop=True)
-    kept.attrs["excluded"] = len(std) - len(kept)
+    turned = past_turn(std)
+    kept = std[~turned].reset_index(drop=True)
+    kept.attrs["excluded"] = int(turned.sum())
     return kept
 
 
@@ -79,10 +84,10 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
 
     every = singles(tidy)
     every = every[every["recipe"] == "standard"].reset_index(drop=True)
+    turned = past_turn(every)
     std = before_turn(every)
-    past = every.merge(std[["params", "unique_tokens", "epochs"]], how="left", indicator=True)
-    past = past[past["_merge"] == "left_only"]
-    named = [[float(r.params), float(r.unique_tokens), float(r.epochs), float(r.loss)] for r in past.itertuples()]
+    named = [[float(r.params), float(r.unique_tokens), float(r.epochs), float(r.loss)]
+             for r in every[turned].itertuples()]
     out: dict = {}
     dc = None
     for law in MONOTONE_LAWS + TURNING_LAWS:
@@ -95,15 +100,16 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
         except UserError as exc:
             out[law] = {"error": str(exc)}
     compared = [k for k, v in out.items() if "error" not in v and (k == "data-constrained" or k in TURNING_LAWS)]
-    for law, score in compare_laws(every, compared).items():
+    for law, score in compare_laws(every, compared, turned).items():
         out[law]["study_holdout"] = score
     return out, dc, std
 
 
-def compare_laws(every: pd.DataFrame, laws: list[str]) -> dict[str, dict]:
+def compare_laws(every: pd.DataFrame, laws: list[str], turned: pd.Series) -> dict[str, dict]:
     """Held-out error of each law over every standard run (``STUDY_HOLDOUT``): a monotone law is fitted on
     its training folds' runs up to their turn and scored on every held-out run, so the runs past the turn
-    count as evidence against it instead of being dropped silently. {} below MIN_ROWS_COMPARED runs."""
+    count as evidence against it instead of being dropped silently (``turned``: ``past_turn(every)``). {} below
+    MIN_ROWS_COMPARED runs."""
     import numpy as np
 
     from repetita.laws.fit import LawFit
@@ -112,9 +118,6 @@ def compare_laws(every: pd.DataFrame, laws: list[str]) -> dict[str, dict]:
     if len(every) < MIN_ROWS_COMPARED or not laws:
         return {}
     errors: dict[str, list] = {law: [] for law in laws}
-    kept = before_turn(every)
-    key = every[["params", "unique_tokens", "epochs"]].apply(tuple, axis=1)
-    turned = ~key.isin(set(kept[["params", "unique_tokens", "epochs"]].apply(tuple, axis=1)))
     for _, train, test in parse_holdout(STUDY_HOLDOUT).splits(every):
         for law in laws:
             rows = every.iloc[train]
