@@ -24,7 +24,7 @@ def baseline_solve(law, theta: np.ndarray, compute: float, unique: float, k: flo
     from scipy.optimize import minimize_scalar
 
     from repetita.decide.allocate import N_RANGE
-    from repetita.laws.evaluate import law_loss
+    from repetita.laws.law import law_loss
 
     def f(logn):
         n = np.exp(np.atleast_1d(logn))

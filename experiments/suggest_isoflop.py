@@ -27,7 +27,7 @@ TARGET = 1e21
 
 def table(noise: float, seed: int) -> pd.DataFrame:
     """9 sizes per budget, spread 3x either way of the law's optimum, one epoch each."""
-    from repetita.laws.forms import LAWS
+    from repetita.laws.law import LAWS
 
     law = LAWS["chinchilla"]
     theta = np.array([[TRUTH[p] for p in law.params]])
@@ -38,14 +38,14 @@ def table(noise: float, seed: int) -> pd.DataFrame:
             d = c / (6 * n)
             rows.append({"params": n, "tokens": d, "unique_tokens": d})
     df = pd.DataFrame(rows)
-    from repetita.laws.evaluate import law_loss
+    from repetita.laws.law import law_loss
 
     clean = law_loss(law, theta, df["params"].to_numpy(), df["tokens"].to_numpy(), df["unique_tokens"].to_numpy())[0]
     return df.assign(loss=clean * np.exp(noise * np.random.default_rng(seed).standard_normal(len(df))))
 
 
 def _optimum(law, theta, c: float) -> float:
-    from repetita.laws.evaluate import law_loss
+    from repetita.laws.law import law_loss
 
     n = np.geomspace(1e6, c / 6 / 10, 4001)
     return float(n[np.argmin(law_loss(law, theta, n, c / (6 * n), c / (6 * n))[0])])
@@ -58,12 +58,12 @@ def main() -> None:
     args = ap.parse_args()
     from repetita.decide.retrospective import relative_error, replay
     from repetita.laws.fit import LawFit
-    from repetita.laws.forms import LAWS
+    from repetita.laws.law import LAWS
 
     df = table(args.noise, 0)
     law = LAWS["chinchilla"]
     n_true = _optimum(law, np.array([[TRUTH[p] for p in law.params]]), TARGET)
-    from repetita.laws.evaluate import law_loss
+    from repetita.laws.law import law_loss
 
     theta = np.array([[TRUTH[p] for p in law.params]])
     d_true = TARGET / (6 * n_true)

@@ -112,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     from repetita.decide.retrospective import reference_plan
     from repetita.laws.fit import LawFit
-    from repetita.laws.forms import get_law
+    from repetita.laws.law import get_law
 
     df = pd.read_csv(str(resources.files("repetita.examples") / "data" / args.table)).rename(columns={"val_loss": "loss"})
     df = df[["params", "tokens", "unique_tokens", "loss"]].reset_index(drop=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from repetita.laws.forms import get_law
+from repetita.laws.law import get_law
 
 
 def true_params(law: str, rng: np.random.Generator) -> dict:

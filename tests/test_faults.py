@@ -224,7 +224,7 @@ def test_status_tells_an_abandoned_run_from_a_running_one(tmp_path, capsys):
 def test_deleted_study_folder_stops_the_workers_with_one_line(tmp_path, capsys):
     import shutil
 
-    from repetita.study.runners import StudyGone, check_study_alive, execute_run, work
+    from repetita.study.runners import LocalRunner, StudyGone, check_study_alive, work
 
     _, study, store = _queued(tmp_path)
     rid = store.ready()[0]
@@ -239,7 +239,7 @@ def test_deleted_study_folder_stops_the_workers_with_one_line(tmp_path, capsys):
     assert not study.exists()
     study.mkdir()
     with pytest.raises(UserError):
-        execute_run(str(study), rid)
+        LocalRunner(study).run()
     assert not (study / "runs").exists()  # the worker did not recreate run folders
 
 

@@ -289,7 +289,7 @@ def test_expected_regret_is_half_the_curvature_times_the_variance(fit_files, cap
     n_star = float(solve(law, theta, [c], u)["params"][0, 0])
     h = design.curvature(law, theta[0], np.log(n_star), c, u)
     # the second-order expansion it stands for: the loss 0.2 in ln N off the optimum costs about h 0.2^2 / 2
-    from repetita.laws.evaluate import law_loss
+    from repetita.laws.law import law_loss
 
     off = law_loss(law, theta, n_star * np.exp(0.2), c / (6 * n_star * np.exp(0.2)), u)[0, 0]
     at = law_loss(law, theta, n_star, c / (6 * n_star), u)[0, 0]

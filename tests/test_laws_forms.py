@@ -9,12 +9,13 @@ import pytest
 from repetita.laws import forms
 from repetita.laws.data import design, runs_frame
 from repetita.laws.fit import FitSpec, LawFit, _Problem, prepare
+from repetita.laws.law import LAWS
 
 CHIN = {"a": 6.0, "b": 7.0, "e": 0.5, "alpha": 0.34, "beta": 0.37}
 
 
 def _theta(law, values):
-    return np.array([[values[p] for p in forms.LAWS[law].params]])
+    return np.array([[values[p] for p in LAWS[law].params]])
 
 
 def _runs(seed=0, n=120, repeat=True):
@@ -26,8 +27,8 @@ def _runs(seed=0, n=120, repeat=True):
 
 
 def _simulate(law, truth, df, noise=0.002, seed=1):
-    X = design(runs_frame(df.assign(loss=1.0), forms.LAWS[law].columns))
-    loss = np.exp(forms.LAWS[law].func(_theta(law, truth), X)[0])
+    X = design(runs_frame(df.assign(loss=1.0), LAWS[law].columns))
+    loss = np.exp(LAWS[law].func(_theta(law, truth), X)[0])
     rng = np.random.default_rng(seed)
     return df.assign(loss=loss * np.exp(noise * rng.standard_normal(len(df))))
 
@@ -68,7 +69,7 @@ def test_reuse_law_with_zero_slope_is_the_constant_law():
     df = _runs()
     X = design(runs_frame(df.assign(loss=1.0), ("params", "tokens", "unique_tokens")))
     dc = forms.data_constrained(_theta("data-constrained", CHIN | {"rd_star": 12.0, "rn_star": 5.0}), X)
-    re = forms.LAWS["reuse"].func(_theta("reuse", CHIN | {"r0": 12.0, "r1": 0.0, "rn_star": 5.0}), X)
+    re = LAWS["reuse"].func(_theta("reuse", CHIN | {"r0": 12.0, "r1": 0.0, "rn_star": 5.0}), X)
     np.testing.assert_allclose(dc, re, rtol=1e-12)
 
 
@@ -168,7 +169,7 @@ def test_recover_multipower_from_synthetic_curves(anchors_mpl):
     loss[order] = np.exp(forms.multipower(truth[None, :], X)[0])
     df["loss"] = loss * np.exp(0.0005 * np.random.default_rng(0).standard_normal(len(df)))
     fit = LawFit("multipower").fit(df)
-    got = np.array([fit.params_[p] for p in forms.LAWS["multipower"].params])
+    got = np.array([fit.params_[p] for p in LAWS["multipower"].params])
     # The loss-level terms are well identified; C, beta, gamma trade off against B, so check the curve too.
     np.testing.assert_allclose(got[:3], truth[:3], rtol=0.05)
     assert fit.r2_ > 0.999

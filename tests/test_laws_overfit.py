@@ -14,7 +14,7 @@ from repetita.errors import UserError
 from repetita.examples import load_example
 from repetita.laws import benchmark
 from repetita.laws.fit import LawFit
-from repetita.laws.forms import LAWS, get_law
+from repetita.laws.law import LAWS, get_law
 
 PUBLISHED = {k: DATABLATIONS_FROZEN[k] for k in ("a", "b", "e", "alpha", "beta")}
 

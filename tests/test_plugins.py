@@ -16,14 +16,14 @@ from test_study_run import SPEC as UNIT_SPEC  # tests/ is on sys.path (rootdir-r
 
 from repetita import recipe_registry
 from repetita.cli import main
-from repetita.laws.forms import LAWS, Law, _col, _lse, _p
+from repetita.laws.law import LAWS, Law, col, lse, param
 
 # --- a toy law: L = E + B / D^beta (a data-only Chinchilla), fitted in logs like the built-in laws --
 
 
 def _data_only(theta, X):
-    b, e, beta = (_p(theta, i) for i in range(3))
-    return _lse(b - beta * _col(X, "log_tokens"), e)
+    b, e, beta = (param(theta, i) for i in range(3))
+    return lse(b - beta * col(X, "log_tokens"), e)
 
 
 TOY_LAW = Law("toy-data-only", _data_only, ("b", "e", "beta"),

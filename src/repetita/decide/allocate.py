@@ -22,8 +22,8 @@ import numpy as np
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
-from repetita.laws.evaluate import law_loss, point_theta
-from repetita.laws.forms import Law
+from repetita.laws.evaluate import point_theta
+from repetita.laws.law import Law, law_loss
 from repetita.laws.record import estimator
 from repetita.laws.uncertainty import percentile_band
 

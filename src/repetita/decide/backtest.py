@@ -40,7 +40,7 @@ class BacktestConfig:
     tie_alpha_beta: bool = False  # the study's setting for few runs
 
     def __post_init__(self):
-        from repetita.laws.forms import LAWS
+        from repetita.laws.law import LAWS
 
         require(self.laws, "give at least one law")
         for law in self.laws:

@@ -29,7 +29,7 @@ import numpy as np
 from repetita.decide.allocate import solve
 from repetita.errors import UserError, require
 from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
-from repetita.laws.evaluate import law_loss
+from repetita.laws.law import law_loss
 
 DECISION = ("log_params", "log_epochs", "loss")  # the components of g
 EPOCH_GRID = np.geomspace(1.0, 256.0, 97)  # K searched at a fixed size (target_params)

@@ -65,7 +65,8 @@ def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, 
     planner applies a recipe, so a measured m plans back to the measured loss. Bisection in ln m, all
     rows at once; inf where even m = ``hi`` does not reach the loss (the recipe moved the asymptote),
     ``lo`` where m = ``lo`` is still better."""
-    from repetita.laws.evaluate import law_loss, point_theta
+    from repetita.laws.evaluate import point_theta
+    from repetita.laws.law import law_loss
     from repetita.laws.record import estimator
 
     est = estimator(fit)

@@ -51,7 +51,8 @@ def predictor(est, unique_tokens: float, thetas=None) -> Callable[[float, float]
     beyond its runs is uncertain in its parameters, not only in its scatter), else the fit's scatter alone."""
     import numpy as np
 
-    from repetita.laws.evaluate import law_loss, point_theta
+    from repetita.laws.evaluate import point_theta
+    from repetita.laws.law import law_loss
     from repetita.laws.uncertainty import prediction_interval
 
     theta = point_theta(est) if thetas is None else np.asarray(thetas)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from repetita.errors import UserError, require
-from repetita.laws.forms import compute_optimal_params, get_law
+from repetita.laws.forms import compute_optimal_params
+from repetita.laws.law import get_law
 from repetita.laws.record import sampled_records
 from repetita.laws.worth import (
     data_term,

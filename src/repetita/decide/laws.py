@@ -195,7 +195,8 @@ def compare_laws(laws: dict) -> dict:
 def regret_table(ests: list, laws: dict[str, LawPlan]) -> dict[str, dict[str, float]]:
     """regret[i][j]: how much higher law j predicts the loss of law i's decision than of its own (nats, >= 0
     up to the search tolerance). A decision whose worst regret is small is safe whichever law is right."""
-    from repetita.laws.evaluate import law_loss, point_theta
+    from repetita.laws.evaluate import point_theta
+    from repetita.laws.law import law_loss
 
     out = {}
     for i, _, _ in ests:

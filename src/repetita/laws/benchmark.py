@@ -114,7 +114,7 @@ class Score:
 def score(law: str, name: str, df: pd.DataFrame, split: str, freeze: dict | None = None) -> Score | None:
     """Fit ``law`` on the training side of ``split`` and score it on the held-out side (None: empty side)."""
     from repetita.laws.fit import LawFit
-    from repetita.laws.forms import get_law
+    from repetita.laws.law import get_law
 
     df = _canonical(df)
     test_mask = split_mask(df, split)

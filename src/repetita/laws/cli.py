@@ -241,7 +241,7 @@ def _print_fit(r: dict) -> None:
 
 
 def cmd_laws(args) -> dict:
-    from repetita.laws.forms import LAWS
+    from repetita.laws.law import LAWS
 
     if args.benchmark:
         return _benchmark(args)
@@ -262,7 +262,7 @@ def _benchmark(args) -> dict:
 
     from repetita.io import check_file, save_table
     from repetita.laws import benchmark
-    from repetita.laws.forms import get_law
+    from repetita.laws.law import get_law
 
     laws = tuple(args.only.split(",")) if args.only else benchmark.BENCHMARK_LAWS
     for name in laws:

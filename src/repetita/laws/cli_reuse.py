@@ -24,7 +24,7 @@ def _reference(args, reuse):
         return reuse.Reference(numeric_column(ref_df, "tokens"), numeric_column(ref_df, "loss"), name=str(args.fresh))
     record = load_fit(args.law_file)
     if args.chinchilla_part:
-        from repetita.laws.forms import get_law
+        from repetita.laws.law import get_law
 
         names = get_law("chinchilla").params
         require(all(p in record["params"] for p in names), f"{args.law_file}: no Chinchilla part to take")

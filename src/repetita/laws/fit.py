@@ -24,7 +24,7 @@ from scipy.optimize import minimize
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 from repetita.laws import data as tables
-from repetita.laws.forms import Law, get_law, natural_params
+from repetita.laws.law import Law, get_law, natural_params
 
 _H = 1e-20  # complex step
 _CHUNK_ELEMENTS = 4_000_000  # grid starts x rows (x bins) scored per vectorized call

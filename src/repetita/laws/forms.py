@@ -17,27 +17,12 @@ as in both reference fits; the natural values are reported by :func:`natural_par
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from repetita.laws.law import Law, col, lse, param, register_law
+
 Array = np.ndarray
-
-
-def _lse(*terms: Array) -> Array:
-    """log(sum(exp(t))) with the max factored out by its real part (complex-safe)."""
-    m = terms[0].real.copy()
-    for t in terms[1:]:
-        m = np.maximum(m, t.real)
-    return m + np.log(sum(np.exp(t - m) for t in terms))
-
-
-def _col(X: dict[str, Array], name: str) -> Array:
-    return X[name][None, :]
-
-
-def _p(theta: Array, i: int) -> Array:
-    return theta[:, i : i + 1]
 
 
 # --- Chinchilla: L = E + A / N^alpha + B / D^beta ---------------------------------------------
@@ -45,8 +30,8 @@ def _p(theta: Array, i: int) -> Array:
 
 def chinchilla(theta: Array, X: dict[str, Array]) -> Array:
     """theta = (a, b, e, alpha, beta)."""
-    a, b, e, alpha, beta = (_p(theta, i) for i in range(5))
-    return _lse(a - alpha * _col(X, "log_params"), b - beta * _col(X, "log_tokens"), e)
+    a, b, e, alpha, beta = (param(theta, i) for i in range(5))
+    return lse(a - alpha * col(X, "log_params"), b - beta * col(X, "log_tokens"), e)
 
 
 def chinchilla_jac(theta: Array, X: dict[str, Array]) -> tuple[Array, Array]:
@@ -57,7 +42,7 @@ def chinchilla_jac(theta: Array, X: dict[str, Array]) -> tuple[Array, Array]:
     the complex step, which matters when a bootstrap refines a thousand resamples at once.
     """
     a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
-    ln_n, ln_d = _col(X, "log_params"), _col(X, "log_tokens")
+    ln_n, ln_d = col(X, "log_params"), col(X, "log_tokens")
     t = np.stack(np.broadcast_arrays(a - alpha * ln_n, b - beta * ln_d, e + 0.0 * ln_n))  # (3, S, n)
     m = t.max(axis=0)
     w = np.exp(t - m)
@@ -101,16 +86,16 @@ def effective_params(params: Array, unique: Array, a, b, alpha, beta, rn_star) -
 
 
 def _dc_core(theta: Array, X: dict[str, Array], rd_star: Array) -> Array:
-    a, b, e, alpha, beta = (_p(theta, i) for i in range(5))
+    a, b, e, alpha, beta = (param(theta, i) for i in range(5))
     rn_star = theta[:, -1:]
-    n_eff = effective_params(_col(X, "params"), _col(X, "unique_tokens"), a, b, alpha, beta, rn_star)
-    d_eff = effective_data(_col(X, "unique_tokens"), _col(X, "tokens"), rd_star)
-    return _lse(a - alpha * np.log(n_eff), b - beta * np.log(d_eff), e)
+    n_eff = effective_params(col(X, "params"), col(X, "unique_tokens"), a, b, alpha, beta, rn_star)
+    d_eff = effective_data(col(X, "unique_tokens"), col(X, "tokens"), rd_star)
+    return lse(a - alpha * np.log(n_eff), b - beta * np.log(d_eff), e)
 
 
 def data_constrained(theta: Array, X: dict[str, Array]) -> Array:
     """theta = (a, b, e, alpha, beta, rd_star, rn_star): constant R_D* as published."""
-    return _dc_core(theta, X, _p(theta, 5))
+    return _dc_core(theta, X, param(theta, 5))
 
 
 # --- N-aware reuse: R_D* grows with the dataset ------------------------------------------------
@@ -141,7 +126,7 @@ def make_reuse(form: str = "log") -> Callable[[Array, Array], Array]:
 
     def reuse(theta: Array, X: dict[str, Array]) -> Array:
         """theta = (a, b, e, alpha, beta, r0, r1, rn_star)."""
-        return _dc_core(theta, X, _floored(rd(_p(theta, 5), _p(theta, 6), _col(X, "log_unique"))))
+        return _dc_core(theta, X, _floored(rd(param(theta, 5), param(theta, 6), col(X, "log_unique"))))
 
     return reuse
 
@@ -156,8 +141,8 @@ def rd_star_of(form: str, r0, r1, unique) -> Array:
 
 def power(theta: Array, X: dict[str, Array]) -> Array:
     """theta = (e, a, alpha); x is whichever column was chosen as the axis."""
-    e, a, alpha = (_p(theta, i) for i in range(3))
-    return _lse(a - alpha * _col(X, "log_x"), e)
+    e, a, alpha = (param(theta, i) for i in range(3))
+    return lse(a - alpha * col(X, "log_x"), e)
 
 
 # --- Multi-power law (Luo et al. 2025) ---------------------------------------------------------
@@ -172,8 +157,8 @@ def multipower(theta: Array, X: dict[str, Array]) -> Array:
     S1 + S_W per row, and the LR drops are given on a coarse grid of bins (``drop``, ``eta_k``,
     ``S_bin`` = S_k(t) for each (row, bin) pair, zero where the bin lies after t).
     """
-    l0, amp, alpha, b, c, beta, gamma = (_p(theta, i) for i in range(7))
-    area = _col(X, "area")
+    l0, amp, alpha, b, c, beta, gamma = (param(theta, i) for i in range(7))
+    area = col(X, "area")
     drop = X["drop"]  # (n, m): LR decrease in bin k for the curve of row i, 0 where k > t
     s_k = X["s_k"]  # (n, m): S_k(t_i)
     log_eta_k = X["log_eta_k"]  # (n, m)
@@ -212,88 +197,6 @@ def multipower_grad(theta: Array, X: dict[str, Array]) -> tuple[Array, Array]:
         ]
     )
     return np.log(loss), jac / loss
-
-
-@dataclass(frozen=True)
-class Law:
-    """A named law: its form, parameter names, bounds, default init grid and required columns."""
-
-    name: str
-    func: Callable[[Array, dict[str, Array]], Array]
-    params: tuple[str, ...]
-    bounds: dict[str, tuple[float, float]]
-    grid: dict[str, tuple[float, ...]]
-    columns: tuple[str, ...]
-    log_params: tuple[str, ...] = ()  # fitted as ln of the natural value (a = ln A)
-    defaults: dict[str, float] = field(default_factory=dict)  # values of params the grid omits
-    doc: str = ""
-    # Optional closed-form (log loss (n,), Jacobian (P, n)) at one theta; complex step otherwise.
-    grad: Callable[[Array, dict[str, Array]], tuple[Array, Array]] | None = None
-    # Optional closed-form batch (log loss (S, n), Jacobian (S, P, n)) for the vectorized refinement.
-    batch_grad: Callable[[Array, dict[str, Array]], tuple[Array, Array]] | None = None
-    # R_D*(params, U): how much repeated data is worth; None = the law has no notion of repetition.
-    rd_star: Callable[[dict, Array], Array] | None = None
-    # (params, N) -> (E_rest, B, beta) of L = E_rest + B / D'^beta; None = no data term.
-    data_term: Callable[[dict, Array], tuple] | None = None
-    axis: str | None = None  # the column along which fits are plotted (None: the fit's own axis)
-    needs_axis: bool = False  # the power law: the user names the column x
-    curves: bool = False  # the design is built from loss curves (multipower.prepare), not run rows
-    # The simpler law this one extends, and how to turn its fitted parameters into starts here: a free fit
-    # is seeded from the nested fit (Chinchilla before data-constrained, data-constrained before reuse).
-    parent: str | None = None
-    seeds: Callable[[dict, dict], list[dict]] | None = None
-    # True when the loss never rises with more epochs at fixed N and U (its D' never falls): its turn is
-    # infinite without a search (laws/overfit.py)
-    monotone: bool = True
-
-    def __post_init__(self):
-        missing = set(self.params) - set(self.grid) - set(self.defaults)
-        if missing:
-            raise ValueError(f"law {self.name}: no grid or default for {sorted(missing)}")
-
-    def prepare(self, df, axis: str | None = None, warmup_steps: int | None = None, bin_width: int = 64):
-        """Validated design dict, observed losses and the table positions of the design rows."""
-        from repetita.laws import data as tables
-
-        if self.curves:
-            from repetita.laws import multipower
-
-            X, y, frame = multipower.prepare(df.reset_index(drop=True), warmup_steps=warmup_steps,
-                                             bin_width=bin_width)
-            return X, y, frame.index.to_numpy()
-        if self.needs_axis:
-            df = tables.canonical(df)
-            tables.require_columns(df, (axis,), f"--axis {axis}")
-            df = df.rename(columns={axis: "x"}) if axis != "x" else df
-        runs = tables.runs_frame(df, self.columns)
-        return tables.design(runs), runs["loss"].to_numpy(), np.arange(len(runs))
-
-    def repetition(self, params: dict, unique) -> Array:
-        """R_D* at dataset size U (constant for the published law, inf for Chinchilla)."""
-        from repetita.errors import UserError
-
-        if self.rd_star is None:
-            raise UserError(f"law {self.name!r} has no notion of repeated data; plan with a data-constrained "
-                            "or reuse fit")
-        return np.asarray(self.rd_star(params, np.asarray(unique, dtype=float)), dtype=float)
-
-    def turn(self, params: dict, n, u) -> Array:
-        """Epochs past which this law's loss rises at model size N on U unique tokens (inf: never)."""
-        from repetita.laws.overfit import turn
-
-        return turn(self, params, n, u)
-
-    def data_terms(self, params: dict, n) -> tuple:
-        from repetita.errors import UserError
-
-        if self.data_term is None:
-            raise UserError(f"law {self.name!r} has no data term")
-        return self.data_term(params, np.asarray(n, dtype=float))
-
-    def plot_axis(self, spec_axis: str | None, columns) -> str:
-        if self.needs_axis:
-            return spec_axis
-        return self.axis if self.axis in columns else list(columns)[0]
 
 
 _INF = np.inf
@@ -359,8 +262,8 @@ _CHIN_GRID = {
 _RSTAR_GRID = (0.0, 6.67, 13.3, 20.0)
 _DC_COLUMNS = ("params", "tokens", "unique_tokens")
 
-LAWS: dict[str, Law] = {
-    "chinchilla": Law(
+for _law in (
+    Law(
         "chinchilla",
         chinchilla,
         ("a", "b", "e", "alpha", "beta"),
@@ -374,7 +277,7 @@ LAWS: dict[str, Law] = {
         data_term=_chinchilla_data_term,
         axis="tokens",
     ),
-    "data-constrained": Law(
+    Law(
         "data-constrained",
         data_constrained,
         ("a", "b", "e", "alpha", "beta", "rd_star", "rn_star"),
@@ -389,7 +292,7 @@ LAWS: dict[str, Law] = {
         data_term=_chinchilla_data_term,
         axis="tokens",
     ),
-    "reuse": Law(
+    Law(
         "reuse",
         make_reuse("log"),
         ("a", "b", "e", "alpha", "beta", "r0", "r1", "rn_star"),
@@ -404,7 +307,7 @@ LAWS: dict[str, Law] = {
         data_term=_chinchilla_data_term,
         axis="tokens",
     ),
-    "reuse-power": Law(
+    Law(
         "reuse-power",
         make_reuse("power"),
         ("a", "b", "e", "alpha", "beta", "r0", "r1", "rn_star"),
@@ -419,7 +322,7 @@ LAWS: dict[str, Law] = {
         data_term=_chinchilla_data_term,
         axis="tokens",
     ),
-    "power": Law(
+    Law(
         "power",
         power,
         ("e", "a", "alpha"),
@@ -435,7 +338,7 @@ LAWS: dict[str, Law] = {
         data_term=_power_data_term,
         needs_axis=True,
     ),
-    "multipower": Law(
+    Law(
         "multipower",
         multipower,
         ("L0", "A", "alpha", "B", "C", "beta", "gamma"),
@@ -463,30 +366,5 @@ LAWS: dict[str, Law] = {
         axis="step",
         curves=True,
     ),
-}
-
-
-def _register_overfitting_laws() -> None:
-    from repetita.laws.overfit import OVERFIT_LAWS
-
-    LAWS.update(OVERFIT_LAWS)
-
-
-_register_overfitting_laws()
-
-
-def get_law(name: str) -> Law:
-    from repetita.errors import UserError
-
-    if name not in LAWS:
-        raise UserError(f"unknown law {name!r}; choose one of {', '.join(LAWS)}")
-    return LAWS[name]
-
-
-def natural_params(law: Law, params: dict[str, float]) -> dict[str, float]:
-    """Fitted values with the log-parametrised ones also given naturally (a -> A = e^a)."""
-    out = dict(params)
-    for name in law.log_params:
-        if name in params:
-            out[name.upper()] = float(np.exp(params[name]))
-    return out
+):
+    register_law(_law)

@@ -34,15 +34,12 @@ from repetita.laws.forms import (
     _CHIN_BOUNDS,
     _CHIN_GRID,
     _DC_COLUMNS,
-    Law,
     _chinchilla_data_term,
-    _col,
-    _lse,
-    _p,
     effective_data,
     effective_params,
 )
 from repetita.laws.forms import data_constrained as _data_constrained
+from repetita.laws.law import Law, col, lse, param, register_law, turn
 
 Array = np.ndarray
 
@@ -50,14 +47,14 @@ Array = np.ndarray
 
 
 def _repeats(X: dict) -> Array:
-    return np.maximum(_col(X, "tokens") / _col(X, "unique_tokens") - 1.0, 0.0)
+    return np.maximum(col(X, "tokens") / col(X, "unique_tokens") - 1.0, 0.0)
 
 
 def _penalty(c, sigma, rho, tau, X: dict) -> Array:
     """exp(c) R^sigma N^rho / U^tau, exactly zero on one-epoch rows (complex-safe: no log of zero taken)."""
     r = _repeats(X)
     log_r = np.log(np.where(r > 0, r, 1.0))
-    term = np.exp(c + sigma * log_r + rho * _col(X, "log_params") - tau * _col(X, "log_unique"))
+    term = np.exp(c + sigma * log_r + rho * col(X, "log_params") - tau * col(X, "log_unique"))
     return np.where(r > 0, term, 0.0 * term)
 
 
@@ -65,10 +62,10 @@ def make_overfit(free: tuple[str, ...]):
     """The penalty law with ``free`` among (sigma, rho, tau) fitted and the others fixed at 1."""
 
     def overfit(theta: Array, X: dict) -> Array:
-        a, b, e, alpha, beta, c = (_p(theta, i) for i in range(6))
-        extra = {name: _p(theta, 6 + i) for i, name in enumerate(free)}
+        a, b, e, alpha, beta, c = (param(theta, i) for i in range(6))
+        extra = {name: param(theta, 6 + i) for i, name in enumerate(free)}
         sigma, rho, tau = (extra.get(k, 1.0) for k in ("sigma", "rho", "tau"))
-        base = _lse(a - alpha * _col(X, "log_params"), b - beta * _col(X, "log_tokens"), e)
+        base = lse(a - alpha * col(X, "log_params"), b - beta * col(X, "log_tokens"), e)
         return np.log(np.exp(base) + _penalty(c, sigma, rho, tau, X))
 
     return overfit
@@ -98,15 +95,15 @@ def _overfit_seeds(new: tuple[str, ...]):
 def data_decay(theta: Array, X: dict) -> Array:
     """theta = (a, b, e, alpha, beta, rd_star, rn_star, q, rho): D'' = D' exp(-R / R_o), R_o = e^q (N/U)^-rho."""
     base_theta = theta[:, :7]
-    q, rho = _p(theta, 7), _p(theta, 8)
-    log_ro = q - rho * (_col(X, "log_params") - _col(X, "log_unique"))
+    q, rho = param(theta, 7), param(theta, 8)
+    log_ro = q - rho * (col(X, "log_params") - col(X, "log_unique"))
     decay = _repeats(X) * np.exp(-log_ro)  # R / R_o
     # the data term of the data-constrained law, with log D' shifted by -R/R_o; rebuilt through the same
     # pieces so that the one effective-data implementation (forms.effective_data) is used
-    a, b, e, alpha, beta = (_p(base_theta, i) for i in range(5))
-    n_eff = effective_params(_col(X, "params"), _col(X, "unique_tokens"), a, b, alpha, beta, base_theta[:, 6:7])
-    log_d = np.log(effective_data(_col(X, "unique_tokens"), _col(X, "tokens"), base_theta[:, 5:6])) - decay
-    return _lse(a - alpha * np.log(n_eff), b - beta * log_d, e)
+    a, b, e, alpha, beta = (param(base_theta, i) for i in range(5))
+    n_eff = effective_params(col(X, "params"), col(X, "unique_tokens"), a, b, alpha, beta, base_theta[:, 6:7])
+    log_d = np.log(effective_data(col(X, "unique_tokens"), col(X, "tokens"), base_theta[:, 5:6])) - decay
+    return lse(a - alpha * np.log(n_eff), b - beta * log_d, e)
 
 
 def _decay_seeds(parent: dict, X: dict) -> list[dict]:
@@ -117,43 +114,6 @@ def _decay_seeds(parent: dict, X: dict) -> list[dict]:
 
 
 # --- the turn -----------------------------------------------------------------------------------------
-
-TURN_GRID = np.logspace(0.0, 6.0, 361)  # 1 to 1e6 epochs, 4% apart; refined by a parabola in log K
-
-
-def turn(law: Law, params: dict, n, u) -> Array:
-    """Epochs K >= 1 at which the law's loss at model size N on U unique tokens is lowest, vectorized over
-    broadcast (N, U); infinity where the loss still falls at 1e6 epochs or the law never rises.
-
-    The minimum is searched on a log grid and refined by a parabola through the three grid points around
-    it (log K), which puts it within a fraction of the 4% grid step.
-    """
-    n, u = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(u, dtype=float))
-    shape = n.shape
-    if law.monotone:
-        return np.full(shape, np.inf)
-    from repetita.laws.evaluate import law_loss  # below forms in the import order: imported at call time
-
-    n, u = n.ravel(), u.ravel()
-    k = TURN_GRID
-    theta = np.array([[params[p] for p in law.params]])
-    with np.errstate(all="ignore"):  # the parabola below is fitted to the log loss, as the laws' forms return it
-        loss = np.log(law_loss(law, theta, np.repeat(n, k.size), np.repeat(u, k.size) * np.tile(k, n.size),
-                               np.repeat(u, k.size))[0]).reshape(n.size, k.size)
-    loss = np.where(np.isfinite(loss), loss, np.inf)
-    i = np.argmin(loss, axis=1)
-    out = np.full(n.size, np.inf)
-    inside = (i > 0) & (i < k.size - 1)
-    out[i == 0] = 1.0
-    if inside.any():
-        rows_in = np.flatnonzero(inside)
-        j = i[inside]
-        y0, y1, y2 = loss[rows_in, j - 1], loss[rows_in, j], loss[rows_in, j + 1]
-        step = np.log(k[1] / k[0])
-        denom = y0 - 2 * y1 + y2
-        shift = np.where(denom > 0, 0.5 * (y0 - y2) / np.where(denom > 0, denom, 1.0), 0.0)
-        out[rows_in] = np.exp(np.log(k[j]) + np.clip(shift, -1, 1) * step)
-    return out.reshape(shape)
 
 
 def penalty_evidence(law: Law, params: dict, X: dict) -> list[str]:
@@ -186,7 +146,7 @@ def _overfit_law(name: str, free: tuple[str, ...], parent: str, new: tuple[str, 
         data_term=_chinchilla_data_term, axis="tokens", monotone=False)
 
 
-OVERFIT_LAWS: dict[str, Law] = {
+OVERFIT_LAWS: dict[str, Law] = {  # registered at the end of the module
     "overfit-1": _overfit_law(
         "overfit-1", (), "chinchilla", (),
         "Chinchilla + k R N/U: a one-coefficient additive overfitting penalty (after Lovelace et al. 2026)"),
@@ -210,7 +170,7 @@ OVERFIT_LAWS: dict[str, Law] = {
 def dc_overfit(theta: Array, X: dict) -> Array:
     """theta = (a, b, e, alpha, beta, rd_star, rn_star, c): the data-constrained law + exp(c) R N/U."""
     base = _data_constrained(theta[:, :7], X)
-    return np.log(np.exp(base) + _penalty(_p(theta, 7), 1.0, 1.0, 1.0, X))
+    return np.log(np.exp(base) + _penalty(param(theta, 7), 1.0, 1.0, 1.0, X))
 
 
 def _dc_overfit_seeds(parent: dict, X: dict) -> list[dict]:
@@ -225,3 +185,6 @@ OVERFIT_LAWS["data-constrained-overfit"] = Law(
     doc="data-constrained (diminishing returns of repeats) + k R N/U (overfitting): the loss turns",
     parent="data-constrained", seeds=_dc_overfit_seeds, data_term=_chinchilla_data_term, axis="tokens",
     monotone=False)
+
+for _law in OVERFIT_LAWS.values():
+    register_law(_law)

@@ -24,7 +24,7 @@ MONOTONE_RTOL = 0.005  # a reference may wiggle by this much (evaluation noise) 
 
 def data_laws() -> tuple[str, ...]:
     """The laws whose loss is a function of model size and tokens: those a reference can be made of."""
-    from repetita.laws.forms import LAWS
+    from repetita.laws.law import LAWS
 
     return tuple(n for n, law in LAWS.items() if {"params", "tokens"} <= set(law.columns) and law.data_term)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from repetita.errors import UserError, require
-from repetita.laws.forms import effective_data, get_law
+from repetita.laws.forms import effective_data
+from repetita.laws.law import get_law
 
 
 def reuse_rate(epochs, rd_star) -> np.ndarray:

@@ -390,7 +390,26 @@ def _stop_guard(proc: subprocess.Popen) -> int:
     return proc.wait()
 
 
-def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
+BEAT_EVERY = 10.0  # seconds between calls of ``beat`` while a command runs
+
+
+def _wait(proc: subprocess.Popen, timeout: float | None, beat) -> int:
+    """The command's exit code; ``beat()`` every BEAT_EVERY seconds meanwhile (a run in the driver's own
+    process keeps its heartbeat fresh this way). TimeoutExpired past ``timeout``."""
+    if beat is None:
+        return proc.wait(timeout=timeout)
+    end = None if timeout is None else time.time() + timeout
+    while True:
+        left = None if end is None else end - time.time()
+        try:
+            return proc.wait(timeout=BEAT_EVERY if left is None else max(0.0, min(BEAT_EVERY, left)))
+        except subprocess.TimeoutExpired:
+            if left is not None and left <= BEAT_EVERY:
+                raise
+            beat()
+
+
+def execute(run: CommandRun, folder: Path, gpu_ids=None, beat=None) -> tuple[str, dict]:
     """Run the command in its folder; (status, payload) as ``repetita.study.runners.work`` returns it.
 
     The command runs under ``repetita.study.guard``: nothing it starts outlives its end, its timeout, or
@@ -412,7 +431,7 @@ def execute(run: CommandRun, folder: Path, gpu_ids=None) -> tuple[str, dict]:
         proc = subprocess.Popen(guard, cwd=run.cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            code = proc.wait(timeout=run.timeout)
+            code = _wait(proc, run.timeout, beat)
         except subprocess.TimeoutExpired:
             code, timed_out = _stop_guard(proc), True
         finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from repetita.errors import require
 from repetita.io import check_dir, write_text
-from repetita.study.runners import run_local, run_ray, wait_for_others
+from repetita.study.runners import get_runner, wait_for_others
 from repetita.study.spec import expand, load_spec, resolve_spec
 from repetita.study.store import STORE_NAME, Store
 
@@ -144,12 +144,13 @@ def run_study(
     store, study, new = prepare_study(spec_path, study_dir, add=add, ray=ray)
     if retry_failed:
         store.retry_failed()
+    runner = None
     try:
+        # one runner for the whole study: its pool (or Ray) serves every round
+        runner = get_runner("ray" if ray else "local")(study_dir, workers=workers, progress=progress,
+                                                      address=ray_address)
         while True:
-            if ray:
-                run_ray(study_dir, ray_address, workers if workers > 1 else None, progress)
-            else:
-                run_local(study_dir, workers, progress)
+            runner.run()
             # Another driver may still hold runs (a teacher our students wait for): wait, then go again.
             if store.counts()["running"]:
                 wait_for_others(store)
@@ -174,6 +175,8 @@ def run_study(
             "exit_code": FAILED_EXIT if counts["failed"] else 0,
         }
     finally:
+        if runner is not None:
+            runner.close()
         store.close()
 
 

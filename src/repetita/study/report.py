@@ -95,7 +95,7 @@ def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
 
 def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
     from repetita.decide.decision import finding_problem
-    from repetita.laws.forms import LAWS
+    from repetita.laws.law import LAWS
     from repetita.laws.worth import rd_star_for, reuse_rate
 
     # E(K) needs an R_D*: a law that overfits instead (overfit-1) has none to draw

@@ -28,7 +28,7 @@ from repetita.errors import UserError, require
 from repetita.study.store import Store, check_result, run_dir, store_path
 
 HEARTBEAT_EVERY = 20  # training steps between checks that the study folder still exists
-BEAT_SECONDS = 30.0  # the driver beats the heartbeat of the runs in flight this often (Store.STALE_SECONDS: 600)
+BEAT_SECONDS = 30.0  # the driver beats the heartbeat of the runs in flight this often (store.STALE_SECONDS: 600)
 
 
 def run_kind(config_json: str) -> str:
@@ -45,9 +45,11 @@ def run_resources(config_json: str) -> dict:
     return {"cpus": 1, "gpus": 0, "custom": {}}
 
 
-def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_ids=None) -> tuple[str, dict]:
+def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_ids=None, beat=None,
+         ) -> tuple[str, dict]:
     """Train or execute one run; touches no store. Returns (status, payload): 'done' with ``result``, or
-    'failed' / 'diverged' with ``error``; ``info`` (recipe, loss, seconds) is always in the payload."""
+    'failed' / 'diverged' with ``error``; ``info`` (recipe, loss, seconds) is always in the payload.
+    ``beat``: called now and then while the run goes on (the in-process runner beats the run's heartbeat)."""
     t0 = time.time()
     folder = run_dir(study_dir, run_id)
     try:
@@ -56,10 +58,10 @@ def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_id
             from repetita.study.command import CommandRun, execute
 
             run = CommandRun.from_json(config_json)
-            status, payload = execute(run, folder, gpu_ids=gpu_ids)
+            status, payload = execute(run, folder, gpu_ids=gpu_ids, beat=beat)
             info = {"recipe": run.recipe}
         else:
-            status, payload = _train(study_dir, run_id, config_json, folder, threads)
+            status, payload = _train(study_dir, run_id, config_json, folder, threads, beat)
             info = {"recipe": json.loads(config_json).get("recipe", "?")}
     except StudyGone as exc:
         return "gone", {"error": str(exc), "info": {}}
@@ -73,20 +75,34 @@ def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_id
     return status, payload | {"info": info}
 
 
-def _train(study_dir: str, run_id: str, config_json: str, folder: Path, threads: int) -> tuple[str, dict]:
+def _train(study_dir: str, run_id: str, config_json: str, folder: Path, threads: int, beat=None,
+           ) -> tuple[str, dict]:
     import torch
 
+    def alive(step):
+        check_study_alive(store_path(study_dir))
+        if beat is not None:
+            beat()
+
+    # One thread per worker: fair sharing of cores, and float reductions in a fixed order (restored after, for
+    # a run in the caller's own process).
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train_here(study_dir, config_json, folder, alive)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_here(study_dir: str, config_json: str, folder: Path, alive) -> tuple[str, dict]:
     from repetita.lm.config import TrainConfig
     from repetita.lm.train import DamagedCheckpoint, train
     from repetita.lm.trainer import Diverged, Every
 
-    # One thread per worker: fair sharing of cores, and float reductions in a fixed order.
-    torch.set_num_threads(threads)
     config = TrainConfig.from_json(config_json)
-    alive = Every(lambda step: check_study_alive(store_path(study_dir)), every=HEARTBEAT_EVERY)
     try:
         # a distillation teacher is named relative to the study ("runs/<id>"): resolve it there
-        result = train(config, folder, callbacks=[alive], root=study_dir)
+        result = train(config, folder, callbacks=[Every(alive, every=HEARTBEAT_EVERY)], root=study_dir)
     except StudyGone:
         raise
     except UserError as exc:
@@ -112,23 +128,6 @@ def record(store: Store, run_id: str, status: str, payload: dict) -> None:
         store.finish(run_id, payload["result"])
     elif status in ("failed", "diverged"):
         store.fail(run_id, payload.get("error", "no error message"), status=status)
-
-
-def execute_run(study_dir: str, run_id: str, threads: int = 1) -> tuple[str, dict]:
-    """Claim, run and record one run in this process (a driver of one); returns its status ('skipped' if
-    another worker has it) and a one-line summary (recipe, loss, seconds)."""
-    store = Store.of_study(study_dir)
-    try:
-        config_json = store.config(run_id)
-        if not store.claim(run_id, resumed=_resumable(study_dir, run_id)):
-            return "skipped", {}
-        status, payload = work(study_dir, run_id, config_json, threads)
-        if status == "gone":
-            raise StudyGone(payload["error"])
-        record(store, run_id, status, payload)
-        return status, payload["info"]
-    finally:
-        store.close()
 
 
 def _resumable(study_dir: str, run_id: str) -> bool:
@@ -287,55 +286,98 @@ def check_gpus(store: Store, devices: Devices) -> None:
                 f"{devices.total}; run on a machine or Ray cluster (--ray ADDRESS) with them")
 
 
-def run_local(study_dir: str | Path, workers: int = 1, progress: bool = True) -> dict[str, str]:
-    """Run every runnable queued run with a pool of ``workers`` processes (GPU runs: one per device)."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
+class LocalRunner:
+    """This machine: a pool of ``workers`` spawned processes, started once and held for the whole study
+    (every round of an adaptive recipe reuses it), or, with one worker, the runs in this process.
 
-    study_dir = str(Path(study_dir).resolve())
-    store = Store.of_study(study_dir)
-    try:
-        store.requeue_abandoned()
-        devices = Devices()
-        check_gpus(store, devices)
-    except BaseException:
-        store.close()
-        raise
-    bar = _Progress(len(store.ready()), progress)
-    # spawn: a fresh interpreter per worker, no forked torch/OpenMP state
-    def new_pool():
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_die_with_parent)
+    One pool per study, not per round: a coordinate search proposes a point per round, and a fresh spawn
+    pool per round (an interpreter and torch imported again each time) made the search 47x slower than
+    the same search in-process (BENCHMARKS.md, ``benchmarks/study_rounds.py``). In-process runs beat
+    their own heartbeat (``work(beat=...)``), since no driver loop turns while they run."""
 
-    pools = [new_pool()]
+    def __init__(self, study_dir: str | Path, workers: int = 1, progress: bool = True, address: str | None = None):
+        require(address is None, "a Ray address needs --ray")
+        self.study_dir, self.workers, self.progress = str(Path(study_dir).resolve()), workers, progress
+        self.pools: list = []
 
-    def submit(rid, config_json, gpu_ids):
+    def _pool(self):
+        if not self.pools:
+            self.pools.append(self._fresh_pool())
+        return self.pools[-1]
+
+    def run(self) -> dict[str, str]:
+        """Run every runnable queued run (GPU runs: one per device); the outcome per run id."""
+        store = Store.of_study(self.study_dir)
         try:
-            return pools[-1].submit(work, study_dir, rid, config_json, 1, gpu_ids)
+            store.requeue_abandoned()
+            devices = Devices()
+            check_gpus(store, devices)
+            bar = _Progress(len(store.ready()), self.progress)
+            try:
+                if self.workers == 1:
+                    return _schedule(store, *self._in_process(store), 1, bar, devices)
+                return _schedule(store, self._submit, _wait_futures, self.workers, bar, devices)
+            finally:
+                bar.close()
+        finally:
+            store.close()
+
+    def _in_process(self, store: Store):
+        results: dict = {}
+
+        def submit(rid, config_json, gpu_ids):
+            last = [time.time()]
+
+            def beat():
+                if time.time() - last[0] >= BEAT_SECONDS:
+                    store.heartbeat(rid)
+                    last[0] = time.time()
+
+            results[rid] = work(self.study_dir, rid, config_json, 1, gpu_ids, beat=beat)
+            return rid
+
+        def wait(handles, _timeout):
+            return [(h, results.pop(h)) for h in handles]
+
+        return submit, wait
+
+    def _submit(self, rid, config_json, gpu_ids):
+        import concurrent.futures as cf
+
+        try:
+            return self._pool().submit(work, self.study_dir, rid, config_json, 1, gpu_ids)
         except cf.process.BrokenProcessPool:
             # a worker died (killed, out of memory): its runs fail as they come back, the study goes on in a
             # fresh pool
-            pools[-1].shutdown(wait=False, cancel_futures=True)
-            pools.append(new_pool())
-            return pools[-1].submit(work, study_dir, rid, config_json, 1, gpu_ids)
+            self.pools[-1].shutdown(wait=False, cancel_futures=True)
+            self.pools.append(self._fresh_pool())
+            return self.pools[-1].submit(work, self.study_dir, rid, config_json, 1, gpu_ids)
 
-    def wait(handles, timeout):
-        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        out = []
-        for h in done:
-            try:
-                out.append((h, h.result()))
-            except Exception as exc:  # a broken pool: the worker process died
-                out.append((h, _crashed(exc)))
-        return out
+    def _fresh_pool(self):
+        import concurrent.futures as cf
+        import multiprocessing as mp
 
-    try:
-        return _schedule(store, submit, wait, workers, bar, devices)
-    finally:
-        for pool in pools:
+        # spawn: a fresh interpreter per worker, no forked torch/OpenMP state
+        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_die_with_parent)
+
+    def close(self) -> None:
+        for pool in self.pools:
             pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        store.close()
+        self.pools = []
+
+
+def _wait_futures(handles, timeout):
+    import concurrent.futures as cf
+
+    done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+    out = []
+    for h in done:
+        try:
+            out.append((h, h.result()))
+        except Exception as exc:  # a broken pool: the worker process died
+            out.append((h, _crashed(exc)))
+    return out
 
 
 def ray_options(request: dict) -> dict:
@@ -356,54 +398,89 @@ def check_ray_resources(store: Store, cluster: dict) -> None:
                     f"run {rid} asks for {amount:g} {name} and the Ray cluster offers {cluster.get(name, 0):g}")
 
 
-def run_ray(study_dir: str | Path, address: str | None = None, workers: int | None = None, progress: bool = True):
-    """Same schedule on Ray: ``address`` of a running cluster, or a local Ray started here. Each run asks Ray
-    for its resources (one CPU for the LM lab's runs; a command run's ``resources``), so a cluster with
-    GPUs places one GPU run per GPU and runs needing a resource wait for it."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs the 'ray' package: pip install 'repetita[ray]'") from None
-    study_dir = str(Path(study_dir).resolve())
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs = {"address": address} if address else {"num_cpus": workers or os.cpu_count(), "include_dashboard": False}
-        ray.init(log_to_driver=False, **kwargs)
-    try:
-        remote = ray.remote(work)
-        store = Store.of_study(study_dir)
+class RayRunner:
+    """The same schedule on Ray: ``address`` of a running cluster, or a local Ray started here once for the
+    whole study. Each run asks Ray for its resources (one CPU for the LM lab's runs; a command run's
+    ``resources``), so a cluster with GPUs places one GPU run per GPU and runs needing a resource wait."""
+
+    def __init__(self, study_dir: str | Path, workers: int = 1, progress: bool = True, address: str | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--ray needs the 'ray' package: pip install 'repetita[ray]'") from None
+        self.ray, self.study_dir, self.progress = ray, str(Path(study_dir).resolve()), progress
+        self.workers = workers if workers > 1 else None
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            kwargs = {"address": address} if address else {"num_cpus": self.workers or os.cpu_count(),
+                                                           "include_dashboard": False}
+            ray.init(log_to_driver=False, **kwargs)
+        self.remote = ray.remote(work)
+
+    def run(self) -> dict[str, str]:
+        ray = self.ray
+        store = Store.of_study(self.study_dir)
         try:
             store.requeue_abandoned()
             cluster = ray.cluster_resources()
             check_ray_resources(store, cluster)
-        except BaseException:
-            store.close()
-            raise
-        capacity = workers or max(1, int(cluster.get("CPU", 1)))
-        bar = _Progress(len(store.ready()), progress)
+            capacity = self.workers or max(1, int(cluster.get("CPU", 1)))
+            bar = _Progress(len(store.ready()), self.progress)
 
-        def submit(rid, config_json, _gpu_ids):
-            return remote.options(**ray_options(run_resources(config_json))).remote(study_dir, rid, config_json)
+            def submit(rid, config_json, _gpu_ids):
+                return self.remote.options(**ray_options(run_resources(config_json))).remote(self.study_dir, rid,
+                                                                                            config_json)
 
-        def wait(handles, timeout):
-            done, _ = ray.wait(handles, num_returns=1, timeout=timeout)
-            out = []
-            for h in done:
-                try:
-                    out.append((h, ray.get(h)))
-                except Exception as exc:  # the task's worker died (ray.exceptions.WorkerCrashedError, ...)
-                    out.append((h, _crashed(exc)))
-            return out
+            def wait(handles, timeout):
+                done, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+                out = []
+                for h in done:
+                    try:
+                        out.append((h, ray.get(h)))
+                    except Exception as exc:  # the task's worker died (ray.exceptions.WorkerCrashedError, ...)
+                        out.append((h, _crashed(exc)))
+                return out
 
-        try:
-            return _schedule(store, submit, wait, capacity, bar)
+            try:
+                return _schedule(store, submit, wait, capacity, bar)
+            finally:
+                bar.close()
         finally:
-            bar.close()
             store.close()
-    finally:
-        if started_here:
-            ray.shutdown()
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+            self.started_here = False
+
+
+# Where a study's runs execute: name -> a class built as cls(study_dir, workers=, progress=, address=), with
+# run() (every runnable queued run; their outcomes) and close(). `repetita run --runner NAME` picks one.
+RUNNERS: dict[str, type] = {}
+_RUNNER_WHERE: dict[str, str] = {}
+
+
+def register_runner(name: str, cls: type) -> type:
+    """Add a runner under ``name``; a name registered twice is refused in one line naming both places."""
+    import inspect
+
+    caller = inspect.stack()[1]
+    where = f"{caller.filename}:{caller.lineno}"
+    if name in RUNNERS:
+        raise UserError(f"runner {name!r} is registered twice: at {_RUNNER_WHERE[name]} and at {where}")
+    RUNNERS[name], _RUNNER_WHERE[name] = cls, where
+    return cls
+
+
+register_runner("local", LocalRunner)
+register_runner("ray", RayRunner)
+
+
+def get_runner(name: str) -> type:
+    if name not in RUNNERS:
+        raise UserError(f"unknown runner {name!r}; choose one of {', '.join(RUNNERS)}")
+    return RUNNERS[name]
 
 
 def wait_for_others(store: Store, poll: float = 2.0, timeout: float | None = None) -> None:
