@@ -20,6 +20,7 @@ from repetita.decide.efficiency import (
     plan_recipes,
 )
 from repetita.errors import UserError
+from repetita.study import recipes as builtin_recipes  # noqa: F401  (ensemble, distill, ...: their cost models)
 
 PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
              "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
@@ -27,10 +28,10 @@ PUBLISHED = {"law": "data-constrained", "spec": {"law": "data-constrained"},
 
 
 def test_cost_model_of_recipe_names():
-    assert (effect("ensemble:4", 3.1, recipe_registry).train_cost, effect("ensemble:4", 3.1, recipe_registry).serve_factor) == (4.0, 4.0)
-    assert (effect("distill:4", 2.0, recipe_registry).train_cost, effect("distill:4", 2.0, recipe_registry).serve_factor) == (5.0, 1.0)
-    assert effect("self-distill", 1.2, recipe_registry).train_cost == 2.0 and effect("distill", 1.2, recipe_registry).train_cost == 2.0
-    assert (effect("regularized", 2.3, recipe_registry).train_cost, effect("regularized", 2.3, recipe_registry).serve_factor) == (1.0, 1.0)
+    assert (effect("ensemble:4", 3.1).train_cost, effect("ensemble:4", 3.1).serve_factor) == (4.0, 4.0)
+    assert (effect("distill:4", 2.0).train_cost, effect("distill:4", 2.0).serve_factor) == (5.0, 1.0)
+    assert effect("self-distill", 1.2).train_cost == 2.0 and effect("distill", 1.2).train_cost == 2.0
+    assert (effect("regularized", 2.3).train_cost, effect("regularized", 2.3).serve_factor) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("items, message", [
@@ -45,7 +46,7 @@ def test_cost_model_of_recipe_names():
 ])
 def test_bad_multipliers_are_refused(items, message):
     with pytest.raises(UserError, match=message):
-        parse_efficiency(items, recipe_registry)
+        parse_efficiency(items)
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_a_recipe_is_the_law_with_m_times_the_data(same_recipe):
     """Efficiency m at (N, D, U) is the standard law at (N, m D, m U): a free recipe with m = 1 is the standard
     recipe, its asymptote is the limit on m U, and a larger m never loses at the same cost."""
     c, u = 1e22, 25e9
-    res = plan_recipes(PUBLISHED, parse_efficiency(["same=1", "regularized=2.3"], recipe_registry), [c], u)
+    res = plan_recipes(PUBLISHED, parse_efficiency(["same=1", "regularized=2.3"]), [c], u)
     std, same, reg = (res["recipes"][n] for n in ("standard", "same", "regularized"))
     assert same["rows"][0]["loss"] == pytest.approx(std["rows"][0]["loss"], rel=1e-12)
     assert reg["rows"][0]["loss"] < std["rows"][0]["loss"] and res["best"][0]["recipe"] == "regularized"
@@ -71,11 +72,11 @@ def test_a_recipe_is_the_law_with_m_times_the_data(same_recipe):
 def test_ensemble_pays_only_with_compute_and_the_cap_binds():
     """An ensemble of 4 costs 4x: at a small budget the single model wins, near the data wall the ensemble
     (lower asymptote) does; a serving cap divides among its members and can take the win away."""
-    eff = parse_efficiency(["ensemble:4=3.1"], recipe_registry)
+    eff = parse_efficiency(["ensemble:4=3.1"])
     res = plan_recipes(PUBLISHED, eff, [1e20, 1e25], 25e9)
     assert [b["recipe"] for b in res["best"]] == ["standard", "ensemble:4"]
     # docs/plan.md: beside a 2.3x regularized recipe the ensemble takes over from 1e24, past the data wall
-    both = plan_recipes(PUBLISHED, parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"], recipe_registry),
+    both = plan_recipes(PUBLISHED, parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"]),
                         np.geomspace(1e20, 1e26, 7), 25e9)
     assert [b["recipe"] for b in both["best"]] == ["regularized"] * 4 + ["ensemble:4"] * 3
     ens = res["recipes"]["ensemble:4"]
@@ -95,14 +96,14 @@ def test_multipliers_from_a_study_report():
                  {"recipe": "regularized", "params": n, "unique_tokens": u, "effective_tokens": reg},
                  {"recipe": "ensemble x4", "params": n, "unique_tokens": u, "effective_tokens": ens},
                  {"recipe": "ensemble member", "params": n, "unique_tokens": u, "effective_tokens": std}]
-    effects, warnings = from_report({"efficiency": rows, "fits": {"data-constrained": {"warnings": ["asymptote E not identified"]}}}, recipe_registry)
+    effects, warnings = from_report({"efficiency": rows, "fits": {"data-constrained": {"warnings": ["asymptote E not identified"]}}})
     got = {e.name: e for e in effects}
     assert set(got) == {"regularized", "ensemble:4"}
     assert got["regularized"].efficiency == pytest.approx(1.2)  # median of 1.2, 1.1, 1.3
     assert got["ensemble:4"].efficiency == pytest.approx(1.5) and got["ensemble:4"].train_cost == 4
     assert any("asymptote E not identified" in w.text for w in warnings)
     with pytest.raises(UserError, match="no standard runs"):
-        from_report({"efficiency": [r for r in rows if r["recipe"] != "standard"]}, recipe_registry)
+        from_report({"efficiency": [r for r in rows if r["recipe"] != "standard"]})
 
 
 def test_kim_headline_arithmetic():
@@ -163,7 +164,7 @@ def test_cli_asymptotes(capsys):
 
 def test_docs_recipe_table_at_the_datablations_budget():
     """docs/plan.md's table: the four recipes at 9.26e21 FLOPs on 25B tokens, without and with a 5B cap."""
-    eff = parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"], recipe_registry)
+    eff = parse_efficiency(["regularized=2.3", "ensemble:4=3.1", "distill:4=2.0"])
     res = plan_recipes(PUBLISHED, eff, [9.26e21], 25e9, max_params=5e9)
     free = {n: r["rows"][0]["loss"] for n, r in res["recipes"].items()}
     capped = {n: r["rows"][0]["loss"] for n, r in res["recipes_within_cap"].items()}
@@ -194,7 +195,7 @@ def test_a_null_multiplier_counts_as_beyond_the_law():
             {"recipe": "regularized", "params": 1.0, "unique_tokens": 2.0, "data_multiplier": None},
             {"recipe": "standard", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.0},
             {"recipe": "regularized", "params": 3.0, "unique_tokens": 2.0, "data_multiplier": 1.4}]
-    effects, warnings = from_report({"efficiency": rows}, recipe_registry)
+    effects, warnings = from_report({"efficiency": rows})
     assert [e.efficiency for e in effects] == [pytest.approx(1.4)]
     assert any("below the fitted law's reach" in w.text and w.kind == "multiplier-varies" for w in warnings)
 

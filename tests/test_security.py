@@ -456,7 +456,7 @@ def test_fit_of_a_big_tree_stops_at_its_scan_limit(tmp_path, capsys, monkeypatch
 
 def test_a_run_id_that_is_a_path_is_refused():
     from repetita.errors import UserError
-    from repetita.study.store import run_dir
+    from repetita.runpaths import run_dir
 
     assert run_dir("/s", "ab12cd").as_posix() == "/s/runs/ab12cd"
     for bad in ("..", "../x", "a/b", "", "x\0y"):

@@ -4,16 +4,17 @@ A recipe answers five questions, and every part of repetita asks them here inste
 name: which keys its ``[recipes.NAME]`` table in a study spec takes (``keys``), which cells a table
 expands into (``cells``), which runs it needs and what it makes of their results (``run``), what it
 costs the planner (``train_cost`` and ``serve_factor``, as functions of its member count K), and how
-the report labels it. The built-in recipes register themselves in ``repetita.lm.recipes``; a user's
-recipe is one ``register(Recipe(...))`` call in one file.
+the report labels it. Each recipe registers itself where it is defined (``register(Recipe(...))``): the LM lab's in
+``repetita.lm.recipes``, the ``command`` recipe in ``repetita.study.command``; ``repetita.study.recipes``
+lists those modules and is imported by the CLI and the study. A user's recipe is one
+``register(Recipe(...))`` call in one file.
 
 Names: a recipe whose cost depends on a member count is written ``NAME:K`` (``ensemble:4``,
 ``distill:4``) wherever a count is needed: in ``repetita plan --efficiency``, in report labels and in
 report.json. Older reports spelled an ensemble ``ensemble x4``; :func:`parse` still reads that.
 
-It sits below both ``repetita.laws`` and ``repetita.lm`` and imports neither at load time: the
-planner resolves cost models through it on the base install (no torch). The built-in recipes are
-found by importing ``repetita.lm.recipes`` on first use, the way a plug-in is discovered.
+It sits below both ``repetita.laws`` and ``repetita.lm`` and imports nothing of either: the planner
+resolves cost models through it on the base install (no torch).
 """
 
 from __future__ import annotations
@@ -73,10 +74,20 @@ class Recipe:
 REGISTRY: dict[str, Recipe] = {}
 
 
+_WHERE: dict[str, str] = {}  # recipe name -> file:line of its register call (named in a clash)
+
+
 def register(recipe: Recipe, replace: bool = False) -> Recipe:
-    """Add a recipe to the registry (``replace=True`` to redefine one, e.g. in a test)."""
-    require(replace or recipe.name not in REGISTRY, f"recipe {recipe.name!r} is already registered")
+    """Add a recipe to the registry (``replace=True`` to redefine one, e.g. in a test); a name registered
+    twice is refused in one line naming both places."""
+    import inspect
+
+    caller = inspect.stack()[1]
+    where = f"{caller.filename}:{caller.lineno}"
+    if recipe.name in REGISTRY and not replace:
+        raise UserError(f"recipe {recipe.name!r} is registered twice: at {_WHERE[recipe.name]} and at {where}")
     REGISTRY[recipe.name] = recipe
+    _WHERE[recipe.name] = where
     return recipe
 
 
@@ -84,20 +95,12 @@ def unregister(name: str) -> None:
     REGISTRY.pop(name, None)
 
 
-def _builtins() -> None:
-    # The built-in recipes live beside their run functions; importing those modules registers them.
-    import repetita.lm.recipes  # noqa: F401
-    import repetita.study.command  # noqa: F401
-
-
 def names() -> tuple[str, ...]:
-    _builtins()
     return tuple(REGISTRY)
 
 
 def get(name: str, where: str = "recipe") -> Recipe:
     """The registered recipe ``name``; an unknown name is one line listing the registry."""
-    _builtins()
     if name not in REGISTRY:
         raise UserError(f"{where}: unknown recipe {name!r}; registered recipes: {', '.join(REGISTRY)}")
     return REGISTRY[name]

@@ -39,17 +39,17 @@ def _law_records(args) -> list[tuple[str, dict]]:
 
 def _recipe_effects(args) -> tuple[list, list]:
     """``--efficiency NAME=M`` (repeatable) and/or ``--efficiency-from`` a study's report.json (or its folder)."""
-    from repetita import recipe_registry  # the recipes' cost models (torch-free)
     from repetita.decide.efficiency import from_report, parse_efficiency
     from repetita.io import read_json
+    from repetita.study import recipes  # noqa: F401  (registers the built-in recipes: their cost models)
 
-    effects, warnings = parse_efficiency(args.efficiency, recipe_registry), []
+    effects, warnings = parse_efficiency(args.efficiency), []
     if args.efficiency_from:
         path = Path(args.efficiency_from)
         if path.is_dir():
             path = path / "report" / "report.json" if (path / "report").is_dir() else path / "report.json"
         require(path.is_file(), f"--efficiency-from {args.efficiency_from}: no report.json there (run repetita report DIR)")
-        measured, warnings = from_report(read_json(path, "report"), recipe_registry, str(path))
+        measured, warnings = from_report(read_json(path, "report"), str(path))
         given = {e.name for e in effects}
         effects += [e for e in measured if e.name not in given]  # a value given on the command line wins
     return effects, warnings

@@ -14,8 +14,7 @@ costs (the cost model behind the "best recipe" of a budget):
   N served; ``self-distill=m`` (or ``distill=m``): a one-model teacher, 2 x the compute.
 
 Each recipe declares its cost model once, in the recipe registry (``repetita.recipe_registry``); the
-callers resolve names there and hand this module ``registry`` (anything with ``cost(label, where)`` and
-``canonical(label)``), so the law engine itself knows no recipe by name. An unknown name is one line
+names are resolved there, so the law engine itself knows no recipe by name. An unknown name is one line
 listing the registered recipes.
 
 The multiplier comes from the user (``--efficiency``) or from a study's report.json, where it is the
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repetita import recipe_registry
 from repetita.errors import UserError, require
 from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
@@ -54,10 +54,10 @@ class RecipeEffect:
 STANDARD = RecipeEffect("standard", 1.0, source="the fitted law")
 
 
-def effect(name: str, efficiency: float, registry, source: str = "given") -> RecipeEffect:
+def effect(name: str, efficiency: float, source: str = "given") -> RecipeEffect:
     """A recipe's effect with the cost model its registry entry declares (``ensemble:4``: 4 x, 4 x)."""
-    train_cost, serve_factor = registry.cost(name, "--efficiency")
-    return RecipeEffect(registry.canonical(name), efficiency, train_cost, serve_factor, source)
+    train_cost, serve_factor = recipe_registry.cost(name, "--efficiency")
+    return RecipeEffect(recipe_registry.canonical(name), efficiency, train_cost, serve_factor, source)
 
 
 def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, hi: float = 1e6) -> np.ndarray:
@@ -89,7 +89,7 @@ def equivalent_data(fit, loss, params, tokens, unique_tokens, lo: float = 1e-4, 
     return m.reshape(shape)
 
 
-def parse_efficiency(items, registry) -> list[RecipeEffect]:
+def parse_efficiency(items) -> list[RecipeEffect]:
     """``["regularized=2.3", "ensemble:4=3.1"]`` -> effects; one line for a malformed or non-positive one."""
     from repetita.cliargs import parse_number
 
@@ -99,13 +99,13 @@ def parse_efficiency(items, registry) -> list[RecipeEffect]:
         require(sep and name.strip(), f"--efficiency {item!r}: give NAME=MULTIPLIER (regularized=2.3, ensemble:4=3.1)")
         m = parse_number(value, f"--efficiency {name}")
         require(np.isfinite(m) and m > 0, f"--efficiency {name}: the multiplier must be a positive number, got {value}")
-        out.append(effect(name.strip(), m, registry))
+        out.append(effect(name.strip(), m))
     names = [e.name for e in out]
     require(len(set(names)) == len(names), f"--efficiency: a recipe is given twice ({', '.join(names)})")
     return out
 
 
-def from_report(summary: dict, registry, path: str = "report.json") -> tuple[list[RecipeEffect], list]:
+def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEffect], list]:
     """Multipliers measured by a study (its report.json ``efficiency`` rows), and warnings about them."""
     rows = summary.get("efficiency") if isinstance(summary, dict) else None
     require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
@@ -131,7 +131,7 @@ def from_report(summary: dict, registry, path: str = "report.json") -> tuple[lis
             continue
         base = std.get((r["params"], r["unique_tokens"]))
         if base:
-            ratios.setdefault(registry.canonical(r["recipe"]), []).append(r[key] / base)
+            ratios.setdefault(recipe_registry.canonical(r["recipe"]), []).append(r[key] / base)
     from repetita.laws.caveats import Caveat, Kind, of_record
 
     effects, warnings = [], []
@@ -145,7 +145,7 @@ def from_report(summary: dict, registry, path: str = "report.json") -> tuple[lis
             warnings.append(Caveat(Kind.MULTIPLIER_VARIES, "no usable cell; left out", name))
             continue
         spread = f"{v.min():.3g}-{v.max():.3g}" if v.size > 1 else "one cell"
-        effects.append(effect(name, float(np.median(v)), registry, f"{path}: median of {v.size} cell(s), {spread}"))
+        effects.append(effect(name, float(np.median(v)), f"{path}: median of {v.size} cell(s), {spread}"))
         if v.size > 1 and v.max() / v.min() > 2:
             warnings.append(Caveat(Kind.MULTIPLIER_VARIES, f"the measured multiplier varies {v.max() / v.min():.1f}x "
                                    "across the study's cells; the median hides it", name))

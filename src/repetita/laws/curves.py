@@ -19,6 +19,8 @@ steps in a run, non-finite losses and unknown formats are one-line errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,26 +68,40 @@ def _is_tensorboard(path: Path, recursive: bool = False) -> bool:
 
 
 def detect(path: str | Path, recursive: bool = False) -> str:
-    """The source format of ``path``: tidy, tensorboard, trainer_state, wandb-history or wandb-chart.
-    A folder is searched ``SCAN_DEPTH`` levels deep for event files (any depth with ``recursive``)."""
+    """The source format of ``path``: the first registered reader (``READERS``, in registration order) that
+    claims it, else ``tidy`` (a table). A folder is searched ``SCAN_DEPTH`` levels deep for event files (any
+    depth with ``recursive``)."""
     p = Path(path)
     require(p.exists(), f"{p}: no such file or folder")
-    if _is_tensorboard(p, recursive):
-        return "tensorboard"
-    require(p.is_file(), f"{p}: a folder with no TensorBoard event files in it"
-            + ("" if recursive else f" within {SCAN_DEPTH} levels (--recursive searches deeper)"))
-    if p.suffix == ".json":
-        return "trainer_state"
-    if p.suffix in (".csv", ".tsv", ".txt"):
-        try:
-            head = pd.read_csv(p, nrows=0).columns
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError):
-            return "tidy"  # the table reader names what is wrong with it
-        if "_step" in head:
-            return "wandb-history"
-        if "Step" in head and any(" - " in str(c) for c in head):
-            return "wandb-chart"
+    for reader in READERS.values():
+        if reader.detect(p, recursive):
+            return reader.name
+    require(p.is_file(), f"{p}: a folder no curve reader recognises (no TensorBoard event files"
+            + ("" if recursive else f" within {SCAN_DEPTH} levels; --recursive searches deeper") + ")")
     return "tidy"
+
+
+def _csv_head(p: Path):
+    if p.suffix not in (".csv", ".tsv", ".txt"):
+        return None
+    try:
+        return pd.read_csv(p, nrows=0).columns
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError, OSError):
+        return None  # the table reader names what is wrong with it
+
+
+def _is_trainer_state(p: Path, recursive: bool) -> bool:
+    return p.is_file() and p.suffix == ".json"
+
+
+def _is_wandb_history(p: Path, recursive: bool) -> bool:
+    head = _csv_head(p) if p.is_file() else None
+    return head is not None and "_step" in head
+
+
+def _is_wandb_chart(p: Path, recursive: bool) -> bool:
+    head = _csv_head(p) if p.is_file() else None
+    return head is not None and "Step" in head and any(" - " in str(c) for c in head)
 
 
 def _tensorboard(path: Path, tag: str | None, run: str | None) -> pd.DataFrame:
@@ -159,18 +175,62 @@ def _tidy(path: Path, columns: dict[str, str] | None = None) -> pd.DataFrame:
     return df
 
 
-READERS = {"tensorboard": _tensorboard, "trainer_state": _trainer_state, "wandb-history": _wandb_history,
-           "wandb-chart": _wandb_chart}
+@dataclass(frozen=True)
+class Reader:
+    """A curve log format: ``detect(path, recursive) -> bool`` claims a file or folder, ``read(path, tag, run)``
+    returns its evaluations as a frame with run, step (or tokens) and loss, which ``read_curves`` then
+    validates like every other source. ``reuse``, ``fit`` and the command recipe's ``result`` read through
+    the same records."""
+
+    name: str
+    detect: Callable[[Path, bool], bool]
+    read: Callable[[Path, str | None, str | None], pd.DataFrame]
+
+
+READERS: dict[str, Reader] = {}
+_WHERE: dict[str, str] = {}  # reader name -> file:line of its register call (named in a clash)
+
+
+def register_reader(reader: Reader) -> Reader:
+    """Add a curve reader; a name registered twice is refused in one line naming both places."""
+    import inspect
+
+    caller = inspect.stack()[1]
+    where = f"{caller.filename}:{caller.lineno}"
+    if reader.name in READERS or reader.name == "tidy":
+        raise UserError(f"curve reader {reader.name!r} is registered twice: at "
+                        f"{_WHERE.get(reader.name, 'repetita.laws.data (the table reader)')} and at {where}")
+    READERS[reader.name], _WHERE[reader.name] = reader, where
+    return reader
+
+
+register_reader(Reader("tensorboard", _is_tensorboard, _tensorboard))
+register_reader(Reader("trainer_state", _is_trainer_state, _trainer_state))
+register_reader(Reader("wandb-history", _is_wandb_history, _wandb_history))
+register_reader(Reader("wandb-chart", _is_wandb_chart, _wandb_chart))
+
+
+def read_source(path: Path, kind: str, tag: str | None = None, run: str | None = None,
+                columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """``path`` read as format ``kind`` (a registered reader's name, or ``tidy``), not yet validated."""
+    if kind == "tidy":
+        return _tidy(path, columns)
+    require(kind in READERS, f"unknown curve format {kind!r}; use tidy or one of {', '.join(READERS)}")
+    return READERS[kind].read(path, tag, run)
 
 
 def read_curves(path: str | Path, *, tag: str | None = None, run: str | None = None,
                 tokens_per_step: float | None = None, meta: pd.DataFrame | None = None,
-                columns: dict[str, str] | None = None, recursive: bool = False) -> pd.DataFrame:
+                columns: dict[str, str] | None = None, recursive: bool = False, kind: str | None = None,
+                ) -> pd.DataFrame:
     """Any supported source -> the tidy curve table (module docstring), validated. ``columns`` renames a
-    table's own column names (NEW=OLD) before it is read."""
+    table's own column names (NEW=OLD) before it is read; ``kind`` names the format instead of detecting it."""
     p = Path(path)
-    kind = detect(p, recursive)
-    df = _tidy(p, columns) if kind == "tidy" else READERS[kind](p, tag, run)
+    if kind is None:
+        kind = detect(p, recursive)
+    else:
+        require(p.exists(), f"{p}: no such file or folder")
+    df = read_source(p, kind, tag, run, columns)
     df = df.reset_index(drop=True)
     if tokens_per_step is not None:
         require(tokens_per_step > 0 and np.isfinite(tokens_per_step), f"tokens per step must be positive, got {tokens_per_step}")

@@ -63,6 +63,7 @@ def _grid(s: str) -> tuple[float, ...]:
 
 def register(subparsers) -> None:
     from repetita import recipe_registry
+    from repetita.lm import recipes  # noqa: F401  (registers the lab's recipes, the choices below)
     from repetita.lm.config import TrainConfig
 
     p = subparsers.add_parser(

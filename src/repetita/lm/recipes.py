@@ -43,6 +43,7 @@ from repetita import recipe_registry
 from repetita.errors import UserError, require
 from repetita.lm.config import TrainConfig
 from repetita.recipe_registry import Recipe, register
+from repetita.runpaths import teacher_id, teacher_ref
 
 SEARCHES = ("coordinate", "grid")
 STUDENT_SEED_OFFSET = 1000  # a student must not start from its teacher's initialisation
@@ -54,19 +55,6 @@ class Pending(Exception):
     def __init__(self, configs: list[TrainConfig]):
         super().__init__(f"{len(configs)} run(s) to train")
         self.configs = configs
-
-
-RUNS_DIR = "runs"  # every run of a recipe or study lives in <root>/runs/<id>
-
-
-def teacher_ref(run_id: str) -> str:
-    """How a config names a teacher trained beside it (relative to the recipe folder or study)."""
-    return f"{RUNS_DIR}/{run_id}"
-
-
-def teacher_id(ref) -> str | None:
-    """The run id a ``teacher_ref`` names (None for no teacher or a teacher elsewhere)."""
-    return ref.split("/", 1)[1] if isinstance(ref, str) and ref.startswith(RUNS_DIR + "/") else None
 
 
 @dataclass(frozen=True)

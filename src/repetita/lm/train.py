@@ -32,8 +32,8 @@ from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
 from repetita.lm.ensemble import history_row
 from repetita.lm.model import GPT
-from repetita.lm.recipes import teacher_ref
 from repetita.lm.trainer import Callback, Checkpoint, StopAt, Trainer, model_loss
+from repetita.runpaths import teacher_ref
 
 LN2 = math.log(2.0)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from repetita.errors import UserError
+from repetita.study import recipes as _builtin_recipes  # noqa: F401  (the recipes a study's rows name)
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ from pathlib import Path
 
 from repetita.errors import UserError, require
 from repetita.io import inside
+from repetita.laws.curves import READERS, read_curves
+from repetita.recipe_registry import Recipe, register
 
-KINDS = ("json", "tensorboard", "trainer_state", "wandb-history")
 RESOURCES = ("cpus", "gpus", "custom")
 BUILTIN_FIELDS = ("params", "unique_tokens", "epochs", "tokens", "seed", "run_dir", "python")
 CORPUS_FIELDS = ("corpus_path", "val_path", "dtype", "vocab_size")
@@ -73,11 +74,12 @@ TAIL_LINES = 5  # lines of stderr kept in a failed run's message
 
 @dataclass(frozen=True)
 class ResultSpec:
-    """Where a command run leaves its loss: ``path`` (relative to the run folder) in one of ``KINDS``.
+    """Where a command run leaves its loss: ``path`` (relative to the run folder) as ``kind``.
 
     ``json``: a JSON object, ``key`` the final loss (dots walk into nested objects; default ``eval_loss``),
-    and an optional list of evaluations under ``curve`` ({step, tokens, loss}). The curve kinds go through
-    ``repetita.laws.curves`` (the readers of ``repetita fit --curves``): ``key`` is the scalar tag, the last
+    and an optional list of evaluations under ``curve`` ({step, tokens, loss}). ``tidy`` (a table) and every
+    curve format registered in ``repetita.laws.curves.READERS`` (the readers of ``repetita fit --curves`` and
+    ``reuse``) go through ``read_curves``: ``key`` is the scalar tag, the last
     evaluation is the final loss and the rest is the curve.
     """
 
@@ -86,7 +88,8 @@ class ResultSpec:
     key: str | None = None
 
     def __post_init__(self):
-        require(self.kind in KINDS, f"[recipes.command] result kind {self.kind!r}: use one of {', '.join(KINDS)}")
+        kinds = ("json", "tidy", *READERS)  # a JSON file, a table, or any registered curve format
+        require(self.kind in kinds, f"[recipes.command] result kind {self.kind!r}: use one of {', '.join(kinds)}")
         require(isinstance(self.path, str) and self.path and inside(None, self.path),
                 f"[recipes.command] result path {self.path!r}: give a path inside the run folder (no absolute "
                 "path, no '..' out of it)")
@@ -498,9 +501,7 @@ def read_result(spec: ResultSpec, folder: Path) -> tuple[float, list[dict]]:
                    if isinstance(c, dict) and _number(c.get("loss")) is not None
                    and _number(c.get("step", i)) is not None and math.isfinite(float(c.get("step", i)))]
         return float(value), history
-    from repetita.laws.curves import read_curves
-
-    curves = read_curves(path, tag=spec.key)
+    curves = read_curves(path, tag=spec.key, kind=spec.kind)  # the format the spec names, not detected again
     axis = "step" if "step" in curves.columns else "tokens"
     curves = curves.sort_values(axis)
     history = [{"step": int(r.get("step", i)), "val_loss": float(r["loss"])}
@@ -508,11 +509,4 @@ def read_result(spec: ResultSpec, folder: Path) -> tuple[float, list[dict]]:
     return float(curves["loss"].iloc[-1]), history
 
 
-def _register() -> None:
-    from repetita.recipe_registry import REGISTRY, Recipe, register
-
-    if "command" not in REGISTRY:
-        register(Recipe("command", run, cells, KEYS, "your own training command, run per (model, U, epochs, seed)"))
-
-
-_register()
+register(Recipe("command", run, cells, KEYS, "your own training command, run per (model, U, epochs, seed)"))

@@ -235,8 +235,8 @@ def _write_csvs(out: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 def build_report(study_dir: str | Path) -> dict:
     from repetita.decide.decision import Decision
     from repetita.io import read_json
+    from repetita.runpaths import run_dir
     from repetita.study.analysis import analyse, singles
-    from repetita.study.store import run_dir
 
     study_dir = Path(study_dir)
     check_study_dir(study_dir, creating=False)

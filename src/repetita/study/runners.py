@@ -25,7 +25,8 @@ import traceback
 from pathlib import Path
 
 from repetita.errors import UserError, require
-from repetita.study.store import Store, check_result, run_dir, store_path
+from repetita.runpaths import run_dir
+from repetita.study.store import Store, check_result, store_path
 
 HEARTBEAT_EVERY = 20  # training steps between checks that the study folder still exists
 BEAT_SECONDS = 30.0  # the driver beats the heartbeat of the runs in flight this often (store.STALE_SECONDS: 600)

@@ -70,6 +70,7 @@ from dataclasses import replace as _replace
 from pathlib import Path
 
 from repetita.errors import UserError, require
+from repetita.study import recipes as _builtin_recipes  # noqa: F401  (the recipes a spec names)
 
 TOP_KEYS = {"name", "seeds", "base", "models", "grid", "recipes", "description", "runs"}
 RUN_KEYS = {"model", "params", "unique_tokens", "epochs", "seed", "why"}

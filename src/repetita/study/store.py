@@ -31,6 +31,7 @@ import pandas as pd
 
 from repetita.errors import UserError, require
 from repetita.io import pid_alive, write_json
+from repetita.runpaths import run_dir
 
 SCHEMA_VERSION = 2
 STORE_NAME = "store.sqlite"
@@ -75,15 +76,6 @@ CREATE TABLE IF NOT EXISTS rows (
 
 def store_path(study_dir: str | Path) -> Path:
     return Path(study_dir) / STORE_NAME
-
-
-def run_dir(study_dir: str | Path, run_id: str) -> Path:
-    from repetita.lm.recipes import teacher_ref  # the layout is the recipes' own: runs/<id>
-
-    # an id is a hash, one plain name: never a path that leaves DIR/runs (a hand-edited store, a damaged row)
-    require(isinstance(run_id, str) and run_id not in ("", ".", "..") and "/" not in run_id and "\\" not in run_id
-            and "\0" not in run_id, f"run id {run_id!r} is not a plain name; the store is damaged")
-    return Path(study_dir) / teacher_ref(run_id)
 
 
 def check_result(result: dict) -> list[dict]:
@@ -271,7 +263,7 @@ class Store:
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2: recompute run ids under the new hash (see the module docstring)."""
         from repetita.lm.config import TrainConfig
-        from repetita.lm.recipes import teacher_id, teacher_ref
+        from repetita.runpaths import teacher_id, teacher_ref
 
         rows = self._conn.execute("SELECT id, config FROM runs ORDER BY created, rowid").fetchall()
         configs = {rid: json.loads(cfg) for rid, cfg in rows}
