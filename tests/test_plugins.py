@@ -1,8 +1,11 @@
-"""A law and a recipe added from this file alone reach every part of the package that uses them.
+"""A law, a recipe, a curve reader and a runner added from this file alone reach every part of the
+package that uses them.
 
-Neither plug-in is known to the package: each is registered here, in the one registry of its kind
-(``repetita.laws.forms.LAWS``, ``repetita.recipe_registry``), and the CLI, the study spec, the study
-runner and the planner find it there.
+No plug-in here is known to the package: each is registered in the one registry of its kind
+(``repetita.laws.law.LAWS``, ``repetita.recipe_registry``, ``repetita.laws.curves.READERS``,
+``repetita.study.runners.RUNNERS``), and the CLI, its help, the benchmark, the study's analysis, the study
+spec, the study driver, the command recipe and the planner find it there. A name registered twice is one
+line naming both places.
 """
 
 from __future__ import annotations
@@ -68,6 +71,31 @@ def test_toy_law_through_the_estimator(toy_law, tmp_path):
     far = pd.DataFrame({"params": [1e8], "tokens": [1e12]})
     want = np.exp(TRUTH["e"]) + np.exp(TRUTH["b"]) / 1e12 ** TRUTH["beta"]
     assert fit.predict(far)[0] == pytest.approx(want, rel=1e-4)  # an extrapolation, identified by the form
+
+
+def test_toy_law_reaches_the_help_the_benchmark_and_the_study(toy_law, monkeypatch, capsys):
+    import dataclasses
+
+    from repetita.laws.benchmark import benchmark_laws
+    from repetita.study.analysis import study_laws
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "toy-data-only" in "".join(capsys.readouterr().out.split())  # help text wraps at hyphens
+    assert "toy-data-only" in benchmark_laws()  # fitted on (N, D) rows: the benchmark scores it
+    assert "toy-data-only" not in sum(study_laws(), ())  # a study fits only the laws that ask for it
+    monkeypatch.setitem(LAWS, TOY_LAW.name, dataclasses.replace(TOY_LAW, study=True))
+    assert "toy-data-only" in study_laws()[0]
+
+
+def test_a_law_registered_twice_is_one_line_naming_both_places(toy_law):
+    from repetita.errors import UserError
+    from repetita.laws.law import register_law
+
+    with pytest.raises(UserError) as err:
+        register_law(LAWS["chinchilla"])
+    msg = str(err.value)
+    assert "\n" not in msg and "forms.py:" in msg and "test_plugins.py:" in msg
 
 
 def test_unknown_law_lists_the_registry(toy_law, tmp_path, capsys):
@@ -150,3 +178,116 @@ def test_toy_recipe_cost_model_reaches_the_planner(toy_recipe, capsys):
     # a count on a recipe that takes none is refused in one line naming the recipe
     assert main([*args, "--efficiency", "toy-longest:4=1.5"]) == 2
     assert "toy-longest" in capsys.readouterr().err
+
+
+# --- a toy curve reader: "step loss" pairs, one per line, in a .toylog file -------------------------------
+
+
+def _toylog_read(path, tag, run):
+    pairs = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return pd.DataFrame({"run": run or path.stem, "step": [int(a) for a, _ in pairs],
+                         "loss": [float(b) for _, b in pairs]})
+
+
+@pytest.fixture
+def toy_reader(monkeypatch):
+    from repetita.laws import curves
+
+    reader = curves.Reader("toylog", lambda path, recursive: path.is_file() and path.suffix == ".toylog",
+                           _toylog_read)
+    monkeypatch.setitem(curves.READERS, reader.name, reader)
+    return reader
+
+
+def test_toy_reader_is_detected_read_and_taken_by_the_command_recipe(toy_reader, tmp_path):
+    from repetita.laws.curves import detect, read_curves
+    from repetita.study.command import ResultSpec, read_result
+
+    log = tmp_path / "run-a.toylog"
+    log.write_text("10 3.5\n20 3.1\n30 2.9\n")
+    assert detect(log) == "toylog"
+    curves = read_curves(log)
+    assert list(curves["loss"]) == [3.5, 3.1, 2.9] and set(curves["run"]) == {"run-a"}
+    # the command recipe's result kinds are the registered readers: a run may leave its curve in this format
+    spec = ResultSpec.parse({"kind": "toylog", "path": "run-a.toylog"})
+    loss, history = read_result(spec, tmp_path)
+    assert loss == 2.9 and [h["step"] for h in history] == [10, 20, 30]
+
+
+def test_a_reader_registered_twice_is_one_line_naming_both_places(toy_reader):
+    from repetita.errors import UserError
+    from repetita.laws.curves import READERS, register_reader
+
+    with pytest.raises(UserError) as err:
+        register_reader(READERS["tensorboard"])
+    assert "curves.py:" in str(err.value) and "test_plugins.py:" in str(err.value)
+
+
+# --- a toy runner: the runs in this process, in reverse queue order, counted -------------------------------
+
+
+class ReversedRunner:
+    calls: list = []
+
+    def __init__(self, study_dir, workers=1, progress=True, address=None):
+        self.study_dir = str(study_dir)
+
+    def run(self):
+        from repetita.study.runners import record, work
+        from repetita.study.store import Store
+
+        store = Store.of_study(self.study_dir)
+        try:
+            out = {}
+            for rid in reversed(store.ready()):
+                assert store.claim(rid)
+                status, payload = work(self.study_dir, rid, store.config(rid))
+                record(store, rid, status, payload)
+                out[rid] = status
+            ReversedRunner.calls.append(sorted(out))
+            return out
+        finally:
+            store.close()
+
+    def close(self):
+        ReversedRunner.calls.append("closed")
+
+
+@pytest.fixture
+def toy_runner(monkeypatch):
+    from repetita.study import runners
+
+    monkeypatch.setitem(runners.RUNNERS, "toy-reversed", ReversedRunner)
+    ReversedRunner.calls = []
+    return ReversedRunner
+
+
+def test_toy_runner_runs_a_study_named_on_the_command_line(toy_runner, toy_recipe, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SPEC.format(extra=""))
+    assert main(["run", str(tmp_path / "s.toml"), "--dir", str(tmp_path / "study"), "--runner", "toy-reversed",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["done"] == 2
+    ran = [c for c in toy_runner.calls if c != "closed"]
+    assert sum(len(c) for c in ran) == 2 and toy_runner.calls[-1] == "closed"  # one runner, closed once
+    assert toy_runner.calls.count("closed") == 1
+
+
+def test_unknown_runner_is_one_line_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SPEC.format(extra="").replace("toy-longest", "standard"))
+    assert main(["run", str(tmp_path / "s.toml"), "--dir", str(tmp_path / "study"), "--runner", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and "local" in err[0] and "ray" in err[0]
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_runner_or_recipe_registered_twice_is_one_line_naming_both_places(toy_recipe):
+    from repetita.errors import UserError
+    from repetita.study.runners import RUNNERS, register_runner
+
+    with pytest.raises(UserError) as err:
+        register_runner("local", RUNNERS["local"])
+    assert "runners.py:" in str(err.value) and "test_plugins.py:" in str(err.value)
+    with pytest.raises(UserError) as err:
+        recipe_registry.register(TOY_RECIPE)
+    assert "test_plugins.py:" in str(err.value) and "registered twice" in str(err.value)

@@ -34,8 +34,14 @@ from repetita.errors import UserError, require
 from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 # Laws with a data term for repeated tokens, plus the Chinchilla baseline (every token counted as fresh).
-BENCHMARK_LAWS = ("chinchilla", "data-constrained", "reuse", "reuse-power", "data-decay", "data-constrained-overfit",
-                  "overfit-1", "overfit-2", "overfit-4")
+
+
+def benchmark_laws() -> tuple[str, ...]:
+    """Every registered law fitted on run rows of (N, D[, U]): the built-in ones and any plug-in alike."""
+    from repetita.laws.law import LAWS
+
+    return tuple(name for name, law in LAWS.items()
+                 if {"params", "tokens"} <= set(law.columns) and not law.needs_axis and not law.curves)
 SPLITS = ("size", "epochs", "compute", "unique")
 LEVEL = 0.95
 TURN_SERIES = {"datablations": (146.5e6, 1e8, 59.0), "datablations-all": (146.5e6, 1e8, 59.0)}
@@ -176,13 +182,14 @@ def _task(laws, name: str, df: pd.DataFrame, split: str) -> list[Score]:
     return [s for s in (score(law, name, df, split) for law in laws) if s is not None]
 
 
-def run(laws=BENCHMARK_LAWS, splits=SPLITS, names=None, tables: dict | None = None,
+def run(laws=None, splits=SPLITS, names=None, tables: dict | None = None,
         workers: int | None = None) -> list[Score]:
     """Every law x dataset x split; ``tables`` replaces the shipped datasets (name -> run table).
 
     The (table, split) cells are independent and run on ``workers`` processes (default: every core),
     each fit on one BLAS thread; the scores do not depend on the worker count (each fit is deterministic).
     """
+    laws = benchmark_laws() if laws is None else laws
     import concurrent.futures as cf
     import multiprocessing as mp
     import os

@@ -264,7 +264,7 @@ def _benchmark(args) -> dict:
     from repetita.laws import benchmark
     from repetita.laws.law import get_law
 
-    laws = tuple(args.only.split(",")) if args.only else benchmark.BENCHMARK_LAWS
+    laws = tuple(args.only.split(",")) if args.only else benchmark.benchmark_laws()
     for name in laws:
         get_law(name)
     splits = tuple(args.splits.split(",")) if args.splits else benchmark.SPLITS
@@ -308,7 +308,9 @@ def register(sub) -> None:
     from repetita.cliargs import add_curve_arguments
 
     add_curve_arguments(p)
-    p.add_argument("--law", required=True, help="chinchilla, data-constrained, reuse, reuse-power, power, multipower")
+    from repetita.laws.law import LAWS
+
+    p.add_argument("--law", required=True, help=f"one of {', '.join(LAWS)} (repetita laws describes each)")
     p.add_argument("--freeze", action="append", metavar="NAME=VALUE", help="fix a parameter (E=1.69 means e = ln 1.69)")
     p.add_argument("--tie", action="append", metavar="LEADER=FOLLOWER", help="e.g. alpha=beta: beta follows alpha")
     p.add_argument("--grid", action="append", metavar="NAME=V1,V2,..", help="replace a parameter's init-grid values")

@@ -75,6 +75,9 @@ class Law:
     # True when the loss never rises with more epochs at fixed N and U (its D' never falls): its turn is
     # infinite without a search (laws/overfit.py)
     monotone: bool = True
+    # Fitted by a study's analysis on its standard runs (monotone laws up to each (N, U)'s turn, turning laws
+    # on every run) and compared there by held-out error (repetita.study.analysis)
+    study: bool = False
 
     def __post_init__(self):
         missing = set(self.params) - set(self.grid) - set(self.defaults)

@@ -137,19 +137,21 @@ _PEN_BOUNDS = {"c": (-60.0, 20.0), "sigma": (0.05, 5.0), "rho": (-3.0, 4.0), "ta
 _PEN_GRID = {"c": (-10.0,), "sigma": (1.0,), "rho": (1.0,), "tau": (1.0,)}
 
 
-def _overfit_law(name: str, free: tuple[str, ...], parent: str, new: tuple[str, ...], doc: str) -> Law:
+def _overfit_law(name: str, free: tuple[str, ...], parent: str, new: tuple[str, ...], doc: str, study: bool = False,
+                 ) -> Law:
     extra = ("c", *free)
     return Law(
         name, make_overfit(free), ("a", "b", "e", "alpha", "beta", *extra),
         {**_CHIN_BOUNDS, **{k: _PEN_BOUNDS[k] for k in extra}}, {**_CHIN_GRID, **{k: _PEN_GRID[k] for k in extra}},
         _DC_COLUMNS, log_params=("a", "b", "e"), doc=doc, parent=parent, seeds=_overfit_seeds(new),
-        data_term=_chinchilla_data_term, axis="tokens", monotone=False)
+        data_term=_chinchilla_data_term, axis="tokens", monotone=False, study=study)
 
 
 OVERFIT_LAWS: dict[str, Law] = {  # registered at the end of the module
     "overfit-1": _overfit_law(
         "overfit-1", (), "chinchilla", (),
-        "Chinchilla + k R N/U: a one-coefficient additive overfitting penalty (after Lovelace et al. 2026)"),
+        "Chinchilla + k R N/U: a one-coefficient additive overfitting penalty (after Lovelace et al. 2026)",
+        study=True),
     "overfit-2": _overfit_law(
         "overfit-2", ("sigma",), "overfit-1", ("sigma",),
         "Chinchilla + k R^sigma N/U (after Lovelace et al. 2026)"),

@@ -65,15 +65,22 @@ def before_turn(single: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
-MONOTONE_LAWS = ("data-constrained", "reuse")  # fitted up to each (N, U)'s turn
-TURNING_LAWS = ("overfit-1",)  # loss rises past its turn (laws/overfit.py): fitted to every standard run
+
+
+def study_laws() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The registered laws a study fits (``Law.study``): (monotone, fitted up to each (N, U)'s turn; turning,
+    whose loss rises past its turn (laws/overfit.py), fitted to every standard run)."""
+    from repetita.laws.law import LAWS
+
+    chosen = [law for law in LAWS.values() if law.study]
+    return tuple(x.name for x in chosen if x.monotone), tuple(x.name for x in chosen if not x.monotone)
 STUDY_HOLDOUT = "kfold:5"
 MIN_ROWS_COMPARED = 12  # fewer standard runs than this: 5 folds of 2 rows say nothing
 
 
 def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
     """Fit the constant-R* and the N-aware law to the standard runs up to their turn, and the laws that can
-    turn (TURNING_LAWS) to all of them (alpha tied to beta: few runs); then score every law by its held-out
+    turn (``study_laws``) to all of them (alpha tied to beta: few runs); then score every law by its held-out
     error over all standard runs (``compare_laws``: the data-constrained law against the turning laws, the
     comparison that decides whether it may move the decision), past-turn runs included.
 
@@ -91,16 +98,17 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
              for r in every[turned].itertuples()]
     out: dict = {}
     dc = None
-    for law in MONOTONE_LAWS + TURNING_LAWS:
-        rows = std if law in MONOTONE_LAWS else every
+    monotone, turning = study_laws()
+    for law in monotone + turning:
+        rows = std if law in monotone else every
         try:
             est = LawFit(law, tie={"beta": "alpha"}).fit(rows)
             out[law] = est.result() | ({"excluded_past_turn": len(named), "excluded_past_turn_runs": named}
-                                       if law in MONOTONE_LAWS else {"excluded_past_turn": 0})
+                                       if law in monotone else {"excluded_past_turn": 0})
             dc = est if law == "data-constrained" else dc
         except UserError as exc:
             out[law] = {"error": str(exc)}
-    compared = [k for k, v in out.items() if "error" not in v and (k == "data-constrained" or k in TURNING_LAWS)]
+    compared = [k for k, v in out.items() if "error" not in v and (k == "data-constrained" or k in turning)]
     for law, score in compare_laws(every, compared, turned).items():
         out[law]["study_holdout"] = score
     return out, dc, std
@@ -118,11 +126,12 @@ def compare_laws(every: pd.DataFrame, laws: list[str], turned: pd.Series) -> dic
 
     if len(every) < MIN_ROWS_COMPARED or not laws:
         return {}
+    monotone, _ = study_laws()
     errors: dict[str, list] = {law: [] for law in laws}
     for _, train, test in parse_holdout(STUDY_HOLDOUT).splits(every):
         for law in laws:
             rows = every.iloc[train]
-            rows = before_turn(rows) if law in MONOTONE_LAWS else rows
+            rows = before_turn(rows) if law in monotone else rows
             try:
                 # unit weights: a fold's fit skips the diagnostics the user reads only of the full fit
                 est = LawFit(law, tie={"beta": "alpha"}).fit(rows, weights=np.ones(len(rows)))

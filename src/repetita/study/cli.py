@@ -21,6 +21,7 @@ def cmd_run(args) -> dict:
         retry_failed=args.retry_failed,
         progress=not args.json,
         add=args.add,
+        runner=args.runner,
     )
     c = result["counts"]
     if not args.json:
@@ -104,6 +105,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel runs (processes or Ray tasks)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster address, or no value to start a local Ray")
+    p.add_argument("--runner", help="where runs execute: a registered runner (local, ray, or a plug-in's; "
+                   "default local, or ray with --ray)")
     p.add_argument("--retry-failed", action="store_true", help="queue failed runs again")
     p.add_argument("--add", action="store_true",
                    help="add this spec's runs to a study made from another spec (its spec.toml is kept; the added "

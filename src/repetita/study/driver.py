@@ -138,8 +138,10 @@ def run_study(
     retry_failed: bool = False,
     progress: bool = True,
     add: bool = False,
+    runner: str | None = None,
 ) -> dict:
     require(workers >= 1, f"--workers must be >= 1, got {workers}")
+    factory = get_runner(runner or ("ray" if ray else "local"))  # an unknown name is refused before any write
     t0 = time.time()
     store, study, new = prepare_study(spec_path, study_dir, add=add, ray=ray)
     if retry_failed:
@@ -147,8 +149,7 @@ def run_study(
     runner = None
     try:
         # one runner for the whole study: its pool (or Ray) serves every round
-        runner = get_runner("ray" if ray else "local")(study_dir, workers=workers, progress=progress,
-                                                      address=ray_address)
+        runner = factory(study_dir, workers=workers, progress=progress, address=ray_address)
         while True:
             runner.run()
             # Another driver may still hold runs (a teacher our students wait for): wait, then go again.
