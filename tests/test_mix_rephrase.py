@@ -170,6 +170,7 @@ def test_torn_last_line_is_repaired(tmp_path):
     assert out.read_text().endswith("\n") and len(out.read_text().splitlines()) == 1
 
 
+@pytest.mark.serial
 def test_resume_after_sigkill(tmp_path, server):
     srv, url = server(delay=0.05)
     docs, out = _docs(tmp_path, 4), str(tmp_path / "o.jsonl")

@@ -221,6 +221,7 @@ def _wait_until(cond, timeout: float = 20.0) -> bool:
     return cond()
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
 def test_kill_minus_9_of_a_study_leaves_no_descendant_and_every_run_runs_once(here):
     """A command piped through tee that forks a sleeper out of its session: kill -9 of the study's whole
@@ -263,6 +264,7 @@ def test_kill_minus_9_of_a_study_leaves_no_descendant_and_every_run_runs_once(he
     assert (runs["attempts"] >= 2).any()  # the kills interrupted runs that ran again
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
 def test_a_timeout_kills_the_whole_pipe_and_its_sleeper(here, capsys, monkeypatch):
     mark = f"repetita-test-{uuid.uuid4().hex}"
@@ -286,6 +288,7 @@ def test_a_timeout_kills_the_whole_pipe_and_its_sleeper(here, capsys, monkeypatc
     assert _wait_until(lambda: not commands()), commands()
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize("ending", ["failure", "ctrl-c"])
 def test_a_failed_command_or_ctrl_c_leaves_nothing_behind(here, ending):
@@ -303,6 +306,7 @@ def test_a_failed_command_or_ctrl_c_leaves_nothing_behind(here, ending):
     try:
         if ending == "ctrl-c":
             assert _wait_until(lambda: len(list(study.glob("runs/*/log.txt"))) == 2 and len(_marked(mark)) > 6, 60)
+            ignored = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("Sig")]
             os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:
@@ -310,7 +314,8 @@ def test_a_failed_command_or_ctrl_c_leaves_nothing_behind(here, ending):
             os.killpg(proc.pid, signal.SIGKILL)
     err = proc.stderr.read()
     assert "Traceback" not in err, err
-    assert code == (3 if ending == "failure" else 130), err
+    assert code == (3 if ending == "failure" else 130), (err, signal.getsignal(signal.SIGINT),
+                                                           ignored if ending == "ctrl-c" else None)
     assert _wait_until(lambda: not _marked(mark)), f"alive after the study ended: {_marked(mark)}"
     assert not _group_alive(proc.pid)
 

@@ -191,6 +191,7 @@ def test_bad_command_specs_are_one_line_and_write_nothing(tmp_path, capsys, chan
     assert not (tmp_path / "study").exists()
 
 
+@pytest.mark.serial
 def test_kill_minus_9_twice_then_resume_runs_each_command_once(tmp_path):
     """Kill the study twice while commands run; the third start completes it: each run recorded once, with
     the loss its command gives by hand, runs finished before a kill not redone."""
@@ -263,6 +264,7 @@ def test_local_pool_gives_each_gpu_run_its_own_device(tmp_path, capsys, monkeypa
     assert code == 2 and "run the study with --ray" in err
 
 
+@pytest.mark.serial
 def test_ray_runs_wait_for_their_resource(tmp_path, capsys):
     """A local Ray cluster with one unit of a fake resource: runs asking for it run one at a time."""
     ray = pytest.importorskip("ray")

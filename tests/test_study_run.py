@@ -102,6 +102,7 @@ def test_run_rerun_report_export(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["counts"]["done"] == len(losses)
 
 
+@pytest.mark.serial
 def test_kill_minus_9_then_resume(tmp_path):
     """Kill the runner mid-study; the rerun completes it, resuming the interrupted run from its checkpoint."""
     study = tmp_path / "study"
@@ -178,6 +179,7 @@ def test_kill_minus_9_then_resume(tmp_path):
     assert fresh["val_loss"] == pytest.approx(json.loads(victim_row["metrics"])["val_loss"], abs=1e-6)
 
 
+@pytest.mark.serial
 def test_local_and_ray_give_identical_metrics(tmp_path, capsys):
     pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

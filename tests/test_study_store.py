@@ -45,6 +45,7 @@ def _writer(path: str, w: int, n: int) -> None:
     store.close()
 
 
+@pytest.mark.serial
 def test_eight_concurrent_writers_500_rows_each(tmp_path):
     path = tmp_path / "store.sqlite"
     Store(path).close()
