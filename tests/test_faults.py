@@ -225,7 +225,8 @@ def test_status_tells_an_abandoned_run_from_a_running_one(tmp_path, capsys):
 def test_deleted_study_folder_stops_the_workers_with_one_line(tmp_path, capsys):
     import shutil
 
-    from repetita.study.runners import LocalRunner, StudyGone, check_study_alive, work
+    from repetita.study.runners import LocalRunner, work
+    from repetita.study.store import StudyGone, check_study_alive
 
     _, study, store = _queued(tmp_path)
     rid = store.ready()[0]

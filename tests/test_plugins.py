@@ -10,7 +10,10 @@ line naming both places.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -291,3 +294,85 @@ def test_a_runner_or_recipe_registered_twice_is_one_line_naming_both_places(toy_
     with pytest.raises(UserError) as err:
         recipe_registry.register(TOY_RECIPE)
     assert "test_plugins.py:" in str(err.value) and "registered twice" in str(err.value)
+
+
+# --- a toy kind of run: a formula in the learning rate and epochs, trained by nothing ----------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FormulaRun:
+    lr: float
+    epochs: int
+    recipe: str = "toy-formula"
+    kind: ClassVar[str] = "toy-formula"
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "lr": self.lr, "epochs": self.epochs, "recipe": self.recipe},
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FormulaRun:
+        d = json.loads(text)
+        d.pop("kind")
+        return cls(**d)
+
+
+def formula_loss(lr: float, epochs: int) -> float:
+    return 3.0 + (np.log10(lr) + 2.0) ** 2 / 4 + 1.0 / epochs
+
+
+def _formula_execute(config, folder, *, study_dir, gpu_ids=None, beat=None, threads=1):
+    loss = formula_loss(config.lr, config.epochs)
+    row = {"params": 1e6, "tokens": 1e3 * config.epochs, "unique_tokens": 1e3, "epochs": config.epochs,
+           "loss": loss, "recipe": config.recipe, "seed": 0, "run_id": config.hash, "lr": config.lr}
+    return "done", {"result": {"val_loss": loss, "history": [], "rows": [row]}}
+
+
+def _formula_cells(table, grid):
+    return [FormulaRun(lr, k) for lr in table["lr"] for k in grid.epochs(table)]
+
+
+def _formula_run(cell, measure):
+    (r,) = measure([cell])
+    return {"best": {"run_id": cell.hash, "val_loss": r["val_loss"]}}
+
+
+@pytest.fixture
+def toy_kind(monkeypatch):
+    from repetita.study import kinds
+
+    kind = kinds.RunKind("toy-formula", FormulaRun.from_json, lambda c: {"cpus": 1, "gpus": 0, "custom": {}},
+                         _formula_execute)
+    monkeypatch.setitem(kinds.RUN_KINDS, kind.name, kind)
+    recipe = recipe_registry.Recipe("toy-formula", _formula_run, _formula_cells, {"lr"},
+                                    "a formula in lr and epochs (a test's toy kind of run)")
+    recipe_registry.register(recipe, replace=True)
+    yield kind
+    recipe_registry.unregister(recipe.name)
+
+
+def test_toy_kind_of_run_goes_through_the_driver_and_the_store(toy_kind, tmp_path, capsys):
+    """A kind that trains nothing: the driver queues it, the runner executes it by its kind, the store keeps
+    its rows; the tidy table holds the formula's values."""
+    text = SPEC.replace("[recipes.toy-longest]\n{extra}\n", "[recipes.toy-formula]\nlr = [1e-3, 1e-2]\n")
+    (tmp_path / "s.toml").write_text(text)
+    assert main(["run", str(tmp_path / "s.toml"), "--dir", str(tmp_path / "study"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["done"] == 4 and res["counts"]["failed"] == 0
+    tidy = pd.read_csv(res["tidy"])
+    assert sorted(zip(tidy["lr"], tidy["epochs"], tidy["loss"], strict=True)) == sorted(
+        (lr, k, formula_loss(lr, k)) for lr in (1e-3, 1e-2) for k in (1, 2))
+
+
+def test_a_kind_registered_twice_is_one_line_naming_both_places():
+    from repetita.errors import UserError
+    from repetita.study.kinds import RUN_KINDS, register_kind
+    from repetita.study.runners import run_resources  # noqa: F401  (the built-in kinds are registered)
+
+    with pytest.raises(UserError) as err:
+        register_kind(RUN_KINDS["lm"])
+    assert "lab_runs.py:" in str(err.value) and "test_plugins.py:" in str(err.value)

@@ -10,6 +10,7 @@ import json
 import math
 import typing
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from repetita.errors import UserError, require
 from repetita.lm.data import parse_tokenizer
@@ -73,6 +74,7 @@ def _check_types(obj) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    kind: ClassVar[str] = "lm"  # the kind of study run (repetita.study.kinds); not a field, not in the id
     # data
     corpus: str = "shakespeare"
     tokenizer: str = "bpe:512"

@@ -265,10 +265,7 @@ def apply(rc: RecipeConfig, measure: Measure) -> dict:
 
 def dependencies(config: TrainConfig) -> tuple[str, ...]:
     """The runs that must finish before ``config`` can: an ensemble's members, else a student's teacher
-    (an ensemble of students depends on its members, and they on the teacher). Runs of other kinds (a
-    user's command) depend on nothing."""
-    if not isinstance(config, TrainConfig):
-        return ()
+    (an ensemble of students depends on its members, and they on the teacher)."""
     members = config.member_configs()
     if members:
         return tuple(c.hash for c in members)

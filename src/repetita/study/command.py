@@ -59,11 +59,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from repetita.errors import UserError, require
 from repetita.io import inside
 from repetita.laws.curves import READERS, read_curves
 from repetita.recipe_registry import Recipe, register
+from repetita.study.kinds import RunKind, register_kind
 
 RESOURCES = ("cpus", "gpus", "custom")
 BUILTIN_FIELDS = ("params", "unique_tokens", "epochs", "tokens", "seed", "run_dir", "python")
@@ -183,7 +185,7 @@ class CommandRun:
     cwd: str = "."  # bookkeeping: where the command runs (not in the id)
     label: str = "standard"  # the recipe label of its tidy row
     recipe: str = "command"
-    kind = "command"
+    kind: ClassVar[str] = "command"  # the kind of study run (repetita.study.kinds)
 
     @property
     def values(self) -> dict:
@@ -510,3 +512,10 @@ def read_result(spec: ResultSpec, folder: Path) -> tuple[float, list[dict]]:
 
 
 register(Recipe("command", run, cells, KEYS, "your own training command, run per (model, U, epochs, seed)"))
+
+
+def _execute_kind(config: CommandRun, folder: Path, *, study_dir: str, gpu_ids=None, beat=None, threads: int = 1):
+    return execute(config, folder, gpu_ids=gpu_ids, beat=beat)
+
+
+register_kind(RunKind("command", CommandRun.from_json, CommandRun.resource_request, _execute_kind))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from repetita.errors import require
 from repetita.io import check_dir, write_text
+from repetita.study.kinds import kind_of
 from repetita.study.runners import get_runner, wait_for_others
 from repetita.study.spec import expand, load_spec, resolve_spec
 from repetita.study.store import STORE_NAME, Store
@@ -46,8 +47,7 @@ def check_resources(runs) -> None:
     store exists (the pool checks again with the queue; a Ray cluster is checked when it is reached)."""
     from repetita.study.runners import visible_gpus
 
-    need = max((r.config.resource_request()["gpus"] for r in runs if hasattr(r.config, "resource_request")),
-               default=0)
+    need = max((kind_of(r.config).resources(r.config)["gpus"] for r in runs), default=0)
     if need:
         have = len(visible_gpus())
         require(need <= have, f"a run needs {need:g} GPU(s) and this machine shows {have}; run on a machine or "
@@ -55,25 +55,14 @@ def check_resources(runs) -> None:
 
 
 def check_budgets(configs) -> None:
-    """Every unique-token budget fits its corpus's training pool, checked once per corpus before any run is
-    queued (otherwise the runs that ask for too much fail one by one, minutes into the study)."""
-    from repetita.lm.config import TrainConfig
-    from repetita.lm.data import load_data
-
-    largest: dict[tuple, int] = {}
+    """Each kind of run checks its own batch before any run is queued (the LM lab: every unique-token budget
+    fits its corpus; a command run's budgets were checked against its prepared corpus when its cells were
+    built)."""
+    by_kind: dict = {}
     for c in configs:
-        if not isinstance(c, TrainConfig):
-            continue  # a command run's budgets were checked against its prepared corpus (study/command.py)
-        key = (c.corpus, c.tokenizer, c.context, c.val_fraction, c.split_seed)
-        if c.unique_tokens is not None:
-            largest[key] = max(largest.get(key, 0), int(c.unique_tokens))
-    for (corpus, tokenizer, context, val_fraction, split_seed), u in largest.items():
-        data = load_data(corpus, tokenizer, context, None, val_fraction=val_fraction, val_tokens=None,
-                         split_seed=split_seed)
-        pool = data.pool_windows * context
-        require(u <= pool, f"unique_tokens={u} (a [grid] budget or a reference run) exceeds the training pool of "
-                f"{corpus!r} ({pool} tokens at context {context}"
-                + ("" if corpus.startswith("markov") else f", tokenizer {tokenizer}") + "); lower it or use a larger corpus")
+        by_kind.setdefault(kind_of(c).name, (kind_of(c), []))[1].append(c)
+    for kind, batch in by_kind.values():
+        kind.check_budgets(batch)
 
 
 def check_same_study(study_dir: Path, raw: dict, add: bool) -> bool:

@@ -16,7 +16,6 @@ next driver re-queues them (``Store.requeue_abandoned``) and they resume from th
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -26,24 +25,17 @@ from pathlib import Path
 
 from repetita.errors import UserError, require
 from repetita.runpaths import run_dir
-from repetita.study.store import Store, check_result, store_path
+from repetita.study import recipes as _builtins  # noqa: F401  (the built-in recipes and run kinds register)
+from repetita.study.kinds import kind_of_json
+from repetita.study.store import Store, StudyGone, check_result, check_study_alive, store_path
 
-HEARTBEAT_EVERY = 20  # training steps between checks that the study folder still exists
 BEAT_SECONDS = 30.0  # the driver beats the heartbeat of the runs in flight this often (store.STALE_SECONDS: 600)
 
 
-def run_kind(config_json: str) -> str:
-    """'command' for a user's command run, 'lm' for the LM lab's TrainConfig."""
-    return "command" if json.loads(config_json).get("kind") == "command" else "lm"
-
-
 def run_resources(config_json: str) -> dict:
-    """What a run asks of the scheduler: {'cpus': 1, 'gpus': 0, 'custom': {...}} (LM lab runs: one CPU)."""
-    if run_kind(config_json) == "command":
-        from repetita.study.command import CommandRun
-
-        return CommandRun.from_json(config_json).resource_request()
-    return {"cpus": 1, "gpus": 0, "custom": {}}
+    """What a run asks of the scheduler: {'cpus', 'gpus', 'custom'} (its kind says; LM lab runs: one CPU)."""
+    kind = kind_of_json(config_json)
+    return kind.resources(kind.load(config_json))
 
 
 def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_ids=None, beat=None,
@@ -55,15 +47,11 @@ def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_id
     folder = run_dir(study_dir, run_id)
     try:
         check_study_alive(store_path(study_dir))
-        if run_kind(config_json) == "command":
-            from repetita.study.command import CommandRun, execute
-
-            run = CommandRun.from_json(config_json)
-            status, payload = execute(run, folder, gpu_ids=gpu_ids, beat=beat)
-            info = {"recipe": run.recipe}
-        else:
-            status, payload = _train(study_dir, run_id, config_json, folder, threads, beat)
-            info = {"recipe": json.loads(config_json).get("recipe", "?")}
+        kind = kind_of_json(config_json)
+        config = kind.load(config_json)
+        status, payload = kind.execute(config, folder, study_dir=study_dir, gpu_ids=gpu_ids, beat=beat,
+                                       threads=threads)
+        info = {"recipe": config.recipe}
     except StudyGone as exc:
         return "gone", {"error": str(exc), "info": {}}
     except UserError as exc:
@@ -74,48 +62,6 @@ def work(study_dir: str, run_id: str, config_json: str, threads: int = 1, gpu_id
     if status == "done":
         info["loss"] = payload["result"]["val_loss"]
     return status, payload | {"info": info}
-
-
-def _train(study_dir: str, run_id: str, config_json: str, folder: Path, threads: int, beat=None,
-           ) -> tuple[str, dict]:
-    import torch
-
-    def alive(step):
-        check_study_alive(store_path(study_dir))
-        if beat is not None:
-            beat()
-
-    # One thread per worker: fair sharing of cores, and float reductions in a fixed order (restored after, for
-    # a run in the caller's own process).
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _train_here(study_dir, config_json, folder, alive)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _train_here(study_dir: str, config_json: str, folder: Path, alive) -> tuple[str, dict]:
-    from repetita.lm.config import TrainConfig
-    from repetita.lm.train import DamagedCheckpoint, train
-    from repetita.lm.trainer import Diverged, Every
-
-    config = TrainConfig.from_json(config_json)
-    try:
-        # a distillation teacher is named relative to the study ("runs/<id>"): resolve it there
-        result = train(config, folder, callbacks=[Every(alive, every=HEARTBEAT_EVERY)], root=study_dir)
-    except StudyGone:
-        raise
-    except UserError as exc:
-        message = str(exc)
-        if isinstance(exc, DamagedCheckpoint):
-            # kept for inspection under another name; --retry-failed then starts the run from scratch
-            kept = exc.path.with_name(f"{exc.path.name}.damaged-{int(time.time())}")
-            exc.path.rename(kept)
-            message += f"; moved aside to {kept.name}, --retry-failed restarts the run from scratch"
-        return ("diverged" if isinstance(exc, Diverged) else "failed"), {"error": message}
-    check_study_alive(store_path(study_dir))
-    return "done", {"result": result}
 
 
 def record(store: Store, run_id: str, status: str, payload: dict) -> None:
@@ -133,18 +79,6 @@ def record(store: Store, run_id: str, status: str, payload: dict) -> None:
 
 def _resumable(study_dir: str, run_id: str) -> bool:
     return (run_dir(study_dir, run_id) / "ckpt.pt").exists()
-
-
-class StudyGone(UserError):
-    """The study folder was deleted while runs were training."""
-
-
-def check_study_alive(store_path: Path) -> None:
-    """SQLite keeps writing into a deleted file, and the trainer would recreate the run folders: a worker
-    that finds its study gone stops, and the driver stops the study with one line."""
-    if not Path(store_path).exists():
-        raise StudyGone(f"the study folder {Path(store_path).parent} was deleted while it ran; stopped (results "
-                        "finished after the deletion are lost)")
 
 
 def _die_with_parent() -> None:

@@ -83,7 +83,7 @@ MANAGED = {"unique_tokens", "epochs", "members", "teacher", "distill_alpha", "se
 class RunSpec:
     """One run of a study: its config, the label of its cell, and the run it depends on (its teacher)."""
 
-    config: object  # repetita.lm.config.TrainConfig
+    config: object  # a config of a registered kind of run (repetita.study.kinds): TrainConfig, CommandRun, ...
     recipe: str
 
     @property
@@ -93,9 +93,9 @@ class RunSpec:
     @property
     def depends_on(self) -> tuple[str, ...]:
         """Runs that must finish first: a student's teacher, an ensemble's members."""
-        from repetita.lm.recipes import dependencies
+        from repetita.study.kinds import kind_of
 
-        return dependencies(self.config)
+        return kind_of(self.config).dependencies(self.config)
 
 
 @dataclass(frozen=True)

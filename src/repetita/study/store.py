@@ -78,6 +78,18 @@ def store_path(study_dir: str | Path) -> Path:
     return Path(study_dir) / STORE_NAME
 
 
+class StudyGone(UserError):
+    """The study folder was deleted while runs were training."""
+
+
+def check_study_alive(store_path: Path) -> None:
+    """SQLite keeps writing into a deleted file, and the trainer would recreate the run folders: a worker
+    that finds its study gone stops, and the driver stops the study with one line."""
+    if not Path(store_path).exists():
+        raise StudyGone(f"the study folder {Path(store_path).parent} was deleted while it ran; stopped (results "
+                        "finished after the deletion are lost)")
+
+
 def check_result(result: dict) -> list[dict]:
     """The tidy rows of a run's result, checked against the schema (one line naming the bad value)."""
     from repetita.laws.data import RunRow
