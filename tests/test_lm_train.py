@@ -12,7 +12,7 @@ from repetita.lm.config import TrainConfig
 from repetita.lm.distill import kd_loss
 from repetita.lm.recipes import RecipeConfig, run_recipe
 from repetita.lm.train import train
-from repetita.lm.trainer import Every, StopTraining
+from repetita.lm.trainer import Every, StopAt, StopTraining
 from repetita.schedules import lr_multiplier
 
 # A tiny run on a synthetic source: ~0.1 s per step on one CPU thread.
@@ -63,7 +63,7 @@ def test_config_json_roundtrip_hash_and_validation():
 def test_resume_equals_uninterrupted(tmp_path):
     cfg = TINY.replace(epochs=3.0, eval_every=2, checkpoint_every=4)
     full = train(cfg, tmp_path / "full")
-    part = train(cfg, tmp_path / "resumed", stop_at_step=7)
+    part = train(cfg, tmp_path / "resumed", callbacks=[StopAt(7)])
     assert part["finished"] is False and (tmp_path / "resumed" / "ckpt.pt").exists()
     resumed = train(cfg, tmp_path / "resumed")
     assert resumed["finished"]

@@ -91,8 +91,6 @@ def _numeric_warnings(command: str):
             yield
         finally:
             seen: dict[str, int] = {}
-            from repetita.errors import Note
-
             notes: list[str] = []
             for w in caught:
                 if issubclass(w.category, RuntimeWarning):

@@ -17,9 +17,10 @@ from repetita.lm.data import parse_tokenizer
 from repetita.schedules import SCHEDULES
 
 COMBINERS = ("logits", "probs")  # how ensemble members' predictions are combined (ensemble.py)
-# Fields that do not change a run's trajectory: kept in the stored config, left out of the run id, so
-# evaluating more often or moving to another device finds the same finished run.
-# Fields that do not change what a run computes (up to floating-point rounding): not part of the run id.
+# Fields that do not change what a run computes: kept in the stored config, left out of the run id, so
+# evaluating more often, checkpointing more often or moving to another device finds the same finished run.
+# (The device, compilation, the fused AdamW and the thread count change results only by floating-point
+# rounding; a run reproduces bit for bit on the same device and settings.)
 BOOKKEEPING = ("eval_every", "checkpoint_every", "device", "compile", "adamw", "threads")
 # Bookkeeping fields older configs carry and this version ignores: the members' layout of an ensemble
 # trained as one run (an ensemble is now K member runs, recipes.py).

@@ -32,7 +32,7 @@ from repetita.lm.config import TrainConfig
 from repetita.lm.data import TokenData, load_data
 from repetita.lm.ensemble import history_row
 from repetita.lm.model import GPT
-from repetita.lm.trainer import Callback, Checkpoint, StopAt, Trainer, model_loss
+from repetita.lm.trainer import Callback, Checkpoint, Trainer, model_loss
 from repetita.runpaths import teacher_ref
 
 LN2 = math.log(2.0)
@@ -255,21 +255,21 @@ def load_checkpoint(path: Path, device: str) -> dict:
 
 
 def train(config: TrainConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
-          stop_at_step: int | None = None, progress: bool = False, root: str | Path | None = None) -> dict:
+          progress: bool = False, root: str | Path | None = None) -> dict:
     """Run (or resume, or return the stored result of) one training run; see the module docstring.
 
-    ``stop_at_step`` checkpoints and returns early after that many steps (a simulated interruption).
+    A callback that stops the loop (``StopAt``: a simulated interruption) leaves a checkpoint to resume from.
     The run uses ``config.threads`` torch threads (1 by default: bit-reproducible), restored afterwards.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, out_dir, callbacks, stop_at_step, progress, root)
+        return _train(config, out_dir, callbacks, progress, root)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(config: TrainConfig, out_dir, callbacks, stop_at_step, progress, root) -> dict:
+def _train(config: TrainConfig, out_dir, callbacks, progress, root) -> dict:
     out = Path(out_dir)
     done = _claim_dir(out, config)
     if done is not None:
@@ -299,7 +299,7 @@ def _train(config: TrainConfig, out_dir, callbacks, stop_at_step, progress, root
     bar = _Progress(progress, total)
     kd = teacher is not None and config.distill_alpha > 0
     evaluation = Evaluation(config, data, steps, out, device, autocast)
-    cbs = [evaluation, *callbacks] + ([StopAt(stop_at_step)] if stop_at_step is not None else [])
+    cbs = [evaluation, *callbacks]
     run = Trainer(model, adamw(model.param_groups(config.weight_decay), config, device),
                   _Batches(data, config, synthetic, device), total_steps=total, lr=config.lr,
                   schedule=config.schedule, warmup=int(config.warmup_frac * total), grad_clip=config.grad_clip,

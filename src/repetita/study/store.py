@@ -350,25 +350,25 @@ class Store:
             )
             return c.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - before
 
-    def requeue_abandoned(self, stale_seconds: float = STALE_SECONDS) -> list[str]:
+    def requeue_abandoned(self) -> list[str]:
         """Running rows whose worker is gone go back to the queue (they resume from checkpoint)."""
         out = []
         with self.transaction() as c:
-            for rid in self._abandoned(c, stale_seconds):
+            for rid in self._abandoned(c):
                 c.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (rid,))
                 out.append(rid)
         return out
 
-    def abandoned(self, stale_seconds: float = STALE_SECONDS) -> list[str]:
+    def abandoned(self) -> list[str]:
         """Runs marked running whose worker is gone (its process ended on this host, or its heartbeat is stale)."""
-        return self._abandoned(self._conn, stale_seconds)
+        return self._abandoned(self._conn)
 
     @staticmethod
-    def _abandoned(c, stale_seconds: float) -> list[str]:
+    def _abandoned(c) -> list[str]:
         host, now = socket.gethostname(), time.time()
         out = []
         for rid, rhost, pid, beat in c.execute("SELECT id, host, pid, heartbeat FROM runs WHERE status='running'").fetchall():
-            if (rhost == host and not pid_alive(pid)) or beat is None or now - beat > stale_seconds:
+            if (rhost == host and not pid_alive(pid)) or beat is None or now - beat > STALE_SECONDS:
                 out.append(rid)
         return out
 
@@ -425,16 +425,15 @@ class Store:
 
     # --- results -----------------------------------------------------------------------------
 
-    def finish(self, run_id: str, result: dict, status: str = "done") -> None:
+    def finish(self, run_id: str, result: dict) -> None:
         """Record metrics, curve and tidy rows of a finished run in one transaction."""
-        require(status in STATES, f"unknown status {status}")
         rows = check_result(result)
         history = result.get("history", [])
         metrics = {k: v for k, v in result.items() if k not in ("history", "rows", "config")}
         with self.transaction() as c:
             c.execute(
                 "UPDATE runs SET status=?, metrics=?, finished=?, error=NULL WHERE id=?",
-                (status, json.dumps(metrics), time.time(), run_id),
+                ("done", json.dumps(metrics), time.time(), run_id),
             )
             c.execute("DELETE FROM curves WHERE run_id=?", (run_id,))
             c.executemany(
