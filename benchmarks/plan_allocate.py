@@ -57,7 +57,9 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     df = load_example("datablations")
-    frozen = {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596}
+    from repetita.laws.record import published_chinchilla
+
+    frozen = published_chinchilla()
     budgets = np.geomspace(1e19, 1e25, args.budgets)
     laws = {}
     t0 = time.perf_counter()

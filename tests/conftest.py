@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from repetita.laws.record import freeze_args, published_chinchilla
+
 # Published data to validate against; tests that need it skip when the folder is absent.
 ANCHORS = Path(os.environ.get("REPETITA_ANCHORS", Path(__file__).resolve().parents[2] / "shared" / "anchors"))
 
@@ -43,8 +45,7 @@ def anchors() -> Path:
 
 
 # The published Chinchilla part of Muennighoff et al.'s fit, frozen (docs/laws.md), as fit arguments.
-PUBLISHED_FREEZE = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804",
-                    "--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+PUBLISHED_FREEZE = freeze_args(published_chinchilla())
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from repetita.decide.engine import Proposal, is_contradicted, law_problem, predi
 from repetita.decide.measured import Measured, configurations, seed_noise
 from repetita.examples import load_example
 from repetita.laws.fit import LawFit
+from repetita.laws.record import published_chinchilla
 
 DEMO = Path(__file__).parent / "data" / "demo_study_runs.csv"  # the single-model runs of `make demo`'s study
 U = 32768.0
@@ -84,8 +85,7 @@ def test_the_trust_region_applies_its_factor_to_n_k_c_and_tokens_per_param():
 
 
 def test_the_best_supported_plan_is_inside_the_region_and_the_best_there():
-    fit = LawFit("data-constrained", freeze={"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596,
-                                             "beta": 0.3526596}).fit(load_example("datablations"))
+    fit = LawFit("data-constrained", freeze=published_chinchilla()).fit(load_example("datablations"))
     c, u = 9.26e21, 25e9
     free = allocate(fit, c, u)  # 6.8B params, inside the fitted runs (up to 8.67B)
     fit.region_ = fit.region_ | {"params": 3e9}  # a table that stopped at 3B: the free optimum lies beyond it
@@ -139,8 +139,7 @@ def test_no_decision_is_contradicted_by_a_run_of_its_own_table_datablations_subs
     law = 0
     for _ in range(3):
         sub = db.iloc[np.sort(rng.choice(len(db), size=120, replace=False))]
-        fit = LawFit("data-constrained", freeze={"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596,
-                                                 "beta": 0.3526596}).fit(sub)
+        fit = LawFit("data-constrained", freeze=published_chinchilla()).fit(sub)
         runs = table_runs(fit.runs_)
         law += _property(runs, fit, [1e20, 1e21, 9.26e21], seed_noise(runs)[0])
     assert law > 0  # the property is not met by refusing every law
@@ -154,8 +153,7 @@ def test_a_single_budget_plan_beyond_the_trust_region_gives_the_best_supported_p
     from repetita.io import write_json
 
     df, _ = synthetic_table(0.002, 0)
-    fit = LawFit("data-constrained", freeze={"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596,
-                                             "beta": 0.3526596}).fit(df[df["params"] <= 5e8])  # up to 431M
+    fit = LawFit("data-constrained", freeze=published_chinchilla()).fit(df[df["params"] <= 5e8])  # up to 431M
     path = tmp_path / "small.json"
     write_json(path, fit.result())
     assert main(["plan", "--law-file", str(path), "--compute", "4e20", "--unique-tokens", "1.6e10", "--json"]) == 0

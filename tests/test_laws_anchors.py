@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repetita.demo import DATABLATIONS_FROZEN, MPL_TRAIN, WIDE_GRID
+from repetita.demo import MPL_TRAIN, WIDE_GRID
 from repetita.examples import load_example
 from repetita.laws.fit import LawFit, bootstrap
 from repetita.laws.holdout import evaluate, parse_holdout
+from repetita.laws.record import published_chinchilla
+
+DATABLATIONS_FROZEN = published_chinchilla()
 
 
 def epoch_points(anchors) -> pd.DataFrame:

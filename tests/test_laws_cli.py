@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from repetita.cli import main
+from repetita.laws.record import freeze_args, published_chinchilla
 
-FROZEN = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804"]
-FROZEN += ["--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+FROZEN = freeze_args(published_chinchilla())
 
 
 def run(capsys, *argv):

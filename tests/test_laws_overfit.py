@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from repetita.cli import main
-from repetita.demo import DATABLATIONS_FROZEN
 from repetita.errors import UserError
 from repetita.examples import load_example
 from repetita.laws import benchmark
 from repetita.laws.fit import LawFit
 from repetita.laws.law import LAWS, get_law
+from repetita.laws.record import published_chinchilla
 
-PUBLISHED = {k: DATABLATIONS_FROZEN[k] for k in ("a", "b", "e", "alpha", "beta")}
+PUBLISHED = published_chinchilla()
 
 
 def test_monotone_laws_never_turn_and_the_answer_is_vectorized():

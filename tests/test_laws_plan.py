@@ -63,11 +63,11 @@ def test_rd_star_for_reuse_law_grows_with_log_u():
 
 
 def test_plan_table_from_a_fit_record():
-    from repetita.demo import DATABLATIONS_FROZEN
     from repetita.examples import load_example
     from repetita.laws.fit import LawFit
+    from repetita.laws.record import published_chinchilla
 
-    rec = LawFit("data-constrained", freeze=DATABLATIONS_FROZEN).fit(load_example("datablations")).result()
+    rec = LawFit("data-constrained", freeze=published_chinchilla()).fit(load_example("datablations")).result()
     table, s = fixed_size.plan_table(rec, 2.8e9, 4e9, [1, 2, 4, 8, 16, 64])
     assert list(table["epochs"]) == [1, 2, 4, 8, 16, 64]
     assert np.all(np.diff(table["loss"]) < 0)  # more epochs still help at this size (paper Fig. 3)

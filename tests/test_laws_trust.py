@@ -12,6 +12,7 @@ import pytest
 from repetita.cli import main
 from repetita.examples import load_example
 from repetita.laws.fit import LawFit
+from repetita.laws.record import freeze_args, published_chinchilla
 from repetita.laws.uncertainty import bootstrap, refine_batch, resample_counts
 
 MPL_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
@@ -38,8 +39,7 @@ def test_vectorized_bootstrap_equals_per_resample_fits():
 
 def test_plan_carries_the_fit_intervals(tmp_path, capsys):
     fit = tmp_path / "fit.json"
-    freeze = ["--freeze", "a=6.255414", "--freeze", "b=7.3049974", "--freeze", "e=0.6254804",
-              "--freeze", "alpha=0.3526596", "--freeze", "beta=0.3526596"]
+    freeze = freeze_args(published_chinchilla())
     assert main(["fit", "--example", "datablations", "--law", "data-constrained", *freeze, "--bootstrap", "40",
                  "--out", str(fit), "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
@@ -52,9 +52,7 @@ def test_plan_carries_the_fit_intervals(tmp_path, capsys):
     iv = plan["intervals"]
     assert iv["samples"] == 40 and iv["level"] == 0.95
     # the band is the spread of the 40 resampled fits' own predictions, recomputed here through the estimator
-    est = LawFit("data-constrained", freeze={k: float(v) for k, v in zip("a b e alpha beta".split(),
-                                                                         (6.255414, 7.3049974, 0.6254804,
-                                                                          0.3526596, 0.3526596), strict=True)})
+    est = LawFit("data-constrained", freeze=published_chinchilla())
     rows = pd.DataFrame({"params": 2.8e9, "unique_tokens": 4e9, "tokens": 4e9 * np.array([1.0, 4.0, 16.0])})
     losses = []
     for z in rec["uncertainty"]["samples"]:

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 
 from repetita.laws.evaluate import predicted_loss
+from repetita.laws.record import PUBLISHED, load
 from repetita.study.analysis import best_by_recipe, decision, efficiency, fit_reuse_laws
 
-LAW = {"law": "data-constrained", "spec": {"law": "data-constrained"},
-       "params": {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596,
-                  "rd_star": 15.387756, "rn_star": 5.309743}}
+LAW = {"law": "data-constrained", "spec": {"law": "data-constrained"}, "params": load(PUBLISHED)["params"]}
 M = 1.5  # the regularized recipe's true data efficiency
 
 

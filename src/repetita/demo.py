@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-# The Chinchilla part as frozen by Muennighoff et al. 2023 (their C4 fit, alpha = beta).
-DATABLATIONS_FROZEN = {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596}
+from repetita.laws.record import published_chinchilla
+
 WIDE_GRID = {"rd_star": tuple(np.geomspace(0.5, 1e4, 15)), "rn_star": tuple(np.geomspace(0.5, 1e4, 15))}
 MPL_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
 # Muennighoff et al.'s README run: 8.67B params x 178B tokens of compute on 25B unique tokens
@@ -44,9 +44,9 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
     summary: dict = {}
     db = load_example("datablations")
     t0 = time.perf_counter()
-    dc = LawFit("data-constrained", freeze=DATABLATIONS_FROZEN).fit(db)
+    dc = LawFit("data-constrained", freeze=published_chinchilla()).fit(db)
     boot = run_bootstrap(dc, db, bootstrap, seed=0)
-    wide = LawFit("data-constrained", freeze=DATABLATIONS_FROZEN, grid=WIDE_GRID, n_refine=30).fit(db)
+    wide = LawFit("data-constrained", freeze=published_chinchilla(), grid=WIDE_GRID, n_refine=30).fit(db)
     rec = dc.result() | {"intervals": boot["params"], "source": "example:datablations"}
     write_json(out / "datablations_fit.json", rec)
     write_json(out / "datablations_fit_wide.json", wide.result() | {"source": "example:datablations"})
@@ -69,7 +69,7 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
     holdout = parse_holdout("largest:params:2")
     compare = {}
     for name in ("data-constrained", "reuse"):
-        kwargs = {"freeze": DATABLATIONS_FROZEN}
+        kwargs = {"freeze": published_chinchilla()}
         _, s = evaluate(lambda name=name, kwargs=kwargs: LawFit(name, **kwargs), db, holdout)
         compare[name] = {k: v for k, v in s.items() if k != "by_group"}
     summary["holdout_largest_models"] = compare

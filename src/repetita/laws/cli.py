@@ -290,13 +290,14 @@ def _benchmark(args) -> dict:
 
 
 def register(sub) -> None:
+    from repetita.laws.record import freeze_args, published_chinchilla
+
     p = sub.add_parser(
         "fit",
         help="fit a scaling law to a run table",
         description="Fit a law by Huber loss on log predictions (delta 1e-3), vectorized init grid + L-BFGS. "
         "Example: repetita fit --example datablations --law data-constrained "
-        "--freeze a=6.255414 --freeze b=7.3049974 --freeze e=0.6254804 --freeze alpha=0.3526596 "
-        "--freeze beta=0.3526596 --bootstrap 100",
+        + " ".join(freeze_args(published_chinchilla())) + " --bootstrap 100",
     )
     p.add_argument("csv", nargs="?", help="run table (CSV/Parquet): params, tokens, unique_tokens, epochs, loss; or "
                    "curves (tidy curve table, TensorBoard event files, trainer_state.json, W&B CSV)")

@@ -58,6 +58,20 @@ def example_path(name: str) -> Path:
     return Path(str(folder / f"{name}.json"))
 
 
+PUBLISHED = "example:datablations-published"  # Muennighoff et al. 2023's published fit, as shipped
+
+
+def published_chinchilla() -> dict[str, float]:
+    """The Chinchilla part of Muennighoff et al.'s published fit (a, b, e, alpha, beta: their C4 fit with
+    alpha = beta), read from the shipped fit file: the one place these numbers are written."""
+    return {k: float(v) for k, v in load(PUBLISHED)["spec"]["freeze"].items()}
+
+
+def freeze_args(values: dict[str, float]) -> list[str]:
+    """``--freeze NAME=VALUE`` arguments for ``repetita fit``, in the given order."""
+    return [arg for k, v in values.items() for arg in ("--freeze", f"{k}={v:.8g}")]
+
+
 def load(path_text: str) -> dict:
     """A fit file from a path or ``example:NAME``; a missing, malformed or foreign file is one line."""
     path = example_path(path_text.split(":", 1)[1]) if path_text.startswith("example:") else Path(path_text)
