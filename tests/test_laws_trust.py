@@ -52,7 +52,7 @@ def test_plan_carries_the_fit_intervals(tmp_path, capsys):
     iv = plan["intervals"]
     assert iv["samples"] == 40 and iv["level"] == 0.95
     # the band is the spread of the 40 resampled fits' own predictions, recomputed here through the estimator
-    est = LawFit("data-constrained", freeze=published_chinchilla())
+    est = LawFit.from_result(rec)
     rows = pd.DataFrame({"params": 2.8e9, "unique_tokens": 4e9, "tokens": 4e9 * np.array([1.0, 4.0, 16.0])})
     losses = []
     for z in rec["uncertainty"]["samples"]:

@@ -236,8 +236,8 @@ def allocate(fit, compute: float, unique_tokens: float, flops_per_token: float =
     naive = Naive(nn, nd, nd, float(nv["loss"][0, 0]), with_u, with_u - loss)
     t = float(law.turn(est.params_, n, U))
     return Allocation(float(compute), U, float(flops_per_token), n, d, d / U, loss, bool(r["at_edge"][0, 0]),
-                      bool(r["flat"][0, 0]), t, getattr(est, "region_", None),
-                      outside_evidence(getattr(est, "region_", None), n, d, U, float(compute)) + past_turn(d / U, t),
+                      bool(r["flat"][0, 0]), t, est.region_,
+                      outside_evidence(est.region_, n, d, U, float(compute)) + past_turn(d / U, t),
                       prediction_interval([loss], est), naive, rd, worth)
 
 
@@ -323,7 +323,7 @@ def supported_allocation(fit, compute: float, unique_tokens: float, factor: floa
     when no size qualifies (the budget itself lies beyond, or the bounds leave no size)."""
     est = estimator(fit)
     law = check_allocatable(est)
-    region = getattr(est, "region_", None)
+    region = est.region_
     if not region or beyond_trust(region, 1.0, compute, factor) is not None:
         return None
     c, u = float(compute), float(unique_tokens)
@@ -414,7 +414,7 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     rows = [FrontierRow(float(c), float(point["params"][0, j]), float(point["tokens"][0, j]),
                         float(point["epochs"][0, j]), float(point["loss"][0, j]), float(gain[j]),
                         bool(point["at_edge"][0, j]), bool(point["flat"][0, j]), float(turns[j]),
-                        outside_evidence(getattr(est, "region_", None), float(point["params"][0, j]),
+                        outside_evidence(est.region_, float(point["params"][0, j]),
                                          float(point["tokens"][0, j]), float(unique_tokens), float(c))
                         + past_turn(float(point["epochs"][0, j]), float(turns[j])))
             for j, c in enumerate(C)]
@@ -429,7 +429,7 @@ def frontier(fit, computes, unique_tokens: float, wall_gain: float = 0.01, flops
     best = int(np.argmin([r.loss for r in rows]))
     if best < len(rows) - 1 and rows[-1].loss > rows[best].loss + 1e-9:
         out["spend_at_most"] = float(C[best])
-    region = getattr(est, "region_", None)
+    region = est.region_
     for j, r in enumerate(rows):
         why = ("past the law's turn: the loss is lowest at a smaller budget" if out.get("spend_at_most") is not None
                and r.compute > out["spend_at_most"] * (1 + 1e-9) else beyond_trust(region, r.params, r.compute, trust, r.epochs, r.tokens))

@@ -166,7 +166,7 @@ def _proposal(law: str, est, a, thetas, compute: float, u: float, trust: float, 
     from repetita.decide.engine import predictor
 
     predict = predictor(est, u, thetas)
-    beyond = beyond_trust(getattr(est, "region_", None), a.params, a.compute, trust, a.epochs, a.tokens)
+    beyond = beyond_trust(est.region_, a.params, a.compute, trust, a.epochs, a.tokens)
     if beyond:
         s = supported_allocation(est, compute, u, trust)
         if s is not None:

@@ -77,7 +77,7 @@ def decision_candidates(fits: dict, target: Target, budget: float | None, max_ru
         what.append(f"{name}'s recommendation" if cap >= target.compute else
                     f"{name}'s plan at {cap:.3g} FLOPs, the largest affordable budget on U")
         # where that plan lies beyond the trust region, the edge of the region is the run that tests it
-        if beyond_trust(getattr(est, "region_", None), a.params, cap, TRUST_FACTOR, a.epochs, a.tokens):
+        if beyond_trust(est.region_, a.params, cap, TRUST_FACTOR, a.epochs, a.tokens):
             edge = supported_allocation(est, cap, target.unique_tokens, TRUST_FACTOR, flops_per_token)
             if edge is not None:
                 rows.append((edge.params, target.unique_tokens, edge.epochs, flops_per_token * edge.params * edge.tokens))
@@ -325,7 +325,7 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
                             "fitted value in the draws, so runs that would pin them down are not valued for it")
         Gs.append(G)
         Fs.append(F)
-        sd = getattr(fits[name], "residual_log_sd_", None)
+        sd = fits[name].residual_log_sd_
         sds.append(sd if sd else np.nan)
     if any(not np.isfinite(s) for s in sds):
         warnings.append("a fit records no residual scatter: the noise of a new run is taken as 1% in log loss")
@@ -383,7 +383,7 @@ def suggest(fits: dict, target: Target, cand: Candidates, k: int, *, n_draws: in
     for n, d in per_law.items():  # the decision each law makes, against the runs it was fitted to
         size = d["log_params"]["median"]
         tokens = d["log_epochs"]["median"] * target.unique_tokens
-        beyond = outside_evidence(getattr(fits[n], "region_", None), size, tokens, target.unique_tokens,
+        beyond = outside_evidence(fits[n].region_, size, tokens, target.unique_tokens,
                                   target.compute or flops_per_token * size * tokens)
         if beyond:
             warnings.append(f"{n}: the decision lies outside the fitted runs ({'; '.join(beyond)})")

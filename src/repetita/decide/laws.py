@@ -253,7 +253,7 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
             points, edge = front.rows, any(r.at_search_edge for r in front.rows)
         else:
             allocation = allocate(est, float(budgets[0]), u, **kw)
-            untrusted = beyond_trust(getattr(est, "region_", None), allocation.params, allocation.compute,
+            untrusted = beyond_trust(est.region_, allocation.params, allocation.compute,
                                      trust or TRUST_FACTOR, allocation.epochs, allocation.tokens)
             if untrusted:
                 supported = supported_allocation(est, float(budgets[0]), u, trust or TRUST_FACTOR, flops_per_token)
@@ -287,11 +287,11 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
                        "n": len(rows) if isinstance(rows, list) else int(rows or 0),
                        "rows": [{k: r.get(k) for k in ("split", "row", "log_error")} for r in rows
                                 if isinstance(r, dict)] if isinstance(rows, list) else None}
-        plan = LawPlan(allocation, front, intervals, notes, list(getattr(est, "warnings_", [])), holdout, untrusted,
+        plan = LawPlan(allocation, front, intervals, notes, list(est.warnings_), holdout, untrusted,
                        supported)
         laws[name] = plan
         caveats += [Caveat(k, t, path) for k, t in kinds]
-        caveats += [Caveat(c.kind, c.text, path, c.split) for c in getattr(est, "caveats_", [])]
+        caveats += [Caveat(c.kind, c.text, path, c.split) for c in est.caveats_]
     return laws, ests, caveats
 
 
@@ -394,7 +394,7 @@ def settle_plan(records, ests, laws: dict[str, LawPlan], head: LawChoice, comput
     from repetita.decide.measured import seed_noise
 
     name, est, _ = next(e for e in ests if e[0] == head.law)
-    runs = table_runs(getattr(est, "runs_", None))
+    runs = table_runs(est.runs_)
     if not runs:
         return None
     record = dict(zip([e[0] for e in ests], [r for _, r in records], strict=True))[name]

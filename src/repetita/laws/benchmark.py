@@ -140,7 +140,7 @@ def score(law: str, name: str, df: pd.DataFrame, split: str, freeze: dict | None
         turn = float(get_law(law).turn(est.params_, n, u))
     return Score(law, name, split, len(train), len(test), float(np.mean(np.abs(log_err))),
                  float(np.mean((obs >= lo) & (obs <= hi))), float(np.mean((obs >= lo_mean) & (obs <= hi_mean))),
-                 regret, groups, turn, time.perf_counter() - t0, list(getattr(est, "warnings_", [])))
+                 regret, groups, turn, time.perf_counter() - t0, list(est.warnings_))
 
 
 DRAWS = 200

@@ -104,7 +104,7 @@ def _holdout_caveats(holdout: dict, fitted: list, saved) -> list:
     for i, (est, _) in enumerate(fitted):
         if est is saved:
             continue  # its warnings are the saved fit's own
-        for c in getattr(est, "caveats_", []):
+        for c in est.caveats_:
             out.append(Caveat(c.kind, c.text, split=i + 1))
     return out
 
@@ -141,7 +141,7 @@ def cmd_fit(args) -> dict:
         result["warnings"] = result["warnings"] + [f"training split {c.split} of {len(fitted)}: {c.text}"
                                                    if c.split else c.text for c in extra]
         result["caveats"] = result.get("caveats", []) + [c.to_dict() for c in extra]
-    if est.problem_.free:
+    if est.free_:
         result |= _uncertainty(args, est, df)
     if args.plot:
         from repetita.laws.plots import plot_fit

@@ -141,14 +141,14 @@ def diagnose(est, df: pd.DataFrame) -> list:
 
     problem, z = est.problem_, est.z_
     law = est.spec.law_obj
-    out = typed(Kind.AT_BOUND, at_bounds(problem, z)) + typed(Kind.NOT_MOVED, at_start(problem, z, getattr(est, "start_", None)))
+    out = typed(Kind.AT_BOUND, at_bounds(problem, z)) + typed(Kind.NOT_MOVED, at_start(problem, z, est.start_))
     with np.errstate(all="ignore"):
         out += typed(Kind.NOT_IDENTIFIED, identifiability(problem, z))
         out += typed(Kind.VANISHED, vanished_terms(law, est.params_, problem.X) if not law.curves else [])
     out += typed(Kind.FLAT_EXPONENT, exponent_flat(est.params_))
-    out += typed(Kind.MULTIMODAL, multimodal(problem, getattr(est, "optima_", [])))
+    out += typed(Kind.MULTIMODAL, multimodal(problem, est.optima_))
     out += typed(Kind.MIXED_ROWS, mixed_rows(df, est.spec.axis))
-    r2 = getattr(est, "r2_log_", float("nan"))
+    r2 = est.r2_log_
     if np.isfinite(r2) and r2 < R2_WARN:
         out += typed(Kind.LOW_FIT, [f"robust log-scale R^2 = {r2:.3f} is below {R2_WARN}: the law explains too "
                                     "little of the loss to plan with"])

@@ -15,6 +15,7 @@ free vector z, and theta = base + z M^T maps it to the law's parameters.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ from scipy.optimize import minimize
 from repetita.blas import single_threaded
 from repetita.errors import UserError, require
 from repetita.laws import data as tables
+from repetita.laws.fitted import FittedLaw, view
 from repetita.laws.law import Law, get_law, natural_params
 
 _H = 1e-20  # complex step
@@ -257,9 +259,28 @@ def _parent_key(law: str, freeze: dict, tie: dict, delta: float, n_refine: int, 
 class LawFit:
     """Fit a law to a run table: ``LawFit("chinchilla").fit(df).params_`` (a scikit-learn style estimator).
 
-    Learned attributes (set by :meth:`fit`): ``params_`` (all parameters, fitted and frozen),
-    ``objective_`` (summed Huber), ``r2_`` (on loss), ``n_rows_``, ``n_starts_``.
+    What a fit learned is one frozen value, ``fitted_`` (:class:`repetita.laws.fitted.FittedLaw`); the learned
+    attributes are views of it: ``params_`` (all parameters, fitted and frozen), ``free_``, ``objective_``
+    (summed Huber), ``r2_`` (on loss), ``r2_log_``, ``n_rows_``, ``n_starts_``, ``region_``, ``runs_``,
+    ``residual_log_sd_``, ``dof_``, ``caveats_``, ``warnings_``, ``uncertainty_``, ``holdout_``. The search's
+    own state (``problem_``, ``z_``, ``start_``, ``optima_``) exists only on an estimator that ran ``fit``.
     """
+
+    params_ = view()
+    free_ = view()
+    objective_ = view()
+    r2_ = view()
+    r2_log_ = view()
+    n_rows_ = view()
+    n_starts_ = view()
+    region_ = view()
+    runs_ = view()
+    residual_log_sd_ = view()
+    dof_ = view()
+    caveats_ = view()
+    warnings_ = view()
+    uncertainty_ = view()
+    holdout_ = view()
 
     def __init__(self, law: str = "chinchilla", *, freeze: dict | None = None, tie: dict | None = None,
                  grid: dict | None = None, delta: float = 1e-3, n_refine: int = 4, axis: str | None = None,
@@ -350,31 +371,29 @@ class LawFit:
         self.problem_ = problem
         self.z_ = best_z
         theta = problem.theta(best_z)[0]
-        self.params_ = {p: float(v) for p, v in zip(spec.law_obj.params, theta, strict=True)}
-        self.objective_ = best_f
-        self.n_rows_ = int(len(y))
-        self.n_starts_ = int(len(grid))
-        self.region_ = evidence_region(X)
-        self.runs_ = measured_runs(X, y)
+        params = {p: float(v) for p, v in zip(spec.law_obj.params, theta, strict=True)}
+        self.fitted_ = FittedLaw(params, tuple(problem.free), float(best_f), math.nan, math.nan, int(len(y)),
+                                 int(len(grid)), evidence_region(X), measured_runs(X, y))
         pred = self._predict_design(X)
         # the scatter of the rows about the law (log scale, corrected for the fitted parameters): the part of
         # a prediction interval that parameter uncertainty does not carry (uncertainty.prediction_interval)
-        self.dof_ = max(int(len(y)) - len(problem.free), 1)
-        self.residual_log_sd_ = float(np.sqrt(np.sum(np.log(pred / y) ** 2) / self.dof_))
-        self.r2_ = float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)) if len(y) > 1 else float("nan")
+        dof = max(int(len(y)) - len(problem.free), 1)
         from repetita.laws.diagnostics import robust_log_r2
 
-        self.r2_log_ = robust_log_r2(pred, y)
+        self.fitted_ = self.fitted_.replace(
+            dof=dof, residual_log_sd=float(np.sqrt(np.sum(np.log(pred / y) ** 2) / dof)),
+            r2=float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)) if len(y) > 1 else math.nan,
+            r2_log=robust_log_r2(pred, y))
         if weights is None:  # a resample or a holdout fold is not what the user reads
             from repetita.laws.caveats import Kind, typed
             from repetita.laws.diagnostics import diagnose
 
-            self.caveats_ = diagnose(self, df)
+            caveats = diagnose(self, df)
             if not spec.law_obj.monotone:
                 from repetita.laws.overfit import penalty_evidence
 
-                self.caveats_ += typed(Kind.PENALTY_UNMEASURED, penalty_evidence(spec.law_obj, self.params_, X))
-            self.warnings_ = [c.text for c in self.caveats_]
+                caveats += typed(Kind.PENALTY_UNMEASURED, penalty_evidence(spec.law_obj, self.params_, X))
+            self.fitted_ = self.fitted_.replace(caveats=tuple(caveats), warnings=tuple(c.text for c in caveats))
         return self
 
     def _nested_starts(self, df, X, problem, weights) -> np.ndarray | None:
@@ -440,30 +459,15 @@ class LawFit:
         return natural_params(self.spec.law_obj, self.params_)
 
     def _check_fitted(self):
-        if not hasattr(self, "params_"):
+        if "fitted_" not in self.__dict__:
             raise UserError("this fit has not been run yet; call fit(df) first")
 
     def result(self) -> dict:
         """The JSON-able fit record that ``repetita plan --law-file`` reads back."""
         self._check_fitted()
-        return {
-            "law": self.law,
-            "spec": self.spec.to_dict(),
-            "params": self.params_,
-            "natural": self.natural_params(),
-            "free": self.problem_.free,
-            "objective": self.objective_,
-            "r2": self.r2_,
-            "r2_log": self.r2_log_,
-            "n_rows": self.n_rows_,
-            "n_starts": self.n_starts_,
-            "warnings": list(getattr(self, "warnings_", [])),
-            "caveats": [c.to_dict() for c in getattr(self, "caveats_", [])],
-            "region": getattr(self, "region_", None),
-            "runs": getattr(self, "runs_", None),
-            "residual_log_sd": getattr(self, "residual_log_sd_", None),
-            "dof": getattr(self, "dof_", None),
-        }
+        record = self.fitted_.to_record()
+        return {"law": self.law, "spec": self.spec.to_dict(), "params": record.pop("params"),
+                "natural": self.natural_params()} | record
 
     @classmethod
     def from_result(cls, record: dict) -> LawFit:
@@ -476,26 +480,10 @@ class LawFit:
         missing = set(spec.law_obj.params) - set(params)
         require(not missing, f"fit record lacks parameter(s) {', '.join(sorted(missing))}")
         est = cls(spec.law, **{k: v for k, v in spec.to_dict().items() if k != "law"})
-        est.params_ = params
-        est.objective_ = float(record.get("objective", np.nan))
-        est.r2_ = float(record.get("r2", np.nan))
-        est.r2_log_ = float(record.get("r2_log") if isinstance(record.get("r2_log"), (int, float)) else np.nan)
-        est.n_rows_ = int(record.get("n_rows", 0))
-        est.n_starts_ = int(record.get("n_starts", 0))
-        est.problem_ = type("P", (), {"free": list(record.get("free", spec.free_params()))})()
-        # what a plan needs besides the point estimate: the saved uncertainty, the fit's own warnings and
-        # its held-out error (when the fit file carries them)
-        est.uncertainty_ = record.get("uncertainty")
-        est.warnings_ = list(record.get("warnings", []))
-        from repetita.laws.caveats import of_record
-
-        est.caveats_ = of_record(record)
-        est.holdout_ = record.get("holdout") if isinstance(record.get("holdout"), dict) else None
-        est.region_ = record.get("region") if isinstance(record.get("region"), dict) else None
-        est.runs_ = record.get("runs") if isinstance(record.get("runs"), list) else None
-        sd, dof = record.get("residual_log_sd"), record.get("dof")
-        est.residual_log_sd_ = float(sd) if isinstance(sd, int | float) and np.isfinite(sd) and sd >= 0 else None
-        est.dof_ = int(dof) if isinstance(dof, int | float) and dof >= 1 else None
+        # what a plan needs besides the point estimate: the saved uncertainty, the fit's own caveats and its
+        # held-out error (when the fit file carries them)
+        est.fitted_ = FittedLaw.from_record(record, params, spec.free_params())
+        est.start_, est.optima_ = None, []  # the search's state: a fit file does not carry it
         return est
 
 
@@ -544,6 +532,6 @@ def bootstrap(est: LawFit, df: pd.DataFrame, n_boot: int, *, seed: int = 0, leve
 
     est._check_fitted()
     best = np.array([est.params_[p] for p in est.problem_.free])
-    others = [z for f, z in getattr(est, "optima_", [])[1:]
+    others = [z for f, z in est.optima_[1:]
               if np.isfinite(f) and not np.allclose(z, best, rtol=1e-3, atol=1e-6)]
     return vectorized(est, df, n_boot, seed=seed, level=level, starts=np.array(others) if others else None)

@@ -254,7 +254,7 @@ def theta_draws(est, n: int, seed: int = 0, hold: list | None = None) -> np.ndar
     ``hold`` is a list: those parameters are then held at their fitted value in every draw (their names
     are appended to ``hold``), so the draws carry the uncertainty of the identified ones only.
     """
-    u = getattr(est, "uncertainty_", None)
+    u = est.uncertainty_
     if not u or not u.get("free"):
         return None
     if u.get("cov") is not None:
@@ -292,7 +292,7 @@ def prediction_interval(losses, est, level: float = 0.95, seed: int = 0) -> list
     None when the fit file records no residual scale."""
     from scipy.stats import t as student_t
 
-    s, dof = getattr(est, "residual_log_sd_", None), getattr(est, "dof_", None)
+    s, dof = est.residual_log_sd_, est.dof_
     if s is None or dof is None:
         return None
     losses = np.asarray(losses, dtype=float).ravel()
