@@ -180,6 +180,7 @@ def test_docs_recipe_table_at_the_datablations_budget():
     ({"efficiency": [{"recipe": "standard", "params": 1, "unique_tokens": 2, "effective_tokens": "x"}]},
      "efficiency row 1 is malformed"),
     ({"efficiency": "x"}, "no efficiency table"),
+    ({"schema": 99, "efficiency": []}, "schema 99 is newer than this repetita reads"),
 ])
 def test_malformed_report_is_one_line(tmp_path, capsys, report, message):
     f = tmp_path / "report.json"
@@ -188,6 +189,24 @@ def test_malformed_report_is_one_line(tmp_path, capsys, report, message):
                  "--efficiency-from", str(f)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_report_written_by_the_schema_reads_back_as_an_older_one_does(tmp_path):
+    """Version 2 (written now: schema key, data_multiplier) and version 1 (no schema key, effective_tokens)
+    give the same multipliers for the same cells."""
+    from repetita.decide.report_schema import SCHEMA, summary
+
+    cells = [(1e8, 1e9, 2.0e9, 3.0e9), (4e8, 1e9, 2.5e9, 4.5e9)]
+    new = summary(efficiency=[{"recipe": r, "params": n, "unique_tokens": u, "data_multiplier": m}
+                              for n, u, std, reg in cells for r, m in (("standard", std), ("regularized", reg))])
+    assert new["schema"] == SCHEMA and list(new)[0] == "schema"
+    old = {"efficiency": [{"recipe": r, "params": n, "unique_tokens": u, "effective_tokens": m}
+                          for n, u, std, reg in cells for r, m in (("standard", std), ("regularized", reg))]}
+    (tmp_path / "report.json").write_text(json.dumps(new))
+    read_new, _ = from_report(json.loads((tmp_path / "report.json").read_text()))
+    read_old, _ = from_report(old)
+    assert [(e.name, e.efficiency) for e in read_new] == [(e.name, e.efficiency) for e in read_old]
+    assert read_new[0].name == "regularized" and read_new[0].efficiency == pytest.approx(np.median([1.5, 1.8]))
 
 
 def test_a_null_multiplier_counts_as_beyond_the_law():

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repetita import recipe_registry
+from repetita.decide.report_schema import BASELINE, EfficiencyRow, efficiency_rows
 from repetita.errors import UserError, require
 from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
@@ -105,34 +106,30 @@ def parse_efficiency(items) -> list[RecipeEffect]:
     return out
 
 
-def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEffect], list]:
-    """Multipliers measured by a study (its report.json ``efficiency`` rows), and warnings about them."""
-    rows = summary.get("efficiency") if isinstance(summary, dict) else None
-    require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
-    # the multiplier solved in the planner's own model (report column data_multiplier); older reports have
-    # only the data-term inversion at fixed N (effective_tokens)
-    key = "data_multiplier" if rows and all(isinstance(r, dict) and "data_multiplier" in r for r in rows) \
-        else "effective_tokens"
+def from_report(report: dict, path: str = "report.json") -> tuple[list[RecipeEffect], list]:
+    """Multipliers measured by a study (its report.json ``efficiency`` rows, any schema version), and warnings
+    about them (the study law's own caveats among them)."""
+    from repetita.laws.caveats import of_record
 
-    def number(v) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool)
+    effects, warnings = measured_effects(efficiency_rows(report, path), path)
+    fit = (report.get("fits") or {}).get("data-constrained") or {}
+    return effects, warnings + of_record(fit, "the study's law")
 
-    for i, r in enumerate(rows):
-        require(isinstance(r, dict) and isinstance(r.get("recipe"), str) and number(r.get("params"))
-                and number(r.get("unique_tokens")) and (r.get(key) is None or number(r.get(key))),
-                f"{path}: efficiency row {i + 1} is malformed (it needs recipe, params, unique_tokens and {key})")
-    # the strict JSON writer stores an infinite value (a loss below the law's reach) as null
-    rows = [r | {key: np.inf if r.get(key) is None else float(r[key])} for r in rows]
-    std = {(r["params"], r["unique_tokens"]): r[key] for r in rows if r["recipe"] == "standard" and np.isfinite(r[key])}
-    require(std, f"{path}: the study has no standard runs with an effective-token value; nothing to compare with")
+
+def measured_effects(rows: list[EfficiencyRow], path: str = "the study") -> tuple[list[RecipeEffect], list]:
+    """Each recipe's multiplier: the median over the (N, U) cells of its ratio to the baseline's, with a
+    warning where the cells disagree."""
+    std = {(r.params, r.unique_tokens): r.multiplier for r in rows if r.recipe == BASELINE and np.isfinite(r.multiplier)}
+    require(std, f"{path}: the study has no {BASELINE} runs with an effective-token value; nothing to compare with")
+    members = {r.member_label for r in recipe_registry.REGISTRY.values() if r.member_label}
     ratios: dict[str, list[float]] = {}
     for r in rows:
-        if r.get("recipe") in ("standard", "ensemble member"):
+        if r.recipe == BASELINE or r.recipe in members:  # the baseline itself, and parts of a larger model
             continue
-        base = std.get((r["params"], r["unique_tokens"]))
+        base = std.get((r.params, r.unique_tokens))
         if base:
-            ratios.setdefault(recipe_registry.canonical(r["recipe"]), []).append(r[key] / base)
-    from repetita.laws.caveats import Caveat, Kind, of_record
+            ratios.setdefault(recipe_registry.canonical(r.recipe), []).append(r.multiplier / base)
+    from repetita.laws.caveats import Caveat, Kind
 
     effects, warnings = [], []
     for name, vals in sorted(ratios.items()):
@@ -149,8 +146,6 @@ def from_report(summary: dict, path: str = "report.json") -> tuple[list[RecipeEf
         if v.size > 1 and v.max() / v.min() > 2:
             warnings.append(Caveat(Kind.MULTIPLIER_VARIES, f"the measured multiplier varies {v.max() / v.min():.1f}x "
                                    "across the study's cells; the median hides it", name))
-    fit = (summary.get("fits") or {}).get("data-constrained") or {}
-    warnings += of_record(fit, "the study's law")
     return effects, warnings
 
 

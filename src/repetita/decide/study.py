@@ -45,7 +45,8 @@ def _rd_interval(est, data: pd.DataFrame) -> tuple[dict, dict | None]:
 
 def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[dict], fit_record: dict) -> dict:
     """The study's decision (module docstring). ``est`` is the fitted data-constrained ``LawFit`` on ``data``."""
-    from repetita.decide.efficiency import from_report, plan_recipes
+    from repetita.decide.efficiency import measured_effects, plan_recipes
+    from repetita.decide.report_schema import parse_rows
     from repetita.laws.caveats import Caveat, Kind, of_record
     from repetita.laws.uncertainty import theta_draws
 
@@ -66,7 +67,7 @@ def decide(single: pd.DataFrame, est, data: pd.DataFrame, efficiency_rows: list[
         caveats.append(Caveat(Kind.NO_INTERVAL, f"recipe losses without intervals: {exc}"))
     out = {"best_epochs": epochs, "rd_star": rd, "caveats": caveats, "uncertainty": unc}
     try:
-        effects, warnings = from_report({"efficiency": efficiency_rows, "fits": {}})
+        effects, warnings = measured_effects(parse_rows(efficiency_rows))
     except UserError as exc:
         effects, warnings = [], [Caveat(Kind.OTHER, str(exc))]
     caveats += warnings

@@ -233,6 +233,7 @@ def _write_csvs(out: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 
 def build_report(study_dir: str | Path) -> dict:
+    from repetita.decide import report_schema
     from repetita.decide.decision import Decision
     from repetita.io import read_json
     from repetita.runpaths import run_dir
@@ -250,8 +251,8 @@ def build_report(study_dir: str | Path) -> dict:
     if tidy.empty:  # a page that says what it cannot decide, never an empty figure
         h = Decision(f"Study {name} has no finished runs yet: nothing to decide. Run it first "
                      f"(repetita run SPEC --dir {study_dir}).", decided=False)
-        summary = {"headline": h.to_dict(), "headline_markdown": h.markdown(), "decision": {"skipped": "no finished runs"}, "counts": counts, "rows": 0,
-                   "fits": {}, "best": [], "efficiency": [], "law_files": {}, "figures": {}}
+        summary = report_schema.summary(headline=h.to_dict(), headline_markdown=h.markdown(),
+                                        decision={"skipped": "no finished runs"}, counts=counts)
         write_json(out / SUMMARY, summary)
         write_text(out / REPORT, render_html(name, summary, {}, h, {}, {}))
         return summary | {"report": str((out / REPORT).resolve())}
@@ -272,24 +273,24 @@ def build_report(study_dir: str | Path) -> dict:
               "efficiency": _sorted(a.efficiency, ["unique_tokens", "params", "recipe"]),
               "plans": _sorted(pd.DataFrame(decision.get("plans") or []), ["unique_tokens", "compute"])}
     csvs = _write_csvs(out, tables)
-    summary = {
-        "headline": a.headline.to_dict(),
-        "headline_markdown": a.headline.markdown(),
-        "decision": decision,
-        "law_files": laws,
-        "reuse": a.reuse,
-        "counts": counts,
-        "rows": int(len(tidy)),
-        "fits": {k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error", "warnings")}
-                 for k, v in a.fits.items()},
-        "best": a.best.to_dict(orient="records"),
-        "ensemble_fits": a.ensemble_fits,
-        "two_step": a.two_step,
-        "efficiency": a.efficiency.to_dict(orient="records"),
-        "figures": {k: v for k, v in figures.items() if v},
-        "tables": csvs,
-        "next_runs_spec": next_spec,
-    }
+    summary = report_schema.summary(
+        headline=a.headline.to_dict(),
+        headline_markdown=a.headline.markdown(),
+        decision=decision,
+        law_files=laws,
+        reuse=a.reuse,
+        counts=counts,
+        rows=int(len(tidy)),
+        fits={k: {kk: v.get(kk) for kk in ("params", "objective", "r2", "n_rows", "excluded_past_turn", "error", "warnings")}
+              for k, v in a.fits.items()},
+        best=a.best.to_dict(orient="records"),
+        ensemble_fits=a.ensemble_fits,
+        two_step=a.two_step,
+        efficiency=a.efficiency.to_dict(orient="records"),
+        figures={k: v for k, v in figures.items() if v},
+        tables=csvs,
+        next_runs_spec=next_spec,
+    )
     write_json(out / SUMMARY, summary)
     write_text(out / REPORT, render_html(name, summary, figures, a.headline, tables, csvs))
     summary["report"] = str((out / REPORT).resolve())
