@@ -36,8 +36,24 @@ COMMAND_MODULES = [
 # Commands whose work is small dense algebra (fits, plans, reuse tables): run on one BLAS thread, so
 # that they stay fast beside a training job and give the same digits on any core count (blas.py).
 ONE_BLAS_THREAD = {"fit", "laws", "plan", "predict", "reuse", "report"}
-EXTRAS = {"torch": "lm", "tokenizers": "lm", "transformers": "hf", "accelerate": "hf", "psutil": "hf",
-          "trl": "trl", "ray": "ray", "pyarrow": "parquet", "gguf": "smollm2"}
+
+
+def extras() -> dict[str, str]:
+    """Top-level module -> the optional extra that installs it, read from the installed package's metadata
+    (pyproject's [project.optional-dependencies], the one place they are listed; the dev tools left out)."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("repetita") or []
+    except PackageNotFoundError:  # a source tree that was never installed: no names to suggest
+        return {}
+    out = {}
+    for req in reqs:
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", req)
+        if extra and extra.group(1) != "dev":
+            out[re.match(r"[A-Za-z0-9_.-]+", req).group(0).lower().replace("-", "_")] = extra.group(1)
+    return out
 
 
 class _Parser(argparse.ArgumentParser):
@@ -128,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, str(exc), as_json)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
-        if top not in EXTRAS:
+        known = extras()
+        if top not in known:
             raise
         return _fail(args.command, f"this command needs {top}, which is not installed: "
-                     f"pip install 'repetita[{EXTRAS[top]}]'", as_json)
+                     f"pip install 'repetita[{known[top]}]'", as_json)
     except KeyboardInterrupt:
         sys.stderr.write(f"repetita {args.command}: interrupted\n")
         return 130

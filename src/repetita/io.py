@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from repetita.errors import UserError, require
+from repetita.processes import pid_alive
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -167,19 +168,6 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             gone.append(tmp)
     return gone
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process of this host with that id lives (a process of another user counts as alive)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:

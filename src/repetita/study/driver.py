@@ -45,7 +45,7 @@ def check_study_dir(study_dir: Path, creating: bool) -> None:
 def check_resources(runs) -> None:
     """On the local pool, a command run asking for more GPUs than this machine shows is refused before the
     store exists (the pool checks again with the queue; a Ray cluster is checked when it is reached)."""
-    from repetita.study.runners import visible_gpus
+    from repetita.processes import visible_gpus
 
     need = max((kind_of(r.config).resources(r.config)["gpus"] for r in runs), default=0)
     if need:

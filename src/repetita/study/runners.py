@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from repetita.errors import UserError, require
+from repetita.processes import die_with_parent, visible_gpus
 from repetita.runpaths import run_dir
 from repetita.study import recipes as _builtins  # noqa: F401  (the built-in recipes and run kinds register)
 from repetita.study.kinds import kind_of_json
@@ -81,25 +82,6 @@ def _resumable(study_dir: str, run_id: str) -> bool:
     return (run_dir(study_dir, run_id) / "ckpt.pt").exists()
 
 
-def _die_with_parent() -> None:
-    """Pool initializer: on Linux, a worker gets SIGKILL when the runner dies (a command run's guard then
-    reaps the command, repetita.study.guard).
-
-    Without it a worker orphaned by ``kill -9`` of the runner keeps training its run while a
-    restarted runner waits for it; with it the run is re-queued at once and resumes from its
-    checkpoint. Elsewhere (no prctl) the restarted runner waits for the orphan instead.
-    """
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class _Progress:
     """A rich progress bar on a TTY; otherwise one line per finished run on stdout (for logs)."""
 
@@ -139,22 +121,6 @@ class Devices:
 
     def give(self, ids) -> None:
         self.free = sorted(self.free + list(ids or []))
-
-
-def visible_gpus() -> list[str]:
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d for d in (x.strip() for x in env.split(",")) if d and d != "-1"]
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
 def _schedule(store: Store, submit, wait, capacity: int, progress: _Progress, devices: Devices | None = None,
@@ -294,7 +260,7 @@ class LocalRunner:
 
         # spawn: a fresh interpreter per worker, no forked torch/OpenMP state
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_die_with_parent)
+                                      initializer=die_with_parent)
 
     def close(self) -> None:
         for pool in self.pools:

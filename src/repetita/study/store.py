@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from repetita.errors import UserError, require
-from repetita.io import pid_alive, write_json
+from repetita.io import write_json
+from repetita.processes import pid_alive
 from repetita.runpaths import run_dir
 
 SCHEMA_VERSION = 2
