@@ -40,23 +40,11 @@ def cmd_run(args) -> dict:
 
 
 def cmd_report(args) -> dict:
-    from repetita.study.report import build_report
+    from repetita.study.report import build_report, terminal_text
 
     summary = build_report(args.dir)
     if not args.json:
-        # the report's own first screen (the HTML renders the same Decision): the terminal never says otherwise
-        print(summary["headline_markdown"])
-        r = summary.get("reuse")
-        if r and r.get("k_star"):
-            print("measured reuse (constant LR, one-pass reference): " + "; ".join(
-                f"U = {k['unique_tokens']:,.0f}: K* {k['k_star_interp']:.3g}, plateau E {k['plateau']:.3g}" for k in r["k_star"]))
-            for n, f in r["fits"].items():
-                if "A" in f:
-                    print(f"  N = {float(n):,.0f}: K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}, A in "
-                          f"[{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}]")
-            for w in r.get("warnings", []):
-                print(f"  caveat: {w}")
-        print(f"report: {summary['report']}")
+        print(terminal_text(summary))
     return summary
 
 

@@ -232,6 +232,23 @@ def _write_csvs(out: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
     return links
 
 
+def terminal_text(summary: dict) -> str:
+    """What ``repetita report`` prints: the report's own first screen (the HTML renders the same Decision, so
+    the terminal never says otherwise), the measured reuse when the study measured it, and where the page is."""
+    lines = [summary["headline_markdown"]]
+    r = summary.get("reuse")
+    if r and r.get("k_star"):
+        lines.append("measured reuse (constant LR, one-pass reference): " + "; ".join(
+            f"U = {k['unique_tokens']:,.0f}: K* {k['k_star_interp']:.3g}, plateau E {k['plateau']:.3g}" for k in r["k_star"]))
+        for n, f in r["fits"].items():
+            if "A" in f:
+                lines.append(f"  N = {float(n):,.0f}: K*(U) = {f['A']:.3g} ln U + {f['B']:.3g}, A in "
+                             f"[{f['A_interval'][0]:.3g}, {f['A_interval'][1]:.3g}]")
+        lines += [f"  caveat: {w}" for w in r.get("warnings", [])]
+    lines.append(f"report: {summary['report']}")
+    return "\n".join(lines)
+
+
 def build_report(study_dir: str | Path) -> dict:
     from repetita.decide import report_schema
     from repetita.decide.decision import Decision
