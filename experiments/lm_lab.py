@@ -85,13 +85,12 @@ EPOCH_GRID = (4, 8, 16, 32, 64)
 def _reg_rc(start_epochs: float) -> RecipeConfig:
     # Start where the standard recipe ended (lr 3e-3, WD 0.1, its best epochs): the search then only has
     # to walk the weight-decay and LR axes, and it certifies the final point anyway.
-    return RecipeConfig(recipe="regularized", base=BASE.replace(unique_tokens=U_SMALL, epochs=float(start_epochs)),
-                        lr_grid=(1e-3, 3e-3, 1e-2), wd_grid=(0.1, 0.2, 0.4, 0.8, 1.6, 3.2), epoch_grid=EPOCH_GRID)
+    return RecipeConfig.of("regularized", BASE.replace(unique_tokens=U_SMALL, epochs=float(start_epochs)), EPOCH_GRID,
+                           lr_grid=(1e-3, 3e-3, 1e-2), wd_grid=(0.1, 0.2, 0.4, 0.8, 1.6, 3.2))
 
 
 def stage_wd(out: Path) -> dict:
-    std = run_recipe(RecipeConfig(recipe="standard", base=BASE.replace(unique_tokens=U_SMALL),
-                                  epoch_grid=EPOCH_GRID), out / "standard")
+    std = run_recipe(RecipeConfig.of("standard", BASE.replace(unique_tokens=U_SMALL), EPOCH_GRID), out / "standard")
     reg = run_recipe(_reg_rc(std["best"]["epochs"]), out / "regularized")
     print(f"U={U_SMALL} unique tokens, {std['best']['params']} parameters\n")
     print("Standard recipe (WD 0.1, lr 3e-3), epochs tuned:\n")
@@ -137,7 +136,7 @@ def _best_reg(out: Path) -> TrainConfig:
 
 def stage_ensemble(out: Path) -> dict:
     base = _best_reg(out)
-    ens = run_recipe(RecipeConfig(recipe="ensemble", base=base, members=4), out / "ensemble")
+    ens = run_recipe(RecipeConfig.of("ensemble", base, members=4), out / "ensemble")
     m = ens["member_losses"]
     rows = [[f"member {i} (seed {i})", v] for i, v in enumerate(m)]
     rows += [["mean member", sum(m) / len(m)], ["ensemble, logit average", ens["ensemble_logits_loss"]],
@@ -162,7 +161,7 @@ def stage_distill(out: Path) -> dict:
     rows = [["single model (seed 0)", single, 0.0], ["ensemble K=4 (teacher)", ens["logits"], 1.0]]
     res = {}
     for name, kw in variants.items():
-        r = run_recipe(RecipeConfig(base=base, members=4, **kw), out / "ensemble")
+        r = run_recipe(RecipeConfig.of(base=base, members=4, **kw), out / "ensemble")
         loss = r["best"]["val_loss"]
         res[name] = loss
         rows.append([name, loss, (single - loss) / (single - ens["logits"])])

@@ -119,7 +119,7 @@ def test_kd_loss_zero_for_identical_and_positive_otherwise():
 
 
 def test_distill_and_sequence_distill_run(tmp_path):
-    rc = RecipeConfig(recipe="distill", base=TINY, members=2, distill_alpha=0.5, seq_distill_frac=0.5)
+    rc = RecipeConfig.of("distill", TINY, members=2, distill_alpha=0.5, seq_distill_frac=0.5)
     res = run_recipe(rc, tmp_path / "d")
     student = res["student_run"]
     assert student["config"]["teacher"] and student["finished"]
@@ -132,8 +132,8 @@ def test_distill_and_sequence_distill_run(tmp_path):
 
 
 def test_regularized_search_certifies_a_local_optimum(tmp_path):
-    rc = RecipeConfig(recipe="regularized", base=TINY.replace(epochs=1.0), lr_grid=(3e-3, 1e-2, 3e-2),
-                      wd_grid=(0.1, 1.0), epoch_grid=(0.5, 1.0, 2.0), start=(0, 0, 0))
+    rc = RecipeConfig.of("regularized", TINY.replace(epochs=1.0), (0.5, 1.0, 2.0), lr_grid=(3e-3, 1e-2, 3e-2),
+                         wd_grid=(0.1, 1.0), start=(0, 0, 0))
     res = run_recipe(rc, tmp_path / "reg")
     best = res["best"]["val_loss"]
     assert res["certified_local_optimum"] is True

@@ -111,22 +111,31 @@ def test_unknown_law_lists_the_registry(toy_law, tmp_path, capsys):
 # --- a toy recipe: one run per cell at the largest epoch count, costing 3 standard runs to the planner --
 
 
+@dataclasses.dataclass(frozen=True)
+class LongestParams:
+    """The toy recipe's own knob: epochs added beyond the grid's largest."""
+
+    extra: int = 0
+
+
 def _longest_cells(table, grid):
     epochs = grid.epochs(table)
-    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=epochs[-1], seed=seed), epoch_grid=epochs)
+    return [grid.cell(base=grid.config(model, unique_tokens=u, epochs=epochs[-1], seed=seed), epoch_grid=epochs,
+                      extra=table.get("extra", 0))
             for model, u, seed in grid.where(table)]
 
 
 def _longest(rc, measure):
     from repetita.lm.recipes import summary
 
-    (run,) = measure([rc.base.replace(epochs=rc.epoch_grid[-1], members=1, recipe="toy-longest")])
+    k = rc.epoch_grid[-1] + rc.params.extra
+    (run,) = measure([rc.base.replace(epochs=k, members=1, recipe="toy-longest")])
     return {"best": summary(run)}
 
 
-TOY_RECIPE = recipe_registry.Recipe("toy-longest", _longest, _longest_cells, {"epochs", "unique_tokens"},
+TOY_RECIPE = recipe_registry.Recipe("toy-longest", _longest, _longest_cells, {"epochs", "unique_tokens", "extra"},
                                     "one run at the largest epoch count (a test's toy recipe)",
-                                    train_cost=lambda k: 3.0)
+                                    train_cost=lambda k: 3.0, params=LongestParams)
 
 
 @pytest.fixture
@@ -145,12 +154,15 @@ epochs = [1, 2]
 """
 
 
-def test_toy_recipe_expands_from_a_spec(toy_recipe, tmp_path):
+def test_toy_recipe_expands_from_a_spec_with_its_own_knob(toy_recipe, tmp_path):
     from repetita.study.spec import expand, load_spec
 
     (tmp_path / "s.toml").write_text(SPEC.format(extra="unique_tokens = [512]"))
     study = expand(load_spec(str(tmp_path / "s.toml")))
     assert [(r.recipe, r.config.unique_tokens, r.config.epochs) for r in study.runs] == [("toy-longest", 512, 2)]
+    (tmp_path / "s.toml").write_text(SPEC.format(extra="unique_tokens = [512]\nextra = 1"))
+    study = expand(load_spec(str(tmp_path / "s.toml")))
+    assert [r.config.epochs for r in study.runs] == [3]  # the knob reached the recipe through its params class
 
 
 def test_toy_recipe_key_it_does_not_take_is_one_line(toy_recipe, tmp_path, capsys):

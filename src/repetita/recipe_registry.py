@@ -31,6 +31,11 @@ def _one(_k: int) -> float:
 
 
 @dataclass(frozen=True)
+class NoParams:
+    """The params of a recipe with no knobs of its own (besides the base run and the epoch grid)."""
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One recipe: what a spec table holds, how it expands and runs, what it costs, how it is labelled.
 
@@ -39,7 +44,8 @@ class Recipe:
     asks ``measure`` for the results of the runs it needs and returns its result dict (``best``, ...).
     ``sized``: the name takes a member count (``ensemble:4``); ``min_members`` is the least K it takes.
     ``member_label``: how the report labels the recipe's one-model runs when they are parts of a larger
-    model (an ensemble's members); None when its one-model runs are the recipe itself.
+    model (an ensemble's members); None when its one-model runs are the recipe itself. ``params``: the
+    frozen dataclass holding the recipe's own knobs, validated on construction; a cell carries one.
     """
 
     name: str
@@ -53,6 +59,7 @@ class Recipe:
     serve_factor: Callable[[int], float] = field(default=_one)
     member_label: str | None = None
     check: Callable | None = None  # extra validation of a RecipeConfig (raises UserError)
+    params: type = NoParams  # the frozen dataclass of the recipe's own knobs (RecipeConfig.params)
 
     def __post_init__(self):
         require(re.fullmatch(r"[a-z][a-z0-9-]*", self.name) is not None,

@@ -139,12 +139,16 @@ def run_train(args) -> dict:
         if not args.json:
             _print_run(res, out)
         return {"out_dir": str(out)} | {k: v for k, v in res.items() if k != "config"}
-    kw = {"recipe": args.recipe, "base": cfg, "members": args.ensemble_members, "search": args.search,
-          "reference_tokens": args.reference_tokens}
-    for name in ("epoch_grid", "lr_grid", "wd_grid"):
-        if getattr(args, name):
-            kw[name] = getattr(args, name)
-    rc = RecipeConfig(**kw)
+    from dataclasses import fields
+
+    from repetita import recipe_registry
+
+    # the flags this recipe's params take (the others keep their defaults and do not apply to it)
+    takes = {f.name for f in fields(recipe_registry.get(args.recipe).params)}
+    knobs = {"members": args.ensemble_members, "search": args.search, "reference_tokens": args.reference_tokens,
+             "lr_grid": args.lr_grid, "wd_grid": args.wd_grid}
+    rc = RecipeConfig.of(args.recipe, cfg, args.epoch_grid or None,
+                         **{k: v for k, v in knobs.items() if k in takes and v is not None})
     res = run_recipe(rc, out, progress=args.progress and not args.json)
     if not args.json:
         b = res["best"]

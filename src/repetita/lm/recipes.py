@@ -27,8 +27,9 @@ thus decides what to run in both, and tidy rows carry the same labels whichever 
 Every run lives in ``<root>/runs/<config hash>``; a student names its teacher as ``runs/<id>``.
 
 Each recipe is registered once, at the bottom of this file, as a ``recipe_registry.Recipe``: its spec
-keys, its cells, its run function, its cost model and its label. Adding a recipe means adding one
-function pair (cells, run) and one ``register`` call, here or in the user's own file.
+keys, its params class (its own knobs, levanter's pattern of one config class per registered choice),
+its cells, its run function, its cost model and its label. Adding a recipe means adding one params class,
+one function pair (cells, run) and one ``register`` call, here or in the user's own file.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from repetita import recipe_registry
@@ -57,54 +58,128 @@ class Pending(Exception):
         self.configs = configs
 
 
+def _increasing(name: str, grid: tuple, zero_ok: bool = False) -> None:
+    require(len(grid) >= 1 and list(grid) == sorted(set(grid)), f"{name}={grid} must be increasing")
+    require(all(v > 0 or (zero_ok and v == 0) for v in grid),
+            f"{name} values must be > 0" + (" (weight decay >= 0)" if zero_ok else ""))
+
+
+# --- each recipe's own knobs (a recipe names its class in the registry: Recipe.params) -------------------
+
+
 @dataclass(frozen=True)
-class RecipeConfig:
-    recipe: str = "standard"
-    base: TrainConfig = field(default_factory=TrainConfig)
-    epoch_grid: tuple[float, ...] = (1, 2, 4, 8, 16)
+class StandardParams:
+    weight_decay: float = 0.1  # the fixed weight decay
+
+    def __post_init__(self):
+        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+
+
+@dataclass(frozen=True)
+class RegularizedParams:
     lr_grid: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3)
     wd_grid: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
-    search: str = "coordinate"  # regularized: "coordinate" (certified local optimum) or "grid"
-    weight_decay: float = 0.1  # standard: the fixed weight decay
+    search: str = "coordinate"  # "coordinate" (certified local optimum) or "grid"
     start: tuple[int, int, int] | None = None  # (lr, wd, epochs) grid indices; None = nearest to base's values
-    members: int = 4  # ensemble size; the distill teacher's size
+    max_runs: int = 60  # safety bound on the coordinate search
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_grid", tuple(self.lr_grid))
+        object.__setattr__(self, "wd_grid", tuple(self.wd_grid))
+        if self.start is not None:
+            object.__setattr__(self, "start", tuple(self.start))
+        require(self.search in SEARCHES, f"search={self.search!r} must be one of {SEARCHES}")
+        _increasing("lr_grid", self.lr_grid)
+        _increasing("wd_grid", self.wd_grid, zero_ok=True)
+        require(self.start is None or len(self.start) == 3, "start must be (lr_index, wd_index, epochs_index)")
+        require(self.max_runs >= 1, f"max_runs={self.max_runs} must be >= 1")
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    members: int = 4  # K
+
+    def __post_init__(self):
+        require(self.members >= 2, f"members={self.members} must be >= 2 for an ensemble")
+
+
+@dataclass(frozen=True)
+class DistillParams:
+    members: int = 4  # the teacher's size (self-distill: one model)
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
     seq_distill_frac: float = 0.0
-    max_runs: int = 60  # safety bound on the coordinate search
-    reference_tokens: int | None = None  # reuse: fresh tokens of the one-pass reference run
-    reference_evals: int = 48  # reuse: evaluations along the reference run
+
+    def __post_init__(self):
+        require(self.members >= 1, f"members={self.members} must be >= 1")
+        require(0 <= self.distill_alpha <= 1, f"distill_alpha={self.distill_alpha} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ReuseParams:
+    weight_decay: float = 0.1
+    reference_tokens: int | None = None  # fresh tokens of the one-pass reference run
+    reference_evals: int = 48  # evaluations along the reference run
+
+    def __post_init__(self):
+        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+        require(self.reference_evals >= 4, f"reference_evals={self.reference_evals} must be >= 4")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """One cell of a recipe: the recipe's name, the base run, the epoch grid every recipe searches or sets,
+    and ``params``, an instance of the recipe's own params class (``Recipe.params``). Build one with
+    :meth:`of`, which sorts knobs into their places and names a knob the recipe does not take."""
+
+    recipe: str = "standard"
+    base: TrainConfig = field(default_factory=TrainConfig)
+    epoch_grid: tuple[float, ...] = (1, 2, 4, 8, 16)
+    params: object = None  # None: the recipe's params class with its defaults
 
     def __post_init__(self):
         recipe = recipe_registry.get(self.recipe, "recipe config")
-        require(self.search in SEARCHES, f"search={self.search!r} must be one of {SEARCHES}")
-        for name in ("epoch_grid", "lr_grid", "wd_grid"):
-            grid = getattr(self, name)
-            require(len(grid) >= 1 and list(grid) == sorted(set(grid)), f"{name}={grid} must be increasing")
-            require(all(v > 0 or (name == "wd_grid" and v == 0) for v in grid),
-                    f"{name} values must be > 0" + (" (weight decay >= 0)" if name == "wd_grid" else ""))
-        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
-        require(self.members >= recipe.min_members,
-                f"members={self.members} must be >= {recipe.min_members} for the {self.recipe} recipe")
-        require(self.start is None or len(self.start) == 3, "start must be (lr_index, wd_index, epochs_index)")
-        require(0 <= self.distill_alpha <= 1, f"distill_alpha={self.distill_alpha} must be in [0, 1]")
-        require(self.max_runs >= 1, f"max_runs={self.max_runs} must be >= 1")
+        object.__setattr__(self, "epoch_grid", tuple(self.epoch_grid))
+        if self.params is None:
+            object.__setattr__(self, "params", recipe.params())
+        require(isinstance(self.params, recipe.params), f"recipe {self.recipe!r} takes {recipe.params.__name__}, "
+                f"not {type(self.params).__name__}")
+        _increasing("epoch_grid", self.epoch_grid)
         if recipe.check is not None:
             recipe.check(self)
 
+    @classmethod
+    def of(cls, recipe: str, base: TrainConfig | None = None, epoch_grid=None, **knobs) -> RecipeConfig:
+        """A cell from flat knobs: each goes to the recipe's params (None: its default); a knob the recipe does
+        not take is one line naming the ones it does."""
+        params_cls = recipe_registry.get(recipe, "recipe config").params
+        names = [f.name for f in fields(params_cls)]
+        unknown = sorted(k for k, v in knobs.items() if k not in names and v is not None)
+        require(not unknown, f"recipe {recipe!r} takes no {', '.join(unknown)}; it takes "
+                + (", ".join(["epoch_grid", *names])))
+        kw = {"recipe": recipe, "params": params_cls(**{k: v for k, v in knobs.items() if v is not None})}
+        if base is not None:
+            kw["base"] = base
+        if epoch_grid is not None:
+            kw["epoch_grid"] = tuple(epoch_grid)
+        return cls(**kw)
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["base"] = self.base.to_dict()
-        return d
+        return {"recipe": self.recipe, "base": self.base.to_dict(), "epoch_grid": list(self.epoch_grid),
+                "params": asdict(self.params)}
 
     @classmethod
     def from_dict(cls, d: dict) -> RecipeConfig:
+        """From ``to_dict`` (or an older recipe.json, whose knobs were flat: each recipe keeps its own)."""
         d = dict(d)
-        d["base"] = TrainConfig.from_dict(d.get("base", {}))
-        for k in ("epoch_grid", "lr_grid", "wd_grid", "start"):
-            if d.get(k) is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
+        base = TrainConfig.from_dict(d.pop("base", {}))
+        recipe = d.pop("recipe", "standard")
+        epoch_grid = d.pop("epoch_grid", None)
+        knobs = d.pop("params", None)
+        if knobs is None:  # the flat layout: every recipe's knobs side by side
+            names = {f.name for f in fields(recipe_registry.get(recipe, "recipe config").params)}
+            knobs = {k: v for k, v in d.items() if k in names}
+        return cls.of(recipe, base, epoch_grid, **knobs)
 
 
 Measure = Callable[[list[TrainConfig]], list[dict]]
@@ -120,7 +195,7 @@ def _nearest(grid, value) -> int:
 
 
 def standard(rc: RecipeConfig, measure: Measure) -> dict:
-    cfgs = [rc.base.replace(epochs=e, weight_decay=rc.weight_decay, members=1, recipe="standard")
+    cfgs = [rc.base.replace(epochs=e, weight_decay=rc.params.weight_decay, members=1, recipe="standard")
             for e in rc.epoch_grid]
     runs = measure(cfgs)
     best = min(runs, key=_loss)
@@ -129,23 +204,23 @@ def standard(rc: RecipeConfig, measure: Measure) -> dict:
 
 
 def _reg_config(rc: RecipeConfig, idx: tuple) -> TrainConfig:
-    return rc.base.replace(lr=rc.lr_grid[idx[0]], weight_decay=rc.wd_grid[idx[1]], epochs=rc.epoch_grid[idx[2]],
+    return rc.base.replace(lr=rc.params.lr_grid[idx[0]], weight_decay=rc.params.wd_grid[idx[1]], epochs=rc.epoch_grid[idx[2]],
                            members=1, recipe="regularized")
 
 
 def regularized(rc: RecipeConfig, measure: Measure) -> dict:
-    grids = (rc.lr_grid, rc.wd_grid, rc.epoch_grid)
-    if rc.search == "grid":
+    grids = (rc.params.lr_grid, rc.params.wd_grid, rc.epoch_grid)
+    if rc.params.search == "grid":
         points = list(itertools.product(*(range(len(g)) for g in grids)))
         results = dict(zip(points, measure([_reg_config(rc, p) for p in points]), strict=True))
         best = min(points, key=lambda p: _loss(results[p]))
         return {"search": "grid", "best": summary(results[best]), "index": list(best), "n_runs": len(points),
                 "trace": [{"index": list(p), **summary(results[p])} for p in points]}
-    if rc.start is not None:
-        cur = tuple(rc.start)
-        require(all(0 <= cur[a] < len(grids[a]) for a in range(3)), f"start={rc.start} is outside the grids")
+    if rc.params.start is not None:
+        cur = tuple(rc.params.start)
+        require(all(0 <= cur[a] < len(grids[a]) for a in range(3)), f"start={rc.params.start} is outside the grids")
     else:
-        cur = (_nearest(rc.lr_grid, rc.base.lr), _nearest(rc.wd_grid, rc.base.weight_decay),
+        cur = (_nearest(rc.params.lr_grid, rc.base.lr), _nearest(rc.params.wd_grid, rc.base.weight_decay),
                _nearest(rc.epoch_grid, rc.base.epochs))
     measured: dict[tuple, dict] = {}
     trace = []
@@ -153,8 +228,8 @@ def regularized(rc: RecipeConfig, measure: Measure) -> dict:
     def losses(points: list[tuple]) -> list[float]:
         new = [p for p in dict.fromkeys(points) if p not in measured]
         if new:
-            if len(measured) + len(new) > rc.max_runs:
-                raise UserError(f"regularized search exceeded max_runs={rc.max_runs}")
+            if len(measured) + len(new) > rc.params.max_runs:
+                raise UserError(f"regularized search exceeded max_runs={rc.params.max_runs}")
             for p, r in zip(new, measure([_reg_config(rc, p) for p in new]), strict=True):
                 measured[p] = r
                 trace.append({"index": list(p), **summary(r)})
@@ -191,7 +266,7 @@ def regularized(rc: RecipeConfig, measure: Measure) -> dict:
 
 def ensemble_configs(rc: RecipeConfig) -> tuple[list[TrainConfig], TrainConfig]:
     """The K member runs of an ensemble cell and its ensemble evaluation (which depends on them)."""
-    ens = rc.base.replace(members=rc.members, recipe="ensemble")
+    ens = rc.base.replace(members=rc.params.members, recipe="ensemble")
     return list(ens.member_configs()), ens
 
 
@@ -206,10 +281,11 @@ def ensemble(rc: RecipeConfig, measure: Measure) -> dict:
 
 def distill_configs(rc: RecipeConfig) -> tuple[TrainConfig, TrainConfig]:
     """The teacher and the student of a (self-)distillation recipe."""
-    t_members = 1 if rc.recipe == "self-distill" else rc.members
+    t_members = 1 if rc.recipe == "self-distill" else rc.params.members
     teacher = rc.base.replace(members=t_members, recipe="ensemble" if t_members > 1 else "standard")
-    student = rc.base.replace(members=1, teacher=teacher_ref(teacher.hash), distill_alpha=rc.distill_alpha,
-                              distill_temperature=rc.distill_temperature, seq_distill_frac=rc.seq_distill_frac,
+    student = rc.base.replace(members=1, teacher=teacher_ref(teacher.hash), distill_alpha=rc.params.distill_alpha,
+                              distill_temperature=rc.params.distill_temperature,
+                              seq_distill_frac=rc.params.seq_distill_frac,
                               recipe=rc.recipe, seed=rc.base.seed + STUDENT_SEED_OFFSET)
     return teacher, student
 
@@ -224,11 +300,11 @@ def reuse_configs(rc: RecipeConfig) -> tuple[list[TrainConfig], TrainConfig]:
     """The K-epoch runs and the one-pass reference of the reuse protocol (constant LR after warm-up)."""
     # no warm-up: a warm-up given as a fraction of each run would last longer in the long reference run than
     # in a short K-epoch run, and the reference's early losses would not be those of a run that long
-    const = {"schedule": "constant", "warmup_frac": 0.0, "weight_decay": rc.weight_decay, "members": 1}
+    const = {"schedule": "constant", "warmup_frac": 0.0, "weight_decay": rc.params.weight_decay, "members": 1}
     runs = [rc.base.replace(epochs=k, recipe="reuse", **const) for k in rc.epoch_grid]
-    steps = max(1, rc.reference_tokens // (rc.base.batch_size * rc.base.context))
-    ref = rc.base.replace(epochs=1, unique_tokens=rc.reference_tokens, recipe="reuse-reference",
-                          eval_every=max(1, steps // rc.reference_evals), **const)
+    steps = max(1, rc.params.reference_tokens // (rc.base.batch_size * rc.base.context))
+    ref = rc.base.replace(epochs=1, unique_tokens=rc.params.reference_tokens, recipe="reuse-reference",
+                          eval_every=max(1, steps // rc.params.reference_evals), **const)
     return runs, ref
 
 
@@ -390,27 +466,28 @@ def _reuse_cells(table: dict, grid) -> list[RecipeConfig]:
 
 
 def _check_reuse(rc: RecipeConfig) -> None:
-    require(rc.reference_tokens is not None and rc.reference_tokens >= rc.base.context,
+    require(rc.params.reference_tokens is not None and rc.params.reference_tokens >= rc.base.context,
             "the reuse recipe needs reference_tokens (fresh tokens of its one-pass reference run)")
-    require(rc.reference_evals >= 4, f"reference_evals={rc.reference_evals} must be >= 4")
 
 
 _DATA = {"epochs", "unique_tokens"}  # every recipe may narrow the spec's epoch and U grids
 register(Recipe("standard", standard, _standard_cells, _DATA | {"weight_decay", "lr"},
-                "weight decay fixed (0.1), epochs tuned over a grid"))
+                "weight decay fixed (0.1), epochs tuned over a grid", params=StandardParams))
 register(Recipe("regularized", regularized, _regularized_cells,
                 _DATA | {"weight_decay", "lr", "search", "max_runs"},
                 # the weight-decay search is paid once, on small models: not counted in a plan's compute
-                "LR x weight decay x epochs tuned (certified coordinate search or the full grid)"))
+                "LR x weight decay x epochs tuned (certified coordinate search or the full grid)",
+                params=RegularizedParams))
 register(Recipe("ensemble", ensemble, _ensemble_cells, _DATA | {"members", "weight_decay"},
                 "K member runs (seeds s..s+K-1) evaluated by averaging logits", sized=True, min_members=2,
-                train_cost=float, serve_factor=float, member_label="ensemble member"))
+                train_cost=float, serve_factor=float, member_label="ensemble member", params=EnsembleParams))
 register(Recipe("distill", distill, _distill_cells, _DATA | {"teacher_members", "alpha", "seq_frac", "temperature"},
                 "one student taught by a K-member ensemble of its size", sized=True,
-                train_cost=lambda k: k + 1.0))  # the teacher's K members and the student
+                train_cost=lambda k: k + 1.0, params=DistillParams))  # the teacher's K members and the student
 register(Recipe("self-distill", distill, _distill_cells, _DATA | {"alpha", "seq_frac", "temperature"},
-                "one student taught by one standard model of its size", train_cost=lambda k: 2.0))
+                "one student taught by one standard model of its size", train_cost=lambda k: 2.0,
+                params=DistillParams))
 register(Recipe("reuse", reuse, _reuse_cells,
                 _DATA | {"weight_decay", "lr", "reference_tokens", "reference_evals"},
                 "Yan et al.'s E(K, U) protocol: constant-LR K-epoch runs beside a one-pass reference",
-                check=_check_reuse))
+                check=_check_reuse, params=ReuseParams))

@@ -171,7 +171,7 @@ class Grid:
         from repetita.lm.recipes import RecipeConfig
 
         try:
-            return RecipeConfig(recipe=self.recipe, **kw)
+            return RecipeConfig.of(self.recipe, **kw)
         except TypeError as exc:
             raise UserError(f"[recipes.{self.recipe}]: {exc}") from None
 
