@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,lm,hf,ray,parquet,trl,curves
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)-$(EXTRAS)
 
-.PHONY: demo test test-serial test-one-thread test-slow lint bench clean venv base-check browser test-browser report-screenshot
+.PHONY: demo test test-serial test-e2e test-one-thread test-slow lint bench clean venv base-check browser test-browser report-screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(STAMP)
 # process lifetimes, so they run one at a time, on a machine not also running the rest of the suite.
 test-serial: $(STAMP)
 	$(BIN)/python -m pytest -q -m serial
+
+# The three longest end-to-end jobs (about 110 s of work): the demo's laws and theory, a study that designs
+# its next runs and runs them, and the estimator against the theory's Monte Carlo.
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 -m e2e
 
 # The law tests again on one BLAS/OpenMP thread: their results must not depend on the thread count.
 test-one-thread: $(STAMP)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from repetita.cli import main
 
 
+@pytest.mark.e2e
 def test_demo_laws_and_theory(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--bootstrap", "5", "--skip-study", "--json"]) == 0

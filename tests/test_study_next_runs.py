@@ -44,6 +44,7 @@ def _points(study: Path) -> set[tuple[float, float, float]]:
     return {(float(n), float(u), float(k)) for n, u, k in tidy[["params", "unique_tokens", "epochs"]].to_numpy()}
 
 
+@pytest.mark.e2e
 def test_report_designs_next_runs_and_run_takes_them(tmp_path, capsys, monkeypatch):
     from repetita.decide import design
 

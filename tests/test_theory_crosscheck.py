@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from repetita.theory.crosscheck import crosscheck
 from repetita.theory.reuse import ReuseConfig
 
 
+@pytest.mark.e2e
 def test_estimator_recovers_theory_reuse_within_monte_carlo_error():
     cfg = ReuseConfig(Ns=(1000,), Ks=(1, 4, 16, 32), replicates=32, threads=2)
     tab = crosscheck(cfg, reference_replicates=128)
