@@ -9,7 +9,8 @@ R=.venv/bin/repetita
 OUT=docs/figures
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-FROZEN="--freeze a=6.255414 --freeze b=7.3049974 --freeze e=0.6254804 --freeze alpha=0.3526596 --freeze beta=0.3526596"
+# the published Chinchilla part, read from the shipped fit file (the one place it is written)
+FROZEN=$(.venv/bin/python -c "from repetita.laws.record import freeze_args, published_chinchilla as p; print(' '.join(freeze_args(p())))")
 $R fit --example datablations --law data-constrained $FROZEN --plot $OUT/law_fit.png --out "$TMP/dc.json" > /dev/null 2>&1
 $R fit --example datablations --law reuse $FROZEN --out "$TMP/reuse.json" > /dev/null 2>&1
 $R fit --example datablations --law reuse-power $FROZEN --holdout largest:params:2 --plot $OUT/law_holdout.png > /dev/null 2>&1
