@@ -339,8 +339,9 @@ def formula_loss(lr: float, epochs: int) -> float:
 
 def _formula_execute(config, folder, *, study_dir, gpu_ids=None, beat=None, threads=1):
     loss = formula_loss(config.lr, config.epochs)
+    # labelled as the study's baseline runs, so that its analysis fits its laws to them
     row = {"params": 1e6, "tokens": 1e3 * config.epochs, "unique_tokens": 1e3, "epochs": config.epochs,
-           "loss": loss, "recipe": config.recipe, "seed": 0, "run_id": config.hash, "lr": config.lr}
+           "loss": loss, "recipe": "standard", "seed": 0, "run_id": config.hash, "lr": config.lr}
     return "done", {"result": {"val_loss": loss, "history": [], "rows": [row]}}
 
 
@@ -378,6 +379,21 @@ def test_toy_kind_of_run_goes_through_the_driver_and_the_store(toy_kind, tmp_pat
     tidy = pd.read_csv(res["tidy"])
     assert sorted(zip(tidy["lr"], tidy["epochs"], tidy["loss"], strict=True)) == sorted(
         (lr, k, formula_loss(lr, k)) for lr in (1e-3, 1e-2) for k in (1, 2))
+
+
+def test_toy_law_with_study_set_is_fitted_in_the_report(toy_kind, toy_law, monkeypatch, tmp_path, capsys):
+    """A law that asks for it (``study=True``) is fitted by a study's analysis and listed in its report."""
+    monkeypatch.setitem(LAWS, TOY_LAW.name, dataclasses.replace(TOY_LAW, study=True))
+    text = SPEC.replace("[recipes.toy-longest]\n{extra}\n", "[recipes.toy-formula]\nlr = [1e-2]\n").replace(
+        "epochs = [1, 2]", "epochs = [1, 2, 4, 8, 16]")
+    (tmp_path / "s.toml").write_text(text)
+    assert main(["run", str(tmp_path / "s.toml"), "--dir", str(tmp_path / "study"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "study"), "--json"]) == 0
+    fits = json.loads(capsys.readouterr().out)["fits"]
+    assert set(fits) == {"data-constrained", "reuse", "overfit-1", "toy-data-only"}
+    toy = fits["toy-data-only"]
+    assert toy["error"] is None and toy["n_rows"] == 5  # the five formula runs (one lr x five epoch counts)
 
 
 def test_a_kind_registered_twice_is_one_line_naming_both_places():

@@ -67,6 +67,13 @@ def before_turn(single: pd.DataFrame) -> pd.DataFrame:
 
 
 
+def _tie(law: str) -> dict:
+    """A study has few runs: where the law has both exponents, the data's is tied to the model's (beta = alpha)."""
+    from repetita.laws.law import get_law
+
+    return {"beta": "alpha"} if {"alpha", "beta"} <= set(get_law(law).params) else {}
+
+
 def study_laws() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The registered laws a study fits (``Law.study``): (monotone, fitted up to each (N, U)'s turn; turning,
     whose loss rises past its turn (laws/overfit.py), fitted to every standard run)."""
@@ -102,7 +109,7 @@ def fit_reuse_laws(tidy: pd.DataFrame) -> tuple[dict, object, pd.DataFrame]:
     for law in monotone + turning:
         rows = std if law in monotone else every
         try:
-            est = LawFit(law, tie={"beta": "alpha"}).fit(rows)
+            est = LawFit(law, tie=_tie(law)).fit(rows)
             out[law] = est.result() | ({"excluded_past_turn": len(named), "excluded_past_turn_runs": named}
                                        if law in monotone else {"excluded_past_turn": 0})
             dc = est if law == "data-constrained" else dc
@@ -134,7 +141,7 @@ def compare_laws(every: pd.DataFrame, laws: list[str], turned: pd.Series) -> dic
             rows = before_turn(rows) if law in monotone else rows
             try:
                 # unit weights: a fold's fit skips the diagnostics the user reads only of the full fit
-                est = LawFit(law, tie={"beta": "alpha"}).fit(rows, weights=np.ones(len(rows)))
+                est = LawFit(law, tie=_tie(law)).fit(rows, weights=np.ones(len(rows)))
                 pred = est.predict(every.iloc[test])
             except UserError:
                 errors[law] = None  # a fold it cannot fit: no comparison for this law
