@@ -59,7 +59,7 @@ def cmd_allocate(args) -> dict:
     """``plan --compute C --unique-tokens U``: what to train, for every law given, side by side, with the
     headline decision (``decide.laws``); with a budget range (FROM:TO:COUNT), the frontier; with recipe
     multipliers, the best recipe per budget."""
-    from repetita.decide.allocate import allocate, parse_budgets
+    from repetita.decide.allocate import parse_budgets
     from repetita.decide.laws import plan_compute
 
     if args.plot:
@@ -82,12 +82,9 @@ def cmd_allocate(args) -> dict:
         from repetita.laws.plots import plot_allocation
 
         # one contour panel per law; the compute line: each law's own allocation, or the largest budget
-        # of a frontier
-        panels = []
-        for (name, est, _), plan in zip(ests, result.laws.values(), strict=True):
-            single = plan.allocation or allocate(est, float(budgets[-1]), u, flops_per_token=args.flops_per_token,
-                                                 max_params=cap)
-            panels.append((name, est, single.to_dict()))
+        # of a frontier (both solved by the plan)
+        panels = [(name, est, (plan.allocation or plan.at_largest).to_dict())
+                  for (name, est, _), plan in zip(ests, result.laws.values(), strict=True)]
         first = next(iter(result.laws.values()))
         out["plot"] = str(plot_allocation(panels, args.plot,
                                           frontier=first.frontier.to_dict() if first.frontier else None,

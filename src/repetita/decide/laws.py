@@ -54,6 +54,8 @@ class LawPlan:
     holdout: dict | None
     beyond: str | None = None  # why this law's single-budget plan lies beyond the trust region
     supported: Supported | None = None  # then: its best plan inside the region (None: there is none)
+    # a frontier's allocation at its largest budget (what the contour figure draws); not part of the JSON
+    at_largest: Allocation | None = None
 
     def to_dict(self) -> dict:
         base = self.allocation.to_dict() if self.allocation is not None else self.frontier.to_dict()
@@ -247,10 +249,11 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
         name = f"{path} ({est.law})"
         thetas, why = draws(est)
         ests.append((name, est, thetas))
-        allocation = front = intervals = untrusted = supported = None
+        allocation = front = intervals = untrusted = supported = at_largest = None
         if len(budgets) > 1:
             front = frontier(est, budgets, u, wall_gain=wall_gain, thetas=thetas, trust=trust or TRUST_FACTOR, **kw)
             points, edge = front.rows, any(r.at_search_edge for r in front.rows)
+            at_largest = allocate(est, float(budgets[-1]), u, **kw)
         else:
             allocation = allocate(est, float(budgets[0]), u, **kw)
             untrusted = beyond_trust(est.region_, allocation.params, allocation.compute,
@@ -288,7 +291,7 @@ def plan_laws(records: list[tuple[str, dict]], budgets, u: float, *, flops_per_t
                        "rows": [{k: r.get(k) for k in ("split", "row", "log_error")} for r in rows
                                 if isinstance(r, dict)] if isinstance(rows, list) else None}
         plan = LawPlan(allocation, front, intervals, notes, list(est.warnings_), holdout, untrusted,
-                       supported)
+                       supported, at_largest)
         laws[name] = plan
         caveats += [Caveat(k, t, path) for k, t in kinds]
         caveats += [Caveat(c.kind, c.text, path, c.split) for c in est.caveats_]
