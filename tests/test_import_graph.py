@@ -13,8 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "repetita"
 # modules of every package (``cli.py``, ``cli_*.py``) and ``demo`` are the edge.
 LAYERS = {
     "base": ("repetita", "repetita.errors", "repetita.io", "repetita.blas", "repetita.schedules",
-             "repetita.recipe_registry", "repetita.cliargs", "repetita.runpaths", "repetita.processes",
-             "repetita.examples"),
+             "repetita.recipe_registry", "repetita.registry", "repetita.cliargs", "repetita.runpaths",
+             "repetita.processes", "repetita.examples"),
     "laws": ("repetita.laws", "repetita.theory"),
     "decide": ("repetita.decide",),
     "lab": ("repetita.lm", "repetita.hfmodels"),

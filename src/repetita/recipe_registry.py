@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from repetita.errors import UserError, require
+from repetita.registry import Registry
 
 
 def _one(_k: int) -> float:
@@ -78,24 +79,13 @@ class Recipe:
         return float(self.train_cost(k)), float(self.serve_factor(k))
 
 
-REGISTRY: dict[str, Recipe] = {}
-
-
-_WHERE: dict[str, str] = {}  # recipe name -> file:line of its register call (named in a clash)
+REGISTRY: Registry = Registry("recipe")
 
 
 def register(recipe: Recipe, replace: bool = False) -> Recipe:
     """Add a recipe to the registry (``replace=True`` to redefine one, e.g. in a test); a name registered
     twice is refused in one line naming both places."""
-    import inspect
-
-    caller = inspect.stack()[1]
-    where = f"{caller.filename}:{caller.lineno}"
-    if recipe.name in REGISTRY and not replace:
-        raise UserError(f"recipe {recipe.name!r} is registered twice: at {_WHERE[recipe.name]} and at {where}")
-    REGISTRY[recipe.name] = recipe
-    _WHERE[recipe.name] = where
-    return recipe
+    return REGISTRY.add(recipe.name, recipe, replace=replace)
 
 
 def unregister(name: str) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from repetita.errors import UserError, require
+from repetita.registry import Registry
 
 LOSS_TAGS = ("eval/loss", "eval_loss", "val_loss", "validation/loss", "val/loss", "loss", "train/loss")
 
@@ -187,21 +188,13 @@ class Reader:
     read: Callable[[Path, str | None, str | None], pd.DataFrame]
 
 
-READERS: dict[str, Reader] = {}
-_WHERE: dict[str, str] = {}  # reader name -> file:line of its register call (named in a clash)
+# "tidy" is the fallback format, read by the table reader: no curve reader may take the name
+READERS: Registry = Registry("curve reader", reserved={"tidy": "repetita.laws.data (the table reader)"})
 
 
 def register_reader(reader: Reader) -> Reader:
-    """Add a curve reader; a name registered twice is refused in one line naming both places."""
-    import inspect
-
-    caller = inspect.stack()[1]
-    where = f"{caller.filename}:{caller.lineno}"
-    if reader.name in READERS or reader.name == "tidy":
-        raise UserError(f"curve reader {reader.name!r} is registered twice: at "
-                        f"{_WHERE.get(reader.name, 'repetita.laws.data (the table reader)')} and at {where}")
-    READERS[reader.name], _WHERE[reader.name] = reader, where
-    return reader
+    """Add a curve reader; a name registered twice (or ``tidy``) is refused in one line naming both places."""
+    return READERS.add(reader.name, reader)
 
 
 register_reader(Reader("tensorboard", _is_tensorboard, _tensorboard))

@@ -15,13 +15,13 @@ the study analysis and the planner read :data:`LAWS` and nothing else.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from repetita.errors import UserError
+from repetita.registry import Registry
 
 Array = np.ndarray
 
@@ -103,8 +103,6 @@ class Law:
 
     def repetition(self, params: dict, unique) -> Array:
         """R_D* at dataset size U (constant for the published law, inf for Chinchilla)."""
-        from repetita.errors import UserError
-
         if self.rd_star is None:
             raise UserError(f"law {self.name!r} has no notion of repeated data; plan with a data-constrained "
                             "or reuse fit")
@@ -115,8 +113,6 @@ class Law:
         return turn(self, params, n, u)
 
     def data_terms(self, params: dict, n) -> tuple:
-        from repetita.errors import UserError
-
         if self.data_term is None:
             raise UserError(f"law {self.name!r} has no data term")
         return self.data_term(params, np.asarray(n, dtype=float))
@@ -127,20 +123,13 @@ class Law:
         return self.axis if self.axis in columns else list(columns)[0]
 
 
-LAWS: dict[str, Law] = {}
-_WHERE: dict[str, str] = {}  # law name -> file:line of the register_law call (named in a clash)
+LAWS: Registry = Registry("law")
 
 
 def register_law(law: Law) -> Law:
     """Add ``law`` to :data:`LAWS` under its name; a second law of the same name is refused in one line
     naming both places it was registered from."""
-    caller = inspect.stack()[1]
-    where = f"{caller.filename}:{caller.lineno}"
-    if law.name in LAWS:
-        raise UserError(f"law {law.name!r} is registered twice: at {_WHERE[law.name]} and at {where}")
-    LAWS[law.name] = law
-    _WHERE[law.name] = where
-    return law
+    return LAWS.add(law.name, law)
 
 
 def get_law(name: str) -> Law:

@@ -20,12 +20,12 @@ The built-in kinds register where they are defined: ``lm`` in ``repetita.study.l
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from repetita.errors import UserError
+from repetita.registry import Registry
 
 DEFAULT_KIND = "lm"  # a stored config with no "kind" key
 
@@ -48,18 +48,12 @@ class RunKind:
     check_budgets: Callable[[list], None] = _no_check
 
 
-RUN_KINDS: dict[str, RunKind] = {}
-_WHERE: dict[str, str] = {}
+RUN_KINDS: Registry = Registry("run kind")
 
 
 def register_kind(kind: RunKind) -> RunKind:
     """Add a kind of run; a name registered twice is refused in one line naming both places."""
-    caller = inspect.stack()[1]
-    where = f"{caller.filename}:{caller.lineno}"
-    if kind.name in RUN_KINDS:
-        raise UserError(f"run kind {kind.name!r} is registered twice: at {_WHERE[kind.name]} and at {where}")
-    RUN_KINDS[kind.name], _WHERE[kind.name] = kind, where
-    return kind
+    return RUN_KINDS.add(kind.name, kind)
 
 
 def kind_named(name: str) -> RunKind:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from repetita.errors import UserError, require
 from repetita.processes import die_with_parent, visible_gpus
+from repetita.registry import Registry
 from repetita.runpaths import run_dir
 from repetita.study import recipes as _builtins  # noqa: F401  (the built-in recipes and run kinds register)
 from repetita.study.kinds import kind_of_json
@@ -358,20 +359,12 @@ class RayRunner:
 
 # Where a study's runs execute: name -> a class built as cls(study_dir, workers=, progress=, address=), with
 # run() (every runnable queued run; their outcomes) and close(). `repetita run --runner NAME` picks one.
-RUNNERS: dict[str, type] = {}
-_RUNNER_WHERE: dict[str, str] = {}
+RUNNERS: Registry = Registry("runner")
 
 
 def register_runner(name: str, cls: type) -> type:
     """Add a runner under ``name``; a name registered twice is refused in one line naming both places."""
-    import inspect
-
-    caller = inspect.stack()[1]
-    where = f"{caller.filename}:{caller.lineno}"
-    if name in RUNNERS:
-        raise UserError(f"runner {name!r} is registered twice: at {_RUNNER_WHERE[name]} and at {where}")
-    RUNNERS[name], _RUNNER_WHERE[name] = cls, where
-    return cls
+    return RUNNERS.add(name, cls)
 
 
 register_runner("local", LocalRunner)
