@@ -181,6 +181,7 @@ def test_docs_recipe_table_at_the_datablations_budget():
      "efficiency row 1 is malformed"),
     ({"efficiency": "x"}, "no efficiency table"),
     ({"schema": 99, "efficiency": []}, "schema 99 is newer than this repetita reads"),
+    ({"schema": "x", "efficiency": []}, "schema 'x' is not a version number"),
 ])
 def test_malformed_report_is_one_line(tmp_path, capsys, report, message):
     f = tmp_path / "report.json"

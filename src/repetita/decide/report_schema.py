@@ -54,8 +54,9 @@ def efficiency_rows(report: dict, path: str = "report.json") -> list[EfficiencyR
     rows = report.get("efficiency") if isinstance(report, dict) else None
     require(isinstance(rows, list), f"{path}: not a repetita report.json (no efficiency table)")
     version = report.get("schema", 1)
-    require(_number(version) and 1 <= version <= SCHEMA, f"{path}: report.json schema {version!r} is newer than "
-            f"this repetita reads ({SCHEMA}); upgrade repetita")
+    require(_number(version) and version >= 1, f"{path}: report.json schema {version!r} is not a version number")
+    require(version <= SCHEMA, f"{path}: report.json schema {version!r} is newer than this repetita reads "
+            f"({SCHEMA}); upgrade repetita")
     key = "data_multiplier" if version >= 2 or (rows and all(isinstance(r, dict) and "data_multiplier" in r
                                                               for r in rows)) else "effective_tokens"
     return parse_rows(rows, key, path)
