@@ -78,3 +78,23 @@ def test_where_selects_rows_and_a_bad_one_is_one_line(tmp_path, capsys):
         assert main(["fit", str(tmp_path / "runs.csv"), "--law", "chinchilla", "--where", where]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def _synthetic_chinchilla(rows: int = 120, seed: int = 3) -> pd.DataFrame:
+    """One-epoch runs drawn from a Chinchilla law (E 1.73, alpha 0.34, beta 0.28) with 0.2% noise."""
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(1e10), rows))
+    d = np.exp(rng.uniform(np.log(1e8), np.log(1e11), rows))
+    loss = (np.exp(0.55) + np.exp(6.0) / n**0.34 + np.exp(7.2) / d**0.28) * np.exp(0.002 * rng.standard_normal(rows))
+    return pd.DataFrame({"params": n, "tokens": d, "unique_tokens": d, "loss": loss})
+
+
+def test_a_row_that_alone_moves_an_exponent_is_named_once(tmp_path, capsys):
+    clean = _synthetic_chinchilla()
+    assert not any(c["kind"] == "influential" for c in _fit(tmp_path, clean, capsys)["caveats"])
+    i = int(clean["tokens"].idxmin())  # the smallest data budget, its tokens slipped by 100x
+    slip = clean.assign(tokens=np.where(clean.index == i, clean["tokens"] / 100, clean["tokens"]))
+    out = _fit(tmp_path, slip.assign(unique_tokens=slip["tokens"]), capsys)
+    _once(out, "rests on single rows")
+    (hit,) = [c["text"] for c in out["caveats"] if c["kind"] == "influential"]
+    assert hit.startswith("beta = ") and f"without row {i + 1} it is" in hit

@@ -163,9 +163,76 @@ def cmd_plan(args) -> dict:
     return out
 
 
+def _predict_table(args) -> dict:
+    """``repetita predict TABLE --law-file F``: every row's prediction with the interval of the law's mean and
+    the 95% prediction interval (``laws.intervals``); where the table has losses, how often each covers them."""
+    from repetita.examples import load_example
+    from repetita.laws.checks import select
+    from repetita.laws.data import canonical, read_table
+    from repetita.laws.fit import LawFit
+    from repetita.laws.intervals import coverage, row_intervals, width_warning
+
+    require(bool(args.table) != bool(args.example), "give a TABLE or --example NAME (exactly one), or --schedule")
+    require(not args.schedule, "--schedule predicts a multi-power curve; it does not go with a TABLE")
+    require(0 < args.level < 1, f"--level must lie in (0, 1), got {args.level}")
+    inputs = [args.law_file] + ([args.table] if args.table else [])
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".csv", ".json"), inputs=inputs)
+    record = load_fit(args.law_file)
+    est = LawFit.from_result(record)
+    source = f"example:{args.example}" if args.example else str(args.table)
+    df = canonical(load_example(args.example)) if args.example else read_table(args.table, args.columns)
+    df = select(df, args.where, source).reset_index(drop=True)
+    iv = row_intervals(est, df, level=args.level)
+    table = df.join(iv.frame())
+    out = {"law_file": args.law_file, "law": record["law"], "table": source, "rows": len(df), "level": args.level,
+           "interval_source": iv.source, "warnings": []}
+    if iv.source == "scatter":
+        out["warnings"].append("the fit file has no finite parameter interval: the prediction interval is the "
+                               "fit's scatter alone, and there is no interval of the mean")
+    wide = width_warning(iv, est)
+    if wide:
+        out["warnings"].append(wide)
+    if "loss" in df.columns:
+        from repetita.laws.data import numeric_column
+
+        out["scores"] = coverage(iv, numeric_column(df, "loss"))
+    out["predictions"] = table.to_dict(orient="records")
+    if args.out:
+        from repetita.io import save_table
+
+        out["out"] = str(save_table(table, args.out) if args.out.endswith(".csv") else write_json(args.out, out))
+    for w in out["warnings"]:
+        sys.stderr.write(f"repetita predict: warning: {w}\n")
+    if not args.json:
+        pct = f"{100 * args.level:g}%"
+        print(f"{record['law']} law ({args.law_file}) on {source}: {len(df)} rows; intervals from "
+              + {"laplace": "200 sandwich (Laplace) draws", "bootstrap": "the fit's bootstrap samples",
+                 "scatter": "the fit's scatter alone"}[iv.source])
+        cols = [c for c in ("params", "tokens", "unique_tokens", "epochs") if c in table.columns]
+        print("  ".join(f"{c:>13}" for c in cols) + f"  {'predicted':>9}  {pct + ' mean':>17}  "
+              f"{pct + ' prediction':>17}" + ("  observed" if "loss" in table.columns else ""))
+        shown = table.iloc[np.unique(np.linspace(0, len(table) - 1, min(len(table), 12)).astype(int))]
+        for r in shown.to_dict(orient="records"):
+            print("  ".join(f"{float(r[c]):>13.4g}" for c in cols)
+                  + f"  {r['predicted']:>9.4f}  {r['mean_lo']:>8.4f}-{r['mean_hi']:<8.4f}  {r['pred_lo']:>8.4f}-"
+                  f"{r['pred_hi']:<8.4f}" + (f"  {float(r['loss']):.4f}" if "loss" in r else ""))
+        if len(table) > len(shown):
+            print(f"  ... {len(table) - len(shown)} more rows" + (f" in {out['out']}" if args.out else " (--out F.csv)"))
+        if "scores" in out:
+            s = out["scores"]
+            print(f"coverage of the observed losses: {s['coverage']:.2f} inside the {pct} prediction interval, "
+                  f"{s['coverage_mean']:.2f} inside the interval of the law's mean; mean |log residual| "
+                  f"{s['mean_abs_log_residual']:.4f} over {s['rows']} rows")
+    return out
+
+
 def cmd_predict(args) -> dict:
     from repetita.laws.predict import named_schedule, predict_curve, read_schedule
 
+    if args.table or args.example:
+        return _predict_table(args)
+    require(args.schedule, "give a TABLE (every row predicted with intervals) or --schedule (a multi-power curve)")
     inputs = [args.law_file] + ([args.schedule] if Path(args.schedule).exists() else [])
     if args.out:
         check_file(args.out, "--out", suffixes=(".csv", ".json"), inputs=inputs)
@@ -247,12 +314,19 @@ def register(sub) -> None:
 
     w = sub.add_parser(
         "predict",
-        help="loss curve of a fitted multi-power law for a new LR schedule",
-        description="Example: repetita predict --law-file mpl.json --schedule wsd:24000:4800 --out curve.csv",
+        help="every row of a table predicted with intervals (and their coverage), or a multi-power law's "
+        "loss curve for a new LR schedule",
+        description="Examples: repetita predict runs.csv --law-file fit.json --out predicted.csv; "
+        "repetita predict --law-file mpl.json --schedule wsd:24000:4800 --out curve.csv",
     )
-    w.add_argument("--law-file", required=True, help="a multi-power fit (repetita fit --law multipower --out)")
-    w.add_argument("--schedule", required=True,
-                   help="CSV with step,lr or cosine:STEPS | wsd:STEPS:DECAY | constant:STEPS")
+    w.add_argument("table", nargs="?", help="a run table (CSV/Parquet): each row's loss predicted, with the 95%% "
+                   "interval of the law's mean and the 95%% prediction interval; with a loss column, their coverage")
+    w.add_argument("--example", help="a shipped table instead of TABLE (datablations, datablations-all)")
+    w.add_argument("--where", metavar="EXPR", help="rows to predict, in pandas query syntax (\"epochs > 16\")")
+    w.add_argument("--level", type=float, default=0.95, help="TABLE: interval level (default 0.95)")
+    w.add_argument("--law-file", required=True, help="a fit file (repetita fit --out); with --schedule a "
+                   "multi-power fit (repetita fit --law multipower --out)")
+    w.add_argument("--schedule", help="CSV with step,lr or cosine:STEPS | wsd:STEPS:DECAY | constant:STEPS")
     w.add_argument("--warmup", type=int, default=2160, help="named schedules: linear warm-up steps (default 2160)")
     w.add_argument("--peak-lr", type=float, default=3e-4, help="named schedules: peak LR (default 3e-4)")
     w.add_argument("--final-frac", type=float, default=None,

@@ -143,37 +143,17 @@ def score(law: str, name: str, df: pd.DataFrame, split: str, freeze: dict | None
                  regret, groups, turn, time.perf_counter() - t0, list(est.warnings_))
 
 
-DRAWS = 200
-
-
 def _intervals(est, train: pd.DataFrame, test: pd.DataFrame, pred: np.ndarray) -> tuple:
-    """The plan's default intervals for each held-out row: the 95% prediction interval (the sandwich
-    parameter draws times the fit's residual scatter, ``uncertainty.prediction_interval``) and the interval
-    of the law's mean (the draws alone). Without finite parameter intervals, the scatter alone and no mean
-    interval (NaN bounds, counted as not covering)."""
-    from repetita.laws.uncertainty import laplace, prediction_interval
+    """The plan's default intervals for each held-out row (``laws.intervals``): the sandwich covariance of the
+    training-side fit, saved on the estimator as a fit file saves it, so ``repetita predict`` on a fit file of
+    the same rows gives the same bounds."""
+    from repetita.laws.intervals import row_intervals
+    from repetita.laws.record import uncertainty_block
+    from repetita.laws.uncertainty import laplace
 
-    law = est.spec.law_obj
-    u = laplace(est, train, level=LEVEL)
-    cov = np.asarray(u["cov"], dtype=float)
-    n = len(test)
-    if not np.all(np.isfinite(cov)):
-        bands = np.array([prediction_interval([p], est, LEVEL) for p in pred])
-        return bands[:, 0], bands[:, 1], np.full(n, np.nan), np.full(n, np.nan)
-    z = np.array([est.params_[p] for p in u["free"]])
-    draws = np.random.default_rng(0).multivariate_normal(z, cov, size=DRAWS, check_valid="ignore")
-    theta = np.tile([est.params_[p] for p in law.params], (DRAWS, 1))
-    for j, p in enumerate(u["free"]):
-        theta[:, law.params.index(p)] = draws[:, j]
-    X, _, order = law.prepare(test.assign(loss=1.0).reset_index(drop=True))
-    with np.errstate(all="ignore"):
-        losses = np.empty((DRAWS, n))
-        losses[:, order] = np.exp(law.func(theta, X))
-    q = ((1 - LEVEL) / 2, (1 + LEVEL) / 2)
-    with np.errstate(all="ignore"):
-        lo_mean, hi_mean = np.nanquantile(np.where(np.isfinite(losses), losses, np.nan), q, axis=0)
-    bands = np.array([prediction_interval(losses[:, i], est, LEVEL, seed=i) or [np.nan, np.nan] for i in range(n)])
-    return bands[:, 0], bands[:, 1], lo_mean, hi_mean
+    est.uncertainty_ = uncertainty_block(laplace(est, train, level=LEVEL))
+    iv = row_intervals(est, test, LEVEL)
+    return iv.lo, iv.hi, iv.mean_lo, iv.mean_hi
 
 
 @single_threaded

@@ -40,6 +40,8 @@ class Kind(StrEnum):
     MIXED_ROWS = "mixed-rows"  # rows the law treats as one that are not
     UNITS = "units"  # perplexities for losses, params in millions, a column spanning too many decades
     DUPLICATES = "duplicates"  # exact duplicate rows (merged) or one configuration with conflicting losses
+    INFLUENTIAL = "influential"  # one row moves a fitted exponent by more than its own interval
+    WIDE_INTERVAL = "wide-interval"  # a Laplace interval far wider than the data's scatter
     NO_RECIPE = "no-recipe"  # no recipe besides standard was measured
     OTHER = "other"  # a caveat from a file written before kinds were stored
 

@@ -123,7 +123,8 @@ def cmd_fit(args) -> dict:
 
         ho = parse_holdout(args.holdout)
         fitted: list = []
-        table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho, fitted=fitted)
+        require(0 < args.level < 1, f"--level must lie in (0, 1), got {args.level}")
+        table, summary = evaluate(lambda: LawFit(args.law, **kwargs), df, ho, fitted=fitted, intervals=args.level)
         holdout = {"spec": args.holdout, **summary, "rows": table.to_dict(orient="records")}
     full, held = df.reset_index(drop=True), None
     if args.holdout and len(fitted) == 1:  # one train/test split: report and save the fit on the training rows
@@ -143,6 +144,17 @@ def cmd_fit(args) -> dict:
         result["caveats"] = result.get("caveats", []) + [c.to_dict() for c in extra]
     if est.free_:
         result |= _uncertainty(args, est, df)
+        wide = result.pop("interval_warning", None)
+        if wide:  # said once, typed like the fit's other caveats
+            from repetita.laws.caveats import Caveat, Kind
+
+            result["warnings"] = result["warnings"] + [wide]
+            result["caveats"] = result.get("caveats", []) + [Caveat(Kind.WIDE_INTERVAL, wide).to_dict()]
+        from repetita.laws.influence import influential_rows
+
+        moved = influential_rows(est, df, args.level)
+        result["warnings"] = result["warnings"] + [c.text for c in moved]
+        result["caveats"] = result.get("caveats", []) + [c.to_dict() for c in moved]
     if args.plot:
         from repetita.laws.plots import plot_fit
         from repetita.laws.record import sampled_records
@@ -180,6 +192,12 @@ def _uncertainty(args, est, df) -> dict:
         u = bootstrap(est, df, args.bootstrap, seed=args.seed, level=args.level)
     else:
         u = uncertainty.laplace(est, df, level=args.level)
+        from repetita.laws.intervals import row_intervals, width_warning
+
+        est.uncertainty_ = uncertainty_block(u)
+        wide = width_warning(row_intervals(est, df, level=args.level, prediction=False), est)
+        if wide:
+            return {"intervals": u["params"], "uncertainty": uncertainty_block(u), "interval_warning": wide}
     return {"intervals": u["params"], "uncertainty": uncertainty_block(u)}
 
 
@@ -236,6 +254,10 @@ def _print_fit(r: dict) -> None:
             f"holdout {h['spec']}: {len(h['rows'])} rows, RMSE(log) {h['rmse_log']:.4g}, "
             f"mean |rel err| {h['mean_abs_rel']:.4%}, max {h['max_abs_rel']:.4%}, R^2 {h['r2']:.4f}"
         )
+        if "coverage" in h:
+            pct = f"{100 * r.get('uncertainty', {}).get('level', 0.95):g}%"
+            print(f"  held-out losses inside the {pct} prediction interval: {h['coverage']:.2f}; inside the "
+                  f"interval of the law's mean: {h['coverage_mean']:.2f}")
         for g, s in h["by_group"].items():
             print(f"  {g}: R^2 {s['r2']:.4f}  mean |rel err| {s['mean_abs_rel']:.4%}")
 
@@ -245,6 +267,7 @@ def cmd_laws(args) -> dict:
 
     if args.benchmark:
         return _benchmark(args)
+    require(not args.table, f"{args.table}: a table is read by laws --benchmark TABLE")
     out = {
         name: {"params": list(law.params), "columns": list(law.columns), "doc": law.doc} for name, law in LAWS.items()
     }
@@ -271,9 +294,17 @@ def _benchmark(args) -> dict:
     for sp in splits:
         require(sp in benchmark.SPLITS, f"--splits: unknown split {sp!r}; choose from {', '.join(benchmark.SPLITS)}")
     if args.out:
-        check_file(args.out, "--out", suffixes=(".csv", ".parquet"))
+        check_file(args.out, "--out", suffixes=(".csv", ".parquet"), inputs=[args.table] if args.table else [])
+    tables = None
+    if args.table:  # the user's own table instead of the shipped ones
+        from repetita.laws.checks import select
+        from repetita.laws.data import read_table
+
+        tables = {str(args.table): select(read_table(args.table), args.where, str(args.table))}
+    else:
+        require(not args.where, "--where selects rows of a TABLE given to laws --benchmark")
     t0 = time.perf_counter()
-    scores = benchmark.run(laws, splits)
+    scores = benchmark.run(laws, splits, tables=tables)
     seconds = time.perf_counter() - t0
     df = benchmark.table(scores)
     if args.out:
@@ -334,6 +365,9 @@ def register(sub) -> None:
                        description="With --benchmark: fit every law on one side of each extrapolation split (size, "
                        "epochs, compute, unique) of every shipped multi-epoch table and score it on the other side "
                        "(held-out |log residual|, 95%% prediction-interval coverage, decision regret).")
+    r.add_argument("table", nargs="?", help="--benchmark: your own run table (params, tokens, unique_tokens, loss; "
+                   "some runs repeating their data) instead of the shipped ones")
+    r.add_argument("--where", metavar="EXPR", help="--benchmark TABLE: rows to use, in pandas query syntax")
     r.add_argument("--benchmark", action="store_true", help="rank the laws by how they extrapolate")
     r.add_argument("--only", help="--benchmark: comma-separated laws (default: every law with a repetition term)")
     r.add_argument("--splits", help="--benchmark: comma-separated splits (default: size,epochs,compute,unique)")

@@ -121,12 +121,16 @@ def parse_holdout(text: str) -> Holdout:
 
 
 @single_threaded
-def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None = None) -> tuple[pd.DataFrame, dict]:
+def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None = None,
+             intervals: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Fit with ``make_fit()`` (a fresh estimator) on each training split, predict its test rows.
 
     Returns one row per held-out table row (split, row, observed, predicted, log_error,
     rel_error) and a summary (rows, RMSE of log error, mean and max |relative error|, R^2).
-    ``fitted``, when given, receives each split's (estimator, training rows).
+    ``fitted``, when given, receives each split's (estimator, training rows). With ``intervals`` (a level,
+    e.g. 0.95) each held-out row also gets the interval of the law's mean and the prediction interval of
+    its split's fit (``laws.intervals``, from the sandwich covariance of the training rows, as the
+    benchmark's), and the summary their coverage.
     """
     df = canonical(df).reset_index(drop=True)
     rows = []
@@ -137,8 +141,10 @@ def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None =
         pred = est.predict(df.iloc[test])
         obs = pd.to_numeric(df["loss"].iloc[test]).to_numpy(dtype=float)
         groups = df[holdout.column].astype(str).iloc[test] if holdout.column else [name] * len(test)
-        for pos, g, o, p in zip(test, groups, obs, pred, strict=True):
-            rows.append({"split": name, "group": g, "row": int(pos) + 1, "observed": o, "predicted": float(p)})
+        bounds = _bounds(est, df.iloc[train], df.iloc[test], intervals) if intervals else None
+        for i, (pos, g, o, p) in enumerate(zip(test, groups, obs, pred, strict=True)):
+            rows.append({"split": name, "group": g, "row": int(pos) + 1, "observed": o, "predicted": float(p)}
+                        | ({k: float(v[i]) for k, v in bounds.items()} if bounds else {}))
     table = pd.DataFrame(rows)
     table["log_error"] = np.log(table["predicted"]) - np.log(table["observed"])
     table["rel_error"] = table["predicted"] / table["observed"] - 1.0
@@ -147,13 +153,28 @@ def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None =
     return table, summary
 
 
+def _bounds(est, train: pd.DataFrame, test: pd.DataFrame, level: float) -> dict:
+    from repetita.laws.intervals import row_intervals
+    from repetita.laws.record import uncertainty_block
+    from repetita.laws.uncertainty import laplace
+
+    if est.free_:
+        est.uncertainty_ = uncertainty_block(laplace(est, train, level=level))
+    iv = row_intervals(est, test, level)
+    return {"mean_lo": iv.mean_lo, "mean_hi": iv.mean_hi, "pred_lo": iv.lo, "pred_hi": iv.hi}
+
+
 def summarize(table: pd.DataFrame) -> dict:
     obs, pred = table["observed"].to_numpy(), table["predicted"].to_numpy()
     ss_tot = float(np.sum((obs - obs.mean()) ** 2))
-    return {
+    out = {
         "rows": int(len(table)),
         "rmse_log": float(np.sqrt(np.mean(table["log_error"] ** 2))),
         "mean_abs_rel": float(np.mean(np.abs(table["rel_error"]))),
         "max_abs_rel": float(np.max(np.abs(table["rel_error"]))),
         "r2": float(1 - np.sum((pred - obs) ** 2) / ss_tot) if ss_tot > 0 else float("nan"),
     }
+    if "pred_lo" in table.columns:  # the share of held-out losses inside each interval (NaN bounds: outside)
+        out["coverage"] = float(np.mean((obs >= table["pred_lo"]) & (obs <= table["pred_hi"])))
+        out["coverage_mean"] = float(np.mean((obs >= table["mean_lo"]) & (obs <= table["mean_hi"])))
+    return out
