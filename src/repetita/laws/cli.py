@@ -320,6 +320,31 @@ def _benchmark(args) -> dict:
     return {"scores": df.to_dict(orient="records"), "seconds": seconds, "warnings": warnings}
 
 
+def cmd_compose(args) -> dict:
+    """``repetita compose``: the user's Chinchilla fit and a repetition term, as one fit file (laws/compose.py)."""
+    from repetita.laws import record
+    from repetita.laws.compose import compose
+
+    require(args.base != args.repetition, "--base and --repetition name the same file")
+    check_file(args.out, "--out", suffixes=(".json",), inputs=[args.base, args.repetition])
+    result, notes = compose(record.load(args.base), record.load(args.repetition), base_name=args.base,
+                            rep_name=args.repetition, seed=args.seed)
+    record.save(args.out, result)
+    if not args.json:
+        p = result["params"]
+        u = result.get("uncertainty")
+        print(f"{result['law']} law composed into {args.out}: " + ", ".join(f"{k} = {v:.4g}" for k, v in p.items()))
+        print(f"  joint draws: {u['n']} over {', '.join(u['free'])}" if u else "  no parameter interval (neither "
+              "source carries one)")
+        reg = result.get("region") or {}
+        if reg:
+            print("  speaks for: " + ", ".join(f"{k} <= {reg[k]:.3g}" for k in ("params", "compute", "epochs")
+                                              if k in reg))
+        for n in notes:
+            print(f"  note: {n}")
+    return result | {"out": str(args.out)}
+
+
 def register(sub) -> None:
     from repetita.laws.record import freeze_args, published_chinchilla
 
@@ -360,6 +385,20 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FIT.json", help="save the fit record (read by repetita plan)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_fit)
+
+    c = sub.add_parser(
+        "compose", help="your Chinchilla fit plus a repetition term measured elsewhere, as one law file",
+        description="The typical case: single-epoch runs of your own (repetita fit runs.csv --law chinchilla --out "
+        "base.json) and a fixed corpus that must be repeated. Example: repetita compose --base base.json "
+        "--repetition example:datablations-published --out composed.json; then repetita plan --law-file "
+        "composed.json --compute C --unique-tokens U")
+    c.add_argument("--base", required=True, help="a Chinchilla fit of your runs (fit file with intervals)")
+    c.add_argument("--repetition", default="example:datablations-published",
+                   help="a data-constrained or reuse fit whose repetition term is used (default: the published one)")
+    c.add_argument("--seed", type=SEED, default=0, help="seed of the joint draws (default 0)")
+    c.add_argument("--out", required=True, metavar="FIT.json", help="the composed fit file")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compose)
 
     r = sub.add_parser("laws", help="list the available laws, or rank them (--benchmark)",
                        description="With --benchmark: fit every law on one side of each extrapolation split (size, "

@@ -319,6 +319,7 @@ class LawFit:
         spec = self.spec
         df = df.reset_index(drop=True)
         X, y, order = prepare(spec, df)
+        table_rows = order  # the table position of each design row (``order`` is reused for the starts below)
         if weights is not None:
             weights = np.asarray(weights, dtype=float)[order]
         problem = _Problem(spec, X, y, weights)
@@ -373,7 +374,7 @@ class LawFit:
         theta = problem.theta(best_z)[0]
         params = {p: float(v) for p, v in zip(spec.law_obj.params, theta, strict=True)}
         self.fitted_ = FittedLaw(params, tuple(problem.free), float(best_f), math.nan, math.nan, int(len(y)),
-                                 int(len(grid)), evidence_region(X), measured_runs(X, y))
+                                 int(len(grid)), evidence_region(X), measured_runs(_with_unique(X, df, table_rows), y))
         pred = self._predict_design(X)
         # the scatter of the rows about the law (log scale, corrected for the fitted parameters): the part of
         # a prediction interval that parameter uncertainty does not carry (uncertainty.prediction_interval)
@@ -488,6 +489,16 @@ class LawFit:
 
 
 MAX_STORED_RUNS = 20_000  # a fit record carries its table's runs up to this many (datablations: 182)
+
+
+def _with_unique(X: dict, df: pd.DataFrame, order) -> dict:
+    """The design plus the table's unique tokens where the law does not read them (a Chinchilla fit of a
+    run table): the stored runs keep them, so a plan composed from this fit (laws/compose.py) is checked
+    against them."""
+    if "unique_tokens" in X or "unique_tokens" not in df.columns or "params" not in X:
+        return X
+    u = pd.to_numeric(df["unique_tokens"], errors="coerce").to_numpy(dtype=float)[np.asarray(order)]
+    return X | {"unique_tokens": u} if np.all(np.isfinite(u) & (u > 0)) else X
 
 
 def measured_runs(X: dict, y) -> list | None:
