@@ -103,7 +103,8 @@ def law_demo(out: Path, *, bootstrap: int = 50, quiet: bool = False) -> dict:
         mpl[model] = {curve: v["r2"] for curve, v in s["by_group"].items()}
         if model == "100M":
             fit = LawFit("multipower").fit(curves[curves["curve"].isin(MPL_TRAIN)])
-            plot_fit(fit, curves, out / "multipower_100M.png", title="multi-power law, 100M: fit on 3 schedules")
+            plot_fit(fit, curves, out / "multipower_100M.png", title="multi-power law, 100M: fit on 3 schedules",
+                     held_out=~curves["curve"].isin(MPL_TRAIN).to_numpy())
     summary["multipower_r2"] = mpl
     worst = min(min(v.values()) for v in mpl.values())
     _say(quiet, f"[4] multi-power law: worst held-out curve R^2 = {worst:.4f}")

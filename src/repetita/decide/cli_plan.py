@@ -24,7 +24,10 @@ from repetita.laws.record import load as load_fit
 
 def _law_records(args) -> list[tuple[str, dict]]:
     """The laws to plan with: ``--law-file`` (repeatable) and/or ``--law NAME --param k=v ...``."""
-    out = [(path, load_fit(path)) for path in (args.law_file or [])]
+    paths = list(args.law_file or [])
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    require(not twice, f"--law-file {twice[0] if twice else ''} given twice: each law file is planned once")
+    out = [(path, load_fit(path)) for path in paths]
     if args.law:
         from repetita.laws.fit import LawFit
 
@@ -79,16 +82,15 @@ def cmd_allocate(args) -> dict:
                                 effect_warnings=eff_warnings, reuse_file=args.reuse_file, trust=args.trust)
     out = result.to_json()
     if args.plot:
-        from repetita.laws.plots import plot_allocation
+        from repetita.decide.plot_plan import plot_allocation
 
         # one contour panel per law; the compute line: each law's own allocation, or the largest budget
-        # of a frontier (both solved by the plan)
+        # of a frontier (both solved by the plan); the frontier panel holds every law's
         panels = [(name, est, (plan.allocation or plan.at_largest).to_dict())
                   for (name, est, _), plan in zip(ests, result.laws.values(), strict=True)]
-        first = next(iter(result.laws.values()))
-        out["plot"] = str(plot_allocation(panels, args.plot,
-                                          frontier=first.frontier.to_dict() if first.frontier else None,
-                                          recipes=result.recipes))
+        frontiers = [(name, plan.frontier.to_dict()) for (name, _, _), plan in
+                     zip(ests, result.laws.values(), strict=True) if plan.frontier]
+        out["plot"] = str(plot_allocation(panels, args.plot, frontiers=frontiers or None, recipes=result.recipes))
     from repetita.laws.caveats import fold
 
     # one line per (law, kind) and at most five of them, most severe first; --verbose prints every one

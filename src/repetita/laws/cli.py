@@ -164,8 +164,7 @@ def cmd_fit(args) -> dict:
         except UserError:
             draws = None  # unidentified parameters: curves without a band (the warnings say why)
         what = f"the {args.example} runs" if args.example else f"{est.n_rows_} runs"
-        title = (f"{args.law} law fitted to {what}" + (f", {args.holdout} held out" if args.holdout else "")
-                 + f": R^2 = {est.r2_:.4f}")
+        title = f"{args.law} law fitted to {what}" + (f", {args.holdout} held out" if args.holdout else "")
         if args.example and args.example.startswith("multipowerlaw:"):
             title = f"multi-power law, {args.example.split(':', 1)[1]} model, fitted on {est.n_rows_} points"
         result["plot"] = str(plot_fit(est, full if held is not None else df, args.plot, title=title,
