@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import repetita.io
+import repetita.study.report as study_report
 from repetita.cli import main
 
 
@@ -30,6 +31,7 @@ def figures(monkeypatch):
         return real(fig, path, *args, **kwargs)
 
     monkeypatch.setattr(repetita.io, "save_figure", keep)
+    monkeypatch.setattr(study_report, "save_figure", keep)  # imported by name there
     return kept
 
 
@@ -136,3 +138,53 @@ def test_reuse_figure_notes_e_below_one(tmp_path, figures):
     (fig,) = figures
     assert any(t.get_text().startswith("E < 1 at K = 44") for t in fig.axes[0].texts)
     assert fig.tick_overlaps == []
+
+
+def _cells() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two (N, U) cells: standard best at 32 epochs, ensembles measured only at 16."""
+    single = pd.DataFrame([
+        {"recipe": "standard", "params": n, "unique_tokens": 8192.0, "epochs": k, "loss": loss}
+        for n, losses in ((1e4, {16.0: 5.11, 32.0: 4.65}), (1e5, {16.0: 4.33, 32.0: 4.45}))
+        for k, loss in losses.items()])
+    best = pd.DataFrame([
+        {"recipe": "standard", "params": 1e4, "unique_tokens": 8192.0, "epochs": 32.0, "loss": 4.65},
+        {"recipe": "ensemble:4", "params": 1e4, "unique_tokens": 8192.0, "epochs": 16.0, "loss": 5.08},
+        {"recipe": "standard", "params": 1e5, "unique_tokens": 8192.0, "epochs": 16.0, "loss": 4.33},
+        {"recipe": "ensemble:4", "params": 1e5, "unique_tokens": 8192.0, "epochs": 16.0, "loss": 4.24}])
+    return best, single
+
+
+def test_study_recipes_are_compared_at_one_epoch_count(tmp_path, figures):
+    from repetita.study.report import fig_recipes
+
+    best, single = _cells()
+    fig_recipes(best, tmp_path, single)
+    (fig,) = figures
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 2) for p in ax.patches)
+    # standard at 16 epochs (5.11), not at its best count (32: 4.65), beside the ensembles' 16-epoch runs
+    assert heights == [4.24, 4.33, 5.08, 5.11]
+    assert all("at K = 16" in t.get_text() for t in ax.get_xticklabels())
+    assert fig.tick_overlaps == []
+
+
+def test_study_plan_figure_marks_the_search_floor_and_stops_bands_at_chance(tmp_path, figures):
+    from repetita.study.report import chance_loss, fig_plan
+
+    _, single = _cells()
+    single = single.assign(tokens=single["epochs"] * single["unique_tokens"])
+    plans = [{"unique_tokens": 8192.0, "compute": c, "member_params": n, "loss": loss,
+              "prediction_interval": [loss - 0.5, loss + 0.9]}
+             for c, n, loss in ((1e8, 1000.0, 6.4), (1e10, 2e4, 5.0), (1e12, 7e5, 4.4))]
+    chance = chance_loss({"a": {"vocab_size": 512}, "b": {"failed": "failed", "config": {}}})
+    assert chance == pytest.approx(np.log(512))
+    assert chance_loss({"a": {"config": {"tokenizer": "bpe:512"}}}) == pytest.approx(np.log(512))
+    assert chance_loss({"a": {"config": {"command": "train.sh"}}}) is None
+    fig_plan(plans, single, tmp_path, chance)
+    (fig,) = figures
+    ax_n, ax_l = fig.axes
+    assert any("search floor" in t.get_text() for t in ax_n.get_legend().get_texts())
+    joined = [ln for ln in ax_n.get_lines() if ln.get_linestyle() == "-"]
+    assert all(min(ln.get_ydata()) > 1000.0 for ln in joined)  # the floor is not joined as an optimum
+    (band,) = ax_l.collections
+    assert band.get_paths()[0].vertices[:, 1].max() <= chance + 1e-9

@@ -400,6 +400,7 @@ def _result(config: TrainConfig, data: TokenData, model: GPT, history: list, tot
         "non_embedding_params": model.num_params(non_embedding=True), "tokens": tokens,
         "unique_tokens": data.unique_tokens, "epochs": epochs, "steps": total, "members": config.members,
         "val_loss": last["val_loss"], "bits_per_token": last["val_loss"] / LN2, "train_loss": last["train_loss"],
-        "gap": last["gap"], "irreducible_loss": data.entropy_rate_nats, "history": history, "rows": rows,
+        "gap": last["gap"], "irreducible_loss": data.entropy_rate_nats, "vocab_size": int(data.vocab_size),
+        "history": history, "rows": rows,
         "wall_s": wall,
     }

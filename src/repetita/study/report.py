@@ -36,16 +36,37 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def fig_loss_vs_epochs(single: pd.DataFrame, out: Path, law=None) -> str | None:
-    """Measured losses per (N, U) against epochs, the best starred; with ``law`` (a fitted LawFit that
-    passes its own diagnostics), its curve for each (N, U) dashed over the same epochs."""
+def _overlay_law(fits: dict) -> tuple[object | None, str]:
+    """(the fitted law to draw over the runs, the line that names it or says why none is drawn): among the
+    study's fits that pass their own diagnostics, the one that predicts its held-out runs best."""
+    from repetita.decide.decision import finding_problem
+    from repetita.laws.fit import LawFit
+
+    ok = {k: f for k, f in fits.items() if isinstance(f, dict) and finding_problem(f) is None}
+    if not ok:
+        why = finding_problem(fits.get("data-constrained") or {"error": "no law was fitted"})
+        return None, f"no law drawn: none passes its own diagnostics (data-constrained: {why})"
+    name = min(ok, key=lambda k: (ok[k].get("study_holdout") or {}).get("rmse_log", np.inf))
+    held = (ok[name].get("study_holdout") or {}).get("rmse_log")
+    return LawFit.from_result(ok[name]), f"dashed: the {name} law" + (
+        f" (held-out RMSE(log) {held:.3f}, the best of the laws that pass their checks)" if held else "")
+
+
+def fig_loss_vs_epochs(single: pd.DataFrame, out: Path, fits: dict | None = None) -> str | None:
+    """Measured losses per (N, U) against epochs, the best starred, two panels a row; over them, dashed, the
+    study's best-predicting law that passes its own diagnostics (``_overlay_law``), or a line saying why
+    none is drawn."""
     std = single[single["recipe"] == "standard"]
     if std.empty:
         return None
     plt = _plt()
+    law, said = _overlay_law(fits or {})
     sizes = sorted(std["params"].unique())
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False, layout="constrained")
-    for ax, n in zip(axes[0], sizes, strict=True):
+    cols = min(2, len(sizes))
+    rows = -(-len(sizes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows + 0.5), squeeze=False, layout="constrained",
+                             sharex=True)
+    for ax, n in zip(axes.flat, sizes, strict=False):
         sub = std[std["params"] == n]
         for i, (u, g) in enumerate(sub.groupby("unique_tokens")):
             g = g.groupby("epochs", as_index=False)["loss"].min().sort_values("epochs")
@@ -55,29 +76,65 @@ def fig_loss_vs_epochs(single: pd.DataFrame, out: Path, law=None) -> str | None:
             if law is not None:
                 k = np.geomspace(g["epochs"].min(), g["epochs"].max(), 40)
                 grid = pd.DataFrame({"params": n, "unique_tokens": u, "tokens": k * u, "epochs": k})
-                ax.plot(k, law.predict(grid), "--", lw=1, color=f"C{i}")
+                ax.plot(k, law.predict(grid), "--", lw=1.2, color=f"C{i}")
         ax.set(xscale="log", xlabel="epochs", ylabel="validation loss (nats/token)", title=f"N = {n:,.0f} params")
         ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(sizes):]:
+        ax.set_visible(False)
+    fig.suptitle(f"standard recipe: loss against epochs; star: the best epoch count; {said}", fontsize=9)
     return _save(fig, out / "loss_vs_epochs.png")
 
 
-def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path) -> str | None:
+def chance_loss(results: dict) -> float | None:
+    """ln V, the loss of a uniform guess over the vocabulary, from the runs' results (their vocab_size, or the
+    LM lab's tokenizer for studies run before results carried it); None when the runs do not say (a user's
+    own trainer)."""
+    sizes = {int(r["vocab_size"]) for r in results.values() if isinstance(r.get("vocab_size"), int | float)}
+    if not sizes:
+        from repetita.errors import UserError
+
+        for r in results.values():
+            tok = (r.get("config") or {}).get("tokenizer")
+            if isinstance(tok, str) and "failed" not in r:
+                from repetita.lm.data import parse_tokenizer
+
+                try:
+                    sizes.add(parse_tokenizer(tok)[1])
+                except UserError:
+                    continue
+    return float(np.log(max(sizes))) if sizes else None
+
+
+def fig_plan(plans: list[dict], single: pd.DataFrame, out: Path, chance: float | None = None) -> str | None:
     """The decision at every budget the study spans: N* and the predicted loss (with its 95% prediction
-    band) against compute, one line per U, over the shaded region the runs measured."""
+    band) against compute, one line per U, over the shaded region the runs measured. An N* at the floor of
+    the sizes searched is no optimum: it is drawn hollow and named. The band stops at ``chance`` (ln V): no
+    model does worse than a uniform guess."""
     if not plans or single.empty:
         return None
+    from repetita.decide.allocate import N_RANGE
     from repetita.decide.decision import evidence_region, run_compute
 
     plt = _plt()
     df = pd.DataFrame(plans).sort_values(["unique_tokens", "compute"])
     ev = evidence_region(single)
-    fig, (ax_n, ax_l) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    fig, (ax_n, ax_l) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    floor = df["member_params"] <= N_RANGE[0] * 1.01
     for i, (u, g) in enumerate(df.groupby("unique_tokens")):
-        ax_n.plot(g["compute"], g["member_params"], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
+        at_floor = floor.loc[g.index].to_numpy()
+        ax_n.plot(g["compute"][~at_floor], g["member_params"][~at_floor], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
+        ax_n.plot(g["compute"][at_floor], g["member_params"][at_floor], "o", mfc="none", color=f"C{i}")
         ax_l.plot(g["compute"], g["loss"], "o-", color=f"C{i}", label=f"U = {u:,.0f}")
         band = [iv for iv in g["prediction_interval"] if iv] if "prediction_interval" in g else []
         if len(band) == len(g):
-            ax_l.fill_between(g["compute"], [b[0] for b in band], [b[1] for b in band], color=f"C{i}", alpha=0.15)
+            hi = np.array([b[1] for b in band])
+            ax_l.fill_between(g["compute"], [b[0] for b in band], np.minimum(hi, chance) if chance else hi,
+                              color=f"C{i}", alpha=0.15)
+    if floor.any():
+        ax_n.plot([], [], "o", mfc="none", color="0.3",
+                  label=f"at the search floor ({N_RANGE[0]:,.0f} params): no optimum found above it")
+    if chance:
+        ax_l.axhline(chance, color="0.3", ls=":", lw=1, label=f"chance level ln V = {chance:.2f} (bands stop there)")
     measured = single.assign(compute=run_compute(single))
     ax_n.scatter(measured["compute"], measured["params"], s=8, color="0.5", label="runs measured")
     lo = min(df["compute"].min(), measured["compute"].min()) / 2
@@ -116,7 +173,10 @@ def fig_reuse(tidy: pd.DataFrame, fits: dict, out: Path) -> str | None:
     return _save(fig, out / "reuse_rate.png")
 
 
-def fig_recipes(best: pd.DataFrame, out: Path) -> str | None:
+def fig_recipes(best: pd.DataFrame, out: Path, single: pd.DataFrame | None = None) -> str | None:
+    """Each recipe's loss per (N, U) cell at one epoch count: the most epochs every recipe of the cell ran
+    (ensembles run fewer), so no recipe is read at its own best count against another's shorter one. Each
+    recipe's best over every epoch count it ran is the black tick on its bar."""
     if best.empty or best["recipe"].nunique() < 2:
         return None
     plt = _plt()
@@ -125,18 +185,36 @@ def fig_recipes(best: pd.DataFrame, out: Path) -> str | None:
     best = best[shared] if shared.any() else best
     cells = best[["params", "unique_tokens"]].drop_duplicates().sort_values(["params", "unique_tokens"])
     recipes = sorted(best["recipe"].unique())
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cells)), 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(6, 1.7 * len(cells)), 4.2), layout="constrained")
     width = 0.8 / len(recipes)
+    common_ks = []
+    for c in cells.itertuples():
+        in_cell = best[(best["params"] == c.params) & (best["unique_tokens"] == c.unique_tokens)]
+        common_ks.append(float(in_cell["epochs"].min()))
     for j, r in enumerate(recipes):
-        vals = [best[(best["recipe"] == r) & (best["params"] == c.params) & (best["unique_tokens"] == c.unique_tokens)]["loss"]
-                for c in cells.itertuples()]
-        ys = [v.iloc[0] if len(v) else np.nan for v in vals]
-        ax.bar(np.arange(len(cells)) + j * width, ys, width, label=r)
+        ys, ticks = [], []
+        for c, k in zip(cells.itertuples(), common_ks, strict=True):
+            row = best[(best["recipe"] == r) & (best["params"] == c.params) & (best["unique_tokens"] == c.unique_tokens)]
+            ticks.append(row["loss"].iloc[0] if len(row) else np.nan)
+            at_k = np.nan
+            if len(row) and abs(float(row["epochs"].iloc[0]) - k) < 1e-9:
+                at_k = row["loss"].iloc[0]
+            elif single is not None and len(row):  # this recipe's best over its settings at the common count
+                same = single[(single["recipe"] == r) & (single["params"] == c.params)
+                              & (single["unique_tokens"] == c.unique_tokens) & (np.abs(single["epochs"] - k) < 1e-9)]
+                at_k = float(same["loss"].min()) if len(same) else np.nan
+            ys.append(at_k)
+        x = np.arange(len(cells)) + j * width
+        ax.bar(x, ys, width, label=r)
+        ax.plot(x, ticks, "_", color="k", ms=10, mew=1.5)
+    ax.plot([], [], "_", color="k", ms=10, mew=1.5, label="its best at any epoch count")
     ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2)
-    ax.set_xticklabels([f"N={c.params:,.0f}\nU={c.unique_tokens:,.0f}" for c in cells.itertuples()], fontsize=8)
+    ax.set_xticklabels([f"N={c.params:,.0f}\nU={c.unique_tokens:,.0f}\nat K = {k:g}"
+                        for c, k in zip(cells.itertuples(), common_ks, strict=True)], fontsize=8)
     lo = np.nanmin(best["loss"])
-    ax.set(ylim=(lo * 0.97, np.nanmax(best["loss"]) * 1.01), ylabel="best validation loss")
-    ax.legend(fontsize=8)
+    ax.set(ylim=(lo * 0.97, np.nanmax(best["loss"]) * 1.01), ylabel="validation loss",
+           title="recipes at the same epoch count K (the most every recipe of the cell ran)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _save(fig, out / "recipes.png")
 
 
@@ -144,20 +222,21 @@ def fig_ensembles(table: pd.DataFrame, fits: list[dict], out: Path) -> str | Non
     if table.empty:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    # a K-fit worse than its mean, or whose asymptote vanished, is not drawn as a finding
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    # a fit in M worse than its mean, or whose asymptote vanished, is not drawn as a finding
     fitted = {(f["params"], f["unique_tokens"], f["epochs"]): f for f in fits
               if f["r2"] >= 0 and f["asymptote"] > 1e-3 * f["A"]}
     for i, ((n, u, k), g) in enumerate(table.groupby(["params", "unique_tokens", "epochs"])):
         g = g.sort_values("members")
-        ax.plot(g["members"], g["loss"], "o", color=f"C{i}", label=f"N={n:,.0f} U={u:,.0f} K={k:g}")
+        ax.plot(g["members"], g["loss"], "o", color=f"C{i}", label=f"N={n:,.0f}, U={u:,.0f}, {k:g} epochs")
         if (n, u, k) in fitted:
             f = fitted[(n, u, k)]
             xs = np.geomspace(1, g["members"].max() * 4, 50)
             ax.plot(xs, f["asymptote"] + f["A"] * xs ** -f["alpha"], "-", color=f"C{i}", lw=1)
             ax.axhline(f["asymptote"], color=f"C{i}", ls=":", lw=1)
-    ax.set(xscale="log", xlabel="ensemble members K", ylabel="validation loss (logit averaging)")
-    ax.legend(fontsize=7)
+    ax.set(xscale="log", xlabel="ensemble members M (each trained for the epochs named)",
+           ylabel="validation loss (logit averaging)", title="ensembles: loss against members M, asymptote dotted")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _save(fig, out / "ensembles.png")
 
 
@@ -203,13 +282,6 @@ def _write_law_files(out: Path, name: str, fits: dict, uncertainty: dict | None)
             record["uncertainty"] = uncertainty
         files[law] = str(save_fit(out / f"law-{law}.json", record).name)
     return files
-
-
-def _is_finding(fits: dict) -> bool:
-    from repetita.decide.decision import finding_problem
-
-    law = fits.get("data-constrained")
-    return bool(law) and finding_problem(law) is None
 
 
 def _study_name(study_dir: Path) -> str:
@@ -279,10 +351,11 @@ def build_report(study_dir: str | Path) -> dict:
     _reuse_figure(a.reuse, out)
     decision = dict(a.decision)
     figures = {
-        "plan": fig_plan(decision.get("plans") or [], singles(tidy), out) if a.headline.decided else None,
-        "loss_vs_epochs": fig_loss_vs_epochs(singles(tidy), out, a.law if _is_finding(a.fits) else None),
+        "plan": (fig_plan(decision.get("plans") or [], singles(tidy), out, chance_loss(results))
+                 if a.headline.decided else None),
+        "loss_vs_epochs": fig_loss_vs_epochs(singles(tidy), out, a.fits),
         "reuse_rate": fig_reuse(tidy, a.fits, out),
-        "recipes": fig_recipes(a.best, out),
+        "recipes": fig_recipes(a.best, out, singles(tidy)),
         "ensembles": fig_ensembles(a.ensembles, a.ensemble_fits, out),
     }
     laws = _write_law_files(out, study_dir.name, a.fits, decision.pop("uncertainty", None))
@@ -462,11 +535,14 @@ def render_html(name: str, summary: dict, figures: dict, headline, tables: dict,
         csv_links=", ".join(f'<a href="{f}">{f}</a>' for f in csvs.values()) or "none",
         other_budgets=img("plan", "the recommendation at every budget the study spans") if figures.get("plan") else "",
         plans_table=folded("plans", "The recommendation at every budget the study spans"),
-        fig_loss_vs_epochs=img("loss_vs_epochs", "standard recipe; star = best epoch count; dashed: the fitted "
-                               "data-constrained law, drawn only where it passes its own diagnostics"),
+        fig_loss_vs_epochs=img("loss_vs_epochs", "standard recipe; star = best epoch count; dashed: the study's "
+                               "best-predicting law among those that pass their own diagnostics (the figure names "
+                               "it, or says why none is drawn)"),
         fig_reuse_rate=img("reuse_rate", "fitted to the standard runs; only fits that pass their diagnostics are drawn"),
         fits=_fits_html(summary["fits"]),
-        fig_recipes=img("recipes", "regularized and ensembles vs standard"), best=folded("best", "Best loss per recipe"),
-        fig_ensembles=img("ensembles", "loss vs members with fitted power law and asymptote (dotted) where the fit holds"),
+        fig_recipes=img("recipes", "every recipe at the same epoch count per cell (ticks: each one's best at any "
+                        "count)"), best=folded("best", "Best loss per recipe"),
+        fig_ensembles=img("ensembles", "loss vs members M with fitted power law and asymptote (dotted) where the fit "
+                          "holds"),
         two_step=_two_step_html(summary.get("two_step") or {"skipped": "no ensemble runs"}),
         reuse=_reuse_html(summary.get("reuse")), efficiency=folded("efficiency", "Data efficiency"))
