@@ -62,6 +62,9 @@ def influential_rows(est, df: pd.DataFrame, level: float = 0.95) -> list[Caveat]
     """One caveat per exponent that some row alone moves by more than the exponent's interval (the
     narrower of its half-widths with and without the row), naming up to ``NAMED`` such rows."""
     free = list(est.free_)
+    law = est.spec.law_obj
+    if law.curves or not {"params", "tokens"} <= set(law.columns):
+        return []  # the exponents of N and D; a schedule law's alpha and beta are other quantities
     wanted = [p for p in EXPONENTS if p in free]
     n = len(df)
     if not wanted or n > MAX_ROWS or n < 8:
