@@ -62,7 +62,7 @@ def refit(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("budgets", ["1e20:1e21:5", "1e20:3e20:4", "1e19:1e25:7", "9.26e21"])
+@pytest.mark.parametrize("budgets", ["1e20:3e20:4", "1e19:1e25:7"])
 def test_plan_figures_have_no_overlapping_ticks_and_every_law_on_the_frontier(tmp_path, capsys, figures, refit,
                                                                             budgets):
     argv = ["plan", "--law-file", "example:datablations-published", "--law-file", str(refit),
@@ -123,6 +123,7 @@ def test_multipower_demo_figure_draws_held_out_schedules_dashed(tmp_path, figure
     from repetita.laws.plots import plot_fit
 
     curves = load_example("multipowerlaw:100M")
+    curves = curves.iloc[::6].reset_index(drop=True)  # every 6th evaluation: the figure is tested, not the fit
     fit = LawFit("multipower").fit(curves[curves["curve"].isin(MPL_TRAIN)])
     plot_fit(fit, curves, tmp_path / "m.png", held_out=~curves["curve"].isin(MPL_TRAIN).to_numpy())
     (fig,) = figures
