@@ -37,11 +37,13 @@ from repetita.laws.data import FLOPS_PER_PARAM_TOKEN
 
 
 def benchmark_laws() -> tuple[str, ...]:
-    """Every registered law fitted on run rows of (N, D[, U]): the built-in ones and any plug-in alike."""
+    """Every registered law fitted on run rows of (N, D[, U]): the built-in ones and any plug-in alike, less
+    the retired ones (``Law.retired``: a measured reason; ``--only NAME`` still runs them)."""
     from repetita.laws.law import LAWS
 
     return tuple(name for name, law in LAWS.items()
-                 if {"params", "tokens"} <= set(law.columns) and not law.needs_axis and not law.curves)
+                 if {"params", "tokens"} <= set(law.columns) and not law.needs_axis and not law.curves
+                 and not law.retired)
 SPLITS = ("size", "epochs", "compute", "unique")
 LEVEL = 0.95
 TURN_SERIES = {"datablations": (146.5e6, 1e8, 59.0), "datablations-all": (146.5e6, 1e8, 59.0)}

@@ -276,12 +276,14 @@ def cmd_laws(args) -> dict:
         return _benchmark(args)
     require(not args.table, f"{args.table}: a table is read by laws --benchmark TABLE")
     out = {
-        name: {"params": list(law.params), "columns": list(law.columns), "doc": law.doc} for name, law in LAWS.items()
+        name: {"params": list(law.params), "columns": list(law.columns), "doc": law.doc}
+        | ({"retired": law.retired} if law.retired else {}) for name, law in LAWS.items()
     }
     if not args.json:
         for name, info in out.items():
             print(
                 f"{name:<17} {info['doc']}\n{'':<17} params: {', '.join(info['params'])}; columns: {', '.join(info['columns'])}"
+                + (f"\n{'':<17} not in the default set: {info['retired']}" if "retired" in info else "")
             )
     return out
 

@@ -78,6 +78,9 @@ class Law:
     # Fitted by a study's analysis on its standard runs (monotone laws up to each (N, U)'s turn, turning laws
     # on every run) and compared there by held-out error (repetita.study.analysis)
     study: bool = False
+    # Why this law is left out of the default sets (the benchmark's laws, the list's ranking): a measured
+    # reason it must not be read unasked; "" = in them. It can still be fitted by name (--law, --only).
+    retired: str = ""
 
     def __post_init__(self):
         missing = set(self.params) - set(self.grid) - set(self.defaults)
