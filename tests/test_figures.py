@@ -189,3 +189,16 @@ def test_study_plan_figure_marks_the_search_floor_and_stops_bands_at_chance(tmp_
     assert all(min(ln.get_ydata()) > 1000.0 for ln in joined)  # the floor is not joined as an optimum
     (band,) = ax_l.collections
     assert band.get_paths()[0].vertices[:, 1].max() <= chance + 1e-9
+
+
+def test_a_law_along_a_named_axis_plots_predicts_and_has_no_isoflop_view(tmp_path, capsys, figures):
+    fit = tmp_path / "power.json"
+    assert main(["fit", "--example", "datablations", "--law", "power", "--axis", "params", "--where", "epochs <= 1",
+                 "--bootstrap", "20", "--plot", str(tmp_path / "p.png"), "--out", str(fit), "--json"]) == 0
+    (fig,) = figures
+    assert not any(ax.get_title().startswith("isoFLOP") for ax in fig.axes)  # the law does not read D
+    capsys.readouterr()
+    assert main(["predict", "--example", "datablations", "--where", "epochs <= 1", "--law-file", str(fit),
+                 "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores["rows"] == 29 and scores["coverage_mean"] <= scores["coverage"]

@@ -92,8 +92,10 @@ def row_intervals(est, df: pd.DataFrame, level: float = LEVEL, n: int = DRAWS,
         bands = np.array([prediction_interval([p], est, level) or [np.nan, np.nan] for p in pred]).reshape(rows, 2)
         nan = np.full(rows, np.nan)
         return RowIntervals(pred, nan, nan, bands[:, 0], bands[:, 1], level, "scatter")
+    from repetita.laws.fit import prepare
+
     law = est.spec.law_obj
-    X, _, order = law.prepare(df.assign(loss=1.0))
+    X, _, order = prepare(est.spec, df.assign(loss=1.0))  # the fit's own design (its --axis, its bins)
     losses = np.full((len(theta), rows), np.nan)
     with np.errstate(all="ignore"):
         losses[:, order] = np.exp(law.func(theta, X))

@@ -95,10 +95,12 @@ def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "", held_out=
     obs = pd.to_numeric(df["loss"] if "loss" in df else df["val_loss"]).to_numpy()
     axis = "epochs" if "unique_tokens" in law.columns and "unique_tokens" in df else law.plot_axis(est.spec.axis, df.columns)
     x = (df["tokens"] / df["unique_tokens"]).to_numpy() if axis == "epochs" else df[axis].to_numpy(dtype=float)
-    keys = [c for c in ("params", "unique_tokens") if c in df and c != axis and c in law.columns]
+    # the groups: the law's other inputs (a Chinchilla table is not split by U), every other one for a law
+    # along a named axis
+    keys = [c for c in ("params", "unique_tokens") if c in df and c != axis and (c in law.columns or law.needs_axis)]
     groups = list(df.groupby(keys if len(keys) > 1 else keys[0]).groups.items()) if keys else [("all", df.index)]
     groups.sort(key=lambda g: g[0] if isinstance(g[0], tuple) else (g[0],))  # by N, then U: the legend in order
-    iso = isoflop_groups(df) if {"params", "tokens"} <= set(df.columns) else []
+    iso = isoflop_groups(df) if {"params", "tokens"} <= set(df.columns) & set(law.columns) else []
     fig, axes = plt.subplots(1, 3 if iso else 2, figsize=(19 if iso else 13, 4.8), layout="constrained")
     a1, a2 = axes[0], axes[1]
     first = [(k if isinstance(k, tuple) else (k,))[0] for k, _ in groups]
@@ -118,8 +120,9 @@ def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "", held_out=
         key = key if isinstance(key, tuple) else (key,)
         color = "0.78" if gi in greyed else cmap(0.9 * (logn[gi] - logn.min()) / span_n)
         marker = MARKERS[u_values.index(key[keys.index("unique_tokens")])] if u_values else "o"
-        label = ", ".join(f"{SHORT.get(k, k)} = {format_quantity(v)}" for k, v in zip(keys, key, strict=True)) \
-            if gi in drawn else None
+        key = key if keys else ()
+        label = (", ".join(f"{SHORT.get(k, k)} = {format_quantity(v)}" for k, v in zip(keys, key, strict=True))
+                 or "all runs") if gi in drawn else None
         if gi in greyed and grey_label:
             label, grey_label = grey_label, None
         a1.scatter(x[idx][~held[idx]], obs[idx][~held[idx]], s=14, color=color, marker=marker, label=label,
@@ -134,7 +137,9 @@ def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "", held_out=
                                                          grid * row["unique_tokens"] if axis == "epochs" else grid})
         a1.plot(grid, est.predict(dense), color=color, lw=1.2)
         if samples:
-            X, _, order = law.prepare(dense.assign(loss=1.0))
+            from repetita.laws.fit import prepare
+
+            X, _, order = prepare(est.spec, dense.assign(loss=1.0))
             with np.errstate(all="ignore"):  # every draw at once: one vectorized evaluation of the law
                 draws = np.full((len(thetas), len(dense)), np.nan)
                 draws[:, order] = np.exp(law.func(thetas, X))
