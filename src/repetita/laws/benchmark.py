@@ -134,7 +134,7 @@ def score(law: str, name: str, df: pd.DataFrame, split: str, freeze: dict | None
     pred = est.predict(test)
     obs = test["loss"].to_numpy()
     log_err = np.log(pred / obs)
-    lo, hi, lo_mean, hi_mean = _intervals(est, train, test, pred)
+    lo, hi, lo_mean, hi_mean = _intervals(est, train, test)
     regret, groups = decision_regret(test, pred)
     turn = None
     if name in TURN_SERIES:
@@ -145,16 +145,12 @@ def score(law: str, name: str, df: pd.DataFrame, split: str, freeze: dict | None
                  regret, groups, turn, time.perf_counter() - t0, list(est.warnings_))
 
 
-def _intervals(est, train: pd.DataFrame, test: pd.DataFrame, pred: np.ndarray) -> tuple:
-    """The plan's default intervals for each held-out row (``laws.intervals``): the sandwich covariance of the
-    training-side fit, saved on the estimator as a fit file saves it, so ``repetita predict`` on a fit file of
-    the same rows gives the same bounds."""
-    from repetita.laws.intervals import row_intervals
-    from repetita.laws.record import uncertainty_block
-    from repetita.laws.uncertainty import laplace
+def _intervals(est, train: pd.DataFrame, test: pd.DataFrame) -> tuple:
+    """The plan's default intervals for each held-out row (``laws.intervals.held_out_intervals``, as
+    ``fit --holdout`` reports them)."""
+    from repetita.laws.intervals import held_out_intervals
 
-    est.uncertainty_ = uncertainty_block(laplace(est, train, level=LEVEL))
-    iv = row_intervals(est, test, LEVEL)
+    iv = held_out_intervals(est, train, test, LEVEL)
     return iv.lo, iv.hi, iv.mean_lo, iv.mean_hi
 
 

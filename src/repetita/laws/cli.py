@@ -149,15 +149,9 @@ def cmd_fit(args) -> dict:
         result["caveats"] = result.get("caveats", []) + [c.to_dict() for c in extra]
     if est.free_:
         result |= _uncertainty(args, est, df)
-        wide = result.pop("interval_warning", None)
-        if wide:  # said once, typed like the fit's other caveats
-            from repetita.laws.caveats import Caveat, Kind
-
-            result["warnings"] = result["warnings"] + [wide]
-            result["caveats"] = result.get("caveats", []) + [Caveat(Kind.WIDE_INTERVAL, wide).to_dict()]
         from repetita.laws.influence import influential_rows
 
-        moved = influential_rows(est, df, args.level)
+        moved = _wide_interval(args, est, df) + influential_rows(est, df, args.level)
         result["warnings"] = result["warnings"] + [c.text for c in moved]
         result["caveats"] = result.get("caveats", []) + [c.to_dict() for c in moved]
     if args.plot:
@@ -196,16 +190,20 @@ def _uncertainty(args, est, df) -> dict:
         u = bootstrap(est, df, args.bootstrap, seed=args.seed, level=args.level)
     else:
         u = uncertainty.laplace(est, df, level=args.level)
-        from repetita.laws.intervals import row_intervals, width_warning
+    est.uncertainty_ = uncertainty_block(u)  # what the fit file saves, and what the width check draws from
+    return {"intervals": u["params"], "uncertainty": est.uncertainty_}
 
-        est.uncertainty_ = uncertainty_block(u)
-        # the width check evaluates the law under 200 draws at every row: run tables only (curve laws have
-        # thousands of points; their intervals are read from the parameters)
-        wide = None if est.spec.law_obj.curves else width_warning(
-            row_intervals(est, df, level=args.level, prediction=False), est)
-        if wide:
-            return {"intervals": u["params"], "uncertainty": uncertainty_block(u), "interval_warning": wide}
-    return {"intervals": u["params"], "uncertainty": uncertainty_block(u)}
+
+def _wide_interval(args, est, df) -> list:
+    """A Laplace interval of the law's mean far wider than the fit's scatter, as a caveat (``laws.intervals``).
+    It evaluates the law under 200 draws at every row: run tables only (a curve law has thousands of points)."""
+    from repetita.laws.caveats import Caveat, Kind
+    from repetita.laws.intervals import row_intervals, width_warning
+
+    if args.bootstrap or est.spec.law_obj.curves:
+        return []
+    wide = width_warning(row_intervals(est, df, level=args.level, prediction=False), est)
+    return [Caveat(Kind.WIDE_INTERVAL, wide)] if wide else []
 
 
 def _two_step(args, df, source, kwargs) -> dict:

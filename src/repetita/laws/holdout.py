@@ -154,13 +154,9 @@ def evaluate(make_fit, df: pd.DataFrame, holdout: Holdout, fitted: list | None =
 
 
 def _bounds(est, train: pd.DataFrame, test: pd.DataFrame, level: float) -> dict:
-    from repetita.laws.intervals import row_intervals
-    from repetita.laws.record import uncertainty_block
-    from repetita.laws.uncertainty import laplace
+    from repetita.laws.intervals import held_out_intervals
 
-    if est.free_:
-        est.uncertainty_ = uncertainty_block(laplace(est, train, level=level))
-    iv = row_intervals(est, test, level)
+    iv = held_out_intervals(est, train, test, level)
     return {"mean_lo": iv.mean_lo, "mean_hi": iv.mean_hi, "pred_lo": iv.lo, "pred_hi": iv.hi}
 
 

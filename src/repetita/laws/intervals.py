@@ -47,47 +47,23 @@ class RowIntervals:
                              "pred_lo": self.lo, "pred_hi": self.hi})
 
 
-def _cov(block: dict) -> np.ndarray:
-    # a fit file writes an unbounded entry as null (JSON has no inf)
-    return np.array([[np.inf if v is None else v for v in row] for row in block["cov"]], dtype=float)
-
-
-def parameter_draws(est, n: int = DRAWS, seed: int = 0) -> tuple[np.ndarray | None, str]:
-    """(draws (S, P) of every parameter in the law's order, their source), or (None, "scatter") when the
-    fit saved no finite uncertainty. Normal draws are taken on the fitted scale, as the sandwich is."""
-    law = est.spec.law_obj
-    u = est.uncertainty_ or {}
-    free = list(u.get("free") or [])
-    if not free:
-        return None, "scatter"
-    if u.get("samples") is not None:
-        Z, source = np.asarray(u["samples"], dtype=float), "bootstrap"
-    else:
-        cov = _cov(u)
-        if not np.all(np.isfinite(cov)):
-            return None, "scatter"
-        z = np.array([est.params_[p] for p in free])
-        Z = np.random.default_rng(seed).multivariate_normal(z, cov, size=n, check_valid="ignore")
-        source = "laplace"
-    theta = np.tile([est.params_[p] for p in law.params], (len(Z), 1))
-    for j, p in enumerate(free):
-        theta[:, law.params.index(p)] = Z[:, j]
-    for follower, leader in (est.tie or {}).items():
-        theta[:, law.params.index(follower)] = theta[:, law.params.index(leader)]
-    return theta, source
-
-
 def row_intervals(est, df: pd.DataFrame, level: float = LEVEL, n: int = DRAWS,
                   prediction: bool = True) -> RowIntervals:
     """Both intervals for every row of ``df`` under a fitted estimator (with its saved uncertainty);
     ``prediction=False`` leaves the prediction interval NaN (the mean's alone is what a width check needs)."""
+    from repetita.errors import UserError
     from repetita.laws import data as tables
-    from repetita.laws.uncertainty import prediction_interval
+    from repetita.laws.uncertainty import prediction_interval, theta_draws
 
     df = tables.canonical(df).reset_index(drop=True)
     pred = est.predict(df)
     rows = len(df)
-    theta, source = parameter_draws(est, n)
+    try:  # normal draws on the fitted scale, as the sandwich is; or the bootstrap samples
+        theta = theta_draws(est, n, seed=0, log_positive=False)
+    except UserError:  # a parameter without a finite interval: the scatter alone
+        theta = None
+    source = "scatter" if theta is None else ("bootstrap" if est.uncertainty_.get("samples") is not None
+                                              else "laplace")
     if theta is None:
         bands = np.array([prediction_interval([p], est, level) or [np.nan, np.nan] for p in pred]).reshape(rows, 2)
         nan = np.full(rows, np.nan)
@@ -105,6 +81,17 @@ def row_intervals(est, df: pd.DataFrame, level: float = LEVEL, n: int = DRAWS,
     bands = np.array([(prediction_interval(losses[:, i], est, level, seed=i) if prediction else None)
                       or [np.nan, np.nan] for i in range(rows)]).reshape(rows, 2)
     return RowIntervals(pred, mean_lo, mean_hi, bands[:, 0], bands[:, 1], level, source)
+
+
+def held_out_intervals(est, train: pd.DataFrame, test: pd.DataFrame, level: float = LEVEL) -> RowIntervals:
+    """Both intervals for held-out rows from a fit of ``train``: its sandwich covariance, saved on the
+    estimator as a fit file saves it (so ``predict`` on that fit file gives the same bounds)."""
+    from repetita.laws.record import uncertainty_block
+    from repetita.laws.uncertainty import laplace
+
+    if est.free_:
+        est.uncertainty_ = uncertainty_block(laplace(est, train, level=level))
+    return row_intervals(est, test, level)
 
 
 def coverage(iv: RowIntervals, observed) -> dict:

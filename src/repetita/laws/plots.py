@@ -57,7 +57,7 @@ SHORT = {"params": "N", "unique_tokens": "U", "tokens": "D", "epochs": "K"}
 MARKERS = "osD^v<>ph"
 
 
-def _drawn_groups(sizes: list[float], curvable: list[bool], limit: int = MAX_GROUPS) -> set[int]:
+def _drawn_groups(curvable: list[bool], limit: int = MAX_GROUPS) -> set[int]:
     """Which groups (sorted by model size) get a fitted curve: the largest ones always (extrapolation is
     judged there), the smallest two, and the middle evenly; the rest of the middle are grey points."""
     idx = [i for i, ok in enumerate(curvable) if ok]
@@ -108,7 +108,7 @@ def plot_fit(est, df: pd.DataFrame, path: str | Path, title: str = "", held_out=
     span_n = max(float(logn.max() - logn.min()), 1e-12)
     cmap = plt.get_cmap("viridis")
     curvable = [len(idx) >= 2 and x[np.asarray(idx)].max() > x[np.asarray(idx)].min() * (1 + 1e-9) for _, idx in groups]
-    drawn = _drawn_groups(first, curvable)
+    drawn = _drawn_groups(curvable)
     greyed = [gi for gi, ok in enumerate(curvable) if ok and gi not in drawn]  # the middle, beyond the limit
     span = obs.max() - obs.min()
     thetas = np.array([[float(r["params"][p]) for p in law.params] for r in samples]) if samples else None

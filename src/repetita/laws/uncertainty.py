@@ -243,16 +243,18 @@ def draw(intervals: dict, n: int, seed: int = 0) -> np.ndarray:
     scale = np.where(pos, 1.0 / np.where(pos, mean, 1.0), 1.0)
     centre = np.where(pos, np.log(np.where(pos, mean, 1.0)), mean)
     z = np.random.default_rng(seed).multivariate_normal(centre, cov * np.outer(scale, scale), size=n)
-    return np.where(pos, np.exp(z), z)
+    return np.where(pos, np.exp(np.where(pos, z, 0.0)), z)  # exp only where taken: no overflow elsewhere
 
 
-def theta_draws(est, n: int, seed: int = 0, hold: list | None = None) -> np.ndarray | None:
+def theta_draws(est, n: int, seed: int = 0, hold: list | None = None, log_positive: bool = True) -> np.ndarray | None:
     """Full parameter vectors (n, P) in the law's order, drawn from a fitted estimator's saved uncertainty
     (``est.uncertainty_``, read back from a fit file): the vectorized input of every planning function.
 
     None when the fit saved none; one line (``UserError``) when a parameter has no finite interval, unless
     ``hold`` is a list: those parameters are then held at their fitted value in every draw (their names
     are appended to ``hold``), so the draws carry the uncertainty of the identified ones only.
+    ``log_positive=False`` draws every parameter on the fitted scale, as the sandwich itself is (the law
+    benchmark's intervals, ``laws.intervals``), instead of positive ones on the log scale.
     """
     u = est.uncertainty_
     if not u or not u.get("free"):
@@ -272,7 +274,7 @@ def theta_draws(est, n: int, seed: int = 0, hold: list | None = None) -> np.ndar
                             "the plan has no interval")
         law = est.spec.law_obj
         u = u | {"cov": cov, "params": {p: {"median": est.params_[p]} for p in u["free"]},
-                 "positive": [law.bounds[p][0] >= 0 for p in u["free"]]}
+                 "positive": [log_positive and law.bounds[p][0] >= 0 for p in u["free"]]}
     Z = draw(u, n, seed=seed)
     law = est.spec.law_obj
     theta = np.tile([est.params_[p] for p in law.params], (len(Z), 1))
