@@ -101,3 +101,25 @@ def test_predict_a_table_missing_a_column_is_one_line(tmp_path, capsys):
     assert main(["predict", str(path), "--law-file", "example:datablations-published"]) == 2
     err = capsys.readouterr().err.strip()
     assert "unique_tokens" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_predict_says_which_rows_lie_beyond_the_fit_and_refuses_absurd_ones(tmp_path, capsys):
+    fit = tmp_path / "one_epoch.json"
+    _run(capsys, "fit", "--example", "datablations", "--law", "chinchilla", "--where", "epochs <= 1", "--out", str(fit))
+    out = _run(capsys, "predict", "--example", "datablations", "--where", "epochs > 16", "--law-file", str(fit))
+    (beyond,) = [w for w in out["warnings"] if "lie beyond the runs the fit rests on" in w]
+    assert beyond.startswith("30 of 84 rows")
+    path = tmp_path / "absurd.csv"
+    pd.DataFrame({"params": [1e300], "tokens": [1e9], "unique_tokens": [1e9], "loss": [3.0]}).to_csv(path, index=False)
+    assert main(["predict", str(path), "--law-file", str(fit)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "params 1e+300 is outside" in err and len(err.splitlines()) == 1
+
+
+def test_laws_benchmark_on_a_malformed_table_is_one_line(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    load_example("datablations").astype({"tokens": str}).assign(tokens=lambda d: d["tokens"].where(
+        d.index != 3, "abc")).to_csv(path, index=False)
+    assert main(["laws", "--benchmark", str(path), "--only", "chinchilla", "--splits", "epochs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'abc' is not a number" in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -185,6 +185,7 @@ def _predict_table(args) -> dict:
     source = f"example:{args.example}" if args.example else str(args.table)
     df = canonical(load_example(args.example)) if args.example else read_table(args.table, args.columns)
     df = select(df, args.where, source).reset_index(drop=True)
+    beyond = _beyond_fit(est, df)  # before any draw: an absurd row stops here
     iv = row_intervals(est, df, level=args.level)
     table = df.join(iv.frame())
     out = {"law_file": args.law_file, "law": record["law"], "table": source, "rows": len(df), "level": args.level,
@@ -195,6 +196,8 @@ def _predict_table(args) -> dict:
     wide = width_warning(iv, est)
     if wide:
         out["warnings"].append(wide)
+    if beyond:
+        out["warnings"].append(beyond)
     if "loss" in df.columns:
         from repetita.laws.data import numeric_column
 
@@ -227,6 +230,31 @@ def _predict_table(args) -> dict:
                   f"{s['coverage_mean']:.2f} inside the interval of the law's mean; mean |log residual| "
                   f"{s['mean_abs_log_residual']:.4f} over {s['rows']} rows")
     return out
+
+
+def _beyond_fit(est, df) -> str | None:
+    """One line when rows lie beyond the runs the fit rests on (``allocate.outside_evidence``, as a plan says
+    it): their intervals are extrapolated, and the benchmark's coverage there is lower."""
+    from repetita.decide.allocate import check_limits, outside_evidence
+    from repetita.laws.data import FLOPS_PER_PARAM_TOKEN, numeric_column
+
+    if not {"params", "tokens"} <= set(df.columns):
+        return None
+    n, d = numeric_column(df, "params"), numeric_column(df, "tokens")
+    u = numeric_column(df, "unique_tokens") if "unique_tokens" in df.columns else d
+    # an absurd row (params 1e300) is one line, as a plan's inputs are, not a prediction at infinite compute
+    check_limits("params", n)
+    check_limits("unique tokens", u)
+    check_limits("compute", FLOPS_PER_PARAM_TOKEN * n * d)
+    if not est.region_:
+        return None
+    far = [(i, why) for i in range(len(df))
+           if (why := outside_evidence(est.region_, n[i], d[i], u[i], FLOPS_PER_PARAM_TOKEN * n[i] * d[i]))]
+    if not far:
+        return None
+    i, why = far[0]
+    return (f"{len(far)} of {len(df)} rows lie beyond the runs the fit rests on (row {i + 1}: {'; '.join(why)}): "
+            "their intervals are extrapolated; read them as too narrow there")
 
 
 def cmd_predict(args) -> dict:

@@ -305,9 +305,12 @@ def _benchmark(args) -> dict:
     tables = None
     if args.table:  # the user's own table instead of the shipped ones
         from repetita.laws.checks import select
-        from repetita.laws.data import read_table
+        from repetita.laws.data import read_table, runs_frame
 
-        tables = {str(args.table): select(read_table(args.table), args.where, str(args.table))}
+        # validated as any fit's table is: numbers, no NaN, unique tokens within tokens (one line otherwise)
+        runs = runs_frame(select(read_table(args.table), args.where, str(args.table)),
+                          ("params", "tokens", "unique_tokens"))
+        tables = {str(args.table): runs.assign(epochs=runs["tokens"] / runs["unique_tokens"])}
     else:
         require(not args.where, "--where selects rows of a TABLE given to laws --benchmark")
     t0 = time.perf_counter()
