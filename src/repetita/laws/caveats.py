@@ -42,6 +42,7 @@ class Kind(StrEnum):
     DUPLICATES = "duplicates"  # exact duplicate rows (merged) or one configuration with conflicting losses
     INFLUENTIAL = "influential"  # one row moves a fitted exponent by more than its own interval
     WIDE_INTERVAL = "wide-interval"  # a Laplace interval far wider than the data's scatter
+    SCHEDULE_ASSUMED = "schedule-assumed"  # curves read under the default LR schedule
     NO_RECIPE = "no-recipe"  # no recipe besides standard was measured
     OTHER = "other"  # a caveat from a file written before kinds were stored
 

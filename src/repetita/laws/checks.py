@@ -65,6 +65,13 @@ def question(df: pd.DataFrame, source: str = "table") -> tuple[pd.DataFrame, lis
     return df, out
 
 
+def question_curves(df: pd.DataFrame, source: str = "curves") -> list[Caveat]:
+    """What a curve table says about itself: a text column whose values split its runs (two corpora fitted as
+    one law), judged on one row per run; the schedule is a run's setting the curve laws read, not a mixture."""
+    runs = df.drop_duplicates("run") if "run" in df.columns else df
+    return _mixtures(runs.drop(columns=[c for c in ("schedule", "curve") if c in runs.columns]), source)
+
+
 def _conflicts(df: pd.DataFrame, source: str) -> list[Caveat]:
     keys = [c for c in INPUTS if c in df.columns]
     if not keys or "loss" not in df.columns or "seed" in df.columns:  # seeds are meant to repeat a configuration

@@ -52,13 +52,19 @@ def _load_table(args):
     if not curves:
         df, asked = question(df, source)
         args.table_caveats = ([Caveat(Kind.OTHER, hint, source)] if hint else []) + asked
+    else:
+        from repetita.laws.checks import question_curves
+
+        args.table_caveats = question_curves(df, source)
     require(curves or not args.final, f"{source}: --final needs curves (several evaluations per run)")
     if curves:
         from repetita.laws.curves import as_runs, final_losses
 
         if args.final:
             df, source = final_losses(df), source + " (final evaluations)"
-        if args.law != "multipower":  # the multi-power law reads the curves themselves (step, lr, loss)
+        from repetita.laws.law import get_law
+
+        if not get_law(args.law).curves:  # the curve laws read the curves themselves, every evaluation
             df = as_runs(df)
     return df, source
 
@@ -270,6 +276,9 @@ def _print_fit(r: dict) -> None:
 def cmd_laws(args) -> dict:
     from repetita.laws.law import LAWS
 
+    if args.benchmark and args.curves:
+        return _benchmark_curves(args)
+    require(not args.curves, "--curves goes with --benchmark")
     if args.benchmark:
         return _benchmark(args)
     require(not args.table, f"{args.table}: a table is read by laws --benchmark TABLE")
@@ -328,6 +337,37 @@ def _benchmark(args) -> dict:
             print(f"warning: {w}")
         print(f"{len(df)} fits in {seconds:.1f} s" + (f"; table in {args.out}" if args.out else ""))
     return {"scores": df.to_dict(orient="records"), "seconds": seconds, "warnings": warnings}
+
+
+def _benchmark_curves(args) -> dict:
+    """``repetita laws --benchmark --curves [TABLE]``: the curve law's curve and run splits (laws/curve_bench.py)."""
+    import time
+
+    from repetita.io import check_file, save_table
+    from repetita.laws import curve_bench
+
+    require(not args.only and not args.splits, "--only and --splits rank run-table laws; --curves scores the curve law")
+    if args.out:
+        check_file(args.out, "--out", suffixes=(".csv", ".parquet"), inputs=[args.table] if args.table else [])
+    tables = None
+    if args.table:
+        from repetita.laws.checks import select
+        from repetita.laws.curves import load
+
+        df, curves = load(args.table)
+        require(curves, f"{args.table}: --curves needs loss curves (several evaluations per run)")
+        tables = {str(args.table): select(df, args.where, str(args.table))}
+    else:
+        require(not args.where, "--where selects rows of a TABLE given to laws --benchmark")
+    t0 = time.perf_counter()
+    df = curve_bench.run(tables)
+    seconds = time.perf_counter() - t0
+    if args.out:
+        save_table(df, args.out)
+    if not args.json:
+        print(curve_bench.markdown(df))
+        print(f"{len(df)} splits in {seconds:.1f} s" + (f"; table in {args.out}" if args.out else ""))
+    return {"scores": df.to_dict(orient="records"), "seconds": seconds}
 
 
 def cmd_compose(args) -> dict:
@@ -418,6 +458,8 @@ def register(sub) -> None:
                    "some runs repeating their data) instead of the shipped ones")
     r.add_argument("--where", metavar="EXPR", help="--benchmark TABLE: rows to use, in pandas query syntax")
     r.add_argument("--benchmark", action="store_true", help="rank the laws by how they extrapolate")
+    r.add_argument("--curves", action="store_true", help="--benchmark: score the law over whole curves on curve and "
+                   "run splits (the shipped curves, or TABLE's)")
     r.add_argument("--only", help="--benchmark: comma-separated laws (default: every law with a repetition term)")
     r.add_argument("--splits", help="--benchmark: comma-separated splits (default: size,epochs,compute,unique)")
     r.add_argument("--out", help="--benchmark: write the score table (.csv or .parquet)")

@@ -251,6 +251,20 @@ def validate(df: pd.DataFrame, name: str = "curves") -> pd.DataFrame:
     if dup.any():
         r = df[dup].iloc[0]
         raise UserError(f"{name}: run {r['run']!r} has {axis} {r[axis]:g} twice (merge or drop duplicate logs)")
+    if "tokens" in df.columns:
+        # a log whose tokens fall within a run (a restart from an earlier checkpoint, logged on after the
+        # first attempt) is two curves in one; sorting it would splice them without a word
+        tokens = pd.to_numeric(df["tokens"], errors="coerce")
+        order = df["step"] if "step" in df.columns else pd.Series(np.arange(len(df)), index=df.index)
+        frame = pd.DataFrame({"run": df["run"].astype(str), "order": order, "tokens": tokens})
+        frame = frame.sort_values(["run", "order"], kind="stable")
+        falls = frame.groupby("run", sort=False)["tokens"].diff() < 0
+        if falls.any():
+            i = falls.to_numpy().nonzero()[0][0]
+            r = frame.iloc[i]
+            raise UserError(f"{name}: run {r['run']!r} goes back to {r['tokens']:.4g} tokens after "
+                            f"{frame['tokens'].iloc[i - 1]:.4g} (row {int(frame.index[i]) + 1}): tokens go backwards; "
+                            "a restarted run logs part of its curve twice: keep one copy")
     df = df.assign(run=df["run"].astype(str), loss=loss.astype(float))
     return df.sort_values(["run", axis], kind="stable").reset_index(drop=True)
 

@@ -116,6 +116,21 @@ class FitSpec:
         return cls(**d)
 
 
+def with_design_fixed(spec: FitSpec, X: dict) -> FitSpec:
+    """``spec`` with the parameters the design cannot determine frozen (``Law.fixed``), unless the user froze
+    or tied them: a curve table of one model size has no size term to fit."""
+    law = spec.law_obj
+    if law.fixed is None:
+        return spec
+    extra = {k: v for k, v in law.fixed(X).items() if k not in spec.freeze and k not in spec.tie
+             and k not in spec.tie.values()}
+    if not extra:
+        return spec
+    import dataclasses
+
+    return dataclasses.replace(spec, freeze={**spec.freeze, **extra})
+
+
 def prepare(spec: FitSpec, df: pd.DataFrame):
     """Validated design dict, observed losses and the table positions of the design rows (the law's own)."""
     return spec.law_obj.prepare(df, axis=spec.axis, warmup_steps=spec.warmup_steps, bin_width=spec.bin_width)
@@ -125,6 +140,7 @@ class _Problem:
     """The objective and its exact gradient over the free parameters."""
 
     def __init__(self, spec: FitSpec, X: dict, y: np.ndarray, weights: np.ndarray | None = None):
+        spec = with_design_fixed(spec, X)
         law = spec.law_obj
         self.law, self.X, self.logy, self.delta = law, X, np.log(y), spec.delta
         # Row weights (bootstrap resample counts); the published fits use 1 for every row.
@@ -158,7 +174,9 @@ class _Problem:
         ``W`` (S, n) gives each vector its own row weights (bootstrap resamples); default: the problem's.
         """
         Z = np.atleast_2d(Z)
-        per = self.logy.size * max(1, self.X["drop"].shape[1] if "drop" in self.X else 1)
+        width = self.X["drop"].shape[1] if "drop" in self.X else self.X["pair_s"].size / self.logy.size \
+            if "pair_s" in self.X else 1
+        per = int(self.logy.size * max(1, width))
         chunk = max(1, _CHUNK_ELEMENTS // per)
         out = np.empty(len(Z))
         with np.errstate(all="ignore"):
@@ -217,7 +235,7 @@ class _Problem:
         return z, f
 
 
-def init_grid(spec: FitSpec, nested: bool = False) -> np.ndarray:
+def init_grid(spec: FitSpec, nested: bool = False, X: dict | None = None) -> np.ndarray:
     """Cartesian product of the grid values of the free parameters, clipped into their bounds.
 
     ``nested``: the fit is also seeded from the law it extends, whose optimum carries the shared parameters;
@@ -228,9 +246,11 @@ def init_grid(spec: FitSpec, nested: bool = False) -> np.ndarray:
     law = spec.law_obj
     free = spec.free_params()
     shared = set(get_law(law.parent).params) if nested and law.parent else set()
+    scaled = law.grid_for(X) if law.grid_for is not None and X is not None else {}
     axes = []
     for p in free:
-        vals = np.asarray(spec.grid.get(p, law.grid.get(p, (law.defaults.get(p, 0.0),))), dtype=float)
+        vals = np.asarray(spec.grid.get(p, scaled.get(p, law.grid.get(p, (law.defaults.get(p, 0.0),)))),
+                          dtype=float)
         if p in shared and p not in spec.grid:
             vals = vals[:1]
         lo, hi = law.bounds[p]
@@ -319,6 +339,7 @@ class LawFit:
         spec = self.spec
         df = df.reset_index(drop=True)
         X, y, order = prepare(spec, df)
+        spec = with_design_fixed(spec, X)
         table_rows = order  # the table position of each design row (``order`` is reused for the starts below)
         if weights is not None:
             weights = np.asarray(weights, dtype=float)[order]
@@ -330,7 +351,7 @@ class LawFit:
         )
         seeded = self._nested_starts(df, X, problem, weights) if starts is None and not spec.grid else None
         nested = seeded is not None and len(seeded) > 0
-        grid = init_grid(spec, nested=nested) if starts is None else np.atleast_2d(starts)
+        grid = init_grid(spec, nested=nested, X=X) if starts is None else np.atleast_2d(starts)
         n_grid = len(grid)
         if seeded is not None and len(seeded):
             grid = np.vstack([grid, seeded])
@@ -390,6 +411,8 @@ class LawFit:
             from repetita.laws.diagnostics import diagnose
 
             caveats = diagnose(self, df)
+            if spec.law_obj.notes is not None:
+                caveats += typed(Kind.SCHEDULE_ASSUMED, spec.law_obj.notes(df))
             if not spec.law_obj.monotone:
                 from repetita.laws.overfit import penalty_evidence
 
@@ -505,9 +528,12 @@ def measured_runs(X: dict, y) -> list | None:
     """The fitted table's runs as [N, D, U, loss] rows, so that a plan made from the fit file can start from
     the best measured run and check its proposal against the runs (decide/engine.py); None for tables without
     those columns or larger than MAX_STORED_RUNS."""
-    if not all(k in X for k in ("params", "tokens", "unique_tokens")) or len(y) > MAX_STORED_RUNS:
+    if not all(k in X for k in ("params", "tokens", "unique_tokens")):
         return None
-    cols = (X["params"], X["tokens"], X["unique_tokens"], np.asarray(y, dtype=float))
+    keep = X["final"] if "final" in X else np.ones(len(y), dtype=bool)  # curves: only the ends of schedules
+    if keep.sum() > MAX_STORED_RUNS:
+        return None
+    cols = (X["params"][keep], X["tokens"][keep], X["unique_tokens"][keep], np.asarray(y, dtype=float)[keep])
     return [[float(v) for v in row] for row in zip(*cols, strict=True)]
 
 

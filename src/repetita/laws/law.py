@@ -81,6 +81,14 @@ class Law:
     # Why this law is left out of the default sets (the benchmark's laws, the list's ranking): a measured
     # reason it must not be read unasked; "" = in them. It can still be fitted by name (--law, --only).
     retired: str = ""
+    # Laws over whole curves that build their own design (laws/curve_law.py): the table -> (X, y, row order)
+    design: Callable | None = None
+    # Parameters the design cannot determine, frozen at these values (one model size: no size term)
+    fixed: Callable[[dict], dict[str, float]] | None = None
+    # Grid values scaled to the design (the data term's amplitude depends on the table's units)
+    grid_for: Callable[[dict], dict[str, tuple]] | None = None
+    # What the law had to assume about the table, said once per fit (a schedule the table does not give)
+    notes: Callable | None = None
 
     def __post_init__(self):
         missing = set(self.params) - set(self.grid) - set(self.defaults)
@@ -91,6 +99,8 @@ class Law:
         """Validated design dict, observed losses and the table positions of the design rows."""
         from repetita.laws import data as tables
 
+        if self.design is not None:
+            return self.design(df.reset_index(drop=True), warmup_steps=warmup_steps, bin_width=bin_width)
         if self.curves:
             from repetita.laws import multipower
 

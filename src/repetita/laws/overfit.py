@@ -119,6 +119,8 @@ def _decay_seeds(parent: dict, X: dict) -> list[dict]:
 def penalty_evidence(law: Law, params: dict, X: dict) -> list[str]:
     """A law that can turn, fitted on a table where no run went past its turn, has extrapolated the turn
     rather than measured it: say so (the datablations runs with <= 16 epochs are such a table)."""
+    if not {"params", "unique_tokens"} <= set(X):
+        return []  # curves of one model with no repetition: there is no penalty to speak of
     pairs = np.unique(np.stack([X["params"], X["unique_tokens"]], axis=1), axis=0)
     turns = turn(law, params, pairs[:, 0], pairs[:, 1])
     k = X["tokens"] / X["unique_tokens"]
