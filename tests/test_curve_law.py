@@ -121,3 +121,14 @@ def test_laws_benchmark_curves_scores_a_users_curves(tmp_path, capsys, c4):
     assert 1 / 1.5 < scores["curves cut at 0.333"]["turn_ratio"] < 1.5
     code, _, err = _run(capsys, "laws", "--curves")
     assert code == 2 and "--curves goes with --benchmark" in err
+
+
+def test_kfold_on_curves_deals_whole_runs(c4):
+    from repetita.laws.holdout import parse_holdout
+
+    runs = c4["run"].to_numpy()
+    seen = []
+    for _, train, test in parse_holdout("kfold:4").splits(c4):
+        assert not set(runs[train]) & set(runs[test])  # no run on both sides
+        seen.append(test)
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(len(c4)))  # every evaluation predicted once

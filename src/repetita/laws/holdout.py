@@ -3,7 +3,8 @@
 In-sample objective values cannot rank two laws with different numbers of parameters; the error
 on rows a fit never saw can. A holdout spec is one string:
 
-- ``kfold:K`` or ``kfold:K:SEED``: K random folds (seeded), every row predicted once;
+- ``kfold:K`` or ``kfold:K:SEED``: K random folds (seeded), every row predicted once; on curves (a ``run``
+  or ``curve`` column with repeated values) the folds deal whole runs;
 - ``largest:COL`` or ``largest:COL:N``: hold out the rows with the N largest values of COL
   (extrapolation to bigger models or datasets, the question scaling laws exist for);
 - ``group:COL``: leave one distinct value of COL out at a time;
@@ -44,6 +45,17 @@ class Holdout:
         df = canonical(df)
         n = len(df)
         if self.kind == "kfold":
+            key = next((c for c in ("run", "curve") if c in df.columns and df[c].duplicated().any()), None)
+            if key is not None:  # curves: whole runs go to a fold, so no run is split between fit and holdout
+                runs = df[key].astype(str).to_numpy()
+                names = pd.unique(runs)
+                require(len(names) >= self.k, f"kfold:{self.k} needs at least {self.k} runs, the curves have "
+                        f"{len(names)}")
+                perm = np.random.default_rng(self.seed).permutation(len(names))
+                for i, part in enumerate(np.array_split(perm, self.k)):
+                    test = np.flatnonzero(np.isin(runs, names[part]))
+                    yield f"fold{i}", np.setdiff1d(np.arange(n), test), test
+                return
             require(n >= self.k, f"kfold:{self.k} needs at least {self.k} rows, the table has {n}")
             perm = np.random.default_rng(self.seed).permutation(n)
             for i, test in enumerate(np.array_split(perm, self.k)):
