@@ -84,7 +84,7 @@ def test_bad_curves_are_one_line_each(tmp_path, capsys, c4):
 
 
 def test_curves_without_a_schedule_are_read_under_the_default_and_plan(tmp_path, capsys, c4):
-    c4.iloc[::4].to_csv(tmp_path / "c4.csv", index=False)
+    c4.iloc[::12].to_csv(tmp_path / "c4.csv", index=False)
     code, _, err = _run(capsys, "fit", str(tmp_path / "c4.csv"), "--law", "curve-overfit", "--out",
                         str(tmp_path / "fit.json"))
     assert code == 0, err
@@ -102,7 +102,7 @@ def test_curves_without_a_schedule_are_read_under_the_default_and_plan(tmp_path,
 
 def test_a_schedule_column_and_a_logged_lr_change_the_reading(c4):
     run = c4[c4["run"] == "c4-4.2B-14ep"]
-    est = LawFit("curve-overfit").fit(c4.iloc[::3])
+    est = LawFit("curve-overfit").fit(c4.iloc[::12])
     cosine = est.predict(run)
     constant = est.predict(run.assign(schedule="constant"))
     logged = est.predict(run.assign(lr=2e-4))  # a flat logged LR is the constant schedule
@@ -111,7 +111,7 @@ def test_a_schedule_column_and_a_logged_lr_change_the_reading(c4):
 
 
 def test_laws_benchmark_curves_scores_a_users_curves(tmp_path, capsys, c4):
-    c4.iloc[::12].to_csv(tmp_path / "c4.csv", index=False)
+    c4.iloc[::24].to_csv(tmp_path / "c4.csv", index=False)
     code, out, err = _run(capsys, "laws", "--benchmark", "--curves", str(tmp_path / "c4.csv"), "--json")
     assert code == 0, err
     scores = {s["split"]: s for s in json.loads(out)["scores"]}
