@@ -33,8 +33,9 @@ test: $(STAMP)
 test-serial: $(STAMP)
 	$(BIN)/python -m pytest -q -m serial
 
-# The three longest end-to-end jobs (about 110 s of work): the demo's laws and theory, a study that designs
-# its next runs and runs them, and the estimator against the theory's Monte Carlo.
+# The five longest end-to-end jobs (about 140 s of work): the demo's laws and theory, a study that designs
+# its next runs and runs them, a reuse study, a run resumed after a full disk, and the estimator against the
+# theory's Monte Carlo.
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 -m e2e
 

@@ -63,6 +63,7 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.e2e  # trains, fails and resumes a run: 16 s of a suite that must stay under 5 minutes
 def test_disk_full_during_train_is_one_line_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "repetita.cli", "train", *TRAIN, "--out", str(out)]

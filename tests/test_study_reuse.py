@@ -46,6 +46,7 @@ def test_shipped_reuse_specs_expand(name, models, us, ks, seeds):
     assert us_seen[-1] / us_seen[0] >= 10 ** 1.5 and max(c.epochs for c in runs) >= 64
 
 
+@pytest.mark.e2e  # a whole study with two workers: 17 s of a suite that must stay under 5 minutes
 def test_reuse_study_end_to_end(tmp_path, capsys):
     spec = tmp_path / "reuse.toml"
     spec.write_text(SPEC)
