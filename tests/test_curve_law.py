@@ -83,6 +83,18 @@ def test_bad_curves_are_one_line_each(tmp_path, capsys, c4):
         assert len(err.strip().splitlines()) == 1
 
 
+def test_a_curve_table_is_questioned_on_its_runs(c4):
+    from repetita.laws.checks import question_curves
+
+    assert question_curves(c4) == []  # one corpus, sensible units
+    both = load_example("datablations-curves")
+    assert [c.kind for c in question_curves(both)] == ["mixed-rows"]  # two corpora as one law
+    slip = c4.assign(params=c4["params"].astype(float))
+    slip.loc[slip["run"] == "c4-2.8B-44ep", "params"] = 1e300
+    said = question_curves(slip)
+    assert len(said) == 1 and "'params' spans" in said[0].text
+
+
 def test_curves_without_a_schedule_are_read_under_the_default_and_plan(tmp_path, capsys, c4):
     c4.iloc[::12].to_csv(tmp_path / "c4.csv", index=False)
     code, _, err = _run(capsys, "fit", str(tmp_path / "c4.csv"), "--law", "curve-overfit", "--out",

@@ -66,10 +66,13 @@ def question(df: pd.DataFrame, source: str = "table") -> tuple[pd.DataFrame, lis
 
 
 def question_curves(df: pd.DataFrame, source: str = "curves") -> list[Caveat]:
-    """What a curve table says about itself: a text column whose values split its runs (two corpora fitted as
-    one law), judged on one row per run; the schedule is a run's setting the curve laws read, not a mixture."""
-    runs = df.drop_duplicates("run") if "run" in df.columns else df
-    return _mixtures(runs.drop(columns=[c for c in ("schedule", "curve") if c in runs.columns]), source)
+    """What a curve table says about itself, judged on each run's last evaluation: a text column whose values
+    split its runs (two corpora fitted as one law; the schedule is a run's setting the curve laws read, not a
+    mixture), and the units of its run table (perplexities, params in millions, a column spanning too many
+    decades)."""
+    runs = df.drop_duplicates("run", keep="last") if "run" in df.columns else df
+    runs = runs.drop(columns=[c for c in ("schedule", "curve") if c in runs.columns])
+    return _mixtures(runs, source) + _units(runs, source)
 
 
 def _conflicts(df: pd.DataFrame, source: str) -> list[Caveat]:
