@@ -23,25 +23,21 @@ import numpy as np
 import pandas as pd
 
 from repetita.errors import require
+from repetita.laws.curve_law import run_ids as _runs
+from repetita.laws.curve_law import schedule_spans
 from repetita.laws.data import canonical
 
 LAW = "curve-overfit"
 TURNED_BEFORE = 0.9  # a run turns when its lowest evaluation lies before this fraction of its schedule
 
 
-def _runs(df: pd.DataFrame) -> pd.Series:
-    return (df["run"] if "run" in df.columns else df["curve"]).astype(str)
-
-
 def _axis(df: pd.DataFrame) -> str:
     return "tokens" if "tokens" in df.columns else "step"  # the multi-power table logs steps
 
 
-def _schedule_tokens(df: pd.DataFrame) -> pd.Series:
-    total = df.groupby(_runs(df))[_axis(df)].transform("max")
-    if {"epochs", "unique_tokens"} <= set(df.columns):
-        total = np.maximum(df["epochs"] * df["unique_tokens"], total)
-    return total
+def _schedule_tokens(df: pd.DataFrame) -> np.ndarray:
+    cols = {c: df[c].to_numpy(dtype=float) for c in ("total_tokens", "epochs", "unique_tokens") if c in df.columns}
+    return schedule_spans(_runs(df), df[_axis(df)].to_numpy(dtype=float), cols)
 
 
 def cut_mask(df: pd.DataFrame, *, max_epochs: float | None = None, fraction: float | None = None) -> np.ndarray:

@@ -132,7 +132,7 @@ def end_template() -> tuple[float, Array, Array, Array]:
     return _TEMPLATE[DEFAULT_SCHEDULE]
 
 
-def _run_ids(df: pd.DataFrame) -> pd.Series:
+def run_ids(df: pd.DataFrame) -> pd.Series:
     for name in ("run", "curve"):
         if name in df.columns:
             return df[name].astype(str)
@@ -152,7 +152,8 @@ def prepare(df: pd.DataFrame, *, warmup_steps: int | None = None, bin_width: int
     loss = numeric_column(df, "loss")
     cols = {c: numeric_column(df, c) for c in ("params", "unique_tokens", "epochs", "lr", "total_tokens")
             if c in df.columns}
-    runs = _run_ids(df)
+    runs = run_ids(df)
+    spans = schedule_spans(runs, tokens, cols)
     blocks, order = [], []
     for name, idx in runs.groupby(runs, sort=False).groups.items():
         pos = df.index.get_indexer(idx)
@@ -169,7 +170,7 @@ def prepare(df: pd.DataFrame, *, warmup_steps: int | None = None, bin_width: int
             kinds = df["schedule"].iloc[pos].astype(str).unique()
             require(len(kinds) == 1, f"run {name!r}: mixed schedules within one curve ({', '.join(kinds[:3])}); "
                     "give each schedule its own run")
-        total = _total(cols, pos, t)
+        total = float(spans[pos[0]])
         require(total >= t[-1] * (1 - 1e-6), f"run {name!r}: its schedule spans {total:.4g} tokens but it was "
                 f"evaluated at {t[-1]:.4g}")
         if "lr" in cols:
@@ -187,7 +188,7 @@ def prepare(df: pd.DataFrame, *, warmup_steps: int | None = None, bin_width: int
             X[c] = cols[c][order]
             X[f"log_{short}"] = np.log(X[c])
     if "unique_tokens" in X:
-        over = X["unique_tokens"] > _totals(cols, order, tokens) * (1 + 1e-9)
+        over = X["unique_tokens"] > spans[order] * (1 + 1e-9)
         if over.any():
             raise UserError("a run cannot see more unique tokens than its schedule trains on "
                             f"(row {int(order[np.flatnonzero(over)[0]]) + 1})")
@@ -195,7 +196,7 @@ def prepare(df: pd.DataFrame, *, warmup_steps: int | None = None, bin_width: int
     # (a plan checks its decision against them, decide/engine.py; mid-run points were taken at a high LR)
     last = np.zeros(len(order), dtype=bool)
     last[np.cumsum([len(p) for p in pos_all]) - 1] = True
-    X["final"] = last & (tokens[order] >= _totals(cols, order, tokens) * (1 - FINAL_RTOL))
+    X["final"] = last & (tokens[order] >= spans[order] * (1 - FINAL_RTOL))
     X["area"] = np.concatenate([b[0] for b in blocks])
     X["log_area"] = np.log(X["area"])
     X["drop"] = np.concatenate([b[1] for b in blocks])
@@ -219,20 +220,18 @@ def to_pairs(X: dict) -> dict:
     return X
 
 
-def _total(cols: dict, pos: Array, t: Array) -> float:
+def schedule_spans(runs: pd.Series, position, cols: dict) -> Array:
+    """Per row, how far its run's schedule reaches (tokens, or steps for a step-logged table): ``total_tokens``
+    where given, else ``epochs x unique_tokens`` and never short of the run's last evaluation, else that last
+    evaluation."""
+    position = np.asarray(position, dtype=float)
+    last = pd.Series(position).groupby(np.asarray(runs)).transform("max").to_numpy()
     if "total_tokens" in cols:
-        return float(cols["total_tokens"][pos[0]])
+        return np.asarray(cols["total_tokens"], dtype=float)
     if "epochs" in cols and "unique_tokens" in cols:
-        return max(float(cols["epochs"][pos[0]] * cols["unique_tokens"][pos[0]]), float(t[-1]))
-    return float(t[-1])
-
-
-def _totals(cols: dict, order: Array, tokens: Array) -> Array:
-    if "total_tokens" in cols:
-        return cols["total_tokens"][order]
-    if "epochs" in cols and "unique_tokens" in cols:
-        return np.maximum(cols["epochs"][order] * cols["unique_tokens"][order], tokens[order])
-    return tokens[order]
+        return np.maximum(np.asarray(cols["epochs"], dtype=float) * np.asarray(cols["unique_tokens"], dtype=float),
+                          last)
+    return last
 
 
 def schedule_notes(df: pd.DataFrame) -> list[str]:
